@@ -1,0 +1,331 @@
+//! Composition root: build the state, start gRPC and HTTP, drain on shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+
+use crate::config::Settings;
+use crate::domain::accounts::AccountManager;
+use crate::domain::check::Checker;
+use crate::domain::keys::KeyManager;
+use crate::domain::resolver::KeyResolver;
+use crate::domain::usage::UsageRecorder;
+use crate::grpc::auth::AdminPermissions;
+use crate::grpc::{AccountApi, CheckApi, KeyApi};
+use crate::http::Readiness;
+use crate::pb;
+use crate::ports::{Clock, Store, StoreError};
+use crate::store::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Domain(#[from] crate::domain::error::Error),
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Server(String),
+}
+
+/// What the adapters call: one instance per process.
+pub struct Core {
+    pub accounts: AccountManager,
+    pub keys: KeyManager,
+    pub checker: Checker,
+    pub clock: Arc<dyn Clock>,
+    pub admin: AdminPermissions,
+    pub check_requires_auth: bool,
+    pub max_list_items: usize,
+}
+
+/// Opens the configured store, creating the SQLite data directory if needed.
+pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
+    if settings.database_url.expose().starts_with("sqlite:") {
+        std::fs::create_dir_all(&settings.data_dir).map_err(|source| AppError::DataDir {
+            path: settings.data_dir.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(SqlStore::connect(&settings.database_url).await?)
+}
+
+pub struct Parts {
+    pub core: Arc<Core>,
+    pub resolver: Arc<KeyResolver>,
+    pub usage: Arc<UsageRecorder>,
+}
+
+pub fn build(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Parts, AppError> {
+    let policy = Arc::new(settings.policy.clone());
+    let resolver = Arc::new(KeyResolver::new(store.clone(), policy.clone(), settings.cache));
+    let usage = Arc::new(UsageRecorder::default());
+    let admin = AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?;
+    let core = Arc::new(Core {
+        accounts: AccountManager::new(store.clone(), policy.clone(), clock.clone(), resolver.clone()),
+        keys: KeyManager::new(store, policy, clock.clone(), resolver.clone(), settings.keys.clone()),
+        checker: Checker::new(
+            resolver.clone(),
+            clock.clone(),
+            usage.clone(),
+            settings.keys.prefix.clone(),
+            settings.trusted_proxies.clone(),
+        ),
+        clock,
+        admin,
+        check_requires_auth: settings.check_requires_auth,
+        max_list_items: settings.max_list_items,
+    });
+    Ok(Parts { core, resolver, usage })
+}
+
+/// A running server. Dropping it does not stop it; use the shutdown future.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub core: Arc<Core>,
+    task: tokio::task::JoinHandle<Result<(), AppError>>,
+}
+
+impl Running {
+    /// Waits until the server has drained and stopped.
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.task.await.map_err(|e| AppError::Server(e.to_string()))?
+    }
+}
+
+const SERVICES: [&str; 4] = ["", "latchkey.v1.AccountService", "latchkey.v1.KeyService", "latchkey.v1.CheckService"];
+
+async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
+    for service in SERVICES {
+        reporter.set_service_status(service, status).await;
+    }
+}
+
+/// Starts gRPC and HTTP on the configured addresses (port 0 picks a free one)
+/// and returns once both listen. When `shutdown` completes: health turns
+/// NOT_SERVING, in-flight calls drain under the grace timeout, buffered
+/// last-used times are flushed, and the store is closed.
+pub async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, AppError> {
+    let store = open_store(&settings).await?;
+    if settings.migrate_on_start {
+        store.migrate().await?;
+    }
+    let store_port: Arc<dyn Store> = Arc::new(store.clone());
+    let parts = build(&settings, store_port.clone(), clock)?;
+    if let Some(token) = &settings.bootstrap_admin_token {
+        let key = parts.core.keys.register_operator_token(token).await?;
+        tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
+    }
+
+    let grpc_listener = TcpListener::bind(settings.grpc_addr).await.map_err(|source| AppError::Bind {
+        addr: settings.grpc_addr,
+        source,
+    })?;
+    let http_listener = TcpListener::bind(settings.http_addr).await.map_err(|source| AppError::Bind {
+        addr: settings.http_addr,
+        source,
+    })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
+    let http_addr = http_listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
+
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    set_health(&reporter, ServingStatus::Serving).await;
+    let readiness = Readiness::default();
+    readiness.set(true);
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| AppError::Server(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| AppError::Server(e.to_string()))?;
+
+    let max = settings.max_message_bytes;
+    let core = parts.core.clone();
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let drained = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|draining| *draining).await;
+    };
+
+    let grpc = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            pb::account_service_server::AccountServiceServer::new(AccountApi(core.clone())).max_decoding_message_size(max),
+        )
+        .add_service(pb::key_service_server::KeyServiceServer::new(KeyApi(core.clone())).max_decoding_message_size(max))
+        .add_service(
+            pb::check_service_server::CheckServiceServer::new(CheckApi(core.clone())).max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), drained(drain_rx.clone()));
+    let http = axum::serve(http_listener, crate::http::router(readiness.clone()))
+        .with_graceful_shutdown(drained(drain_rx.clone()));
+    let grpc_task = tokio::spawn(grpc);
+    let http_task = tokio::spawn(async move { http.await });
+
+    let health_task = tokio::spawn(monitor_store(
+        store_port.clone(),
+        reporter.clone(),
+        readiness.clone(),
+        settings.health_interval,
+        drain_rx.clone(),
+    ));
+    let flush_task = tokio::spawn(flush_usage_periodically(
+        store_port.clone(),
+        parts.usage.clone(),
+        settings.usage_flush_interval,
+        drain_rx.clone(),
+    ));
+    let listener_task = store.spawn_invalidation_listener(parts.resolver.clone());
+
+    let grace = settings.shutdown_grace;
+    let usage = parts.usage.clone();
+    let task = tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
+        readiness.set(false);
+        set_health(&reporter, ServingStatus::NotServing).await;
+        let _ = drain_tx.send(true);
+        let servers = async {
+            let grpc = grpc_task.await;
+            let http = http_task.await;
+            (grpc, http)
+        };
+        let result = match tokio::time::timeout(grace, servers).await {
+            Ok((Ok(Ok(())), Ok(Ok(())))) => Ok(()),
+            Ok((grpc, http)) => Err(AppError::Server(format!("server ended badly: grpc={grpc:?} http={http:?}"))),
+            Err(_) => {
+                tracing::warn!(grace_seconds = grace.as_secs(), "in-flight calls did not finish within the grace period");
+                Ok(())
+            }
+        };
+        let _ = health_task.await;
+        let _ = flush_task.await;
+        if let Some(t) = listener_task {
+            t.abort();
+        }
+        flush_usage(store_port.as_ref(), &usage).await;
+        store.close().await;
+        tracing::info!("stopped");
+        result
+    });
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        core,
+        task,
+    })
+}
+
+async fn monitor_store(
+    store: Arc<dyn Store>,
+    reporter: tonic_health::server::HealthReporter,
+    readiness: Readiness,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut healthy = true;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = drain.changed() => return,
+        }
+        let ok = match tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping()).await {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if healthy {
+                    tracing::error!(error = %e, "store unreachable: NOT_SERVING");
+                }
+                false
+            }
+            Err(_) => {
+                if healthy {
+                    tracing::error!("store ping timed out: NOT_SERVING");
+                }
+                false
+            }
+        };
+        if *drain.borrow() {
+            return;
+        }
+        if ok != healthy {
+            healthy = ok;
+            if ok {
+                tracing::info!("store reachable again: SERVING");
+            }
+            readiness.set(ok);
+            set_health(&reporter, if ok { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+        }
+    }
+}
+
+async fn flush_usage(store: &dyn Store, usage: &UsageRecorder) {
+    let batch = usage.drain();
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = store.record_key_usage(&batch).await {
+        tracing::warn!(error = %e, keys = batch.len(), "could not write last-used times; will retry");
+        usage.restore(batch);
+    }
+}
+
+async fn flush_usage_periodically(
+    store: Arc<dyn Store>,
+    usage: Arc<UsageRecorder>,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => flush_usage(store.as_ref(), &usage).await,
+            _ = drain.changed() => return,
+        }
+    }
+}
+
+/// Completes on SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

@@ -1,0 +1,237 @@
+//! `decide`: may this caller do this, here, now?
+//!
+//! A pipeline of cheap steps in a fixed order; the first failing step decides
+//! (DESIGN.md §4). Nothing here writes to the store or blocks: the key comes
+//! from the resolver's cache, and last-used times go to an in-memory batch.
+//! Any error on the way is a denial.
+
+use std::borrow::Cow;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+use super::model::{KeyKind, KeyStatus, LiveStatus, Mode};
+use super::network;
+use super::origin;
+use super::permissions::Permission;
+use super::resolver::{KeyResolver, ResolvedKey};
+use super::usage::UsageRecorder;
+use crate::crypto::{self, keyfmt};
+use crate::ports::Clock;
+
+/// Why a decision came out as it did. Stable: clients switch on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    Allowed,
+    CredentialMissing,
+    CredentialMalformed,
+    CredentialUnknown,
+    KeyRevoked,
+    KeyExpired,
+    KeySuspended,
+    KeyRotated,
+    ModeMismatch,
+    LiveModeInactive,
+    IpNotAllowed,
+    OriginNotAllowed,
+    PermissionDenied,
+    PlanNotEntitled,
+    InternalError,
+}
+
+impl Reason {
+    /// The stable code, as logged and as Envoy adapters will put it in bodies.
+    pub fn code(self) -> &'static str {
+        match self {
+            Reason::Allowed => "ALLOWED",
+            Reason::CredentialMissing => "CREDENTIAL_MISSING",
+            Reason::CredentialMalformed => "CREDENTIAL_MALFORMED",
+            Reason::CredentialUnknown => "CREDENTIAL_UNKNOWN",
+            Reason::KeyRevoked => "KEY_REVOKED",
+            Reason::KeyExpired => "KEY_EXPIRED",
+            Reason::KeySuspended => "KEY_SUSPENDED",
+            Reason::KeyRotated => "KEY_ROTATED",
+            Reason::ModeMismatch => "MODE_MISMATCH",
+            Reason::LiveModeInactive => "LIVE_MODE_INACTIVE",
+            Reason::IpNotAllowed => "IP_NOT_ALLOWED",
+            Reason::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
+            Reason::PermissionDenied => "PERMISSION_DENIED",
+            Reason::PlanNotEntitled => "PLAN_NOT_ENTITLED",
+            Reason::InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    /// Did the caller fail to prove who it is (as opposed to being refused)?
+    pub fn is_authentication_failure(self) -> bool {
+        !matches!(
+            self,
+            Reason::Allowed
+                | Reason::PermissionDenied
+                | Reason::PlanNotEntitled
+                | Reason::ModeMismatch
+                | Reason::IpNotAllowed
+                | Reason::OriginNotAllowed
+        )
+    }
+}
+
+/// What is being asked. Borrowed from the request: the hot path copies nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CheckInput<'a> {
+    /// As presented; a leading `Bearer ` is accepted.
+    pub credential: &'a str,
+    pub permission: Option<&'a Permission>,
+    pub required_mode: Option<Mode>,
+    /// The immediate peer of whoever is asking about the request.
+    pub peer_ip: Option<IpAddr>,
+    pub forwarded_for: Option<&'a str>,
+    pub origin: Option<&'a str>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub reason: Reason,
+    /// The resolved key, when the credential got that far.
+    pub key: Option<Arc<ResolvedKey>>,
+    /// For humans; never contains secret material.
+    pub message: Cow<'static, str>,
+}
+
+impl Decision {
+    pub fn allowed(&self) -> bool {
+        self.reason == Reason::Allowed
+    }
+
+    fn deny(reason: Reason, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason,
+            key: None,
+            message: message.into(),
+        }
+    }
+
+    fn deny_key(reason: Reason, key: &Arc<ResolvedKey>, message: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            reason,
+            key: Some(key.clone()),
+            message: message.into(),
+        }
+    }
+}
+
+pub struct Checker {
+    resolver: Arc<KeyResolver>,
+    clock: Arc<dyn Clock>,
+    usage: Arc<UsageRecorder>,
+    key_prefix: String,
+    trusted_proxies: Vec<IpNet>,
+}
+
+/// Strips an optional `Bearer ` scheme (RFC 6750 §2.1; the scheme is case-insensitive).
+pub fn strip_bearer(credential: &str) -> &str {
+    let c = credential.trim();
+    match c.get(..7) {
+        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => c[7..].trim_start(),
+        _ => c,
+    }
+}
+
+impl Checker {
+    pub fn new(
+        resolver: Arc<KeyResolver>,
+        clock: Arc<dyn Clock>,
+        usage: Arc<UsageRecorder>,
+        key_prefix: String,
+        trusted_proxies: Vec<IpNet>,
+    ) -> Self {
+        Self {
+            resolver,
+            clock,
+            usage,
+            key_prefix,
+            trusted_proxies,
+        }
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        let credential = strip_bearer(input.credential);
+        if credential.is_empty() {
+            return Decision::deny(Reason::CredentialMissing, "no credential was presented");
+        }
+        let parts = match keyfmt::parse(credential, &self.key_prefix) {
+            Ok(parts) => parts,
+            Err(e) => return Decision::deny(Reason::CredentialMalformed, e.to_string()),
+        };
+        let hash = crypto::sha256(credential.as_bytes());
+        let key = match self.resolver.resolve(&hash).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Decision::deny(Reason::CredentialUnknown, "no such key"),
+            Err(e) => {
+                tracing::error!(error = %e, "key resolution failed; denying");
+                return Decision::deny(Reason::InternalError, "the decision could not be made; denied");
+            }
+        };
+        let record = &key.record;
+        // The store found this hash; these can only differ if the store lies.
+        if !crypto::ct_eq(&record.key_hash, &hash) || parts.mode != record.mode.tag() || parts.kind != record.kind.tag() {
+            tracing::error!(key_id = %record.id, "stored key does not match its credential; denying");
+            return Decision::deny(Reason::InternalError, "the decision could not be made; denied");
+        }
+        let now = self.clock.now();
+        match record.status_at(now) {
+            KeyStatus::Active => {}
+            KeyStatus::Revoked => return Decision::deny_key(Reason::KeyRevoked, &key, "the key was revoked"),
+            KeyStatus::Suspended => return Decision::deny_key(Reason::KeySuspended, &key, "the key is suspended"),
+            KeyStatus::Expired => return Decision::deny_key(Reason::KeyExpired, &key, "the key has expired"),
+            KeyStatus::Rotated => {
+                return Decision::deny_key(Reason::KeyRotated, &key, "the key was rotated and its overlap window has ended");
+            }
+        }
+        if record.mode == Mode::Live && !key.account.is_operator && key.account.live_status != LiveStatus::Active {
+            return Decision::deny_key(Reason::LiveModeInactive, &key, "live mode is not active for this account");
+        }
+        if let Some(required) = input.required_mode
+            && required != record.mode
+        {
+            let msg = format!("a {} key was presented where {} is required", record.mode.tag(), required.tag());
+            return Decision::deny_key(Reason::ModeMismatch, &key, msg);
+        }
+        if !key.cidrs.is_empty() {
+            let client = network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies);
+            if !client.is_some_and(|ip| network::allowed(ip, &key.cidrs)) {
+                return Decision::deny_key(Reason::IpNotAllowed, &key, "the client address is not in the key's allowlist");
+            }
+        }
+        if (!key.origins.is_empty() || record.kind == KeyKind::Publishable) && !origin::allowed(input.origin, &key.origins) {
+            return Decision::deny_key(Reason::OriginNotAllowed, &key, "the request Origin is not in the key's allowlist");
+        }
+        if key.account.is_operator && !input.permission.is_some_and(Permission::is_admin) {
+            return Decision::deny_key(Reason::PermissionDenied, &key, "operator keys authorize management calls only");
+        }
+        if let Some(permission) = input.permission {
+            if !key.scopes.grants(permission) {
+                let msg = format!("the key's scopes do not include `{permission}`");
+                return Decision::deny_key(Reason::PermissionDenied, &key, msg);
+            }
+            let entitled = match &key.entitlements {
+                Some(plan) => (key.account.is_operator || !permission.is_admin()) && plan.grants(permission),
+                None => false,
+            };
+            if !entitled {
+                let msg = format!("the account's plan `{}` does not include `{permission}`", key.account.plan);
+                return Decision::deny_key(Reason::PlanNotEntitled, &key, msg);
+            }
+        }
+        self.usage.record(&record.id, now);
+        Decision {
+            reason: Reason::Allowed,
+            key: Some(key),
+            message: Cow::Borrowed("allowed"),
+        }
+    }
+}

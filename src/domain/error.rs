@@ -1,0 +1,43 @@
+//! Errors of the management operations. Each transport maps them in one table
+//! (`grpc/status.rs`); the messages are safe to show a caller.
+
+use crate::ports::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{field}: {message}")]
+    InvalidArgument { field: &'static str, message: String },
+    #[error("{what} `{id}` not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("the {0} was changed concurrently; read it again and retry")]
+    Conflict(&'static str),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl Error {
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Self::InvalidArgument {
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn not_found(what: &'static str, id: &str) -> Self {
+        Self::NotFound { what, id: id.to_owned() }
+    }
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

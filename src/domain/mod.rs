@@ -1,0 +1,13 @@
+//! Decisions, keys and accounts. Pure: no tonic, axum or sea_orm here; the
+//! outside world comes in through `crate::ports`.
+
+pub mod accounts;
+pub mod check;
+pub mod error;
+pub mod keys;
+pub mod model;
+pub mod network;
+pub mod origin;
+pub mod permissions;
+pub mod resolver;
+pub mod usage;

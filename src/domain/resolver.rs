@@ -1,0 +1,162 @@
+//! `KeyResolver`: key hash → everything `decide` needs, cached in memory.
+//!
+//! Entries are compiled once (CIDRs, origin patterns, scopes parsed) so the
+//! hot path only compares. Invalidation is immediate on this replica; other
+//! replicas hear of it through the store's notification channel. An epoch
+//! counter keeps a load that raced with an invalidation from caching stale data.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use moka::future::Cache;
+
+use super::model::{Account, KeyKind, KeyRecord};
+use super::network::parse_cidr;
+use super::origin::OriginPattern;
+use super::permissions::{Policy, ScopeSet};
+use crate::ports::{Store, StoreError};
+
+/// A key with its account, ready for decisions.
+#[derive(Debug)]
+pub struct ResolvedKey {
+    pub record: KeyRecord,
+    pub account: Account,
+    /// The key's own scopes (role expanded; a bare secret key gets `*`).
+    pub scopes: Arc<ScopeSet>,
+    pub scope_strings: Vec<String>,
+    /// What the account's plan grants; `None` if the plan is no longer configured.
+    pub entitlements: Option<Arc<ScopeSet>>,
+    pub cidrs: Vec<IpNet>,
+    pub origins: Vec<OriginPattern>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub max_entries: u64,
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        Self {
+            max_entries: 100_000,
+            ttl: Duration::from_secs(60),
+            negative_ttl: Duration::from_secs(5),
+        }
+    }
+}
+
+pub struct KeyResolver {
+    store: Arc<dyn Store>,
+    policy: Arc<Policy>,
+    known: Cache<[u8; 32], Arc<ResolvedKey>>,
+    unknown: Cache<[u8; 32], ()>,
+    epoch: AtomicU64,
+}
+
+impl KeyResolver {
+    pub fn new(store: Arc<dyn Store>, policy: Arc<Policy>, settings: CacheSettings) -> Self {
+        Self {
+            store,
+            policy,
+            known: Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.ttl)
+                .build(),
+            unknown: Cache::builder()
+                .max_capacity(settings.max_entries)
+                .time_to_live(settings.negative_ttl)
+                .build(),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    pub async fn resolve(&self, hash: &[u8; 32]) -> Result<Option<Arc<ResolvedKey>>, StoreError> {
+        if let Some(hit) = self.known.get(hash).await {
+            return Ok(Some(hit));
+        }
+        if self.unknown.contains_key(hash) {
+            return Ok(None);
+        }
+        let epoch = self.epoch.load(Ordering::Acquire);
+        let found = self.store.find_key_by_hash(hash).await?;
+        let Some((record, account)) = found else {
+            self.unknown.insert(*hash, ()).await;
+            if self.epoch.load(Ordering::Acquire) != epoch {
+                self.unknown.invalidate(hash).await;
+            }
+            return Ok(None);
+        };
+        let resolved = Arc::new(compile(record, account, &self.policy)?);
+        self.known.insert(*hash, resolved.clone()).await;
+        // An invalidation that ran while we were loading may have missed our insert.
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            self.known.invalidate(hash).await;
+        }
+        Ok(Some(resolved))
+    }
+
+    pub async fn invalidate_key(&self, hash: &[u8; 32]) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.known.invalidate(hash).await;
+        self.unknown.invalidate(hash).await;
+    }
+
+    /// Drops everything: after an account change, or when notifications may have been missed.
+    pub fn invalidate_all(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        self.known.invalidate_all();
+        self.unknown.invalidate_all();
+    }
+}
+
+/// The scopes a key carries: its role's, its own, or (a secret key with
+/// neither) everything — still bounded by the plan.
+pub fn key_scopes(record: &KeyRecord, policy: &Policy) -> Result<Arc<ScopeSet>, StoreError> {
+    if let Some(role) = &record.role {
+        return policy
+            .role(role)
+            .cloned()
+            .ok_or_else(|| StoreError::Internal(format!("key {} names unknown role `{role}`", record.id)));
+    }
+    if record.scopes.is_empty() && record.kind == KeyKind::Secret {
+        return ScopeSet::parse_all(&["*"]).map(Arc::new).map_err(|e| StoreError::Internal(e.to_string()));
+    }
+    ScopeSet::parse_all(&record.scopes)
+        .map(Arc::new)
+        .map_err(|e| StoreError::Internal(format!("key {} has a bad stored scope: {e}", record.id)))
+}
+
+fn compile(record: KeyRecord, account: Account, policy: &Policy) -> Result<ResolvedKey, StoreError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id));
+    let cidrs = record
+        .allowed_cidrs
+        .iter()
+        .map(|c| parse_cidr(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("CIDR", &e))?;
+    let origins = record
+        .allowed_origins
+        .iter()
+        .map(|o| OriginPattern::parse(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("origin", &e))?;
+    let scopes = key_scopes(&record, policy)?;
+    let entitlements = if account.is_operator {
+        Some(policy.operator_entitlements().clone())
+    } else {
+        policy.plan(&account.plan).cloned()
+    };
+    Ok(ResolvedKey {
+        scope_strings: scopes.strings(),
+        scopes,
+        entitlements,
+        cidrs,
+        origins,
+        record,
+        account,
+    })
+}

@@ -1,0 +1,59 @@
+//! Management calls carry `authorization: Bearer <admin token>` metadata.
+//! Admin tokens are Latchkey keys of the operator account holding `admin.*`
+//! scopes, decided by the same engine as every other credential.
+
+use tonic::{Code, Request, Status};
+
+use crate::app::Core;
+use crate::domain::check::{CheckInput, Reason};
+use crate::domain::permissions::Permission;
+
+/// Admin permissions, parsed once.
+pub struct AdminPermissions {
+    pub accounts_read: Permission,
+    pub accounts_write: Permission,
+    pub live_mode_review: Permission,
+    pub keys_read: Permission,
+    pub keys_write: Permission,
+    pub check: Permission,
+}
+
+impl AdminPermissions {
+    pub fn new() -> Result<Self, crate::domain::permissions::PermissionError> {
+        Ok(Self {
+            accounts_read: Permission::parse("admin.accounts.read")?,
+            accounts_write: Permission::parse("admin.accounts.write")?,
+            live_mode_review: Permission::parse("admin.live_mode.review")?,
+            keys_read: Permission::parse("admin.keys.read")?,
+            keys_write: Permission::parse("admin.keys.write")?,
+            check: Permission::parse("admin.check")?,
+        })
+    }
+}
+
+pub async fn authorize<T>(core: &Core, request: &Request<T>, permission: &Permission) -> Result<(), Status> {
+    let Some(value) = request.metadata().get("authorization") else {
+        return Err(Status::unauthenticated("missing `authorization: Bearer <admin token>` metadata"));
+    };
+    let Ok(credential) = value.to_str() else {
+        return Err(Status::unauthenticated("the authorization metadata is not ASCII"));
+    };
+    let decision = core
+        .checker
+        .decide(CheckInput {
+            credential,
+            permission: Some(permission),
+            peer_ip: request.remote_addr().map(|a| a.ip()),
+            ..CheckInput::default()
+        })
+        .await;
+    match decision.reason {
+        Reason::Allowed => Ok(()),
+        Reason::InternalError => Err(Status::new(Code::Unavailable, "cannot verify the admin token right now")),
+        r if r.is_authentication_failure() => Err(Status::unauthenticated(format!(
+            "the admin token was rejected ({})",
+            r.code()
+        ))),
+        _ => Err(Status::permission_denied(format!("the admin token does not grant `{permission}`"))),
+    }
+}

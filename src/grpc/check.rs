@@ -1,0 +1,54 @@
+//! `latchkey.v1.CheckService`: the hot path. A denial is a normal response;
+//! an invalid request (bad permission syntax, bad address) is INVALID_ARGUMENT.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+
+use super::auth::authorize;
+use super::convert;
+use super::status::to_status;
+use crate::app::Core;
+use crate::domain::check::CheckInput;
+use crate::pb;
+use crate::pb::check_service_server::CheckService;
+
+pub struct CheckApi(pub Arc<Core>);
+
+#[tonic::async_trait]
+impl CheckService for CheckApi {
+    async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
+        if self.0.check_requires_auth {
+            authorize(&self.0, &req, &self.0.admin.check).await?;
+        }
+        let r = req.into_inner();
+        let parts = convert::check_parts(&r).map_err(to_status)?;
+        let headers = r.context.as_ref().map(|c| &c.headers);
+        let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
+        let credential = if r.credential.is_empty() { header("authorization").unwrap_or_default() } else { &r.credential };
+        let origin = match r.context.as_ref().map(|c| c.origin.as_str()) {
+            Some(o) if !o.is_empty() => Some(o),
+            _ => header("origin"),
+        };
+        let decision = self
+            .0
+            .checker
+            .decide(CheckInput {
+                credential,
+                permission: parts.permission.as_ref(),
+                required_mode: parts.mode,
+                peer_ip: parts.peer_ip,
+                forwarded_for: header("x-forwarded-for"),
+                origin,
+            })
+            .await;
+        if !decision.allowed() {
+            tracing::debug!(
+                reason = decision.reason.code(),
+                key_id = decision.key.as_ref().map(|k| k.record.id.as_str()),
+                "check denied"
+            );
+        }
+        Ok(Response::new(convert::decision_out(&decision)))
+    }
+}

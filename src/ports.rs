@@ -1,0 +1,86 @@
+//! What the domain needs from the outside world: a store and a clock.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+
+use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// An optimistic-concurrency check failed, or a unique value was taken.
+    #[error("the record was changed concurrently")]
+    Conflict,
+    /// The database could not be reached.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("store error: {0}")]
+    Internal(String),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct KeyFilter {
+    pub account_id: Option<String>,
+    pub mode: Option<Mode>,
+    pub status: Option<KeyStatus>,
+}
+
+/// Persistence for accounts and keys. Every mutating method is one transaction.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
+    async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError>;
+    /// Tenant accounts ordered by id, after `after`; the operator account is not listed.
+    async fn list_accounts(&self, after: Option<&str>, limit: u64) -> Result<Vec<Account>, StoreError>;
+    /// Writes `account`, whose `version` is one more than the stored one; `Conflict` otherwise.
+    async fn update_account(&self, account: &Account) -> Result<(), StoreError>;
+
+    async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
+    async fn list_keys(&self, filter: &KeyFilter, now: Millis, after: Option<&str>, limit: u64) -> Result<Vec<KeyRecord>, StoreError>;
+    /// Writes `key`, whose `version` is one more than the stored one; `Conflict` otherwise.
+    /// Tells other replicas to drop the key from their caches.
+    async fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
+    /// Updates `old` (as `update_key`) and inserts `successor`, atomically.
+    async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError>;
+    /// The key with this secret hash and its account.
+    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<(KeyRecord, Account)>, StoreError>;
+    /// Batched last-used times; never moves a time backwards.
+    async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError>;
+}
+
+/// Time, as a parameter: tests step it instead of sleeping.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> Millis;
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        chrono::Utc::now().timestamp_millis()
+    }
+}
+
+/// A clock that moves only when told to.
+#[derive(Debug, Default)]
+pub struct ManualClock(AtomicI64);
+
+impl ManualClock {
+    pub fn new(start: Millis) -> Self {
+        Self(AtomicI64::new(start))
+    }
+
+    pub fn advance_secs(&self, secs: i64) {
+        self.0.fetch_add(secs * 1000, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}

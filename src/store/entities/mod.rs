@@ -1,0 +1,5 @@
+//! SeaORM entities. Times are unix milliseconds (`BIGINT`) on every backend,
+//! so ordering and comparison never depend on a backend's date handling.
+
+pub mod account;
+pub mod api_key;

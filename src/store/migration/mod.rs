@@ -1,0 +1,16 @@
+//! Forward-only, timestamped migrations, embedded in the binary and run by
+//! `latchkey migrate` or at start-up. Seed data is not schema: default plans
+//! live in configuration, not in a migration.
+
+use sea_orm_migration::prelude::*;
+
+mod m20261126_000001_accounts_and_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261126_000001_accounts_and_keys::Migration)]
+    }
+}

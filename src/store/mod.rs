@@ -1,0 +1,432 @@
+//! SeaORM over SQLite (embedded default) and PostgreSQL (many replicas): one
+//! set of entities and migrations for both. Implements `ports::Store`.
+//!
+//! On PostgreSQL every key or account change also sends a `NOTIFY` inside its
+//! transaction, so every replica's cache drops the entry when it commits.
+
+pub mod entities;
+pub mod migration;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+
+use crate::crypto::{hex, secret::Secret, secret::redact_url};
+use crate::domain::model::{Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus};
+use crate::domain::resolver::KeyResolver;
+use crate::ports::{KeyFilter, Store, StoreError};
+use entities::{account, api_key};
+
+/// The `LISTEN`/`NOTIFY` channel for cache invalidation.
+pub const INVALIDATION_CHANNEL: &str = "latchkey_invalidate";
+/// Payload meaning "drop everything" (account changes).
+const INVALIDATE_ALL: &str = "*";
+
+#[derive(Clone)]
+pub struct SqlStore {
+    db: DatabaseConnection,
+}
+
+fn map_err(e: DbErr) -> StoreError {
+    if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
+        return StoreError::Conflict;
+    }
+    match e {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e.to_string()),
+        other => StoreError::Internal(other.to_string()),
+    }
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if needed). Does not migrate.
+    pub async fn connect(url: &Secret<String>) -> Result<Self, StoreError> {
+        let is_sqlite = url.expose().starts_with("sqlite:");
+        let mut opts = ConnectOptions::new(url.expose().clone());
+        opts.sqlx_logging(false)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5));
+        if is_sqlite {
+            // One writer at a time is SQLite's nature; a small pool avoids lock churn.
+            opts.max_connections(4).min_connections(1);
+        } else {
+            opts.max_connections(16).min_connections(1);
+        }
+        tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
+        let db = Database::connect(opts).await.map_err(map_err)?;
+        if is_sqlite {
+            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000"] {
+                db.execute_unprepared(pragma).await.map_err(map_err)?;
+            }
+        }
+        Ok(Self { db })
+    }
+
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migration::Migrator::up(&self.db, None).await.map_err(map_err)
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        self.db.get_database_backend() == DbBackend::Postgres
+    }
+
+    pub async fn close(self) {
+        if let Err(e) = self.db.close().await {
+            tracing::warn!(error = %e, "closing the store failed");
+        }
+    }
+
+    /// Listens for invalidations from other replicas (PostgreSQL only) until
+    /// the task is aborted. After a lost connection, notifications may have
+    /// been missed, so the whole cache is dropped.
+    pub fn spawn_invalidation_listener(&self, resolver: Arc<KeyResolver>) -> Option<tokio::task::JoinHandle<()>> {
+        if !self.is_postgres() {
+            return None;
+        }
+        let pool = self.db.get_postgres_connection_pool().clone();
+        Some(tokio::spawn(async move {
+            loop {
+                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
+                    Ok(l) => l,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cache invalidation listener cannot connect; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = listener.listen(INVALIDATION_CHANNEL).await {
+                    tracing::warn!(error = %e, "LISTEN failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                // Anything that changed before LISTEN took effect is unknown to us.
+                resolver.invalidate_all();
+                loop {
+                    match listener.try_recv().await {
+                        Ok(Some(n)) => apply_invalidation(&resolver, n.payload()).await,
+                        Ok(None) => {
+                            tracing::warn!("cache invalidation connection lost; dropping the cache");
+                            resolver.invalidate_all();
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cache invalidation listener failed; reconnecting");
+                            resolver.invalidate_all();
+                            break;
+                        }
+                    }
+                }
+            }
+        }))
+    }
+
+    async fn notify<C: ConnectionTrait>(&self, conn: &C, payload: &str) -> Result<(), StoreError> {
+        if !self.is_postgres() {
+            return Ok(());
+        }
+        conn.execute_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT pg_notify($1, $2)",
+            [INVALIDATION_CHANNEL.into(), payload.into()],
+        ))
+        .await
+        .map(|_| ())
+        .map_err(map_err)
+    }
+}
+
+async fn apply_invalidation(resolver: &KeyResolver, payload: &str) {
+    if payload == INVALIDATE_ALL {
+        resolver.invalidate_all();
+        return;
+    }
+    let mut hash = [0u8; 32];
+    let ok = payload.len() == 64
+        && hash.iter_mut().enumerate().all(|(i, b)| {
+            u8::from_str_radix(&payload[i * 2..i * 2 + 2], 16)
+                .map(|v| *b = v)
+                .is_ok()
+        });
+    if ok {
+        resolver.invalidate_key(&hash).await;
+    } else {
+        resolver.invalidate_all();
+    }
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
+}
+
+fn parse_list(field: &str, id: &str, s: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("key {id}: bad {field} column: {e}")))
+}
+
+fn corrupt(what: &str, id: &str, value: &str) -> StoreError {
+    StoreError::Internal(format!("{what} of {id} has unknown value `{value}`"))
+}
+
+fn account_from(m: account::Model) -> Result<Account, StoreError> {
+    Ok(Account {
+        live_status: LiveStatus::from_tag(&m.live_status).ok_or_else(|| corrupt("live_status", &m.id, &m.live_status))?,
+        id: m.id,
+        name: m.name,
+        plan: m.plan,
+        is_operator: m.is_operator,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        version: m.version,
+    })
+}
+
+fn account_to(a: &Account) -> account::ActiveModel {
+    account::ActiveModel {
+        id: Set(a.id.clone()),
+        name: Set(a.name.clone()),
+        plan: Set(a.plan.clone()),
+        live_status: Set(a.live_status.tag().to_owned()),
+        is_operator: Set(a.is_operator),
+        created_at: Set(a.created_at),
+        updated_at: Set(a.updated_at),
+        version: Set(a.version),
+    }
+}
+
+fn parse_hash(id: &str, s: &str) -> Result<[u8; 32], StoreError> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return Err(corrupt("key_hash", id, "(wrong length)"));
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).map_err(|_| corrupt("key_hash", id, "(not hex)"))?;
+    }
+    Ok(out)
+}
+
+fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
+    Ok(KeyRecord {
+        mode: Mode::from_tag(&m.mode).ok_or_else(|| corrupt("mode", &m.id, &m.mode))?,
+        kind: KeyKind::from_tag(&m.kind).ok_or_else(|| corrupt("kind", &m.id, &m.kind))?,
+        status: StoredKeyStatus::from_tag(&m.status).ok_or_else(|| corrupt("status", &m.id, &m.status))?,
+        key_hash: parse_hash(&m.id, &m.key_hash)?,
+        scopes: parse_list("scopes", &m.id, &m.scopes)?,
+        allowed_cidrs: parse_list("allowed_cidrs", &m.id, &m.allowed_cidrs)?,
+        allowed_origins: parse_list("allowed_origins", &m.id, &m.allowed_origins)?,
+        id: m.id,
+        account_id: m.account_id,
+        name: m.name,
+        masked: m.masked,
+        role: m.role,
+        expires_at: m.expires_at,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        last_used_at: m.last_used_at,
+        predecessor_id: m.predecessor_id,
+        successor_id: m.successor_id,
+        overlap_ends_at: m.overlap_ends_at,
+        version: m.version,
+    })
+}
+
+fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
+    api_key::ActiveModel {
+        id: Set(k.id.clone()),
+        account_id: Set(k.account_id.clone()),
+        mode: Set(k.mode.tag().to_owned()),
+        kind: Set(k.kind.tag().to_owned()),
+        name: Set(k.name.clone()),
+        key_hash: Set(hex(&k.key_hash)),
+        masked: Set(k.masked.clone()),
+        scopes: Set(json_list(&k.scopes)),
+        role: Set(k.role.clone()),
+        allowed_cidrs: Set(json_list(&k.allowed_cidrs)),
+        allowed_origins: Set(json_list(&k.allowed_origins)),
+        status: Set(k.status.tag().to_owned()),
+        expires_at: Set(k.expires_at),
+        created_at: Set(k.created_at),
+        updated_at: Set(k.updated_at),
+        last_used_at: Set(k.last_used_at),
+        predecessor_id: Set(k.predecessor_id.clone()),
+        successor_id: Set(k.successor_id.clone()),
+        overlap_ends_at: Set(k.overlap_ends_at),
+        version: Set(k.version),
+    }
+}
+
+/// Optimistic update: writes only if the stored version is the one before `version`.
+async fn update_key_in<C: ConnectionTrait>(conn: &C, key: &KeyRecord) -> Result<(), StoreError> {
+    let mut row = key_to(key);
+    // Last-used times are written only by the usage flusher, which never moves them back.
+    row.last_used_at = sea_orm::ActiveValue::NotSet;
+    let result = api_key::Entity::update_many()
+        .set(row)
+        .filter(api_key::Column::Id.eq(key.id.clone()))
+        .filter(api_key::Column::Version.eq(key.version - 1))
+        .exec(conn)
+        .await
+        .map_err(map_err)?;
+    if result.rows_affected == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+}
+
+fn status_condition(status: KeyStatus, now: Millis) -> sea_orm::Condition {
+    use api_key::Column as C;
+    use sea_orm::Condition;
+    let active = C::Status.eq(StoredKeyStatus::Active.tag());
+    let not_rotated = Condition::any().add(C::OverlapEndsAt.is_null()).add(C::OverlapEndsAt.gt(now));
+    match status {
+        KeyStatus::Suspended => Condition::all().add(C::Status.eq(StoredKeyStatus::Suspended.tag())),
+        KeyStatus::Revoked => Condition::all().add(C::Status.eq(StoredKeyStatus::Revoked.tag())),
+        KeyStatus::Rotated => Condition::all().add(active).add(C::OverlapEndsAt.lte(now)),
+        KeyStatus::Expired => Condition::all().add(active).add(not_rotated).add(C::ExpiresAt.lte(now)),
+        KeyStatus::Active => Condition::all().add(active).add(not_rotated).add(C::ExpiresAt.gt(now)),
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.db.ping().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
+        account::Entity::insert(account_to(a)).exec(&self.db).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
+        account::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+            .map(account_from)
+            .transpose()
+    }
+
+    async fn list_accounts(&self, after: Option<&str>, limit: u64) -> Result<Vec<Account>, StoreError> {
+        let mut q = account::Entity::find().filter(account::Column::IsOperator.eq(false));
+        if let Some(after) = after {
+            q = q.filter(account::Column::Id.gt(after.to_owned()));
+        }
+        q.order_by_asc(account::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(account_from)
+            .collect()
+    }
+
+    async fn update_account(&self, a: &Account) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        let result = account::Entity::update_many()
+            .set(account_to(a))
+            .filter(account::Column::Id.eq(a.id.clone()))
+            .filter(account::Column::Version.eq(a.version - 1))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        if result.rows_affected != 1 {
+            return Err(StoreError::Conflict);
+        }
+        self.notify(&txn, INVALIDATE_ALL).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        api_key::Entity::insert(key_to(k)).exec(&self.db).await.map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
+        api_key::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+            .map(key_from)
+            .transpose()
+    }
+
+    async fn list_keys(&self, f: &KeyFilter, now: Millis, after: Option<&str>, limit: u64) -> Result<Vec<KeyRecord>, StoreError> {
+        let mut q = api_key::Entity::find();
+        if let Some(account_id) = &f.account_id {
+            q = q.filter(api_key::Column::AccountId.eq(account_id.clone()));
+        }
+        if let Some(mode) = f.mode {
+            q = q.filter(api_key::Column::Mode.eq(mode.tag()));
+        }
+        if let Some(status) = f.status {
+            q = q.filter(status_condition(status, now));
+        }
+        if let Some(after) = after {
+            q = q.filter(api_key::Column::Id.gt(after.to_owned()));
+        }
+        q.order_by_asc(api_key::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(key_from)
+            .collect()
+    }
+
+    async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        update_key_in(&txn, k).await?;
+        self.notify(&txn, &hex(&k.key_hash)).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        update_key_in(&txn, old).await?;
+        api_key::Entity::insert(key_to(successor)).exec(&txn).await.map_err(map_err)?;
+        self.notify(&txn, &hex(&old.key_hash)).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<(KeyRecord, Account)>, StoreError> {
+        let Some(key) = api_key::Entity::find()
+            .filter(api_key::Column::KeyHash.eq(hex(hash)))
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let key = key_from(key)?;
+        let account = self
+            .get_account(&key.account_id)
+            .await?
+            .ok_or_else(|| StoreError::Internal(format!("key {} has no account", key.id)))?;
+        Ok(Some((key, account)))
+    }
+
+    async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError> {
+        if used.is_empty() {
+            return Ok(());
+        }
+        let txn = self.db.begin().await.map_err(map_err)?;
+        for (id, at) in used {
+            api_key::Entity::update_many()
+                .col_expr(api_key::Column::LastUsedAt, Expr::value(*at))
+                .filter(api_key::Column::Id.eq(id.clone()))
+                .filter(
+                    sea_orm::Condition::any()
+                        .add(api_key::Column::LastUsedAt.is_null())
+                        .add(api_key::Column::LastUsedAt.lt(*at)),
+                )
+                .exec(&txn)
+                .await
+                .map_err(map_err)?;
+        }
+        txn.commit().await.map_err(map_err)
+    }
+}
+
