@@ -29,9 +29,15 @@ pub enum AppError {
     #[error("{0}")]
     Domain(#[from] crate::domain::error::Error),
     #[error("cannot create data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Server(String),
 }
@@ -64,14 +70,33 @@ pub struct Parts {
     pub usage: Arc<UsageRecorder>,
 }
 
-pub fn build(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<Parts, AppError> {
+pub fn build(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
-    let resolver = Arc::new(KeyResolver::new(store.clone(), policy.clone(), settings.cache));
+    let resolver = Arc::new(KeyResolver::new(
+        store.clone(),
+        policy.clone(),
+        settings.cache,
+    ));
     let usage = Arc::new(UsageRecorder::default());
     let admin = AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?;
     let core = Arc::new(Core {
-        accounts: AccountManager::new(store.clone(), policy.clone(), clock.clone(), resolver.clone()),
-        keys: KeyManager::new(store, policy, clock.clone(), resolver.clone(), settings.keys.clone()),
+        accounts: AccountManager::new(
+            store.clone(),
+            policy.clone(),
+            clock.clone(),
+            resolver.clone(),
+        ),
+        keys: KeyManager::new(
+            store,
+            policy,
+            clock.clone(),
+            resolver.clone(),
+            settings.keys.clone(),
+        ),
         checker: Checker::new(
             resolver.clone(),
             clock.clone(),
@@ -84,7 +109,11 @@ pub fn build(settings: &Settings, store: Arc<dyn Store>, clock: Arc<dyn Clock>) 
         check_requires_auth: settings.check_requires_auth,
         max_list_items: settings.max_list_items,
     });
-    Ok(Parts { core, resolver, usage })
+    Ok(Parts {
+        core,
+        resolver,
+        usage,
+    })
 }
 
 /// A running server. Dropping it does not stop it; use the shutdown future.
@@ -98,11 +127,18 @@ pub struct Running {
 impl Running {
     /// Waits until the server has drained and stopped.
     pub async fn wait(self) -> Result<(), AppError> {
-        self.task.await.map_err(|e| AppError::Server(e.to_string()))?
+        self.task
+            .await
+            .map_err(|e| AppError::Server(e.to_string()))?
     }
 }
 
-const SERVICES: [&str; 4] = ["", "latchkey.v1.AccountService", "latchkey.v1.KeyService", "latchkey.v1.CheckService"];
+const SERVICES: [&str; 4] = [
+    "",
+    "latchkey.v1.AccountService",
+    "latchkey.v1.KeyService",
+    "latchkey.v1.CheckService",
+];
 
 async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
     for service in SERVICES {
@@ -130,16 +166,24 @@ pub async fn start(
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
     }
 
-    let grpc_listener = TcpListener::bind(settings.grpc_addr).await.map_err(|source| AppError::Bind {
-        addr: settings.grpc_addr,
-        source,
-    })?;
-    let http_listener = TcpListener::bind(settings.http_addr).await.map_err(|source| AppError::Bind {
-        addr: settings.http_addr,
-        source,
-    })?;
-    let grpc_addr = grpc_listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
-    let http_addr = http_listener.local_addr().map_err(|e| AppError::Server(e.to_string()))?;
+    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.grpc_addr,
+            source,
+        })?;
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| AppError::Server(e.to_string()))?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|e| AppError::Server(e.to_string()))?;
 
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
@@ -169,13 +213,21 @@ pub async fn start(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            pb::account_service_server::AccountServiceServer::new(AccountApi(core.clone())).max_decoding_message_size(max),
+            pb::account_service_server::AccountServiceServer::new(AccountApi(core.clone()))
+                .max_decoding_message_size(max),
         )
-        .add_service(pb::key_service_server::KeyServiceServer::new(KeyApi(core.clone())).max_decoding_message_size(max))
         .add_service(
-            pb::check_service_server::CheckServiceServer::new(CheckApi(core.clone())).max_decoding_message_size(max),
+            pb::key_service_server::KeyServiceServer::new(KeyApi(core.clone()))
+                .max_decoding_message_size(max),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), drained(drain_rx.clone()));
+        .add_service(
+            pb::check_service_server::CheckServiceServer::new(CheckApi(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .serve_with_incoming_shutdown(
+            TcpListenerStream::new(grpc_listener),
+            drained(drain_rx.clone()),
+        );
     let http = axum::serve(http_listener, crate::http::router(readiness.clone()))
         .with_graceful_shutdown(drained(drain_rx.clone()));
     let grpc_task = tokio::spawn(grpc);
@@ -211,9 +263,14 @@ pub async fn start(
         };
         let result = match tokio::time::timeout(grace, servers).await {
             Ok((Ok(Ok(())), Ok(Ok(())))) => Ok(()),
-            Ok((grpc, http)) => Err(AppError::Server(format!("server ended badly: grpc={grpc:?} http={http:?}"))),
+            Ok((grpc, http)) => Err(AppError::Server(format!(
+                "server ended badly: grpc={grpc:?} http={http:?}"
+            ))),
             Err(_) => {
-                tracing::warn!(grace_seconds = grace.as_secs(), "in-flight calls did not finish within the grace period");
+                tracing::warn!(
+                    grace_seconds = grace.as_secs(),
+                    "in-flight calls did not finish within the grace period"
+                );
                 Ok(())
             }
         };
@@ -249,21 +306,24 @@ async fn monitor_store(
             _ = ticker.tick() => {}
             _ = drain.changed() => return,
         }
-        let ok = match tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping()).await {
-            Ok(Ok(())) => true,
-            Ok(Err(e)) => {
-                if healthy {
-                    tracing::error!(error = %e, "store unreachable: NOT_SERVING");
+        let ok =
+            match tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping())
+                .await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    if healthy {
+                        tracing::error!(error = %e, "store unreachable: NOT_SERVING");
+                    }
+                    false
                 }
-                false
-            }
-            Err(_) => {
-                if healthy {
-                    tracing::error!("store ping timed out: NOT_SERVING");
+                Err(_) => {
+                    if healthy {
+                        tracing::error!("store ping timed out: NOT_SERVING");
+                    }
+                    false
                 }
-                false
-            }
-        };
+            };
         if *drain.borrow() {
             return;
         }
@@ -273,7 +333,15 @@ async fn monitor_store(
                 tracing::info!("store reachable again: SERVING");
             }
             readiness.set(ok);
-            set_health(&reporter, if ok { ServingStatus::Serving } else { ServingStatus::NotServing }).await;
+            set_health(
+                &reporter,
+                if ok {
+                    ServingStatus::Serving
+                } else {
+                    ServingStatus::NotServing
+                },
+            )
+            .await;
         }
     }
 }

@@ -14,7 +14,11 @@ use crate::domain::permissions::Scope;
 use crate::ports::SystemClock;
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about = "gRPC authorization service: API keys and the Check decision")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "gRPC authorization service: API keys and the Check decision"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -161,7 +165,9 @@ pub async fn run(cli: Cli) -> ExitCode {
         }) => create_token(store, name, scopes, ttl_days, key_prefix).await,
         Command::Admin(AdminCommand::GenerateToken { key_prefix }) => {
             if !keyfmt::valid_prefix(&key_prefix) {
-                return fail("--key-prefix must be 1-8 lower-case letters or digits, starting with a letter");
+                return fail(
+                    "--key-prefix must be 1-8 lower-case letters or digits, starting with a letter",
+                );
             }
             match keyfmt::generate(&key_prefix, "live", "sk") {
                 Ok(token) => {
@@ -171,20 +177,22 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Command::Config(ConfigCommand::Check { file }) => match Config::from_file(&file).and_then(|c| c.validate()) {
-            Ok(s) => {
-                println!(
-                    "ok: grpc {} http {} database {} plans [{}] key prefix `{}`",
-                    s.grpc_addr,
-                    s.http_addr,
-                    crate::crypto::secret::redact_url(s.database_url.expose()),
-                    s.policy.plan_names().join(", "),
-                    s.keys.prefix
-                );
-                ExitCode::SUCCESS
+        Command::Config(ConfigCommand::Check { file }) => {
+            match Config::from_file(&file).and_then(|c| c.validate()) {
+                Ok(s) => {
+                    println!(
+                        "ok: grpc {} http {} database {} plans [{}] key prefix `{}`",
+                        s.grpc_addr,
+                        s.http_addr,
+                        crate::crypto::secret::redact_url(s.database_url.expose()),
+                        s.policy.plan_names().join(", "),
+                        s.keys.prefix
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
             }
-            Err(e) => fail(e),
-        },
+        }
     }
 }
 
@@ -194,7 +202,13 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     crate::telemetry::init(settings.json_logs);
-    let running = match crate::app::start(settings, Arc::new(SystemClock), crate::app::shutdown_signal()).await {
+    let running = match crate::app::start(
+        settings,
+        Arc::new(SystemClock),
+        crate::app::shutdown_signal(),
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
@@ -202,7 +216,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
         }
     };
     // One line on stdout, for scripts and tests that start on port 0.
-    println!("latchkey listening grpc={} http={}", running.grpc_addr, running.http_addr);
+    println!(
+        "latchkey listening grpc={} http={}",
+        running.grpc_addr, running.http_addr
+    );
     tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, "serving");
     match running.wait().await {
         Ok(()) => ExitCode::SUCCESS,
@@ -252,8 +269,16 @@ async fn create_token(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    let scopes = if scopes.is_empty() { vec!["admin.*".to_owned()] } else { scopes };
-    let scopes = match scopes.iter().map(|s| Scope::parse(s)).collect::<Result<Vec<_>, _>>() {
+    let scopes = if scopes.is_empty() {
+        vec!["admin.*".to_owned()]
+    } else {
+        scopes
+    };
+    let scopes = match scopes
+        .iter()
+        .map(|s| Scope::parse(s))
+        .collect::<Result<Vec<_>, _>>()
+    {
         Ok(s) => s,
         Err(e) => return fail(format!("--scope: scope {e}")),
     };
@@ -278,7 +303,10 @@ async fn create_token(
     match result {
         Ok(issued) => {
             println!("{}", issued.secret.expose());
-            eprintln!("latchkey: admin token {} created ({}); it is shown only once", issued.record.id, issued.record.masked);
+            eprintln!(
+                "latchkey: admin token {} created ({}); it is shown only once",
+                issued.record.id, issued.record.masked
+            );
             ExitCode::SUCCESS
         }
         Err(e) => fail(e),

@@ -21,11 +21,17 @@ use crate::domain::resolver::CacheSettings;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("{field}: {message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
 }
 
 fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
@@ -82,7 +88,7 @@ pub struct KeysConfig {
     pub max_overlap_days: i64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CheckConfig {
     /// Require an admin token holding `admin.check` on `CheckService/Check`. Default false.
@@ -145,15 +151,6 @@ impl Default for KeysConfig {
     }
 }
 
-impl Default for CheckConfig {
-    fn default() -> Self {
-        Self {
-            require_auth: false,
-            trusted_proxies: Vec::new(),
-        }
-    }
-}
-
 impl Default for CacheConfig {
     fn default() -> Self {
         Self {
@@ -211,24 +208,42 @@ impl Config {
     pub fn effective_database_url(&self) -> Secret<String> {
         match &self.database_url {
             Some(url) => Secret::new(url.clone()),
-            None => Secret::new(format!("sqlite://{}?mode=rwc", self.data_dir.join("latchkey.db").display())),
+            None => Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            )),
         }
     }
 
     pub fn validate(&self) -> Result<Settings, ConfigError> {
         let addr = |field: &'static str, s: &str| {
-            s.parse::<SocketAddr>()
-                .map_err(|_| invalid(field, format!("`{s}` is not an address like 127.0.0.1:50051")))
+            s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    field,
+                    format!("`{s}` is not an address like 127.0.0.1:50051"),
+                )
+            })
         };
         let database_url = self.effective_database_url();
         let url = database_url.expose();
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-            return Err(invalid("database_url", "must start with sqlite:, postgres:// or postgresql://"));
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
         }
         let json_logs = match self.log_format.as_str() {
             "text" => false,
             "json" => true,
-            other => return Err(invalid("log_format", format!("`{other}` is not `text` or `json`"))),
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
         };
         let k = &self.keys;
         if !keyfmt::valid_prefix(&k.prefix) {
@@ -241,12 +256,19 @@ impl Config {
             return Err(invalid("keys.max_ttl_days", "must be between 1 and 36500"));
         }
         if k.default_ttl_days <= 0 || k.default_ttl_days > k.max_ttl_days {
-            return Err(invalid("keys.default_ttl_days", "must be between 1 and keys.max_ttl_days"));
+            return Err(invalid(
+                "keys.default_ttl_days",
+                "must be between 1 and keys.max_ttl_days",
+            ));
         }
         if k.max_overlap_days < 0 || k.max_overlap_days > 365 {
-            return Err(invalid("keys.max_overlap_days", "must be between 0 and 365"));
+            return Err(invalid(
+                "keys.max_overlap_days",
+                "must be between 0 and 365",
+            ));
         }
-        if k.default_overlap_seconds < 0 || k.default_overlap_seconds > k.max_overlap_days * 86_400 {
+        if k.default_overlap_seconds < 0 || k.default_overlap_seconds > k.max_overlap_days * 86_400
+        {
             return Err(invalid(
                 "keys.default_overlap_seconds",
                 "must be between 0 and keys.max_overlap_days",
@@ -274,10 +296,17 @@ impl Config {
             return Err(invalid("health_interval_ms", "must be at least 10"));
         }
         if self.limits.max_list_items == 0 || self.limits.max_list_items > 1000 {
-            return Err(invalid("limits.max_list_items", "must be between 1 and 1000"));
+            return Err(invalid(
+                "limits.max_list_items",
+                "must be between 1 and 1000",
+            ));
         }
-        if self.limits.max_message_bytes < 1024 || self.limits.max_message_bytes > 16 * 1024 * 1024 {
-            return Err(invalid("limits.max_message_bytes", "must be between 1024 and 16777216"));
+        if self.limits.max_message_bytes < 1024 || self.limits.max_message_bytes > 16 * 1024 * 1024
+        {
+            return Err(invalid(
+                "limits.max_message_bytes",
+                "must be between 1024 and 16777216",
+            ));
         }
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
@@ -329,9 +358,13 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_refused() {
-        let err = toml::from_str::<Config>("grpc_adr = \"x\"").unwrap_err().to_string();
+        let err = toml::from_str::<Config>("grpc_adr = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("grpc_adr"), "{err}");
-        let err = toml::from_str::<Config>("[keys]\nprefx = \"x\"").unwrap_err().to_string();
+        let err = toml::from_str::<Config>("[keys]\nprefx = \"x\"")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("prefx"), "{err}");
     }
 
@@ -339,13 +372,30 @@ mod tests {
     fn bad_values_name_their_field() {
         let mut c = Config::default();
         c.keys.prefix = "Bad_Prefix".into();
-        assert!(c.validate().unwrap_err().to_string().starts_with("keys.prefix"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("keys.prefix")
+        );
         let mut c = Config::default();
         c.check.trusted_proxies = vec!["not-an-ip".into()];
-        assert!(c.validate().unwrap_err().to_string().starts_with("check.trusted_proxies"));
-        let mut c = Config::default();
-        c.database_url = Some("mysql://x".into());
-        assert!(c.validate().unwrap_err().to_string().starts_with("database_url"));
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("check.trusted_proxies")
+        );
+        let c = Config {
+            database_url: Some("mysql://x".into()),
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .starts_with("database_url")
+        );
     }
 
     #[test]

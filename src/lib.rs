@@ -4,7 +4,10 @@
 //! Data flows one way: `grpc`/`http`/`cli` adapters call `domain`, which
 //! depends only on the traits in `ports`; `store` implements those traits.
 #![forbid(unsafe_code)]
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod app;
 pub mod cli;
@@ -23,5 +26,6 @@ pub mod pb {
     tonic::include_proto!("latchkey.v1");
 
     /// Encoded descriptor set of every `latchkey.v1` file (for reflection).
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("latchkey_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("latchkey_descriptor");
 }

@@ -33,20 +33,33 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_account(&self, account: &Account) -> Result<(), StoreError>;
     async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError>;
     /// Tenant accounts ordered by id, after `after`; the operator account is not listed.
-    async fn list_accounts(&self, after: Option<&str>, limit: u64) -> Result<Vec<Account>, StoreError>;
+    async fn list_accounts(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Account>, StoreError>;
     /// Writes `account`, whose `version` is one more than the stored one; `Conflict` otherwise.
     async fn update_account(&self, account: &Account) -> Result<(), StoreError>;
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;
-    async fn list_keys(&self, filter: &KeyFilter, now: Millis, after: Option<&str>, limit: u64) -> Result<Vec<KeyRecord>, StoreError>;
+    async fn list_keys(
+        &self,
+        filter: &KeyFilter,
+        now: Millis,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<KeyRecord>, StoreError>;
     /// Writes `key`, whose `version` is one more than the stored one; `Conflict` otherwise.
     /// Tells other replicas to drop the key from their caches.
     async fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     /// Updates `old` (as `update_key`) and inserts `successor`, atomically.
     async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError>;
     /// The key with this secret hash and its account.
-    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<(KeyRecord, Account)>, StoreError>;
+    async fn find_key_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<(KeyRecord, Account)>, StoreError>;
     /// Batched last-used times; never moves a time backwards.
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError>;
 }

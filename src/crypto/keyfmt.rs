@@ -51,7 +51,9 @@ pub fn valid_prefix(prefix: &str) -> bool {
     !prefix.is_empty()
         && prefix.len() <= MAX_PREFIX_LEN
         && prefix.as_bytes()[0].is_ascii_lowercase()
-        && prefix.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && prefix
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 /// Checks shape, prefix and checksum. Does no I/O and allocates nothing.
@@ -157,15 +159,27 @@ mod tests {
         let key = fresh("lk", "live", "sk");
         assert!(key.starts_with("lk_live_sk_"));
         assert_eq!(key.len(), "lk_live_sk_".len() + BODY_LEN);
-        assert_eq!(parse(&key, "lk"), Ok(KeyParts { mode: "live", kind: "sk" }));
+        assert_eq!(
+            parse(&key, "lk"),
+            Ok(KeyParts {
+                mode: "live",
+                kind: "sk"
+            })
+        );
     }
 
     #[test]
     fn wrong_prefix_mode_kind_are_named() {
         let key = fresh("bk", "test", "pk");
         assert_eq!(parse(&key, "lk"), Err(KeyFormatError::Prefix));
-        assert_eq!(parse(&key.replacen("test", "prod", 1), "bk"), Err(KeyFormatError::Mode));
-        assert_eq!(parse(&key.replacen("_pk_", "_xk_", 1), "bk"), Err(KeyFormatError::Kind));
+        assert_eq!(
+            parse(&key.replacen("test", "prod", 1), "bk"),
+            Err(KeyFormatError::Mode)
+        );
+        assert_eq!(
+            parse(&key.replacen("_pk_", "_xk_", 1), "bk"),
+            Err(KeyFormatError::Kind)
+        );
         assert_eq!(parse("bk_test_pk_short", "bk"), Err(KeyFormatError::Body));
         assert_eq!(parse("nonsense", "bk"), Err(KeyFormatError::Shape));
         assert_eq!(parse("", "bk"), Err(KeyFormatError::Shape));

@@ -101,7 +101,10 @@ mod tests {
             redact_url("postgres://db/lk?user=a&password=s3cret"),
             "postgres://db/lk?user=a&password=[redacted]"
         );
-        assert_eq!(redact_url("sqlite:///tmp/x.db?mode=rwc"), "sqlite:///tmp/x.db?mode=rwc");
+        assert_eq!(
+            redact_url("sqlite:///tmp/x.db?mode=rwc"),
+            "sqlite:///tmp/x.db?mode=rwc"
+        );
         assert_eq!(redact_url("postgres://app@db/lk"), "postgres://app@db/lk");
     }
 }

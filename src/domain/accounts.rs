@@ -29,7 +29,10 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<String> {
         return Err(Error::invalid(field, "must not be empty"));
     }
     if name.chars().count() > MAX_NAME_LEN {
-        return Err(Error::invalid(field, format!("must be at most {MAX_NAME_LEN} characters")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_NAME_LEN} characters"),
+        ));
     }
     if name.chars().any(char::is_control) {
         return Err(Error::invalid(field, "must not contain control characters"));
@@ -38,7 +41,12 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<String> {
 }
 
 impl AccountManager {
-    pub fn new(store: Arc<dyn Store>, policy: Arc<Policy>, clock: Arc<dyn Clock>, resolver: Arc<KeyResolver>) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        policy: Arc<Policy>,
+        clock: Arc<dyn Clock>,
+        resolver: Arc<KeyResolver>,
+    ) -> Self {
         Self {
             store,
             policy,
@@ -52,7 +60,10 @@ impl AccountManager {
         if self.policy.plan(plan).is_none() {
             return Err(Error::invalid(
                 "plan",
-                format!("`{plan}` is not a configured plan (one of: {})", self.policy.plan_names().join(", ")),
+                format!(
+                    "`{plan}` is not a configured plan (one of: {})",
+                    self.policy.plan_names().join(", ")
+                ),
             ));
         }
         let now = self.clock.now();
@@ -103,7 +114,11 @@ impl AccountManager {
         .await
     }
 
-    async fn transition(&self, id: &str, next: impl Fn(LiveStatus) -> Result<LiveStatus>) -> Result<Account> {
+    async fn transition(
+        &self,
+        id: &str,
+        next: impl Fn(LiveStatus) -> Result<LiveStatus>,
+    ) -> Result<Account> {
         let mut account = self.get(id).await?;
         account.live_status = next(account.live_status)?;
         account.updated_at = self.clock.now();

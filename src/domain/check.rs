@@ -111,7 +111,11 @@ impl Decision {
         }
     }
 
-    fn deny_key(reason: Reason, key: &Arc<ResolvedKey>, message: impl Into<Cow<'static, str>>) -> Self {
+    fn deny_key(
+        reason: Reason,
+        key: &Arc<ResolvedKey>,
+        message: impl Into<Cow<'static, str>>,
+    ) -> Self {
         Self {
             reason,
             key: Some(key.clone()),
@@ -173,45 +177,90 @@ impl Checker {
             Ok(None) => return Decision::deny(Reason::CredentialUnknown, "no such key"),
             Err(e) => {
                 tracing::error!(error = %e, "key resolution failed; denying");
-                return Decision::deny(Reason::InternalError, "the decision could not be made; denied");
+                return Decision::deny(
+                    Reason::InternalError,
+                    "the decision could not be made; denied",
+                );
             }
         };
         let record = &key.record;
         // The store found this hash; these can only differ if the store lies.
-        if !crypto::ct_eq(&record.key_hash, &hash) || parts.mode != record.mode.tag() || parts.kind != record.kind.tag() {
+        if !crypto::ct_eq(&record.key_hash, &hash)
+            || parts.mode != record.mode.tag()
+            || parts.kind != record.kind.tag()
+        {
             tracing::error!(key_id = %record.id, "stored key does not match its credential; denying");
-            return Decision::deny(Reason::InternalError, "the decision could not be made; denied");
+            return Decision::deny(
+                Reason::InternalError,
+                "the decision could not be made; denied",
+            );
         }
         let now = self.clock.now();
         match record.status_at(now) {
             KeyStatus::Active => {}
-            KeyStatus::Revoked => return Decision::deny_key(Reason::KeyRevoked, &key, "the key was revoked"),
-            KeyStatus::Suspended => return Decision::deny_key(Reason::KeySuspended, &key, "the key is suspended"),
-            KeyStatus::Expired => return Decision::deny_key(Reason::KeyExpired, &key, "the key has expired"),
+            KeyStatus::Revoked => {
+                return Decision::deny_key(Reason::KeyRevoked, &key, "the key was revoked");
+            }
+            KeyStatus::Suspended => {
+                return Decision::deny_key(Reason::KeySuspended, &key, "the key is suspended");
+            }
+            KeyStatus::Expired => {
+                return Decision::deny_key(Reason::KeyExpired, &key, "the key has expired");
+            }
             KeyStatus::Rotated => {
-                return Decision::deny_key(Reason::KeyRotated, &key, "the key was rotated and its overlap window has ended");
+                return Decision::deny_key(
+                    Reason::KeyRotated,
+                    &key,
+                    "the key was rotated and its overlap window has ended",
+                );
             }
         }
-        if record.mode == Mode::Live && !key.account.is_operator && key.account.live_status != LiveStatus::Active {
-            return Decision::deny_key(Reason::LiveModeInactive, &key, "live mode is not active for this account");
+        if record.mode == Mode::Live
+            && !key.account.is_operator
+            && key.account.live_status != LiveStatus::Active
+        {
+            return Decision::deny_key(
+                Reason::LiveModeInactive,
+                &key,
+                "live mode is not active for this account",
+            );
         }
         if let Some(required) = input.required_mode
             && required != record.mode
         {
-            let msg = format!("a {} key was presented where {} is required", record.mode.tag(), required.tag());
+            let msg = format!(
+                "a {} key was presented where {} is required",
+                record.mode.tag(),
+                required.tag()
+            );
             return Decision::deny_key(Reason::ModeMismatch, &key, msg);
         }
         if !key.cidrs.is_empty() {
-            let client = network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies);
+            let client =
+                network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies);
             if !client.is_some_and(|ip| network::allowed(ip, &key.cidrs)) {
-                return Decision::deny_key(Reason::IpNotAllowed, &key, "the client address is not in the key's allowlist");
+                return Decision::deny_key(
+                    Reason::IpNotAllowed,
+                    &key,
+                    "the client address is not in the key's allowlist",
+                );
             }
         }
-        if (!key.origins.is_empty() || record.kind == KeyKind::Publishable) && !origin::allowed(input.origin, &key.origins) {
-            return Decision::deny_key(Reason::OriginNotAllowed, &key, "the request Origin is not in the key's allowlist");
+        if (!key.origins.is_empty() || record.kind == KeyKind::Publishable)
+            && !origin::allowed(input.origin, &key.origins)
+        {
+            return Decision::deny_key(
+                Reason::OriginNotAllowed,
+                &key,
+                "the request Origin is not in the key's allowlist",
+            );
         }
         if key.account.is_operator && !input.permission.is_some_and(Permission::is_admin) {
-            return Decision::deny_key(Reason::PermissionDenied, &key, "operator keys authorize management calls only");
+            return Decision::deny_key(
+                Reason::PermissionDenied,
+                &key,
+                "operator keys authorize management calls only",
+            );
         }
         if let Some(permission) = input.permission {
             if !key.scopes.grants(permission) {
@@ -219,11 +268,16 @@ impl Checker {
                 return Decision::deny_key(Reason::PermissionDenied, &key, msg);
             }
             let entitled = match &key.entitlements {
-                Some(plan) => (key.account.is_operator || !permission.is_admin()) && plan.grants(permission),
+                Some(plan) => {
+                    (key.account.is_operator || !permission.is_admin()) && plan.grants(permission)
+                }
                 None => false,
             };
             if !entitled {
-                let msg = format!("the account's plan `{}` does not include `{permission}`", key.account.plan);
+                let msg = format!(
+                    "the account's plan `{}` does not include `{permission}`",
+                    key.account.plan
+                );
                 return Decision::deny_key(Reason::PlanNotEntitled, &key, msg);
             }
         }

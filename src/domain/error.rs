@@ -6,7 +6,10 @@ use crate::ports::StoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{field}: {message}")]
-    InvalidArgument { field: &'static str, message: String },
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
     #[error("{what} `{id}` not found")]
     NotFound { what: &'static str, id: String },
     #[error("{0}")]
@@ -30,7 +33,10 @@ impl Error {
     }
 
     pub fn not_found(what: &'static str, id: &str) -> Self {
-        Self::NotFound { what, id: id.to_owned() }
+        Self::NotFound {
+            what,
+            id: id.to_owned(),
+        }
     }
 }
 

@@ -8,7 +8,9 @@ use ipnet::IpNet;
 
 use super::accounts::{OPERATOR_ACCOUNT_ID, validate_name};
 use super::error::{Error, Result};
-use super::model::{Account, KeyKind, KeyRecord, LiveStatus, Millis, Mode, StoredKeyStatus, new_id};
+use super::model::{
+    Account, KeyKind, KeyRecord, LiveStatus, Millis, Mode, StoredKeyStatus, new_id,
+};
 use super::origin::OriginPattern;
 use super::permissions::{Policy, Scope};
 use super::resolver::KeyResolver;
@@ -122,18 +124,27 @@ impl KeyManager {
     /// Rules that tie fields together; checked on create and on every update.
     fn check_shape(&self, record: &KeyRecord) -> Result<()> {
         if record.role.is_some() && !record.scopes.is_empty() {
-            return Err(Error::invalid("role", "set either scopes or a role, not both"));
+            return Err(Error::invalid(
+                "role",
+                "set either scopes or a role, not both",
+            ));
         }
         if let Some(role) = &record.role
             && self.policy.role(role).is_none()
         {
             return Err(Error::invalid(
                 "role",
-                format!("`{role}` is not a configured role (one of: {})", self.policy.role_names().join(", ")),
+                format!(
+                    "`{role}` is not a configured role (one of: {})",
+                    self.policy.role_names().join(", ")
+                ),
             ));
         }
         if record.kind == KeyKind::Restricted && record.scopes.is_empty() && record.role.is_none() {
-            return Err(Error::invalid("scopes", "a restricted key needs at least one scope or a role"));
+            return Err(Error::invalid(
+                "scopes",
+                "a restricted key needs at least one scope or a role",
+            ));
         }
         if record.kind == KeyKind::Publishable && record.allowed_origins.is_empty() {
             return Err(Error::invalid(
@@ -158,13 +169,22 @@ impl KeyManager {
         let secret = keyfmt::generate(&self.settings.prefix, mode.tag(), kind.tag())
             .map_err(|e| Error::Store(StoreError::Internal(e.to_string())))?;
         let hash = crypto::sha256(secret.expose().as_bytes());
-        let masked = keyfmt::mask(&self.settings.prefix, mode.tag(), kind.tag(), keyfmt::last4(secret.expose()));
+        let masked = keyfmt::mask(
+            &self.settings.prefix,
+            mode.tag(),
+            kind.tag(),
+            keyfmt::last4(secret.expose()),
+        );
         Ok((secret, hash, masked))
     }
 
     pub async fn create(&self, new: NewKey) -> Result<IssuedKey> {
         let name = validate_name("name", &new.name)?;
-        let ttl = self.check_ttl("expires_in_seconds", new.expires_in_secs.unwrap_or(self.settings.default_ttl_secs))?;
+        let ttl = self.check_ttl(
+            "expires_in_seconds",
+            new.expires_in_secs
+                .unwrap_or(self.settings.default_ttl_secs),
+        )?;
         let account = self.tenant(&new.account_id).await?;
         if new.mode == Mode::Live && account.live_status != LiveStatus::Active {
             return Err(Error::FailedPrecondition(format!(
@@ -227,9 +247,16 @@ impl KeyManager {
     }
 
     /// A new admin token for the operator account (`latchkey admin create-token`).
-    pub async fn create_operator_key(&self, name: &str, scopes: Vec<Scope>, ttl_secs: Option<i64>) -> Result<IssuedKey> {
+    pub async fn create_operator_key(
+        &self,
+        name: &str,
+        scopes: Vec<Scope>,
+        ttl_secs: Option<i64>,
+    ) -> Result<IssuedKey> {
         let (secret, key_hash, masked) = self.issue(Mode::Live, KeyKind::Secret)?;
-        let record = self.operator_record(name, scopes, ttl_secs, key_hash, masked).await?;
+        let record = self
+            .operator_record(name, scopes, ttl_secs, key_hash, masked)
+            .await?;
         self.store.insert_key(&record).await?;
         Ok(IssuedKey { record, secret })
     }
@@ -238,21 +265,35 @@ impl KeyManager {
     /// Idempotent: a token already registered is left as it is (also when revoked).
     pub async fn register_operator_token(&self, token: &Secret<String>) -> Result<KeyRecord> {
         let parts = keyfmt::parse(token.expose(), &self.settings.prefix).map_err(|e| {
-            Error::invalid("LATCHKEY_BOOTSTRAP_ADMIN_TOKEN", format!("{e} (generate one with `latchkey admin generate-token`)"))
+            Error::invalid(
+                "LATCHKEY_BOOTSTRAP_ADMIN_TOKEN",
+                format!("{e} (generate one with `latchkey admin generate-token`)"),
+            )
         })?;
         if parts.mode != Mode::Live.tag() || parts.kind != KeyKind::Secret.tag() {
             return Err(Error::invalid(
                 "LATCHKEY_BOOTSTRAP_ADMIN_TOKEN",
-                format!("must be a live secret key (`{}_live_sk_…`)", self.settings.prefix),
+                format!(
+                    "must be a live secret key (`{}_live_sk_…`)",
+                    self.settings.prefix
+                ),
             ));
         }
         let key_hash = crypto::sha256(token.expose().as_bytes());
         if let Some((existing, _)) = self.store.find_key_by_hash(&key_hash).await? {
             return Ok(existing);
         }
-        let masked = keyfmt::mask(&self.settings.prefix, "live", "sk", keyfmt::last4(token.expose()));
-        let scopes = vec![Scope::parse("admin.*").map_err(|e| Error::invalid("scopes", e.to_string()))?];
-        let record = self.operator_record("bootstrap admin token", scopes, None, key_hash, masked).await?;
+        let masked = keyfmt::mask(
+            &self.settings.prefix,
+            "live",
+            "sk",
+            keyfmt::last4(token.expose()),
+        );
+        let scopes =
+            vec![Scope::parse("admin.*").map_err(|e| Error::invalid("scopes", e.to_string()))?];
+        let record = self
+            .operator_record("bootstrap admin token", scopes, None, key_hash, masked)
+            .await?;
         match self.store.insert_key(&record).await {
             Ok(()) | Err(StoreError::Conflict) => Ok(record),
             Err(e) => Err(e.into()),
@@ -269,7 +310,10 @@ impl KeyManager {
     ) -> Result<KeyRecord> {
         let name = validate_name("name", name)?;
         if scopes.is_empty() || !scopes.iter().all(|s| s.as_str().starts_with("admin.")) {
-            return Err(Error::invalid("scopes", "admin tokens hold `admin.*` scopes only"));
+            return Err(Error::invalid(
+                "scopes",
+                "admin tokens hold `admin.*` scopes only",
+            ));
         }
         let ttl = self.check_ttl("ttl", ttl_secs.unwrap_or(self.settings.max_ttl_secs))?;
         let account = self.ensure_operator_account().await?;
@@ -299,17 +343,30 @@ impl KeyManager {
     }
 
     pub async fn get(&self, id: &str) -> Result<KeyRecord> {
-        self.store.get_key(id).await?.ok_or_else(|| Error::not_found("key", id))
+        self.store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| Error::not_found("key", id))
     }
 
-    pub async fn list(&self, filter: &KeyFilter, after: Option<&str>, limit: u64) -> Result<Vec<KeyRecord>> {
-        Ok(self.store.list_keys(filter, self.clock.now(), after, limit).await?)
+    pub async fn list(
+        &self,
+        filter: &KeyFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<KeyRecord>> {
+        Ok(self
+            .store
+            .list_keys(filter, self.clock.now(), after, limit)
+            .await?)
     }
 
     pub async fn update(&self, id: &str, changes: KeyChanges) -> Result<KeyRecord> {
         let mut key = self.get(id).await?;
         if key.status == StoredKeyStatus::Revoked {
-            return Err(Error::FailedPrecondition("a revoked key cannot be changed".to_owned()));
+            return Err(Error::FailedPrecondition(
+                "a revoked key cannot be changed".to_owned(),
+            ));
         }
         let now = self.clock.now();
         if let Some(name) = changes.name {
@@ -346,7 +403,9 @@ impl KeyManager {
         let key = self.get(id).await?;
         match key.status {
             StoredKeyStatus::Suspended => Ok(key),
-            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition("a revoked key cannot be suspended".to_owned())),
+            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
+                "a revoked key cannot be suspended".to_owned(),
+            )),
             StoredKeyStatus::Active => self.set_status(key, StoredKeyStatus::Suspended).await,
         }
     }
@@ -355,7 +414,9 @@ impl KeyManager {
         let key = self.get(id).await?;
         match key.status {
             StoredKeyStatus::Active => Ok(key),
-            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition("a revoked key cannot be resumed".to_owned())),
+            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
+                "a revoked key cannot be resumed".to_owned(),
+            )),
             StoredKeyStatus::Suspended => self.set_status(key, StoredKeyStatus::Active).await,
         }
     }
@@ -379,7 +440,11 @@ impl KeyManager {
 
     /// Issues a successor with the same settings and lifetime; the old key
     /// keeps working for `overlap_secs` (0 = it stops at once).
-    pub async fn rotate(&self, id: &str, overlap_secs: Option<i64>) -> Result<(IssuedKey, KeyRecord)> {
+    pub async fn rotate(
+        &self,
+        id: &str,
+        overlap_secs: Option<i64>,
+    ) -> Result<(IssuedKey, KeyRecord)> {
         let overlap = overlap_secs.unwrap_or(self.settings.default_overlap_secs);
         if !(0..=self.settings.max_overlap_secs).contains(&overlap) {
             return Err(Error::invalid(
@@ -402,10 +467,9 @@ impl KeyManager {
         match old.status_at(now) {
             super::model::KeyStatus::Active => {}
             other => {
-                return Err(Error::FailedPrecondition(format!(
-                    "only an active key can be rotated; it is {other:?}"
-                )
-                .to_lowercase()));
+                return Err(Error::FailedPrecondition(
+                    format!("only an active key can be rotated; it is {other:?}").to_lowercase(),
+                ));
             }
         }
         let (secret, key_hash, masked) = self.issue(old.mode, old.kind)?;
@@ -435,6 +499,12 @@ impl KeyManager {
             Err(e) => return Err(e.into()),
         }
         self.resolver.invalidate_key(&old.key_hash).await;
-        Ok((IssuedKey { record: successor, secret }, old))
+        Ok((
+            IssuedKey {
+                record: successor,
+                secret,
+            },
+            old,
+        ))
     }
 }

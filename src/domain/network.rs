@@ -64,7 +64,11 @@ pub fn allowed(ip: IpAddr, list: &[IpNet]) -> bool {
 
 /// The client address: the peer itself, or — when the peer is a trusted proxy —
 /// the rightmost untrusted `X-Forwarded-For` entry. `None` if it cannot be told.
-pub fn client_ip(peer: Option<IpAddr>, forwarded_for: Option<&str>, trusted: &[IpNet]) -> Option<IpAddr> {
+pub fn client_ip(
+    peer: Option<IpAddr>,
+    forwarded_for: Option<&str>,
+    trusted: &[IpNet],
+) -> Option<IpAddr> {
     let peer = canonical_ip(peer?);
     if trusted.is_empty() || !allowed(peer, trusted) {
         return Some(peer);
@@ -95,21 +99,30 @@ mod tests {
 
     #[test]
     fn cidrs_and_bare_addresses() {
-        let list = vec![parse_cidr("10.0.0.0/8").unwrap(), parse_cidr("2001:db8::1").unwrap()];
+        let list = vec![
+            parse_cidr("10.0.0.0/8").unwrap(),
+            parse_cidr("2001:db8::1").unwrap(),
+        ];
         assert!(allowed(ip("10.200.1.1"), &list));
         assert!(allowed(ip("::ffff:10.0.0.1"), &list));
         assert!(!allowed(ip("11.0.0.1"), &list));
         assert!(allowed(ip("2001:db8::1"), &list));
         assert!(!allowed(ip("2001:db8::2"), &list));
         assert_eq!(parse_cidr("10.1.2.3/8").unwrap().to_string(), "10.0.0.0/8");
-        assert_eq!(parse_cidr("::ffff:10.0.0.0/104").unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(
+            parse_cidr("::ffff:10.0.0.0/104").unwrap().to_string(),
+            "10.0.0.0/8"
+        );
         assert!(parse_cidr("10.0.0.0/33").is_err());
         assert!(parse_cidr("example.com").is_err());
     }
 
     #[test]
     fn forwarded_for_is_ignored_without_trusted_proxies() {
-        assert_eq!(client_ip(Some(ip("203.0.113.9")), Some("10.0.0.1"), &[]), Some(ip("203.0.113.9")));
+        assert_eq!(
+            client_ip(Some(ip("203.0.113.9")), Some("10.0.0.1"), &[]),
+            Some(ip("203.0.113.9"))
+        );
     }
 
     #[test]
@@ -126,11 +139,21 @@ mod tests {
         let trusted = vec![parse_cidr("10.0.0.0/8").unwrap()];
         // The client forged "1.1.1.1"; the proxy appended the real address.
         assert_eq!(
-            client_ip(Some(ip("10.0.0.2")), Some("1.1.1.1, 198.51.100.7, 10.0.0.5"), &trusted),
+            client_ip(
+                Some(ip("10.0.0.2")),
+                Some("1.1.1.1, 198.51.100.7, 10.0.0.5"),
+                &trusted
+            ),
             Some(ip("198.51.100.7"))
         );
-        assert_eq!(client_ip(Some(ip("10.0.0.2")), Some("10.0.0.3"), &trusted), Some(ip("10.0.0.3")));
-        assert_eq!(client_ip(Some(ip("10.0.0.2")), Some("garbage"), &trusted), None);
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), Some("10.0.0.3"), &trusted),
+            Some(ip("10.0.0.3"))
+        );
+        assert_eq!(
+            client_ip(Some(ip("10.0.0.2")), Some("garbage"), &trusted),
+            None
+        );
         assert_eq!(client_ip(None, Some("198.51.100.7"), &trusted), None);
     }
 

@@ -46,7 +46,9 @@ fn valid_host(host: &str) -> bool {
         && host.split('.').all(|label| {
             !label.is_empty()
                 && label.len() <= 63
-                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -83,7 +85,9 @@ impl OriginPattern {
         }
         let (host, port) = split_host_port(rest, scheme).ok_or_else(err)?;
         let host = match host.strip_prefix("*.") {
-            Some(domain) if valid_host(domain) && domain.contains('.') => HostPattern::Subdomains(format!(".{domain}")),
+            Some(domain) if valid_host(domain) && domain.contains('.') => {
+                HostPattern::Subdomains(format!(".{domain}"))
+            }
             Some(_) => return Err(err()),
             None if valid_host(&host) => HostPattern::Exact(host),
             None => return Err(err()),
@@ -101,7 +105,9 @@ impl OriginPattern {
         }
         match &self.host {
             HostPattern::Exact(h) => *h == origin.host,
-            HostPattern::Subdomains(suffix) => origin.host.len() > suffix.len() && origin.host.ends_with(suffix.as_str()),
+            HostPattern::Subdomains(suffix) => {
+                origin.host.len() > suffix.len() && origin.host.ends_with(suffix.as_str())
+            }
         }
     }
 }
@@ -155,7 +161,9 @@ mod tests {
     use proptest::prelude::*;
 
     fn pats(list: &[&str]) -> Vec<OriginPattern> {
-        list.iter().map(|p| OriginPattern::parse(p).unwrap()).collect()
+        list.iter()
+            .map(|p| OriginPattern::parse(p).unwrap())
+            .collect()
     }
 
     #[test]
@@ -193,10 +201,25 @@ mod tests {
 
     #[test]
     fn bad_patterns() {
-        for bad in ["", "*", "*.com", "https://a.com/path", "ftp://a.com", "https://*", "a..com", "https://a.com:0", "*.*.com"] {
+        for bad in [
+            "",
+            "*",
+            "*.com",
+            "https://a.com/path",
+            "ftp://a.com",
+            "https://*",
+            "a..com",
+            "https://a.com:0",
+            "*.*.com",
+        ] {
             assert!(OriginPattern::parse(bad).is_err(), "{bad}");
         }
-        assert_eq!(OriginPattern::parse("HTTPS://*.Example.com:443").unwrap().to_string(), "https://*.example.com");
+        assert_eq!(
+            OriginPattern::parse("HTTPS://*.Example.com:443")
+                .unwrap()
+                .to_string(),
+            "https://*.example.com"
+        );
     }
 
     proptest! {

@@ -19,7 +19,9 @@ pub enum PermissionError {
     TooLong,
     #[error("has more than {MAX_SEGMENTS} segments")]
     TooManySegments,
-    #[error("`{0}` is not `resource.action`: segments are lower-case letters, digits, `_` or `-`, separated by dots")]
+    #[error(
+        "`{0}` is not `resource.action`: segments are lower-case letters, digits, `_` or `-`, separated by dots"
+    )]
     Syntax(String),
     #[error("`{0}` needs at least two segments (`resource.action`)")]
     TooShort(String),
@@ -41,7 +43,9 @@ pub struct Scope {
 }
 
 fn valid_segment(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 fn check_length(s: &str) -> Result<(), PermissionError> {
@@ -73,7 +77,10 @@ impl Scope {
         if segments.len() == 1 && segments[0] != Segment::Star {
             return Err(PermissionError::TooShort(s.to_owned()));
         }
-        Ok(Self { text: s.into(), segments })
+        Ok(Self {
+            text: s.into(),
+            segments,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -150,7 +157,11 @@ impl ScopeSet {
     }
 
     pub fn parse_all<S: AsRef<str>>(items: &[S]) -> Result<Self, PermissionError> {
-        items.iter().map(|s| Scope::parse(s.as_ref())).collect::<Result<Vec<_>, _>>().map(Self)
+        items
+            .iter()
+            .map(|s| Scope::parse(s.as_ref()))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Self)
     }
 
     pub fn grants(&self, permission: &Permission) -> bool {
@@ -180,7 +191,10 @@ pub struct PlanDef {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PolicyError {
     #[error("plan `{plan}`: permission {error}")]
-    PlanPermission { plan: String, error: PermissionError },
+    PlanPermission {
+        plan: String,
+        error: PermissionError,
+    },
     #[error("plan `{0}` is defined twice")]
     DuplicatePlan(String),
     #[error("plan `{plan}` extends unknown plan `{parent}`")]
@@ -190,7 +204,10 @@ pub enum PolicyError {
     #[error("plan names must be 1..=64 characters of letters, digits, `_` or `-`: `{0}`")]
     PlanName(String),
     #[error("role `{role}`: permission {error}")]
-    RolePermission { role: String, error: PermissionError },
+    RolePermission {
+        role: String,
+        error: PermissionError,
+    },
     #[error("role names must be 1..=64 characters of lower-case letters, digits or `_`: `{0}`")]
     RoleName(String),
     #[error("no plans are configured")]
@@ -232,7 +249,10 @@ pub struct Policy {
 }
 
 impl Policy {
-    pub fn new(plans: &[PlanDef], roles: &BTreeMap<String, Vec<String>>) -> Result<Self, PolicyError> {
+    pub fn new(
+        plans: &[PlanDef],
+        roles: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Self, PolicyError> {
         if plans.is_empty() {
             return Err(PolicyError::NoPlans);
         }
@@ -240,7 +260,10 @@ impl Policy {
         for p in plans {
             if p.name.is_empty()
                 || p.name.len() > 64
-                || !p.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                || !p
+                    .name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(PolicyError::PlanName(p.name.clone()));
             }
@@ -259,16 +282,20 @@ impl Policy {
                 }
                 seen.push(def.name.as_str());
                 for perm in &def.permissions {
-                    scopes.push(Scope::parse(perm).map_err(|error| PolicyError::PlanPermission {
-                        plan: def.name.clone(),
-                        error,
+                    scopes.push(Scope::parse(perm).map_err(|error| {
+                        PolicyError::PlanPermission {
+                            plan: def.name.clone(),
+                            error,
+                        }
                     })?);
                 }
                 cur = match &def.extends {
                     None => None,
-                    Some(parent) => Some(*defs.get(parent.as_str()).ok_or_else(|| PolicyError::UnknownParent {
-                        plan: def.name.clone(),
-                        parent: parent.clone(),
+                    Some(parent) => Some(*defs.get(parent.as_str()).ok_or_else(|| {
+                        PolicyError::UnknownParent {
+                            plan: def.name.clone(),
+                            parent: parent.clone(),
+                        }
                     })?),
                 };
             }
@@ -278,7 +305,9 @@ impl Policy {
         for (name, perms) in roles {
             if name.is_empty()
                 || name.len() > 64
-                || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
             {
                 return Err(PolicyError::RoleName(name.clone()));
             }
@@ -288,10 +317,11 @@ impl Policy {
             })?;
             role_sets.insert(name.clone(), Arc::new(set));
         }
-        let operator = ScopeSet::parse_all(&["admin.*"]).map_err(|error| PolicyError::PlanPermission {
-            plan: "operator".to_owned(),
-            error,
-        })?;
+        let operator =
+            ScopeSet::parse_all(&["admin.*"]).map_err(|error| PolicyError::PlanPermission {
+                plan: "operator".to_owned(),
+                error,
+            })?;
         Ok(Self {
             plans: resolved,
             plan_names: plans.iter().map(|p| p.name.clone()).collect(),
@@ -358,13 +388,31 @@ mod tests {
 
     #[test]
     fn syntax_errors_name_the_rule() {
-        assert!(matches!(Scope::parse("Not A Scope"), Err(PermissionError::Syntax(_))));
-        assert!(matches!(Scope::parse("feedback"), Err(PermissionError::TooShort(_))));
+        assert!(matches!(
+            Scope::parse("Not A Scope"),
+            Err(PermissionError::Syntax(_))
+        ));
+        assert!(matches!(
+            Scope::parse("feedback"),
+            Err(PermissionError::TooShort(_))
+        ));
         assert!(matches!(Scope::parse(""), Err(PermissionError::Empty)));
-        assert!(matches!(Scope::parse("a..b"), Err(PermissionError::Syntax(_))));
-        assert!(matches!(Scope::parse("fee*.read"), Err(PermissionError::Syntax(_))));
-        assert!(matches!(Permission::parse("feedback.*"), Err(PermissionError::Wildcard(_))));
-        assert!(matches!(Permission::parse("a.b.c.d.e.f.g.h.i"), Err(PermissionError::TooManySegments)));
+        assert!(matches!(
+            Scope::parse("a..b"),
+            Err(PermissionError::Syntax(_))
+        ));
+        assert!(matches!(
+            Scope::parse("fee*.read"),
+            Err(PermissionError::Syntax(_))
+        ));
+        assert!(matches!(
+            Permission::parse("feedback.*"),
+            Err(PermissionError::Wildcard(_))
+        ));
+        assert!(matches!(
+            Permission::parse("a.b.c.d.e.f.g.h.i"),
+            Err(PermissionError::TooManySegments)
+        ));
     }
 
     #[test]
@@ -375,11 +423,25 @@ mod tests {
         let prime = policy.plan("PRIME").unwrap();
         assert!(discover.grants(&perm("products.read")));
         assert!(!discover.grants(&perm("offers.create")));
-        assert!(go.grants(&perm("offers.create")) && go.grants(&perm("chat.send")) && go.grants(&perm("stores.read")));
+        assert!(
+            go.grants(&perm("offers.create"))
+                && go.grants(&perm("chat.send"))
+                && go.grants(&perm("stores.read"))
+        );
         assert!(!go.grants(&perm("scan_go.checkin")));
         assert!(prime.grants(&perm("analytics.export")));
-        assert!(policy.role("read_only").unwrap().grants(&perm("feedback.read")));
-        assert!(!policy.role("read_only").unwrap().grants(&perm("feedback.write")));
+        assert!(
+            policy
+                .role("read_only")
+                .unwrap()
+                .grants(&perm("feedback.read"))
+        );
+        assert!(
+            !policy
+                .role("read_only")
+                .unwrap()
+                .grants(&perm("feedback.write"))
+        );
     }
 
     #[test]
@@ -394,9 +456,18 @@ mod tests {
             Policy::new(&[p("A", Some("B")), p("B", Some("A"))], &roles).unwrap_err(),
             PolicyError::Cycle("A".into())
         );
-        assert!(matches!(Policy::new(&[p("A", Some("Z"))], &roles), Err(PolicyError::UnknownParent { .. })));
-        assert!(matches!(Policy::new(&[p("A", None), p("A", None)], &roles), Err(PolicyError::DuplicatePlan(_))));
-        assert!(matches!(Policy::new(&[], &roles), Err(PolicyError::NoPlans)));
+        assert!(matches!(
+            Policy::new(&[p("A", Some("Z"))], &roles),
+            Err(PolicyError::UnknownParent { .. })
+        ));
+        assert!(matches!(
+            Policy::new(&[p("A", None), p("A", None)], &roles),
+            Err(PolicyError::DuplicatePlan(_))
+        ));
+        assert!(matches!(
+            Policy::new(&[], &roles),
+            Err(PolicyError::NoPlans)
+        ));
     }
 
     proptest! {

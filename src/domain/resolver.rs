@@ -117,21 +117,28 @@ impl KeyResolver {
 /// neither) everything — still bounded by the plan.
 pub fn key_scopes(record: &KeyRecord, policy: &Policy) -> Result<Arc<ScopeSet>, StoreError> {
     if let Some(role) = &record.role {
-        return policy
-            .role(role)
-            .cloned()
-            .ok_or_else(|| StoreError::Internal(format!("key {} names unknown role `{role}`", record.id)));
+        return policy.role(role).cloned().ok_or_else(|| {
+            StoreError::Internal(format!("key {} names unknown role `{role}`", record.id))
+        });
     }
     if record.scopes.is_empty() && record.kind == KeyKind::Secret {
-        return ScopeSet::parse_all(&["*"]).map(Arc::new).map_err(|e| StoreError::Internal(e.to_string()));
+        return ScopeSet::parse_all(&["*"])
+            .map(Arc::new)
+            .map_err(|e| StoreError::Internal(e.to_string()));
     }
     ScopeSet::parse_all(&record.scopes)
         .map(Arc::new)
         .map_err(|e| StoreError::Internal(format!("key {} has a bad stored scope: {e}", record.id)))
 }
 
-fn compile(record: KeyRecord, account: Account, policy: &Policy) -> Result<ResolvedKey, StoreError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id));
+fn compile(
+    record: KeyRecord,
+    account: Account,
+    policy: &Policy,
+) -> Result<ResolvedKey, StoreError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id))
+    };
     let cidrs = record
         .allowed_cidrs
         .iter()

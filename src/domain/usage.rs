@@ -14,7 +14,10 @@ impl UsageRecorder {
     pub fn record(&self, key_id: &str, now: Millis) {
         // A poisoned lock only means another thread panicked mid-insert; the
         // map is still usable and losing a last-used time is harmless.
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match pending.get_mut(key_id) {
             Some(t) => *t = (*t).max(now),
             None => {
@@ -25,7 +28,10 @@ impl UsageRecorder {
 
     /// Everything recorded since the last drain.
     pub fn drain(&self) -> Vec<(String, Millis)> {
-        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         pending.drain().collect()
     }
 

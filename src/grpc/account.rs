@@ -18,16 +18,27 @@ pub struct AccountApi(pub Arc<Core>);
 #[tonic::async_trait]
 impl AccountService for AccountApi {
     #[instrument(skip_all)]
-    async fn create_account(&self, req: Request<pb::CreateAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn create_account(
+        &self,
+        req: Request<pb::CreateAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
         let r = req.into_inner();
-        let account = self.0.accounts.create(&r.name, &r.plan).await.map_err(to_status)?;
+        let account = self
+            .0
+            .accounts
+            .create(&r.name, &r.plan)
+            .await
+            .map_err(to_status)?;
         tracing::info!(account_id = %account.id, plan = %account.plan, "account created");
         Ok(Response::new(convert::account_out(&account)))
     }
 
     #[instrument(skip_all)]
-    async fn get_account(&self, req: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(
+        &self,
+        req: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_read).await?;
         let id = convert::account_id("id", &req.get_ref().id).map_err(to_status)?;
         let account = self.0.accounts.get(&id).await.map_err(to_status)?;
@@ -35,11 +46,20 @@ impl AccountService for AccountApi {
     }
 
     #[instrument(skip_all)]
-    async fn list_accounts(&self, req: Request<pb::ListAccountsRequest>) -> Result<Response<pb::ListAccountsResponse>, Status> {
+    async fn list_accounts(
+        &self,
+        req: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_read).await?;
         let r = req.get_ref();
-        let (limit, after) = convert::page(r.page_size, &r.page_token, ACCOUNT_ID_PREFIX).map_err(to_status)?;
-        let rows = self.0.accounts.list(after.as_deref(), limit + 1).await.map_err(to_status)?;
+        let (limit, after) =
+            convert::page(r.page_size, &r.page_token, ACCOUNT_ID_PREFIX).map_err(to_status)?;
+        let rows = self
+            .0
+            .accounts
+            .list(after.as_deref(), limit + 1)
+            .await
+            .map_err(to_status)?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |a| &a.id);
         Ok(Response::new(pb::ListAccountsResponse {
             accounts: rows.iter().map(convert::account_out).collect(),
@@ -48,7 +68,10 @@ impl AccountService for AccountApi {
     }
 
     #[instrument(skip_all)]
-    async fn request_live_mode(&self, req: Request<pb::RequestLiveModeRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn request_live_mode(
+        &self,
+        req: Request<pb::RequestLiveModeRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
         let id = convert::account_id("id", &req.get_ref().id).map_err(to_status)?;
         let account = self.0.accounts.request_live(&id).await.map_err(to_status)?;
@@ -57,11 +80,19 @@ impl AccountService for AccountApi {
     }
 
     #[instrument(skip_all)]
-    async fn review_live_mode(&self, req: Request<pb::ReviewLiveModeRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn review_live_mode(
+        &self,
+        req: Request<pb::ReviewLiveModeRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.live_mode_review).await?;
         let r = req.get_ref();
         let id = convert::account_id("id", &r.id).map_err(to_status)?;
-        let account = self.0.accounts.review_live(&id, r.approve).await.map_err(to_status)?;
+        let account = self
+            .0
+            .accounts
+            .review_live(&id, r.approve)
+            .await
+            .map_err(to_status)?;
         tracing::info!(account_id = %account.id, live_status = %account.live_status, "live mode reviewed");
         Ok(Response::new(convert::account_out(&account)))
     }

@@ -31,12 +31,20 @@ impl AdminPermissions {
     }
 }
 
-pub async fn authorize<T>(core: &Core, request: &Request<T>, permission: &Permission) -> Result<(), Status> {
+pub async fn authorize<T>(
+    core: &Core,
+    request: &Request<T>,
+    permission: &Permission,
+) -> Result<(), Status> {
     let Some(value) = request.metadata().get("authorization") else {
-        return Err(Status::unauthenticated("missing `authorization: Bearer <admin token>` metadata"));
+        return Err(Status::unauthenticated(
+            "missing `authorization: Bearer <admin token>` metadata",
+        ));
     };
     let Ok(credential) = value.to_str() else {
-        return Err(Status::unauthenticated("the authorization metadata is not ASCII"));
+        return Err(Status::unauthenticated(
+            "the authorization metadata is not ASCII",
+        ));
     };
     let decision = core
         .checker
@@ -49,11 +57,16 @@ pub async fn authorize<T>(core: &Core, request: &Request<T>, permission: &Permis
         .await;
     match decision.reason {
         Reason::Allowed => Ok(()),
-        Reason::InternalError => Err(Status::new(Code::Unavailable, "cannot verify the admin token right now")),
+        Reason::InternalError => Err(Status::new(
+            Code::Unavailable,
+            "cannot verify the admin token right now",
+        )),
         r if r.is_authentication_failure() => Err(Status::unauthenticated(format!(
             "the admin token was rejected ({})",
             r.code()
         ))),
-        _ => Err(Status::permission_denied(format!("the admin token does not grant `{permission}`"))),
+        _ => Err(Status::permission_denied(format!(
+            "the admin token does not grant `{permission}`"
+        ))),
     }
 }

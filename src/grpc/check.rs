@@ -17,7 +17,10 @@ pub struct CheckApi(pub Arc<Core>);
 
 #[tonic::async_trait]
 impl CheckService for CheckApi {
-    async fn check(&self, req: Request<pb::CheckRequest>) -> Result<Response<pb::CheckResponse>, Status> {
+    async fn check(
+        &self,
+        req: Request<pb::CheckRequest>,
+    ) -> Result<Response<pb::CheckResponse>, Status> {
         if self.0.check_requires_auth {
             authorize(&self.0, &req, &self.0.admin.check).await?;
         }
@@ -25,7 +28,11 @@ impl CheckService for CheckApi {
         let parts = convert::check_parts(&r).map_err(to_status)?;
         let headers = r.context.as_ref().map(|c| &c.headers);
         let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
-        let credential = if r.credential.is_empty() { header("authorization").unwrap_or_default() } else { &r.credential };
+        let credential = if r.credential.is_empty() {
+            header("authorization").unwrap_or_default()
+        } else {
+            &r.credential
+        };
         let origin = match r.context.as_ref().map(|c| c.origin.as_str()) {
             Some(o) if !o.is_empty() => Some(o),
             _ => header("origin"),

@@ -9,7 +9,9 @@ use crate::domain::accounts::ACCOUNT_ID_PREFIX;
 use crate::domain::check::{Decision, Reason};
 use crate::domain::error::{Error, Result};
 use crate::domain::keys::{KEY_ID_PREFIX, KeyChanges, NewKey};
-use crate::domain::model::{Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, valid_id};
+use crate::domain::model::{
+    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, valid_id,
+};
 use crate::domain::network::{parse_cidr, parse_ip_loose};
 use crate::domain::origin::OriginPattern;
 use crate::domain::permissions::{Permission, Scope};
@@ -50,7 +52,12 @@ pub fn key_id(field: &'static str, id: &str) -> Result<String> {
 pub fn page(page_size: u32, token: &str, id_prefix: &str) -> Result<(u64, Option<String>)> {
     let size = match u64::from(page_size) {
         0 => DEFAULT_PAGE_SIZE,
-        n if n > MAX_PAGE_SIZE => return Err(Error::invalid("page_size", format!("must be at most {MAX_PAGE_SIZE}"))),
+        n if n > MAX_PAGE_SIZE => {
+            return Err(Error::invalid(
+                "page_size",
+                format!("must be at most {MAX_PAGE_SIZE}"),
+            ));
+        }
         n => n,
     };
     let after = if token.is_empty() {
@@ -58,7 +65,10 @@ pub fn page(page_size: u32, token: &str, id_prefix: &str) -> Result<(u64, Option
     } else if valid_id(token, id_prefix) {
         Some(token.to_owned())
     } else {
-        return Err(Error::invalid("page_token", "is not a token from a previous page"));
+        return Err(Error::invalid(
+            "page_token",
+            "is not a token from a previous page",
+        ));
     };
     Ok((size, after))
 }
@@ -67,7 +77,11 @@ pub fn page(page_size: u32, token: &str, id_prefix: &str) -> Result<(u64, Option
 pub fn next_page<T>(mut rows: Vec<T>, limit: u64, id: impl Fn(&T) -> &str) -> (Vec<T>, String) {
     let more = rows.len() as u64 > limit;
     rows.truncate(limit as usize);
-    let token = if more { rows.last().map(|r| id(r).to_owned()).unwrap_or_default() } else { String::new() };
+    let token = if more {
+        rows.last().map(|r| id(r).to_owned()).unwrap_or_default()
+    } else {
+        String::new()
+    };
     (rows, token)
 }
 
@@ -81,7 +95,8 @@ pub fn mode_in(field: &'static str, value: i32) -> Result<Option<Mode>> {
 }
 
 fn required_mode(field: &'static str, value: i32) -> Result<Mode> {
-    mode_in(field, value)?.ok_or_else(|| Error::invalid(field, "is required (MODE_TEST or MODE_LIVE)"))
+    mode_in(field, value)?
+        .ok_or_else(|| Error::invalid(field, "is required (MODE_TEST or MODE_LIVE)"))
 }
 
 fn kind_in(value: i32) -> Result<KeyKind> {
@@ -105,13 +120,19 @@ fn status_in(value: i32) -> Result<Option<KeyStatus>> {
         Ok(pb::KeyStatus::Revoked) => Ok(Some(KeyStatus::Revoked)),
         Ok(pb::KeyStatus::Expired) => Ok(Some(KeyStatus::Expired)),
         Ok(pb::KeyStatus::Rotated) => Ok(Some(KeyStatus::Rotated)),
-        Err(_) => Err(Error::invalid("status", format!("{value} is not a KeyStatus"))),
+        Err(_) => Err(Error::invalid(
+            "status",
+            format!("{value} is not a KeyStatus"),
+        )),
     }
 }
 
 fn bounded<'a>(field: &'static str, items: &'a [String], max: usize) -> Result<&'a [String]> {
     if items.len() > max {
-        return Err(Error::invalid(field, format!("at most {max} entries are allowed, got {}", items.len())));
+        return Err(Error::invalid(
+            field,
+            format!("at most {max} entries are allowed, got {}", items.len()),
+        ));
     }
     Ok(items)
 }
@@ -133,7 +154,9 @@ fn cidrs(items: &[String], max: usize) -> Result<Vec<ipnet::IpNet>> {
 fn origins(items: &[String], max: usize) -> Result<Vec<OriginPattern>> {
     bounded("allowed_origins", items, max)?
         .iter()
-        .map(|s| OriginPattern::parse(s).map_err(|e| Error::invalid("allowed_origins", e.to_string())))
+        .map(|s| {
+            OriginPattern::parse(s).map_err(|e| Error::invalid("allowed_origins", e.to_string()))
+        })
         .collect()
 }
 
@@ -158,17 +181,33 @@ pub fn new_key(r: pb::CreateKeyRequest, max_items: usize) -> Result<NewKey> {
 pub fn key_changes(r: &pb::UpdateKeyRequest, max_items: usize) -> Result<KeyChanges> {
     Ok(KeyChanges {
         name: r.name.clone(),
-        scopes: r.scopes.as_ref().map(|l| scopes(&l.values, max_items)).transpose()?,
+        scopes: r
+            .scopes
+            .as_ref()
+            .map(|l| scopes(&l.values, max_items))
+            .transpose()?,
         role: r.role.as_deref().map(role),
-        allowed_cidrs: r.allowed_cidrs.as_ref().map(|l| cidrs(&l.values, max_items)).transpose()?,
-        allowed_origins: r.allowed_origins.as_ref().map(|l| origins(&l.values, max_items)).transpose()?,
+        allowed_cidrs: r
+            .allowed_cidrs
+            .as_ref()
+            .map(|l| cidrs(&l.values, max_items))
+            .transpose()?,
+        allowed_origins: r
+            .allowed_origins
+            .as_ref()
+            .map(|l| origins(&l.values, max_items))
+            .transpose()?,
         expires_in_secs: r.expires_in_seconds,
     })
 }
 
 pub fn key_filter(r: &pb::ListKeysRequest) -> Result<KeyFilter> {
     Ok(KeyFilter {
-        account_id: if r.account_id.is_empty() { None } else { Some(account_id("account_id", &r.account_id)?) },
+        account_id: if r.account_id.is_empty() {
+            None
+        } else {
+            Some(account_id("account_id", &r.account_id)?)
+        },
         mode: mode_in("mode", r.mode)?,
         status: status_in(r.status)?,
     })
@@ -251,11 +290,17 @@ pub fn check_parts(r: &pb::CheckRequest) -> Result<CheckParts> {
     let permission = if r.permission.is_empty() {
         None
     } else {
-        Some(Permission::parse(&r.permission).map_err(|e| Error::invalid("permission", e.to_string()))?)
+        Some(
+            Permission::parse(&r.permission)
+                .map_err(|e| Error::invalid("permission", e.to_string()))?,
+        )
     };
     let peer_ip = match r.context.as_ref().map(|c| c.client_ip.as_str()) {
         None | Some("") => None,
-        Some(s) => Some(parse_ip_loose(s).ok_or_else(|| Error::invalid("context.client_ip", "is not an IP address"))?),
+        Some(s) => Some(
+            parse_ip_loose(s)
+                .ok_or_else(|| Error::invalid("context.client_ip", "is not an IP address"))?,
+        ),
     };
     Ok(CheckParts {
         permission,

@@ -21,7 +21,12 @@ impl KeyApi {
         convert::key_out(key, self.0.clock.now())
     }
 
-    async fn by_id<F, Fut>(&self, id: &str, action: &'static str, op: F) -> Result<Response<pb::Key>, Status>
+    async fn by_id<F, Fut>(
+        &self,
+        id: &str,
+        action: &'static str,
+        op: F,
+    ) -> Result<Response<pb::Key>, Status>
     where
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = crate::domain::error::Result<KeyRecord>>,
@@ -36,7 +41,10 @@ impl KeyApi {
 #[tonic::async_trait]
 impl KeyService for KeyApi {
     #[instrument(skip_all)]
-    async fn create_key(&self, req: Request<pb::CreateKeyRequest>) -> Result<Response<pb::CreateKeyResponse>, Status> {
+    async fn create_key(
+        &self,
+        req: Request<pb::CreateKeyRequest>,
+    ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let new = convert::new_key(req.into_inner(), self.0.max_list_items).map_err(to_status)?;
         let issued = self.0.keys.create(new).await.map_err(to_status)?;
@@ -56,12 +64,21 @@ impl KeyService for KeyApi {
     }
 
     #[instrument(skip_all)]
-    async fn list_keys(&self, req: Request<pb::ListKeysRequest>) -> Result<Response<pb::ListKeysResponse>, Status> {
+    async fn list_keys(
+        &self,
+        req: Request<pb::ListKeysRequest>,
+    ) -> Result<Response<pb::ListKeysResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
         let r = req.get_ref();
         let filter = convert::key_filter(r).map_err(to_status)?;
-        let (limit, after) = convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX).map_err(to_status)?;
-        let rows = self.0.keys.list(&filter, after.as_deref(), limit + 1).await.map_err(to_status)?;
+        let (limit, after) =
+            convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX).map_err(to_status)?;
+        let rows = self
+            .0
+            .keys
+            .list(&filter, after.as_deref(), limit + 1)
+            .await
+            .map_err(to_status)?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |k| &k.id);
         Ok(Response::new(pb::ListKeysResponse {
             keys: rows.iter().map(|k| self.out(k)).collect(),
@@ -70,19 +87,33 @@ impl KeyService for KeyApi {
     }
 
     #[instrument(skip_all)]
-    async fn update_key(&self, req: Request<pb::UpdateKeyRequest>) -> Result<Response<pb::Key>, Status> {
+    async fn update_key(
+        &self,
+        req: Request<pb::UpdateKeyRequest>,
+    ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
         let changes = convert::key_changes(r, self.0.max_list_items).map_err(to_status)?;
-        self.by_id(&r.id, "updated", |id| async move { self.0.keys.update(&id, changes).await }).await
+        self.by_id(&r.id, "updated", |id| async move {
+            self.0.keys.update(&id, changes).await
+        })
+        .await
     }
 
     #[instrument(skip_all)]
-    async fn rotate_key(&self, req: Request<pb::RotateKeyRequest>) -> Result<Response<pb::RotateKeyResponse>, Status> {
+    async fn rotate_key(
+        &self,
+        req: Request<pb::RotateKeyRequest>,
+    ) -> Result<Response<pb::RotateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
         let id = convert::key_id("id", &r.id).map_err(to_status)?;
-        let (issued, previous) = self.0.keys.rotate(&id, r.overlap_seconds).await.map_err(to_status)?;
+        let (issued, previous) = self
+            .0
+            .keys
+            .rotate(&id, r.overlap_seconds)
+            .await
+            .map_err(to_status)?;
         tracing::info!(key_id = %previous.id, successor_id = %issued.record.id, "key rotated");
         Ok(Response::new(pb::RotateKeyResponse {
             key: Some(self.out(&issued.record)),
@@ -92,20 +123,38 @@ impl KeyService for KeyApi {
     }
 
     #[instrument(skip_all)]
-    async fn revoke_key(&self, req: Request<pb::RevokeKeyRequest>) -> Result<Response<pb::Key>, Status> {
+    async fn revoke_key(
+        &self,
+        req: Request<pb::RevokeKeyRequest>,
+    ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
-        self.by_id(&req.get_ref().id, "revoked", |id| async move { self.0.keys.revoke(&id).await }).await
+        self.by_id(&req.get_ref().id, "revoked", |id| async move {
+            self.0.keys.revoke(&id).await
+        })
+        .await
     }
 
     #[instrument(skip_all)]
-    async fn suspend_key(&self, req: Request<pb::SuspendKeyRequest>) -> Result<Response<pb::Key>, Status> {
+    async fn suspend_key(
+        &self,
+        req: Request<pb::SuspendKeyRequest>,
+    ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
-        self.by_id(&req.get_ref().id, "suspended", |id| async move { self.0.keys.suspend(&id).await }).await
+        self.by_id(&req.get_ref().id, "suspended", |id| async move {
+            self.0.keys.suspend(&id).await
+        })
+        .await
     }
 
     #[instrument(skip_all)]
-    async fn resume_key(&self, req: Request<pb::ResumeKeyRequest>) -> Result<Response<pb::Key>, Status> {
+    async fn resume_key(
+        &self,
+        req: Request<pb::ResumeKeyRequest>,
+    ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
-        self.by_id(&req.get_ref().id, "resumed", |id| async move { self.0.keys.resume(&id).await }).await
+        self.by_id(&req.get_ref().id, "resumed", |id| async move {
+            self.0.keys.resume(&id).await
+        })
+        .await
     }
 }

@@ -14,9 +14,15 @@ pub fn to_status(e: Error) -> Status {
         Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
         Error::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
         Error::Conflict(_) => Status::aborted(e.to_string()),
-        Error::Store(StoreError::Conflict) => Status::aborted("the record was changed concurrently; retry"),
-        Error::Store(StoreError::Unavailable(cause)) => internal(Code::Unavailable, "the store is unavailable", &cause),
-        Error::Store(StoreError::Internal(cause)) => internal(Code::Internal, "internal error", &cause),
+        Error::Store(StoreError::Conflict) => {
+            Status::aborted("the record was changed concurrently; retry")
+        }
+        Error::Store(StoreError::Unavailable(cause)) => {
+            internal(Code::Unavailable, "the store is unavailable", &cause)
+        }
+        Error::Store(StoreError::Internal(cause)) => {
+            internal(Code::Internal, "internal error", &cause)
+        }
     }
 }
 

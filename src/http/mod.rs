@@ -32,7 +32,14 @@ pub fn router(ready: Readiness) -> Router {
 }
 
 fn json(status: StatusCode, body: &'static str) -> impl IntoResponse {
-    (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], body)
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
 }
 
 /// Liveness: the process answers.

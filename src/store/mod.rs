@@ -13,13 +13,16 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
+    TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::crypto::{hex, secret::Secret, secret::redact_url};
-use crate::domain::model::{Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus};
+use crate::domain::model::{
+    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus,
+};
 use crate::domain::resolver::KeyResolver;
 use crate::ports::{KeyFilter, Store, StoreError};
 use entities::{account, api_key};
@@ -61,7 +64,11 @@ impl SqlStore {
         tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
         let db = Database::connect(opts).await.map_err(map_err)?;
         if is_sqlite {
-            for pragma in ["PRAGMA journal_mode=WAL", "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=5000"] {
+            for pragma in [
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA foreign_keys=ON",
+                "PRAGMA busy_timeout=5000",
+            ] {
                 db.execute_unprepared(pragma).await.map_err(map_err)?;
             }
         }
@@ -69,7 +76,9 @@ impl SqlStore {
     }
 
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migration::Migrator::up(&self.db, None).await.map_err(map_err)
+        migration::Migrator::up(&self.db, None)
+            .await
+            .map_err(map_err)
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -83,9 +92,12 @@ impl SqlStore {
     }
 
     /// Listens for invalidations from other replicas (PostgreSQL only) until
-    /// the task is aborted. After a lost connection, notifications may have
-    /// been missed, so the whole cache is dropped.
-    pub fn spawn_invalidation_listener(&self, resolver: Arc<KeyResolver>) -> Option<tokio::task::JoinHandle<()>> {
+    /// the task is aborted. Notices may be missed while the connection is
+    /// down, so the whole cache is dropped each time listening (re)starts.
+    pub fn spawn_invalidation_listener(
+        &self,
+        resolver: Arc<KeyResolver>,
+    ) -> Option<tokio::task::JoinHandle<()>> {
         if !self.is_postgres() {
             return None;
         }
@@ -105,22 +117,25 @@ impl SqlStore {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
-                // Anything that changed before LISTEN took effect is unknown to us.
+                // Notices sent before LISTEN took effect (at start, or while the
+                // connection was down) were missed: start from an empty cache.
                 resolver.invalidate_all();
                 loop {
                     match listener.try_recv().await {
                         Ok(Some(n)) => apply_invalidation(&resolver, n.payload()).await,
+                        // While disconnected, cached entries still age out by their TTL;
+                        // the cache is dropped once we are listening again.
                         Ok(None) => {
-                            tracing::warn!("cache invalidation connection lost; dropping the cache");
-                            resolver.invalidate_all();
+                            tracing::warn!("cache invalidation connection lost; reconnecting");
+                            break;
                         }
                         Err(e) => {
                             tracing::warn!(error = %e, "cache invalidation listener failed; reconnecting");
-                            resolver.invalidate_all();
                             break;
                         }
                     }
                 }
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }))
     }
@@ -164,7 +179,8 @@ fn json_list(items: &[String]) -> String {
 }
 
 fn parse_list(field: &str, id: &str, s: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(s).map_err(|e| StoreError::Internal(format!("key {id}: bad {field} column: {e}")))
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Internal(format!("key {id}: bad {field} column: {e}")))
 }
 
 fn corrupt(what: &str, id: &str, value: &str) -> StoreError {
@@ -173,7 +189,8 @@ fn corrupt(what: &str, id: &str, value: &str) -> StoreError {
 
 fn account_from(m: account::Model) -> Result<Account, StoreError> {
     Ok(Account {
-        live_status: LiveStatus::from_tag(&m.live_status).ok_or_else(|| corrupt("live_status", &m.id, &m.live_status))?,
+        live_status: LiveStatus::from_tag(&m.live_status)
+            .ok_or_else(|| corrupt("live_status", &m.id, &m.live_status))?,
         id: m.id,
         name: m.name,
         plan: m.plan,
@@ -203,7 +220,8 @@ fn parse_hash(id: &str, s: &str) -> Result<[u8; 32], StoreError> {
         return Err(corrupt("key_hash", id, "(wrong length)"));
     }
     for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16).map_err(|_| corrupt("key_hash", id, "(not hex)"))?;
+        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16)
+            .map_err(|_| corrupt("key_hash", id, "(not hex)"))?;
     }
     Ok(out)
 }
@@ -212,7 +230,8 @@ fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
     Ok(KeyRecord {
         mode: Mode::from_tag(&m.mode).ok_or_else(|| corrupt("mode", &m.id, &m.mode))?,
         kind: KeyKind::from_tag(&m.kind).ok_or_else(|| corrupt("kind", &m.id, &m.kind))?,
-        status: StoredKeyStatus::from_tag(&m.status).ok_or_else(|| corrupt("status", &m.id, &m.status))?,
+        status: StoredKeyStatus::from_tag(&m.status)
+            .ok_or_else(|| corrupt("status", &m.id, &m.status))?,
         key_hash: parse_hash(&m.id, &m.key_hash)?,
         scopes: parse_list("scopes", &m.id, &m.scopes)?,
         allowed_cidrs: parse_list("allowed_cidrs", &m.id, &m.allowed_cidrs)?,
@@ -270,31 +289,51 @@ async fn update_key_in<C: ConnectionTrait>(conn: &C, key: &KeyRecord) -> Result<
         .exec(conn)
         .await
         .map_err(map_err)?;
-    if result.rows_affected == 1 { Ok(()) } else { Err(StoreError::Conflict) }
+    if result.rows_affected == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict)
+    }
 }
 
 fn status_condition(status: KeyStatus, now: Millis) -> sea_orm::Condition {
     use api_key::Column as C;
     use sea_orm::Condition;
     let active = C::Status.eq(StoredKeyStatus::Active.tag());
-    let not_rotated = Condition::any().add(C::OverlapEndsAt.is_null()).add(C::OverlapEndsAt.gt(now));
+    let not_rotated = Condition::any()
+        .add(C::OverlapEndsAt.is_null())
+        .add(C::OverlapEndsAt.gt(now));
     match status {
-        KeyStatus::Suspended => Condition::all().add(C::Status.eq(StoredKeyStatus::Suspended.tag())),
+        KeyStatus::Suspended => {
+            Condition::all().add(C::Status.eq(StoredKeyStatus::Suspended.tag()))
+        }
         KeyStatus::Revoked => Condition::all().add(C::Status.eq(StoredKeyStatus::Revoked.tag())),
         KeyStatus::Rotated => Condition::all().add(active).add(C::OverlapEndsAt.lte(now)),
-        KeyStatus::Expired => Condition::all().add(active).add(not_rotated).add(C::ExpiresAt.lte(now)),
-        KeyStatus::Active => Condition::all().add(active).add(not_rotated).add(C::ExpiresAt.gt(now)),
+        KeyStatus::Expired => Condition::all()
+            .add(active)
+            .add(not_rotated)
+            .add(C::ExpiresAt.lte(now)),
+        KeyStatus::Active => Condition::all()
+            .add(active)
+            .add(not_rotated)
+            .add(C::ExpiresAt.gt(now)),
     }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db.ping().await.map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.db
+            .ping()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
-        account::Entity::insert(account_to(a)).exec(&self.db).await.map_err(map_err)?;
+        account::Entity::insert(account_to(a))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -307,7 +346,11 @@ impl Store for SqlStore {
             .transpose()
     }
 
-    async fn list_accounts(&self, after: Option<&str>, limit: u64) -> Result<Vec<Account>, StoreError> {
+    async fn list_accounts(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<Account>, StoreError> {
         let mut q = account::Entity::find().filter(account::Column::IsOperator.eq(false));
         if let Some(after) = after {
             q = q.filter(account::Column::Id.gt(after.to_owned()));
@@ -339,7 +382,10 @@ impl Store for SqlStore {
     }
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
-        api_key::Entity::insert(key_to(k)).exec(&self.db).await.map_err(map_err)?;
+        api_key::Entity::insert(key_to(k))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
         Ok(())
     }
 
@@ -352,7 +398,13 @@ impl Store for SqlStore {
             .transpose()
     }
 
-    async fn list_keys(&self, f: &KeyFilter, now: Millis, after: Option<&str>, limit: u64) -> Result<Vec<KeyRecord>, StoreError> {
+    async fn list_keys(
+        &self,
+        f: &KeyFilter,
+        now: Millis,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<KeyRecord>, StoreError> {
         let mut q = api_key::Entity::find();
         if let Some(account_id) = &f.account_id {
             q = q.filter(api_key::Column::AccountId.eq(account_id.clone()));
@@ -386,12 +438,18 @@ impl Store for SqlStore {
     async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError> {
         let txn = self.db.begin().await.map_err(map_err)?;
         update_key_in(&txn, old).await?;
-        api_key::Entity::insert(key_to(successor)).exec(&txn).await.map_err(map_err)?;
+        api_key::Entity::insert(key_to(successor))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
         self.notify(&txn, &hex(&old.key_hash)).await?;
         txn.commit().await.map_err(map_err)
     }
 
-    async fn find_key_by_hash(&self, hash: &[u8; 32]) -> Result<Option<(KeyRecord, Account)>, StoreError> {
+    async fn find_key_by_hash(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<(KeyRecord, Account)>, StoreError> {
         let Some(key) = api_key::Entity::find()
             .filter(api_key::Column::KeyHash.eq(hex(hash)))
             .one(&self.db)
@@ -429,4 +487,3 @@ impl Store for SqlStore {
         txn.commit().await.map_err(map_err)
     }
 }
-

@@ -60,7 +60,12 @@ impl MigrationTrait for Migration {
                     .col(text(Accounts::Name))
                     .col(text(Accounts::Plan))
                     .col(text(Accounts::LiveStatus))
-                    .col(ColumnDef::new(Accounts::IsOperator).boolean().not_null().default(false))
+                    .col(
+                        ColumnDef::new(Accounts::IsOperator)
+                            .boolean()
+                            .not_null()
+                            .default(false),
+                    )
                     .col(millis(Accounts::CreatedAt))
                     .col(millis(Accounts::UpdatedAt))
                     .col(millis(Accounts::Version))

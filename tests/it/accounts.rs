@@ -1,0 +1,151 @@
+//! Accounts, plans and the live-mode review flow.
+
+use latchkey::pb;
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::common::{Backend, TestServer};
+
+async fn create_get_and_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut accounts = s.accounts();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(s.account("PRIME").await.id);
+    }
+    let got = accounts
+        .get_account(s.admin(pb::GetAccountRequest { id: ids[2].clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.plan, "PRIME");
+    assert_eq!(got.live_status, pb::LiveStatus::NotRequested as i32);
+
+    let mut seen = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = accounts
+            .list_accounts(s.admin(pb::ListAccountsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.accounts.len() <= 2);
+        seen.extend(page.accounts.into_iter().map(|a| a.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    // Every tenant exactly once, in creation order; the operator account is never listed.
+    assert_eq!(seen, ids);
+    s.stop().await;
+}
+
+async fn unknown_plan_is_refused_and_names_the_plans(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let err = s
+        .accounts()
+        .create_account(s.admin(pb::CreateAccountRequest {
+            name: "Shop".into(),
+            plan: "PLATINUM".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().starts_with("plan:"), "{}", err.message());
+    assert!(err.message().contains("DISCOVER"), "{}", err.message());
+    s.stop().await;
+}
+
+async fn live_mode_review_flow(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let account = s.account("GO").await;
+    let mut accounts = s.accounts();
+    let review = |approve| {
+        s.admin(pb::ReviewLiveModeRequest {
+            id: account.id.clone(),
+            approve,
+        })
+    };
+    // Nothing to review before a request.
+    let err = accounts.review_live_mode(review(true)).await.unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let a = accounts
+        .request_live_mode(s.admin(pb::RequestLiveModeRequest {
+            id: account.id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.live_status, pb::LiveStatus::PendingReview as i32);
+    let a = accounts
+        .review_live_mode(review(false))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.live_status, pb::LiveStatus::Rejected as i32);
+    // A rejected account may ask again, and be approved.
+    accounts
+        .request_live_mode(s.admin(pb::RequestLiveModeRequest {
+            id: account.id.clone(),
+        }))
+        .await
+        .unwrap();
+    let a = accounts
+        .review_live_mode(review(true))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.live_status, pb::LiveStatus::Active as i32);
+    let err = accounts
+        .request_live_mode(s.admin(pb::RequestLiveModeRequest {
+            id: account.id.clone(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    s.stop().await;
+}
+
+async fn configured_plans_replace_the_defaults(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.plans = Some(vec![
+            latchkey::domain::permissions::PlanDef {
+                name: "basic".into(),
+                extends: None,
+                permissions: vec!["feedback.read".into()],
+            },
+            latchkey::domain::permissions::PlanDef {
+                name: "pro".into(),
+                extends: Some("basic".into()),
+                permissions: vec!["webhooks.*".into()],
+            },
+        ])
+    })
+    .await;
+    let err = s
+        .accounts()
+        .create_account(s.admin(pb::CreateAccountRequest {
+            name: "Shop".into(),
+            plan: "PRIME".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let (_, pro_key) = s.simple_key("pro", &["*"]).await;
+    assert!(s.check_perm(&pro_key, "feedback.read").await.allowed);
+    assert!(s.check_perm(&pro_key, "webhooks.manage").await.allowed);
+    assert!(!s.check_perm(&pro_key, "surveys.read").await.allowed);
+    s.stop().await;
+}
+
+backend_tests!(
+    create_get_and_page,
+    unknown_plan_is_refused_and_names_the_plans,
+    live_mode_review_flow,
+    configured_plans_replace_the_defaults,
+);

@@ -1,0 +1,13 @@
+//! One integration-test binary. Each module proves one part of the service
+//! against real servers; store-facing tests run on SQLite and PostgreSQL.
+
+mod common;
+
+mod accounts;
+mod admin_auth;
+mod bad_input;
+mod binary;
+mod check;
+mod keys;
+mod replicas;
+mod server;
