@@ -363,6 +363,13 @@ impl KeyManager {
 
     pub async fn update(&self, id: &str, changes: KeyChanges) -> Result<KeyRecord> {
         let mut key = self.get(id).await?;
+        if key.account_id == OPERATOR_ACCOUNT_ID {
+            // Otherwise a token holding only `admin.keys.write` could widen itself to `admin.*`.
+            return Err(Error::PermissionDenied(
+                "admin tokens cannot be changed; create a new one with `latchkey admin create-token`"
+                    .to_owned(),
+            ));
+        }
         if key.status == StoredKeyStatus::Revoked {
             return Err(Error::FailedPrecondition(
                 "a revoked key cannot be changed".to_owned(),

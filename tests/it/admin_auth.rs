@@ -113,6 +113,34 @@ async fn admin_scopes_are_enforced_per_call(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
+
+    // A narrow admin token cannot be widened through the API, not even by a full admin.
+    let writer = s
+        .running()
+        .core
+        .keys
+        .create_operator_key(
+            "key manager",
+            vec![Scope::parse("admin.keys.*").unwrap()],
+            None,
+        )
+        .await
+        .unwrap();
+    let widen = pb::UpdateKeyRequest {
+        id: writer.record.id.clone(),
+        scopes: Some(pb::StringList {
+            values: vec!["admin.*".into()],
+        }),
+        ..Default::default()
+    };
+    let err = s
+        .keys()
+        .update_key(bearer(writer.secret.expose(), widen.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = s.keys().update_key(s.admin(widen)).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
     s.stop().await;
 }
 
