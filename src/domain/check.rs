@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use ipnet::IpNet;
 
@@ -19,6 +20,9 @@ use super::resolver::{KeyResolver, ResolvedKey};
 use super::usage::UsageRecorder;
 use crate::crypto::{self, keyfmt};
 use crate::ports::Clock;
+
+/// Last-used times are kept to this resolution (milliseconds).
+const USAGE_RESOLUTION_MS: i64 = 1000;
 
 /// Why a decision came out as it did. Stable: clients switch on these.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,7 +98,7 @@ pub struct Decision {
     pub reason: Reason,
     /// The resolved key, when the credential got that far.
     pub key: Option<Arc<ResolvedKey>>,
-    /// For humans; never contains secret material.
+    /// Why it was denied, for humans (empty when allowed); never contains secret material.
     pub message: Cow<'static, str>,
 }
 
@@ -281,11 +285,19 @@ impl Checker {
                 return Decision::deny_key(Reason::PlanNotEntitled, &key, msg);
             }
         }
-        self.usage.record(&record.id, now);
+        let reported = key.last_reported.load(Ordering::Relaxed);
+        if now.saturating_sub(reported) >= USAGE_RESOLUTION_MS
+            && key
+                .last_reported
+                .compare_exchange(reported, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.usage.record(&record.id, now);
+        }
         Decision {
             reason: Reason::Allowed,
             key: Some(key),
-            message: Cow::Borrowed("allowed"),
+            message: Cow::Borrowed(""),
         }
     }
 }

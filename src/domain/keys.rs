@@ -219,7 +219,7 @@ impl KeyManager {
         self.check_shape(&record)?;
         self.store.insert_key(&record).await?;
         // A negative-cache entry for this hash is astronomically unlikely, but free to drop.
-        self.resolver.invalidate_key(&record.key_hash).await;
+        self.resolver.invalidate_key(&record.key_hash);
         Ok(IssuedKey { record, secret })
     }
 
@@ -441,7 +441,7 @@ impl KeyManager {
             Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
             Err(e) => return Err(e.into()),
         }
-        self.resolver.invalidate_key(&key.key_hash).await;
+        self.resolver.invalidate_key(&key.key_hash);
         Ok(key)
     }
 
@@ -505,7 +505,7 @@ impl KeyManager {
             Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
             Err(e) => return Err(e.into()),
         }
-        self.resolver.invalidate_key(&old.key_hash).await;
+        self.resolver.invalidate_key(&old.key_hash);
         Ok((
             IssuedKey {
                 record: successor,

@@ -6,12 +6,12 @@
 //! counter keeps a load that raced with an invalidation from caching stale data.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use moka::future::Cache;
 
+use super::cache::DigestCache;
 use super::model::{Account, KeyKind, KeyRecord};
 use super::network::parse_cidr;
 use super::origin::OriginPattern;
@@ -30,6 +30,9 @@ pub struct ResolvedKey {
     pub entitlements: Option<Arc<ScopeSet>>,
     pub cidrs: Vec<IpNet>,
     pub origins: Vec<OriginPattern>,
+    /// When this entry last reported a use, so that a busy key takes the
+    /// shared usage lock about once a second rather than on every call.
+    pub last_reported: AtomicI64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,8 +55,8 @@ impl Default for CacheSettings {
 pub struct KeyResolver {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
-    known: Cache<[u8; 32], Arc<ResolvedKey>>,
-    unknown: Cache<[u8; 32], ()>,
+    known: DigestCache<Arc<ResolvedKey>>,
+    unknown: DigestCache<()>,
     epoch: AtomicU64,
 }
 
@@ -62,54 +65,48 @@ impl KeyResolver {
         Self {
             store,
             policy,
-            known: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .time_to_live(settings.ttl)
-                .build(),
-            unknown: Cache::builder()
-                .max_capacity(settings.max_entries)
-                .time_to_live(settings.negative_ttl)
-                .build(),
+            known: DigestCache::new(settings.max_entries, settings.ttl),
+            unknown: DigestCache::new(settings.max_entries, settings.negative_ttl),
             epoch: AtomicU64::new(0),
         }
     }
 
     pub async fn resolve(&self, hash: &[u8; 32]) -> Result<Option<Arc<ResolvedKey>>, StoreError> {
-        if let Some(hit) = self.known.get(hash).await {
+        if let Some(hit) = self.known.get(hash) {
             return Ok(Some(hit));
         }
-        if self.unknown.contains_key(hash) {
+        if self.unknown.get(hash).is_some() {
             return Ok(None);
         }
         let epoch = self.epoch.load(Ordering::Acquire);
         let found = self.store.find_key_by_hash(hash).await?;
         let Some((record, account)) = found else {
-            self.unknown.insert(*hash, ()).await;
+            self.unknown.insert(*hash, ());
             if self.epoch.load(Ordering::Acquire) != epoch {
-                self.unknown.invalidate(hash).await;
+                self.unknown.remove(hash);
             }
             return Ok(None);
         };
         let resolved = Arc::new(compile(record, account, &self.policy)?);
-        self.known.insert(*hash, resolved.clone()).await;
+        self.known.insert(*hash, resolved.clone());
         // An invalidation that ran while we were loading may have missed our insert.
         if self.epoch.load(Ordering::Acquire) != epoch {
-            self.known.invalidate(hash).await;
+            self.known.remove(hash);
         }
         Ok(Some(resolved))
     }
 
-    pub async fn invalidate_key(&self, hash: &[u8; 32]) {
+    pub fn invalidate_key(&self, hash: &[u8; 32]) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.known.invalidate(hash).await;
-        self.unknown.invalidate(hash).await;
+        self.known.remove(hash);
+        self.unknown.remove(hash);
     }
 
     /// Drops everything: after an account change, or when notifications may have been missed.
     pub fn invalidate_all(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.known.invalidate_all();
-        self.unknown.invalidate_all();
+        self.known.clear();
+        self.unknown.clear();
     }
 }
 
@@ -163,6 +160,7 @@ fn compile(
         entitlements,
         cidrs,
         origins,
+        last_reported: AtomicI64::new(i64::MIN),
         record,
         account,
     })

@@ -122,7 +122,7 @@ impl SqlStore {
                 resolver.invalidate_all();
                 loop {
                     match listener.try_recv().await {
-                        Ok(Some(n)) => apply_invalidation(&resolver, n.payload()).await,
+                        Ok(Some(n)) => apply_invalidation(&resolver, n.payload()),
                         // While disconnected, cached entries still age out by their TTL;
                         // the cache is dropped once we are listening again.
                         Ok(None) => {
@@ -155,7 +155,7 @@ impl SqlStore {
     }
 }
 
-async fn apply_invalidation(resolver: &KeyResolver, payload: &str) {
+fn apply_invalidation(resolver: &KeyResolver, payload: &str) {
     if payload == INVALIDATE_ALL {
         resolver.invalidate_all();
         return;
@@ -168,7 +168,7 @@ async fn apply_invalidation(resolver: &KeyResolver, payload: &str) {
                 .is_ok()
         });
     if ok {
-        resolver.invalidate_key(&hash).await;
+        resolver.invalidate_key(&hash);
     } else {
         resolver.invalidate_all();
     }
