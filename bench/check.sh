@@ -9,6 +9,7 @@
 #   LATCHKEY_BENCH_PROFILE=release|debug   binary to build and load (release)
 #   LATCHKEY_BENCH_BUILD=1|0               run cargo build first (1)
 #   LATCHKEY_BENCH_DURATION=10             measured seconds per run (h2load -D)
+#   LATCHKEY_BENCH_ROUNDS=5                rounds; each reports the median over rounds
 #   LATCHKEY_BENCH_WARMUP=2                warm-up seconds per run (--warm-up-time)
 #   LATCHKEY_BENCH_THROUGHPUT_SHAPE="-c 4 -m 16"
 #   LATCHKEY_BENCH_LATENCY_SHAPE="-c 1 -m 1"
@@ -28,6 +29,7 @@ PROFILE=${LATCHKEY_BENCH_PROFILE:-release}
 BUILD=${LATCHKEY_BENCH_BUILD:-1}
 DURATION=${LATCHKEY_BENCH_DURATION:-10}
 WARMUP=${LATCHKEY_BENCH_WARMUP:-2}
+ROUNDS=${LATCHKEY_BENCH_ROUNDS:-5}
 THROUGHPUT_SHAPE=${LATCHKEY_BENCH_THROUGHPUT_SHAPE:--c 4 -m 16}
 LATENCY_SHAPE=${LATCHKEY_BENCH_LATENCY_SHAPE:--c 1 -m 1}
 MIN_RPS_RATIO=${LATCHKEY_BENCH_MIN_RPS_RATIO:-0.85}
@@ -218,9 +220,9 @@ log "verification: $VERIFY_N concurrent Checks, all 2xx with the allow response"
 # ---------------------------------------------------------------- measure
 RUNS="$TMP/runs.tsv"
 : >"$RUNS"
-run_load() { # run_load LABEL SHAPE TARGET BODY URL
-  local label=$1 shape=$2 target=$3 body=$4 url=$5
-  local out="$TMP/$label-$target.out" logf="$TMP/$label-$target.log"
+run_load() { # run_load LABEL SHAPE TARGET BODY URL ROUND
+  local label=$1 shape=$2 target=$3 body=$4 url=$5 round=$6
+  local out="$TMP/$label-$target-$round.out" logf="$TMP/$label-$target-$round.log"
   log "h2load $shape $target: ${WARMUP}s warm-up + ${DURATION}s"
   # shellcheck disable=SC2086 # SHAPE is a list of h2load flags
   h2load $shape -t 1 -D "$DURATION" --warm-up-time "$WARMUP" --log-file "$logf" \
@@ -229,10 +231,15 @@ run_load() { # run_load LABEL SHAPE TARGET BODY URL
   printf '%s\t%s\t%s\t%s\t%s\n' "$label" "$shape" "$target" "$out" "$logf" >>"$RUNS"
 }
 
-run_load throughput "$THROUGHPUT_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL"
-run_load throughput "$THROUGHPUT_SHAPE" check "$CHECK_BODY" "$CHECK_URL"
-run_load latency "$LATENCY_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL"
-run_load latency "$LATENCY_SHAPE" check "$CHECK_BODY" "$CHECK_URL"
+# Rounds interleave floor and Check, so drift in the machine's load hits both;
+# the report takes the median of each column over the rounds.
+for round in $(seq 1 "$ROUNDS"); do
+  log "round $round of $ROUNDS"
+  run_load "throughput" "$THROUGHPUT_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL" "$round"
+  run_load "throughput" "$THROUGHPUT_SHAPE" check "$CHECK_BODY" "$CHECK_URL" "$round"
+  run_load "latency" "$LATENCY_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL" "$round"
+  run_load "latency" "$LATENCY_SHAPE" check "$CHECK_BODY" "$CHECK_URL" "$round"
+done
 
 # After the load the key must still be allowed (grpcurl and the raw frame).
 verify_check_grpcurl
