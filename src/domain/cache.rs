@@ -12,7 +12,7 @@ const SHARDS: usize = 64;
 
 /// Uses the first eight bytes written as the hash. Only for digests.
 #[derive(Default)]
-struct DigestHasher(u64);
+pub(crate) struct DigestHasher(u64);
 
 impl Hasher for DigestHasher {
     fn finish(&self) -> u64 {
@@ -56,12 +56,17 @@ impl<V: Clone> DigestCache<V> {
     }
 
     pub fn get(&self, digest: &[u8; 32]) -> Option<V> {
+        self.get_with_expiry(digest).map(|(value, _)| value)
+    }
+
+    /// The value and when it expires.
+    pub fn get_with_expiry(&self, digest: &[u8; 32]) -> Option<(V, Instant)> {
         let shard = self
             .shard(digest)
             .read()
             .unwrap_or_else(PoisonError::into_inner);
         match shard.get(digest) {
-            Some((value, expires)) if *expires > Instant::now() => Some(value.clone()),
+            Some((value, expires)) if *expires > Instant::now() => Some((value.clone(), *expires)),
             _ => None,
         }
     }
