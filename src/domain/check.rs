@@ -85,7 +85,7 @@ impl Reason {
 pub struct CheckInput<'a> {
     /// As presented; a leading `Bearer ` is accepted.
     pub credential: &'a str,
-    pub permission: Option<&'a Permission>,
+    pub permission: Option<&'a Permission<'a>>,
     pub required_mode: Option<Mode>,
     /// The immediate peer of whoever is asking about the request.
     pub peer_ip: Option<IpAddr>,

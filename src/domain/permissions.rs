@@ -88,7 +88,7 @@ impl Scope {
     }
 
     /// Does this scope grant `permission`?
-    pub fn grants(&self, permission: &Permission) -> bool {
+    pub fn grants(&self, permission: &Permission<'_>) -> bool {
         let mut wanted = permission.as_str().split('.');
         let last = self.segments.len() - 1;
         for (i, seg) in self.segments.iter().enumerate() {
@@ -112,12 +112,14 @@ impl fmt::Display for Scope {
     }
 }
 
-/// A concrete permission a call requires, e.g. `feedback.read`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Permission(Box<str>);
+/// A concrete permission a call requires, e.g. `feedback.read`. Borrows the
+/// text it was parsed from: Check parses one per request, and it should cost
+/// no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Permission<'a>(&'a str);
 
-impl Permission {
-    pub fn parse(s: &str) -> Result<Self, PermissionError> {
+impl<'a> Permission<'a> {
+    pub fn parse(s: &'a str) -> Result<Self, PermissionError> {
         check_length(s)?;
         if s.split('.').any(|seg| seg == "*") {
             return Err(PermissionError::Wildcard(s.to_owned()));
@@ -128,11 +130,11 @@ impl Permission {
         if !s.contains('.') {
             return Err(PermissionError::TooShort(s.to_owned()));
         }
-        Ok(Self(s.into()))
+        Ok(Self(s))
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
+    pub fn as_str(&self) -> &'a str {
+        self.0
     }
 
     /// Management permissions, granted only to the operator account's keys.
@@ -141,9 +143,9 @@ impl Permission {
     }
 }
 
-impl fmt::Display for Permission {
+impl fmt::Display for Permission<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.0)
     }
 }
 
@@ -164,7 +166,7 @@ impl ScopeSet {
             .map(Self)
     }
 
-    pub fn grants(&self, permission: &Permission) -> bool {
+    pub fn grants(&self, permission: &Permission<'_>) -> bool {
         self.0.iter().any(|s| s.grants(permission))
     }
 
@@ -363,7 +365,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn perm(s: &str) -> Permission {
+    fn perm(s: &str) -> Permission<'_> {
         Permission::parse(s).unwrap()
     }
 
@@ -473,7 +475,8 @@ mod tests {
     proptest! {
         #[test]
         fn a_permission_is_granted_by_itself_and_its_wildcards(segs in prop::collection::vec("[a-z][a-z0-9_]{0,6}", 2..5)) {
-            let p = perm(&segs.join("."));
+            let text = segs.join(".");
+            let p = perm(&text);
             prop_assert!(scope(&segs.join(".")).grants(&p));
             prop_assert!(scope("*").grants(&p));
             let resource_wildcard = format!("{}.*", segs[0]);

@@ -10,12 +10,12 @@ use crate::domain::permissions::Permission;
 
 /// Admin permissions, parsed once.
 pub struct AdminPermissions {
-    pub accounts_read: Permission,
-    pub accounts_write: Permission,
-    pub live_mode_review: Permission,
-    pub keys_read: Permission,
-    pub keys_write: Permission,
-    pub check: Permission,
+    pub accounts_read: Permission<'static>,
+    pub accounts_write: Permission<'static>,
+    pub live_mode_review: Permission<'static>,
+    pub keys_read: Permission<'static>,
+    pub keys_write: Permission<'static>,
+    pub check: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -34,7 +34,7 @@ impl AdminPermissions {
 pub async fn authorize<T>(
     core: &Core,
     request: &Request<T>,
-    permission: &Permission,
+    permission: &Permission<'_>,
 ) -> Result<(), Status> {
     let Some(value) = request.metadata().get("authorization") else {
         return Err(Status::unauthenticated(

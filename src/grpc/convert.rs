@@ -280,13 +280,13 @@ pub fn key_out(k: &KeyRecord, now: Millis) -> pb::Key {
 }
 
 /// The parts of a `CheckRequest` that need parsing, owned by the handler.
-pub struct CheckParts {
-    pub permission: Option<Permission>,
+pub struct CheckParts<'a> {
+    pub permission: Option<Permission<'a>>,
     pub mode: Option<Mode>,
     pub peer_ip: Option<IpAddr>,
 }
 
-pub fn check_parts(r: &pb::CheckRequest) -> Result<CheckParts> {
+pub fn check_parts(r: &pb::CheckRequest) -> Result<CheckParts<'_>> {
     let permission = if r.permission.is_empty() {
         None
     } else {

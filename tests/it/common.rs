@@ -9,7 +9,7 @@ use latchkey::config::Config;
 use latchkey::crypto::secret::Secret;
 use latchkey::domain::permissions::Scope;
 use latchkey::pb;
-use latchkey::ports::ManualClock;
+use latchkey::ports::{Clock, ManualClock};
 use sea_orm::{ConnectionTrait, Database};
 use tokio::sync::oneshot;
 use tonic::Request;
@@ -171,7 +171,7 @@ impl TestServer {
         tweak(&mut config);
         let mut settings = config.validate().unwrap();
         settings.bootstrap_admin_token = bootstrap.map(Secret::new);
-        let clock = Arc::new(ManualClock::new(chrono::Utc::now().timestamp_millis()));
+        let clock = Arc::new(ManualClock::new(latchkey::ports::SystemClock.now()));
         let (tx, rx) = oneshot::channel();
         let running = app::start(settings, clock.clone(), async {
             let _ = rx.await;
