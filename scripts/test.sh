@@ -192,6 +192,21 @@ setup_services() {
   if [[ -n "${REDIS_URL:-}" ]]; then
     NOTES+=("REDIS_URL: $(latchkey_redact_url "$REDIS_URL")")
   fi
+  drop_leftover_test_databases
+}
+
+# Each Rust test creates its own lk_test_<uuid> database and drops it when it
+# ends; a test that panicked leaves one behind. Clear those before a run.
+drop_leftover_test_databases() {
+  command -v psql >/dev/null 2>&1 || return 0
+  local db dropped=0
+  while read -r db; do
+    [[ "$db" =~ ^lk_test_[0-9a-f]{32}$ ]] || continue
+    psql "$DATABASE_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null && dropped=$((dropped + 1))
+  done < <(psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'lk\_test\_%'" 2>/dev/null)
+  if ((dropped)); then
+    NOTES+=("dropped $dropped leftover test database(s)")
+  fi
 }
 
 # ---------------------------------------------------------------------------
