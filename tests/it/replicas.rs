@@ -13,7 +13,7 @@ async fn revocation_reaches_other_replicas() {
     let db = Arc::new(TestDb::new(Backend::Postgres).await);
     // A cache TTL far longer than the test: only the notification can do it.
     let a = TestServer::start_on(db.clone(), |c| c.cache.ttl_seconds = 3600, None).await;
-    let b = TestServer::start_on(db.clone(), |c| c.cache.ttl_seconds = 3600, None).await;
+    let b = TestServer::start_on(db, |c| c.cache.ttl_seconds = 3600, None).await;
     let (key, secret) = a.simple_key("PRIME", &["feedback.read"]).await;
     assert!(
         b.check_perm(&secret, "feedback.read").await.allowed,
