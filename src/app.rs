@@ -16,9 +16,10 @@ use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::resolver::KeyResolver;
+use crate::domain::route_table::RouteTable;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
-use crate::grpc::{AccountApi, CheckApi, KeyApi};
+use crate::grpc::{AccountApi, CheckApi, ExtAuthzApi, KeyApi, RouteApi};
 use crate::http::Readiness;
 use crate::pb;
 use crate::ports::{Clock, Store, StoreError};
@@ -48,6 +49,7 @@ pub enum AppError {
 pub struct Core {
     pub accounts: AccountManager,
     pub keys: KeyManager,
+    pub routes: RouteTable,
     pub checker: Checker,
     pub clock: Arc<dyn Clock>,
     pub admin: AdminPermissions,
@@ -92,6 +94,7 @@ pub fn build(
             clock.clone(),
             resolver.clone(),
         ),
+        routes: RouteTable::new(store.clone(), clock.clone()),
         keys: KeyManager::new(
             store,
             policy,
@@ -135,12 +138,18 @@ impl Running {
     }
 }
 
-const SERVICES: [&str; 4] = [
+const SERVICES: [&str; 6] = [
     "",
     "latchkey.v1.AccountService",
     "latchkey.v1.KeyService",
     "latchkey.v1.CheckService",
+    "latchkey.v1.RouteService",
+    "envoy.service.auth.v3.Authorization",
 ];
+
+/// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
+const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
 
 async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
     for service in SERVICES {
@@ -167,6 +176,9 @@ pub async fn start(
         let key = parts.core.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
     }
+    parts.core.routes.reload().await?;
+    let ext_authz = ExtAuthzApi::new(parts.core.clone(), settings.ext_authz.clone())
+        .map_err(|e| AppError::Server(format!("ext_authz.public_routes: {e}")))?;
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
@@ -195,11 +207,13 @@ pub async fn start(
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| AppError::Server(e.to_string()))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| AppError::Server(e.to_string()))?;
 
@@ -224,6 +238,14 @@ pub async fn start(
         )
         .add_service(
             pb::check_service_server::CheckServiceServer::new(CheckApi(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::route_service_server::RouteServiceServer::new(RouteApi(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ext_authz)
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
@@ -260,7 +282,14 @@ pub async fn start(
         settings.usage_flush_interval,
         drain_rx.clone(),
     ));
-    let listener_task = store.spawn_invalidation_listener(parts.resolver.clone());
+    let routes_changed = Arc::new(tokio::sync::Notify::new());
+    let listener_task =
+        store.spawn_invalidation_listener(parts.resolver.clone(), routes_changed.clone());
+    let routes_task = tokio::spawn(reload_routes_on_notice(
+        core.clone(),
+        routes_changed,
+        drain_rx.clone(),
+    ));
 
     let grace = settings.shutdown_grace;
     let usage = parts.usage.clone();
@@ -293,6 +322,7 @@ pub async fn start(
         if let Some(t) = listener_task {
             t.abort();
         }
+        let _ = routes_task.await;
         flush_usage(store_port.as_ref(), &usage).await;
         store.close().await;
         tracing::info!("stopped");
@@ -356,6 +386,24 @@ async fn monitor_store(
                 },
             )
             .await;
+        }
+    }
+}
+
+/// Rebuilds the route matcher when another replica changed the rules.
+async fn reload_routes_on_notice(
+    core: Arc<Core>,
+    notice: Arc<tokio::sync::Notify>,
+    mut drain: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = notice.notified() => {
+                if let Err(e) = core.routes.reload().await {
+                    tracing::error!(error = %e, "could not reload route rules; keeping the previous ones");
+                }
+            }
+            _ = drain.changed() => return,
         }
     }
 }

@@ -67,6 +67,7 @@ pub struct Config {
     /// How often batched last-used times are written. Default 5000.
     pub usage_flush_interval_ms: u64,
     pub limits: LimitsConfig,
+    pub ext_authz: ExtAuthzConfig,
     /// Replaces the default plans (the five BEEP! packages) when set.
     pub plans: Option<Vec<PlanDef>>,
     /// Replaces the default roles (`read_only`, `full_access`) when set.
@@ -95,6 +96,38 @@ pub struct CheckConfig {
     pub require_auth: bool,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs). Default none.
     pub trusted_proxies: Vec<String>,
+}
+
+/// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtAuthzConfig {
+    /// A header that may carry the API key besides `Authorization: Bearer`. Default `x-api-key`.
+    pub api_key_header: String,
+    /// A query parameter that may carry the API key. Off by default: URLs end up in logs.
+    pub query_param: Option<String>,
+    /// Remove the credential header before the request goes upstream. Default false.
+    pub strip_credential: bool,
+    /// Prefix of the principal headers added on allow (and stripped from requests). Default `x-latchkey-`.
+    pub header_prefix: String,
+    /// Routes served without a credential, as `METHOD /path/template`. Default none.
+    pub public_routes: Vec<String>,
+    /// How many proxies in front of Envoy append to `X-Forwarded-For`; 0 = use
+    /// Envoy's source address. Default 0.
+    pub trusted_hops: u8,
+}
+
+impl Default for ExtAuthzConfig {
+    fn default() -> Self {
+        Self {
+            api_key_header: "x-api-key".to_owned(),
+            query_param: None,
+            strip_credential: false,
+            header_prefix: "x-latchkey-".to_owned(),
+            public_routes: Vec::new(),
+            trusted_hops: 0,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -133,6 +166,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             usage_flush_interval_ms: 5000,
             limits: LimitsConfig::default(),
+            ext_authz: ExtAuthzConfig::default(),
             plans: None,
             roles: None,
         }
@@ -190,6 +224,72 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub policy: Policy,
     pub bootstrap_admin_token: Option<Secret<String>>,
+    pub ext_authz: ExtAuthzSettings,
+}
+
+/// Validated ext_authz settings.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzSettings {
+    pub api_key_header: String,
+    pub query_param: Option<String>,
+    pub strip_credential: bool,
+    pub header_prefix: String,
+    /// Parsed `public_routes`: (method, path template).
+    pub public_routes: Vec<(String, String)>,
+    pub trusted_hops: u8,
+}
+
+fn header_name(field: &'static str, s: &str) -> Result<String, ConfigError> {
+    let lower = s.to_ascii_lowercase();
+    if lower.is_empty()
+        || !lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(field, format!("`{s}` is not a header name")));
+    }
+    Ok(lower)
+}
+
+impl ExtAuthzConfig {
+    fn validate(&self) -> Result<ExtAuthzSettings, ConfigError> {
+        let public_routes = self
+            .public_routes
+            .iter()
+            .map(|r| {
+                let (method, path) = r.trim().split_once(' ').ok_or_else(|| {
+                    invalid(
+                        "ext_authz.public_routes",
+                        format!("`{r}` is not `METHOD /path`"),
+                    )
+                })?;
+                let method = crate::domain::routes::validate_method(method)
+                    .map_err(|e| invalid("ext_authz.public_routes", e.to_string()))?;
+                crate::domain::routes::validate_template(path.trim())
+                    .map_err(|e| invalid("ext_authz.public_routes", e.to_string()))?;
+                Ok((method, path.trim().to_owned()))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let prefix = header_name(
+            "ext_authz.header_prefix",
+            self.header_prefix.trim_end_matches('-'),
+        )?;
+        if !prefix.starts_with("x-") {
+            return Err(invalid("ext_authz.header_prefix", "must start with `x-`"));
+        }
+        Ok(ExtAuthzSettings {
+            api_key_header: header_name("ext_authz.api_key_header", &self.api_key_header)?,
+            query_param: self
+                .query_param
+                .as_deref()
+                .map(|q| header_name("ext_authz.query_param", q).map(|_| q.to_owned()))
+                .transpose()?,
+            strip_credential: self.strip_credential,
+            header_prefix: format!("{prefix}-"),
+            public_routes,
+            trusted_hops: self.trusted_hops,
+        })
+    }
 }
 
 impl Config {
@@ -339,6 +439,7 @@ impl Config {
             max_message_bytes: self.limits.max_message_bytes,
             policy,
             bootstrap_admin_token: None,
+            ext_authz: self.ext_authz.validate()?,
         })
     }
 }

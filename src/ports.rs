@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode};
+use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode, RuleRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -62,6 +62,19 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Option<(KeyRecord, Account)>, StoreError>;
     /// Batched last-used times; never moves a time backwards.
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError>;
+
+    /// Inserts a route rule and tells every replica to rebuild its matcher.
+    async fn insert_rule(&self, rule: &RuleRecord) -> Result<(), StoreError>;
+    /// Rules ordered by id, after `after`.
+    async fn list_rules(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<RuleRecord>, StoreError>;
+    /// Every rule, for building the matcher.
+    async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError>;
+    /// `false` if there was no such rule.
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
 }
 
 /// Time, as a parameter: tests step it instead of sleeping.

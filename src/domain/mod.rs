@@ -11,4 +11,6 @@ pub mod network;
 pub mod origin;
 pub mod permissions;
 pub mod resolver;
+pub mod route_table;
+pub mod routes;
 pub mod usage;

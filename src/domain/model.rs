@@ -211,3 +211,15 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
         .and_then(|rest| rest.strip_prefix('_'))
         .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
+
+/// A stored route rule: (host, method, path template) → permission.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRecord {
+    pub id: String,
+    /// `None` = any host.
+    pub host: Option<String>,
+    pub method: String,
+    pub path: String,
+    pub permission: String,
+    pub created_at: Millis,
+}

@@ -15,6 +15,8 @@ pub struct AdminPermissions {
     pub live_mode_review: Permission<'static>,
     pub keys_read: Permission<'static>,
     pub keys_write: Permission<'static>,
+    pub routes_read: Permission<'static>,
+    pub routes_write: Permission<'static>,
     pub check: Permission<'static>,
 }
 
@@ -26,6 +28,8 @@ impl AdminPermissions {
             live_mode_review: Permission::parse("admin.live_mode.review")?,
             keys_read: Permission::parse("admin.keys.read")?,
             keys_write: Permission::parse("admin.keys.write")?,
+            routes_read: Permission::parse("admin.routes.read")?,
+            routes_write: Permission::parse("admin.routes.write")?,
             check: Permission::parse("admin.check")?,
         })
     }

@@ -4,9 +4,13 @@ pub mod account;
 pub mod auth;
 pub mod check;
 pub mod convert;
+pub mod ext_authz;
 pub mod key;
+pub mod route;
 pub mod status;
 
 pub use account::AccountApi;
 pub use check::CheckApi;
+pub use ext_authz::ExtAuthzApi;
 pub use key::KeyApi;
+pub use route::RouteApi;

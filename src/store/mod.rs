@@ -20,17 +20,20 @@ use sea_orm::{
 use sea_orm_migration::MigratorTrait;
 
 use crate::crypto::{hex, secret::Secret, secret::redact_url};
+use crate::domain::model::RuleRecord;
 use crate::domain::model::{
     Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus,
 };
 use crate::domain::resolver::KeyResolver;
 use crate::ports::{KeyFilter, Store, StoreError};
-use entities::{account, api_key};
+use entities::{account, api_key, route_rule};
 
 /// The `LISTEN`/`NOTIFY` channel for cache invalidation.
 pub const INVALIDATION_CHANNEL: &str = "latchkey_invalidate";
 /// Payload meaning "drop everything" (account changes).
 const INVALIDATE_ALL: &str = "*";
+/// Payload meaning "route rules changed".
+const ROUTES_CHANGED: &str = "routes";
 
 #[derive(Clone)]
 pub struct SqlStore {
@@ -97,6 +100,7 @@ impl SqlStore {
     pub fn spawn_invalidation_listener(
         &self,
         resolver: Arc<KeyResolver>,
+        routes_changed: Arc<tokio::sync::Notify>,
     ) -> Option<tokio::task::JoinHandle<()>> {
         if !self.is_postgres() {
             return None;
@@ -120,8 +124,10 @@ impl SqlStore {
                 // Notices sent before LISTEN took effect (at start, or while the
                 // connection was down) were missed: start from an empty cache.
                 resolver.invalidate_all();
+                routes_changed.notify_one();
                 loop {
                     match listener.try_recv().await {
+                        Ok(Some(n)) if n.payload() == ROUTES_CHANGED => routes_changed.notify_one(),
                         Ok(Some(n)) => apply_invalidation(&resolver, n.payload()),
                         // While disconnected, cached entries still age out by their TTL;
                         // the cache is dropped once we are listening again.
@@ -485,5 +491,74 @@ impl Store for SqlStore {
                 .map_err(map_err)?;
         }
         txn.commit().await.map_err(map_err)
+    }
+
+    async fn insert_rule(&self, rule: &RuleRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        route_rule::Entity::insert(route_rule::ActiveModel {
+            id: Set(rule.id.clone()),
+            host: Set(rule.host.clone().unwrap_or_default()),
+            method: Set(rule.method.clone()),
+            path: Set(rule.path.clone()),
+            permission: Set(rule.permission.clone()),
+            created_at: Set(rule.created_at),
+        })
+        .exec(&txn)
+        .await
+        .map_err(map_err)?;
+        self.notify(&txn, ROUTES_CHANGED).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn list_rules(
+        &self,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<RuleRecord>, StoreError> {
+        let mut q = route_rule::Entity::find();
+        if let Some(after) = after {
+            q = q.filter(route_rule::Column::Id.gt(after.to_owned()));
+        }
+        Ok(q.order_by_asc(route_rule::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(rule_from)
+            .collect())
+    }
+
+    async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
+        Ok(route_rule::Entity::find()
+            .order_by_asc(route_rule::Column::Id)
+            .all(&self.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(rule_from)
+            .collect())
+    }
+
+    async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        let result = route_rule::Entity::delete_by_id(id.to_owned())
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        self.notify(&txn, ROUTES_CHANGED).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(result.rows_affected == 1)
+    }
+}
+
+fn rule_from(m: route_rule::Model) -> RuleRecord {
+    RuleRecord {
+        id: m.id,
+        host: (!m.host.is_empty()).then_some(m.host),
+        method: m.method,
+        path: m.path,
+        permission: m.permission,
+        created_at: m.created_at,
     }
 }

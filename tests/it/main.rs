@@ -8,6 +8,7 @@ mod admin_auth;
 mod bad_input;
 mod binary;
 mod check;
+mod ext_authz;
 mod keys;
 mod replicas;
 mod server;

@@ -3,3 +3,4 @@
 
 pub mod account;
 pub mod api_key;
+pub mod route_rule;

@@ -5,12 +5,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_accounts_and_keys;
+mod m20261126_000002_route_rules;
 
 pub struct Migrator;
 
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261126_000001_accounts_and_keys::Migration)]
+        vec![
+            Box::new(m20261126_000001_accounts_and_keys::Migration),
+            Box::new(m20261126_000002_route_rules::Migration),
+        ]
     }
 }

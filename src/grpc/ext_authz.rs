@@ -1,0 +1,365 @@
+//! `envoy.service.auth.v3.Authorization/Check`: Envoy's external
+//! authorization, decided by the same engine as `latchkey.v1.CheckService`.
+//!
+//! A denial is a normal `CheckResponse` carrying an HTTP response for Envoy
+//! to send. A gRPC error is returned only when Latchkey cannot decide (its
+//! store is unreachable): then Envoy's `failure_mode_allow` decides, which
+//! the example configuration sets to `false`, so the request is refused.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use envoy_types::ext_authz::v3::pb::{
+    Address, Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
+    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+};
+use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
+use envoy_types::pb::google::rpc;
+use tonic::{Request, Response, Status};
+
+use crate::app::Core;
+use crate::config::ExtAuthzSettings;
+use crate::domain::check::{CheckInput, Decision, Reason, strip_bearer};
+use crate::domain::network::parse_ip_loose;
+use crate::domain::permissions::Permission;
+use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
+
+/// gRPC status codes (google.rpc.Code) for the `status` field.
+const RPC_OK: i32 = 0;
+const RPC_PERMISSION_DENIED: i32 = 7;
+const RPC_UNAUTHENTICATED: i32 = 16;
+const RPC_INVALID_ARGUMENT: i32 = 3;
+
+pub struct ExtAuthzApi {
+    core: Arc<Core>,
+    settings: ExtAuthzSettings,
+    public: RouteMatcher,
+}
+
+impl ExtAuthzApi {
+    pub fn new(
+        core: Arc<Core>,
+        settings: ExtAuthzSettings,
+    ) -> Result<Self, crate::domain::routes::RouteError> {
+        let rules: Vec<RouteRule> = settings
+            .public_routes
+            .iter()
+            .enumerate()
+            .map(|(i, (method, path))| RouteRule {
+                id: format!("public-{i}"),
+                host: None,
+                method: method.clone(),
+                path: path.clone(),
+                // Never checked: a public route needs no permission.
+                permission: "public.route".to_owned(),
+            })
+            .collect();
+        Ok(Self {
+            public: RouteMatcher::new(&rules)?,
+            core,
+            settings,
+        })
+    }
+}
+
+struct HttpView<'a> {
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    headers: &'a HashMap<String, String>,
+    source: Option<&'a str>,
+}
+
+fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
+    let attrs = req.attributes.as_ref()?;
+    let http = attrs.request.as_ref()?.http.as_ref()?;
+    let source = attrs
+        .source
+        .as_ref()
+        .and_then(|p| p.address.as_ref())
+        .and_then(|a| a.address.as_ref())
+        .and_then(|a| match a {
+            Address::SocketAddress(s) => Some(s.address.as_str()),
+            _ => None,
+        });
+    let host = if http.host.is_empty() {
+        http.headers.get(":authority").map_or("", String::as_str)
+    } else {
+        http.host.as_str()
+    };
+    Some(HttpView {
+        method: &http.method,
+        path: &http.path,
+        host,
+        headers: &http.headers,
+        source,
+    })
+}
+
+fn header(name: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
+    HeaderValueOption {
+        header: Some(HeaderValue {
+            key: name.to_owned(),
+            value,
+            raw_value: Vec::new(),
+        }),
+        append_action: action as i32,
+        ..Default::default()
+    }
+}
+
+fn string_value(s: &str) -> Value {
+    Value {
+        kind: Some(Kind::StringValue(s.to_owned())),
+    }
+}
+
+fn denied(
+    status: u16,
+    rpc_code: i32,
+    reason: &str,
+    message: &str,
+    www_authenticate: bool,
+) -> CheckResponse {
+    let error = match status {
+        400 => "bad_request",
+        401 => "unauthorized",
+        429 => "rate_limited",
+        _ => "forbidden",
+    };
+    let body =
+        serde_json::json!({ "error": error, "reason": reason, "message": message }).to_string();
+    let mut headers = vec![header(
+        "content-type",
+        "application/json".to_owned(),
+        HeaderAppendAction::OverwriteIfExistsOrAdd,
+    )];
+    if www_authenticate {
+        headers.push(header(
+            "www-authenticate",
+            format!(
+                "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"{reason}\""
+            ),
+            HeaderAppendAction::OverwriteIfExistsOrAdd,
+        ));
+    }
+    CheckResponse {
+        status: Some(rpc::Status {
+            code: rpc_code,
+            message: reason.to_owned(),
+            details: Vec::new(),
+        }),
+        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
+            status: Some(HttpStatus {
+                code: i32::from(status),
+            }),
+            headers,
+            body,
+        })),
+        dynamic_metadata: None,
+    }
+}
+
+/// The client's address: Envoy's source address, or with `trusted_hops = N`
+/// the N-th `X-Forwarded-For` entry from the right (the one the outermost
+/// trusted proxy appended).
+fn client_ip(view: &HttpView<'_>, trusted_hops: u8) -> Option<IpAddr> {
+    if trusted_hops == 0 {
+        return view.source.and_then(parse_ip_loose);
+    }
+    let xff = view.headers.get("x-forwarded-for")?;
+    let hops: Vec<&str> = xff.split(',').collect();
+    let i = hops.len().checked_sub(usize::from(trusted_hops))?;
+    parse_ip_loose(hops[i])
+}
+
+fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
+    let query = path.split_once('?')?.1.split('#').next()?;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+impl ExtAuthzApi {
+    /// Which header carried the credential (to strip it), and the credential.
+    fn credential<'a>(&self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
+        if let Some(auth) = view.headers.get("authorization") {
+            let token = strip_bearer(auth);
+            if token.len() != auth.trim().len() {
+                return (Some("authorization"), Some(token));
+            }
+        }
+        if let Some((name, v)) = view.headers.get_key_value(&self.settings.api_key_header) {
+            return (Some(name.as_str()), Some(v.as_str()));
+        }
+        if let Some(param) = &self.settings.query_param
+            && let Some(v) = query_value(view.path, param)
+        {
+            return (None, Some(v));
+        }
+        (None, None)
+    }
+
+    /// Incoming principal headers: a client must never be able to forge them.
+    fn forged_headers(&self, view: &HttpView<'_>) -> Vec<String> {
+        view.headers
+            .keys()
+            .filter(|k| k.starts_with(&self.settings.header_prefix))
+            .cloned()
+            .collect()
+    }
+
+    fn allowed(
+        &self,
+        view: &HttpView<'_>,
+        decision: Option<&Decision>,
+        credential_header: Option<&str>,
+    ) -> CheckResponse {
+        let mut headers = Vec::new();
+        let mut metadata = Struct::default();
+        let prefix = &self.settings.header_prefix;
+        let mut set = Vec::new();
+        if let Some(key) = decision.and_then(|d| d.key.as_ref()) {
+            let fields = [
+                ("account-id", key.record.account_id.clone()),
+                ("key-id", key.record.id.clone()),
+                ("mode", key.record.mode.tag().to_owned()),
+                ("scopes", key.scope_strings.join(",")),
+                ("plan", key.account.plan.clone()),
+            ];
+            for (name, value) in fields {
+                let full = format!("{prefix}{name}");
+                metadata
+                    .fields
+                    .insert(name.replace('-', "_"), string_value(&value));
+                headers.push(header(
+                    &full,
+                    value,
+                    HeaderAppendAction::OverwriteIfExistsOrAdd,
+                ));
+                set.push(full);
+            }
+        }
+        let mut headers_to_remove: Vec<String> = self
+            .forged_headers(view)
+            .into_iter()
+            .filter(|h| !set.contains(h))
+            .collect();
+        if self.settings.strip_credential
+            && let Some(h) = credential_header
+        {
+            headers_to_remove.push(h.to_owned());
+        }
+        CheckResponse {
+            status: Some(rpc::Status {
+                code: RPC_OK,
+                message: String::new(),
+                details: Vec::new(),
+            }),
+            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
+                headers,
+                headers_to_remove,
+                ..Default::default()
+            })),
+            dynamic_metadata: (!metadata.fields.is_empty()).then_some(metadata),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Authorization for ExtAuthzApi {
+    async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
+        let req = req.into_inner();
+        let Some(view) = view(&req) else {
+            return Ok(Response::new(denied(
+                400,
+                RPC_INVALID_ARGUMENT,
+                "REQUEST_INVALID",
+                "the check request carries no HTTP request attributes",
+                false,
+            )));
+        };
+        let path = match normalize_path(view.path) {
+            Ok(p) => p,
+            Err(e) => {
+                return Ok(Response::new(denied(
+                    400,
+                    RPC_INVALID_ARGUMENT,
+                    "PATH_INVALID",
+                    &e.to_string(),
+                    false,
+                )));
+            }
+        };
+        let (credential_header, credential) = self.credential(&view);
+        if self
+            .public
+            .find(Some(view.host), view.method, &path)
+            .is_some()
+        {
+            return Ok(Response::new(self.allowed(&view, None, credential_header)));
+        }
+        let matcher = self.core.routes.matcher();
+        let Some(route) = matcher.find(Some(view.host), view.method, &path) else {
+            return Ok(Response::new(denied(
+                403,
+                RPC_PERMISSION_DENIED,
+                "ROUTE_NOT_ALLOWED",
+                "no route rule covers this request",
+                false,
+            )));
+        };
+        let Some(credential) = credential else {
+            return Ok(Response::new(denied(
+                401,
+                RPC_UNAUTHENTICATED,
+                Reason::CredentialMissing.code(),
+                "no credential was presented",
+                true,
+            )));
+        };
+        // Rules were validated when created; an unparsable one denies.
+        let Ok(permission) = Permission::parse(route.permission) else {
+            return Ok(Response::new(denied(
+                403,
+                RPC_PERMISSION_DENIED,
+                Reason::InternalError.code(),
+                "the matching rule is invalid",
+                false,
+            )));
+        };
+        let decision = self
+            .core
+            .checker
+            .decide(CheckInput {
+                credential,
+                permission: Some(&permission),
+                required_mode: None,
+                peer_ip: client_ip(&view, self.settings.trusted_hops),
+                forwarded_for: None,
+                origin: view.headers.get("origin").map(String::as_str),
+            })
+            .await;
+        let response = match decision.reason {
+            Reason::Allowed => self.allowed(&view, Some(&decision), credential_header),
+            Reason::InternalError => {
+                return Err(Status::unavailable("the decision could not be made"));
+            }
+            r if r.is_authentication_failure() => {
+                denied(401, RPC_UNAUTHENTICATED, r.code(), &decision.message, true)
+            }
+            r => denied(
+                403,
+                RPC_PERMISSION_DENIED,
+                r.code(),
+                &decision.message,
+                false,
+            ),
+        };
+        Ok(Response::new(response))
+    }
+}

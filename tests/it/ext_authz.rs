@@ -1,0 +1,389 @@
+//! Envoy's external authorization, driven through the `envoy-types` client
+//! exactly as Envoy would call it (there is no Envoy binary here).
+
+use std::collections::HashMap;
+
+use envoy_types::ext_authz::v3::pb::{Address, CheckRequest, CheckResponse, HttpResponse};
+use envoy_types::pb::envoy::config::core::v3::SocketAddress;
+use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
+use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
+use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use latchkey::pb;
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::common::{Backend, TestServer, key_request};
+
+struct Http<'a> {
+    method: &'a str,
+    path: &'a str,
+    host: &'a str,
+    source: &'a str,
+    headers: Vec<(&'a str, String)>,
+}
+
+impl<'a> Http<'a> {
+    fn get(path: &'a str) -> Self {
+        Self {
+            method: "GET",
+            path,
+            host: "api.shop.example",
+            source: "203.0.113.9",
+            headers: vec![],
+        }
+    }
+
+    fn bearer(mut self, key: &str) -> Self {
+        self.headers
+            .push(("authorization", format!("Bearer {key}")));
+        self
+    }
+
+    fn header(mut self, name: &'a str, value: &str) -> Self {
+        self.headers.push((name, value.to_owned()));
+        self
+    }
+
+    fn method(mut self, m: &'a str) -> Self {
+        self.method = m;
+        self
+    }
+
+    fn request(&self) -> CheckRequest {
+        CheckRequest {
+            attributes: Some(AttributeContext {
+                source: Some(Peer {
+                    address: Some(envoy_types::pb::envoy::config::core::v3::Address {
+                        address: Some(Address::SocketAddress(SocketAddress {
+                            address: self.source.to_owned(),
+                            port_specifier: Some(PortSpecifier::PortValue(50_000)),
+                            ..Default::default()
+                        })),
+                    }),
+                    ..Default::default()
+                }),
+                request: Some(Request {
+                    http: Some(HttpRequest {
+                        method: self.method.to_owned(),
+                        path: self.path.to_owned(),
+                        host: self.host.to_owned(),
+                        headers: self
+                            .headers
+                            .iter()
+                            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                            .collect::<HashMap<_, _>>(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }
+    }
+}
+
+async fn ext_check(s: &TestServer, http: &Http<'_>) -> CheckResponse {
+    AuthorizationClient::new(s.channel.clone())
+        .check(http.request())
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// (HTTP status, body JSON) of a denial; panics on an allow.
+fn denial(r: &CheckResponse) -> (i32, serde_json::Value, HashMap<String, String>) {
+    match r.http_response.as_ref().unwrap() {
+        HttpResponse::DeniedResponse(d) => (
+            d.status.as_ref().unwrap().code,
+            serde_json::from_str(&d.body).unwrap(),
+            d.headers
+                .iter()
+                .map(|h| {
+                    let h = h.header.as_ref().unwrap();
+                    (h.key.clone(), h.value.clone())
+                })
+                .collect(),
+        ),
+        HttpResponse::OkResponse(_) => panic!("expected a denial, got an allow: {r:?}"),
+        other => panic!("unexpected response {other:?}"),
+    }
+}
+
+/// (added headers, removed headers) of an allow; panics on a denial.
+fn allow(r: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
+    assert_eq!(r.status.as_ref().unwrap().code, 0);
+    match r.http_response.as_ref().unwrap() {
+        HttpResponse::OkResponse(ok) => (
+            ok.headers
+                .iter()
+                .map(|h| {
+                    let h = h.header.as_ref().unwrap();
+                    (h.key.clone(), h.value.clone())
+                })
+                .collect(),
+            ok.headers_to_remove.clone(),
+        ),
+        other => panic!("expected an allow, got {other:?}"),
+    }
+}
+
+async fn rule(s: &TestServer, host: &str, method: &str, path: &str, permission: &str) -> pb::Rule {
+    pb::route_service_client::RouteServiceClient::new(s.channel.clone())
+        .create_rule(s.admin(pb::CreateRuleRequest {
+            host: host.into(),
+            method: method.into(),
+            path: path.into(),
+            permission: permission.into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn allowed_requests_carry_the_principal(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/surveys/{id}", "surveys.read").await;
+    let (key, secret) = s.simple_key("PRIME", &["surveys.read"]).await;
+    let r = ext_check(
+        &s,
+        &Http::get("/v2/surveys/42?x=1")
+            .bearer(&secret)
+            .header("x-latchkey-account-id", "acct_forged")
+            .header("x-latchkey-admin", "yes"),
+    )
+    .await;
+    let (added, removed) = allow(&r);
+    assert_eq!(added["x-latchkey-account-id"], key.account_id);
+    assert_eq!(added["x-latchkey-key-id"], key.id);
+    assert_eq!(added["x-latchkey-mode"], "test");
+    assert_eq!(added["x-latchkey-scopes"], "surveys.read");
+    assert_eq!(added["x-latchkey-plan"], "PRIME");
+    // A forged principal header is overwritten or removed, never passed on.
+    assert!(
+        removed.contains(&"x-latchkey-admin".to_owned()),
+        "{removed:?}"
+    );
+    let meta = r.dynamic_metadata.unwrap();
+    assert!(meta.fields.contains_key("account_id"));
+    // The API-key header works too.
+    let r = ext_check(&s, &Http::get("/v2/surveys/7").header("x-api-key", &secret)).await;
+    allow(&r);
+    s.stop().await;
+}
+
+async fn denials_have_the_right_status(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/surveys/{id}", "surveys.read").await;
+    rule(&s, "", "DELETE", "/v2/surveys/{id}", "surveys.delete").await;
+    let (key, secret) = s.simple_key("PRIME", &["surveys.read"]).await;
+
+    let (status, body, headers) = denial(&ext_check(&s, &Http::get("/v2/surveys/1")).await);
+    assert_eq!(status, 401);
+    assert_eq!(body["reason"], "CREDENTIAL_MISSING");
+    assert!(headers["www-authenticate"].starts_with("Bearer"));
+
+    let (status, body, _) =
+        denial(&ext_check(&s, &Http::get("/v2/surveys/1").bearer("lk_test_sk_nope")).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("CREDENTIAL_MALFORMED"))
+    );
+
+    let r = ext_check(
+        &s,
+        &Http::get("/v2/surveys/1").method("DELETE").bearer(&secret),
+    )
+    .await;
+    let (status, body, _) = denial(&r);
+    assert_eq!((status, body["error"].as_str()), (403, Some("forbidden")));
+    assert_eq!(body["reason"], "PERMISSION_DENIED");
+    assert!(body["message"].as_str().unwrap().contains("surveys.delete"));
+
+    // No rule covers it: denied, whatever the credential.
+    let (status, body, _) = denial(&ext_check(&s, &Http::get("/v2/admin").bearer(&secret)).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("ROUTE_NOT_ALLOWED"))
+    );
+
+    s.keys()
+        .revoke_key(s.admin(pb::RevokeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    let (status, body, _) =
+        denial(&ext_check(&s, &Http::get("/v2/surveys/1").bearer(&secret)).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (401, Some("KEY_REVOKED"))
+    );
+    s.stop().await;
+}
+
+async fn paths_are_normalised_before_matching(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/public/**", "public.read").await;
+    rule(&s, "", "GET", "/v2/admin/**", "admin_area.read").await;
+    let (_, public_only) = s.simple_key("PRIME", &["public.read"]).await;
+    allow(&ext_check(&s, &Http::get("/v2/public/docs").bearer(&public_only)).await);
+    for sneaky in [
+        "/v2/public/../admin/users",
+        "/v2/public/%2e%2e/admin/users",
+        "/v2/public/%2E%2E/admin/users",
+        "//v2//admin/users",
+        "/v2/./admin/users",
+    ] {
+        let (status, body, _) =
+            denial(&ext_check(&s, &Http::get(sneaky).bearer(&public_only)).await);
+        assert_eq!(status, 403, "{sneaky}");
+        assert_eq!(
+            body["reason"], "PERMISSION_DENIED",
+            "{sneaky}: judged as the admin route"
+        );
+    }
+    let (status, body, _) =
+        denial(&ext_check(&s, &Http::get("/v2/public/a%2Fb").bearer(&public_only)).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (400, Some("PATH_INVALID"))
+    );
+    s.stop().await;
+}
+
+async fn most_specific_rule_wins_and_hosts_are_separate(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "*", "/v2/**", "v2.any").await;
+    rule(&s, "", "GET", "/v2/surveys/export", "surveys.export").await;
+    rule(&s, "partner.example", "GET", "/v2/**", "partner.read").await;
+    let (_, export_only) = s.simple_key("PRIME", &["surveys.export"]).await;
+    let (_, v2_any) = s.simple_key("PRIME", &["v2.any"]).await;
+    allow(&ext_check(&s, &Http::get("/v2/surveys/export").bearer(&export_only)).await);
+    denial(&ext_check(&s, &Http::get("/v2/surveys/export").bearer(&v2_any)).await);
+    allow(&ext_check(&s, &Http::get("/v2/anything").bearer(&v2_any)).await);
+    let mut partner = Http::get("/v2/anything").bearer(&v2_any);
+    partner.host = "partner.example:443";
+    let (_, body, _) = denial(&ext_check(&s, &partner).await);
+    assert!(
+        body["message"].as_str().unwrap().contains("partner.read"),
+        "{body}"
+    );
+    s.stop().await;
+}
+
+async fn rules_are_managed_and_validated(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let mut routes = pb::route_service_client::RouteServiceClient::new(s.channel.clone());
+    let created = rule(&s, "", "get", "/v2/feeds/{feed}", "feeds.read").await;
+    assert_eq!(created.method, "GET");
+    let err = routes
+        .create_rule(s.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: "/v2/feeds/{other}".into(),
+            permission: "feeds.read".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+    for (field, req) in [
+        (
+            "path",
+            pb::CreateRuleRequest {
+                method: "GET".into(),
+                path: "/a/**/b".into(),
+                permission: "a.b".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "method",
+            pb::CreateRuleRequest {
+                method: "FETCH".into(),
+                path: "/a".into(),
+                permission: "a.b".into(),
+                ..Default::default()
+            },
+        ),
+        (
+            "permission",
+            pb::CreateRuleRequest {
+                method: "GET".into(),
+                path: "/a".into(),
+                permission: "a.*".into(),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let err = routes.create_rule(s.admin(req)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().starts_with(field),
+            "{field}: {}",
+            err.message()
+        );
+    }
+    let listed = routes
+        .list_rules(s.admin(pb::ListRulesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.rules.len(), 1);
+    let (_, secret) = s.simple_key("PRIME", &["feeds.read"]).await;
+    allow(&ext_check(&s, &Http::get("/v2/feeds/main").bearer(&secret)).await);
+    routes
+        .delete_rule(s.admin(pb::DeleteRuleRequest {
+            id: created.id.clone(),
+        }))
+        .await
+        .unwrap();
+    let (status, _, _) = denial(&ext_check(&s, &Http::get("/v2/feeds/main").bearer(&secret)).await);
+    assert_eq!(status, 403, "a deleted rule stops matching at once");
+    let err = routes
+        .delete_rule(s.admin(pb::DeleteRuleRequest { id: created.id }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    s.stop().await;
+}
+
+async fn public_routes_trusted_hops_and_stripping(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.ext_authz.public_routes = vec!["GET /v2/status".into()];
+        c.ext_authz.trusted_hops = 1;
+        c.ext_authz.strip_credential = true;
+    })
+    .await;
+    allow(&ext_check(&s, &Http::get("/v2/status")).await);
+    rule(&s, "", "GET", "/v2/orders", "orders.read").await;
+    let account = s.account("PRIME").await;
+    let mut req = key_request(&account.id, &["orders.read"]);
+    req.allowed_cidrs = vec!["198.51.100.0/24".into()];
+    let (_, secret) = s.create_key(req).await;
+    // Envoy's source is the load balancer; the client is what it appended.
+    let through_lb = Http::get("/v2/orders")
+        .bearer(&secret)
+        .header("x-forwarded-for", "10.9.9.9, 198.51.100.7");
+    let (_, removed) = allow(&ext_check(&s, &through_lb).await);
+    assert!(
+        removed.contains(&"authorization".to_owned()),
+        "credential stripped: {removed:?}"
+    );
+    let spoofed = Http::get("/v2/orders")
+        .bearer(&secret)
+        .header("x-forwarded-for", "198.51.100.7, 10.9.9.9");
+    let (status, body, _) = denial(&ext_check(&s, &spoofed).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("IP_NOT_ALLOWED"))
+    );
+    s.stop().await;
+}
+
+backend_tests!(
+    allowed_requests_carry_the_principal,
+    denials_have_the_right_status,
+    paths_are_normalised_before_matching,
+    most_specific_rule_wins_and_hosts_are_separate,
+    rules_are_managed_and_validated,
+    public_routes_trusted_hops_and_stripping,
+);
