@@ -202,13 +202,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Err(e) => return fail(e),
     };
     crate::telemetry::init(settings.json_logs);
-    let running = match crate::app::start(
-        settings,
-        Arc::new(SystemClock),
-        crate::app::shutdown_signal(),
-    )
-    .await
-    {
+    let signal = match crate::app::shutdown_signal() {
+        Ok(s) => s,
+        Err(e) => return fail(format!("cannot listen for SIGTERM/SIGINT: {e}")),
+    };
+    let running = match crate::app::start(settings, Arc::new(SystemClock), signal).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
