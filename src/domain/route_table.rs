@@ -52,23 +52,26 @@ impl RouteTable {
         }
     }
 
-    /// The matcher in effect.
-    pub fn matcher(&self) -> Arc<RouteMatcher> {
+    /// The permission the most specific rule for this request needs, if any.
+    /// Reads the matcher through this thread's copy: no shared reference count
+    /// is touched per request.
+    pub fn permission_for(&self, host: Option<&str>, method: &str, path: &str) -> Option<String> {
         let version = self.version.load(Ordering::Acquire);
         CURRENT.with_borrow_mut(|current| {
-            if let Some((id, v, m)) = current.as_ref()
-                && *id == self.id
-                && *v == version
-            {
-                return m.clone();
+            let fresh =
+                matches!(current.as_ref(), Some((id, v, _)) if *id == self.id && *v == version);
+            if !fresh {
+                let m = self
+                    .matcher
+                    .read()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                *current = Some((self.id, version, m));
             }
-            let m = self
-                .matcher
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone();
-            *current = Some((self.id, version, m.clone()));
-            m
+            current
+                .as_ref()
+                .and_then(|(_, _, m)| m.find(host, method, path))
+                .map(|found| found.permission.to_owned())
         })
     }
 

@@ -35,7 +35,12 @@ pub struct ExtAuthzApi {
     core: Arc<Core>,
     settings: ExtAuthzSettings,
     public: RouteMatcher,
+    /// The principal headers' full names, built once: account, key, mode, scopes, plan.
+    names: [String; 5],
 }
+
+const PRINCIPAL_FIELDS: [&str; 5] = ["account-id", "key-id", "mode", "scopes", "plan"];
+const METADATA_FIELDS: [&str; 5] = ["account_id", "key_id", "mode", "scopes", "plan"];
 
 impl ExtAuthzApi {
     pub fn new(
@@ -55,7 +60,9 @@ impl ExtAuthzApi {
                 permission: "public.route".to_owned(),
             })
             .collect();
+        let names = PRINCIPAL_FIELDS.map(|f| format!("{}{f}", settings.header_prefix));
         Ok(Self {
+            names,
             public: RouteMatcher::new(&rules)?,
             core,
             settings,
@@ -136,11 +143,17 @@ fn denied(
         HeaderAppendAction::OverwriteIfExistsOrAdd,
     )];
     if www_authenticate {
-        headers.push(header(
-            "www-authenticate",
+        // RFC 6750 §3.1: a request with no credential gets no error code.
+        let challenge = if reason == Reason::CredentialMissing.code() {
+            "Bearer realm=\"latchkey\"".to_owned()
+        } else {
             format!(
                 "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"{reason}\""
-            ),
+            )
+        };
+        headers.push(header(
+            "www-authenticate",
+            challenge,
             HeaderAppendAction::OverwriteIfExistsOrAdd,
         ));
     }
@@ -221,33 +234,31 @@ impl ExtAuthzApi {
     ) -> CheckResponse {
         let mut headers = Vec::new();
         let mut metadata = Struct::default();
-        let prefix = &self.settings.header_prefix;
-        let mut set = Vec::new();
-        if let Some(key) = decision.and_then(|d| d.key.as_ref()) {
-            let fields = [
-                ("account-id", key.record.account_id.clone()),
-                ("key-id", key.record.id.clone()),
-                ("mode", key.record.mode.tag().to_owned()),
-                ("scopes", key.scope_strings.join(",")),
-                ("plan", key.account.plan.clone()),
+        let key = decision.and_then(|d| d.key.as_ref());
+        if let Some(key) = key {
+            let values = [
+                key.record.account_id.clone(),
+                key.record.id.clone(),
+                key.record.mode.tag().to_owned(),
+                key.scope_strings.join(","),
+                key.account.plan.clone(),
             ];
-            for (name, value) in fields {
-                let full = format!("{prefix}{name}");
+            for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
                 metadata
                     .fields
-                    .insert(name.replace('-', "_"), string_value(&value));
+                    .insert(field.to_owned(), string_value(&value));
                 headers.push(header(
-                    &full,
+                    name,
                     value,
                     HeaderAppendAction::OverwriteIfExistsOrAdd,
                 ));
-                set.push(full);
             }
         }
+        // Headers we set are overwritten; any other incoming one of ours goes.
         let mut headers_to_remove: Vec<String> = self
             .forged_headers(view)
             .into_iter()
-            .filter(|h| !set.contains(h))
+            .filter(|h| key.is_none() || !self.names.contains(h))
             .collect();
         if self.settings.strip_credential
             && let Some(h) = credential_header
@@ -303,8 +314,11 @@ impl Authorization for ExtAuthzApi {
         {
             return Ok(Response::new(self.allowed(&view, None, credential_header)));
         }
-        let matcher = self.core.routes.matcher();
-        let Some(route) = matcher.find(Some(view.host), view.method, &path) else {
+        let Some(required) = self
+            .core
+            .routes
+            .permission_for(Some(view.host), view.method, &path)
+        else {
             return Ok(Response::new(denied(
                 403,
                 RPC_PERMISSION_DENIED,
@@ -323,7 +337,7 @@ impl Authorization for ExtAuthzApi {
             )));
         };
         // Rules were validated when created; an unparsable one denies.
-        let Ok(permission) = Permission::parse(route.permission) else {
+        let Ok(permission) = Permission::parse(&required) else {
             return Ok(Response::new(denied(
                 403,
                 RPC_PERMISSION_DENIED,

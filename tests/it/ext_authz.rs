@@ -181,14 +181,18 @@ async fn denials_have_the_right_status(backend: Backend) {
     let (status, body, headers) = denial(&ext_check(&s, &Http::get("/v2/surveys/1")).await);
     assert_eq!(status, 401);
     assert_eq!(body["reason"], "CREDENTIAL_MISSING");
-    assert!(headers["www-authenticate"].starts_with("Bearer"));
+    assert_eq!(
+        headers["www-authenticate"], "Bearer realm=\"latchkey\"",
+        "RFC 6750 §3.1"
+    );
 
-    let (status, body, _) =
+    let (status, body, headers) =
         denial(&ext_check(&s, &Http::get("/v2/surveys/1").bearer("lk_test_sk_nope")).await);
     assert_eq!(
         (status, body["reason"].as_str()),
         (401, Some("CREDENTIAL_MALFORMED"))
     );
+    assert!(headers["www-authenticate"].contains("error=\"invalid_token\""));
 
     let r = ext_check(
         &s,

@@ -30,3 +30,55 @@ async fn revocation_reaches_other_replicas() {
     a.stop_keep_db().await;
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_rules_reach_other_replicas() {
+    use envoy_types::ext_authz::v3::pb::{CheckRequest, HttpResponse};
+    use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
+    use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Request};
+    use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestServer::start_on(db.clone(), |_| {}, None).await;
+    let b = TestServer::start_on(db, |_| {}, None).await;
+    let (_, secret) = a.simple_key("PRIME", &["feeds.read"]).await;
+    let request = CheckRequest {
+        attributes: Some(AttributeContext {
+            request: Some(Request {
+                http: Some(HttpRequest {
+                    method: "GET".into(),
+                    path: "/v2/feeds/main".into(),
+                    host: "api.example".into(),
+                    headers: [("authorization".to_owned(), format!("Bearer {secret}"))].into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+    };
+    let allowed_on_b = || async {
+        let r = AuthorizationClient::new(b.channel.clone())
+            .check(request.clone())
+            .await
+            .unwrap()
+            .into_inner();
+        matches!(r.http_response, Some(HttpResponse::OkResponse(_)))
+    };
+    assert!(!allowed_on_b().await, "no rule yet");
+    pb::route_service_client::RouteServiceClient::new(a.channel.clone())
+        .create_rule(a.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: "/v2/feeds/{feed}".into(),
+            permission: "feeds.read".into(),
+        }))
+        .await
+        .unwrap();
+    eventually("b to rebuild its route matcher", || async {
+        allowed_on_b().await.then_some(())
+    })
+    .await;
+    a.stop_keep_db().await;
+    b.stop().await;
+}
