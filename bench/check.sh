@@ -15,6 +15,7 @@
 #   LATCHKEY_BENCH_LATENCY_SHAPE="-c 1 -m 1"
 #   LATCHKEY_BENCH_MIN_RPS_RATIO=0.85      throughput target (check/health req/s)
 #   LATCHKEY_BENCH_MAX_P99_RATIO=1.2       latency target (check/health p99)
+#   LATCHKEY_BENCH_EXT_AUTHZ_MIN_RPS_RATIO=0.75  ext_authz throughput target (ext_authz/health req/s)
 #   LATCHKEY_BENCH_KEEP=0|1                keep the temp dir (h2load output, logs)
 #   CARGO_TARGET_DIR                       default $HOME/.cache/latchkey-target
 #
@@ -30,6 +31,7 @@ BUILD=${LATCHKEY_BENCH_BUILD:-1}
 DURATION=${LATCHKEY_BENCH_DURATION:-10}
 WARMUP=${LATCHKEY_BENCH_WARMUP:-2}
 ROUNDS=${LATCHKEY_BENCH_ROUNDS:-5}
+EXT_MIN_RPS_RATIO=${LATCHKEY_BENCH_EXT_AUTHZ_MIN_RPS_RATIO:-0.75}
 THROUGHPUT_SHAPE=${LATCHKEY_BENCH_THROUGHPUT_SHAPE:--c 4 -m 16}
 LATENCY_SHAPE=${LATCHKEY_BENCH_LATENCY_SHAPE:--c 1 -m 1}
 MIN_RPS_RATIO=${LATCHKEY_BENCH_MIN_RPS_RATIO:-0.85}
@@ -159,6 +161,10 @@ KEY_JSON=$(grpc latchkey.v1.KeyService/CreateKey \
 SECRET=$(json_get 'd["secret"]' <<<"$KEY_JSON")
 KEY_ID=$(json_get 'd["key"]["id"]' <<<"$KEY_JSON")
 log "account $ACCOUNT_ID, key $KEY_ID"
+grpc latchkey.v1.RouteService/CreateRule \
+  "{\"method\":\"GET\",\"path\":\"/v2/feedback/{id}\",\"permission\":\"$PERMISSION\"}" \
+  "${AUTH[@]}" >/dev/null || die "CreateRule failed"
+EXT_PATH="/v2/feedback/42"
 
 CHECK_JSON="{\"credential\":\"$SECRET\",\"permission\":\"$PERMISSION\"}"
 # Sanity check through grpcurl: the load must measure an allow, not a deny.
@@ -169,6 +175,12 @@ verify_check_grpcurl() {
     || die "Check via grpcurl did not allow: $out"
 }
 verify_check_grpcurl
+EXT_JSON="{\"attributes\":{\"source\":{\"address\":{\"socketAddress\":{\"address\":\"203.0.113.9\"}}},\"request\":{\"http\":{\"method\":\"GET\",\"path\":\"$EXT_PATH\",\"host\":\"api.example\",\"headers\":{\"authorization\":\"Bearer $SECRET\"}}}}}"
+verify_ext_authz_grpcurl() {
+  grpc envoy.service.auth.v3.Authorization/Check "$EXT_JSON" | grep -q '"okResponse"' \
+    || die "ext_authz Check via grpcurl did not allow"
+}
+verify_ext_authz_grpcurl
 grpc grpc.health.v1.Health/Check '{}' | grep -q '"SERVING"' \
   || die "grpc.health.v1.Health/Check is not SERVING"
 
@@ -177,6 +189,9 @@ CHECK_BODY="$TMP/check.bin"
 HEALTH_BODY="$TMP/health.bin"
 python3 "$HELPER" frame "$CHECK_BODY" "1=$SECRET" "2=$PERMISSION"
 python3 "$HELPER" frame "$HEALTH_BODY"
+EXT_BODY="$TMP/ext_authz.bin"
+python3 "$HELPER" frame-ext-authz "$EXT_BODY" "$SECRET" "$EXT_PATH"
+EXT_URL="http://$GRPC_ADDR/envoy.service.auth.v3.Authorization/Check"
 CHECK_URL="http://$GRPC_ADDR/latchkey.v1.CheckService/Check"
 HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
 GRPC_HEADERS=(-H 'content-type: application/grpc' -H 'te: trailers')
@@ -237,6 +252,7 @@ for round in $(seq 1 "$ROUNDS"); do
   log "round $round of $ROUNDS"
   run_load "throughput" "$THROUGHPUT_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL" "$round"
   run_load "throughput" "$THROUGHPUT_SHAPE" check "$CHECK_BODY" "$CHECK_URL" "$round"
+  run_load "throughput" "$THROUGHPUT_SHAPE" ext_authz "$EXT_BODY" "$EXT_URL" "$round"
   run_load "latency" "$LATENCY_SHAPE" health "$HEALTH_BODY" "$HEALTH_URL" "$round"
   run_load "latency" "$LATENCY_SHAPE" check "$CHECK_BODY" "$CHECK_URL" "$round"
 done
@@ -244,10 +260,11 @@ done
 # After the load the key must still be allowed (grpcurl and the raw frame).
 verify_check_grpcurl
 verify_check_frame
+verify_ext_authz_grpcurl
 
 echo
 echo "latchkey Check benchmark: $PROFILE build, ${DURATION}s per run after ${WARMUP}s warm-up," \
   "h2load and server sharing $(nproc) cores"
 rc=0
-python3 "$HELPER" report "$RUNS" "$MIN_RPS_RATIO" "$MAX_P99_RATIO" || rc=$?
+python3 "$HELPER" report "$RUNS" "$MIN_RPS_RATIO" "$MAX_P99_RATIO" "$EXT_MIN_RPS_RATIO" || rc=$?
 exit "$rc"

@@ -113,6 +113,25 @@ def cmd_frame(args):
     return 0
 
 
+def encode_message_field(num, payload):
+    return varint((num << 3) | 2) + varint(len(payload)) + payload
+
+
+def cmd_frame_ext_authz(args):
+    """envoy.service.auth.v3.CheckRequest for `GET <path>` with a bearer key,
+    from client 203.0.113.9, as Envoy would send it."""
+    out, secret, path = args
+    socket_address = encode_string_field(2, "203.0.113.9")
+    peer = encode_message_field(1, encode_message_field(1, socket_address))
+    header = encode_string_field(1, "authorization") + encode_string_field(2, f"Bearer {secret}")
+    http = (encode_string_field(2, "GET") + encode_message_field(3, header)
+            + encode_string_field(4, path) + encode_string_field(5, "api.example"))
+    attributes = encode_message_field(1, peer) + encode_message_field(4, encode_message_field(2, http))
+    with open(out, "wb") as f:
+        f.write(grpc_frame(encode_message_field(1, attributes)))
+    return 0
+
+
 def cmd_check_response(args):
     with open(args[0], "rb") as f:
         body = f.read()
@@ -214,6 +233,7 @@ MAX_IN_FLIGHT = 64
 
 def cmd_report(args):
     runs_path, min_rps_ratio, max_p99_ratio = args[0], float(args[1]), float(args[2])
+    ext_min_rps_ratio = float(args[3]) if len(args) > 3 else None
     rows = []
     errors = []
     with open(runs_path, encoding="utf-8") as f:
@@ -284,10 +304,10 @@ def cmd_report(args):
           "the per-round check/health ratios)")
     print()
 
-    def round_ratios(label, col):
-        """check/health of each round: the two ran back to back, so each
+    def round_ratios(label, col, target="check"):
+        """target/health of each round: the two ran back to back, so each
         ratio compares like with like; the verdict is their median."""
-        health, check = groups.get((label, "health"), []), groups.get((label, "check"), [])
+        health, check = groups.get((label, "health"), []), groups.get((label, target), [])
         return [c[col] / h[col] for h, c in zip(health, check) if h[col]]
 
     verdicts = []
@@ -299,6 +319,14 @@ def cmd_report(args):
         print(f"throughput ({THROUGHPUT_LABEL}): check req/s / health req/s = "
               f"{ratio:.3f}  (target >= {min_rps_ratio:.2f})  {'PASS' if ok else 'FAIL'}"
               f"   rounds: {' '.join(f'{r:.3f}' for r in thr)}")
+    ext = round_ratios("throughput", "rps", "ext_authz")
+    if ext and ext_min_rps_ratio is not None:
+        ratio = statistics.median(ext)
+        ok = ratio >= ext_min_rps_ratio
+        verdicts.append(ok)
+        print(f"ext_authz  ({THROUGHPUT_LABEL}): ext_authz req/s / health req/s = "
+              f"{ratio:.3f}  (target >= {ext_min_rps_ratio:.2f})  {'PASS' if ok else 'FAIL'}"
+              f"   rounds: {' '.join(f'{r:.3f}' for r in ext)}")
     lat = round_ratios("latency", "p99")
     if lat:
         ratio = statistics.median(lat)
@@ -326,6 +354,7 @@ def fmt_us(us):
 
 COMMANDS = {
     "frame": (cmd_frame, 1),
+    "frame-ext-authz": (cmd_frame_ext_authz, 3),
     "check-response": (cmd_check_response, 1),
     "h2load-summary": (cmd_h2load_summary, 1),
     "report": (cmd_report, 3),
