@@ -283,6 +283,35 @@ fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
     }
 }
 
+/// One page of `query` in id order, after `after`: the keyset paging every
+/// `list_*` shares.
+async fn page<E, T>(
+    db: &DatabaseConnection,
+    query: sea_orm::Select<E>,
+    id: E::Column,
+    after: Option<&str>,
+    limit: u64,
+    convert: impl Fn(E::Model) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError>
+where
+    E: EntityTrait,
+    E::Model: Send + Sync,
+{
+    let query = match after {
+        Some(after) => query.filter(id.gt(after.to_owned())),
+        None => query,
+    };
+    query
+        .order_by_asc(id)
+        .limit(limit)
+        .all(db)
+        .await
+        .map_err(map_err)?
+        .into_iter()
+        .map(convert)
+        .collect()
+}
+
 /// Optimistic update: writes only if the stored version is the one before `version`.
 async fn update_key_in<C: ConnectionTrait>(conn: &C, key: &KeyRecord) -> Result<(), StoreError> {
     let mut row = key_to(key);
@@ -357,18 +386,16 @@ impl Store for SqlStore {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<Account>, StoreError> {
-        let mut q = account::Entity::find().filter(account::Column::IsOperator.eq(false));
-        if let Some(after) = after {
-            q = q.filter(account::Column::Id.gt(after.to_owned()));
-        }
-        q.order_by_asc(account::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(account_from)
-            .collect()
+        let tenants = account::Entity::find().filter(account::Column::IsOperator.eq(false));
+        page(
+            &self.db,
+            tenants,
+            account::Column::Id,
+            after,
+            limit,
+            account_from,
+        )
+        .await
     }
 
     async fn update_account(&self, a: &Account) -> Result<(), StoreError> {
@@ -421,17 +448,7 @@ impl Store for SqlStore {
         if let Some(status) = f.status {
             q = q.filter(status_condition(status, now));
         }
-        if let Some(after) = after {
-            q = q.filter(api_key::Column::Id.gt(after.to_owned()));
-        }
-        q.order_by_asc(api_key::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(key_from)
-            .collect()
+        page(&self.db, q, api_key::Column::Id, after, limit, key_from).await
     }
 
     async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
@@ -515,18 +532,11 @@ impl Store for SqlStore {
         after: Option<&str>,
         limit: u64,
     ) -> Result<Vec<RuleRecord>, StoreError> {
-        let mut q = route_rule::Entity::find();
-        if let Some(after) = after {
-            q = q.filter(route_rule::Column::Id.gt(after.to_owned()));
-        }
-        Ok(q.order_by_asc(route_rule::Column::Id)
-            .limit(limit)
-            .all(&self.db)
-            .await
-            .map_err(map_err)?
-            .into_iter()
-            .map(rule_from)
-            .collect())
+        let rules = route_rule::Entity::find();
+        page(&self.db, rules, route_rule::Column::Id, after, limit, |m| {
+            Ok(rule_from(m))
+        })
+        .await
     }
 
     async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
