@@ -54,6 +54,8 @@ pub struct Core {
     pub clock: Arc<dyn Clock>,
     pub admin: AdminPermissions,
     pub check_requires_auth: bool,
+    /// The header naming a store, checked against the key's account.
+    pub store_header: Option<String>,
     pub max_list_items: usize,
 }
 
@@ -112,6 +114,7 @@ pub fn build(
         clock,
         admin,
         check_requires_auth: settings.check_requires_auth,
+        store_header: settings.store_header.clone(),
         max_list_items: settings.max_list_items,
     });
     Ok(Parts {

@@ -96,6 +96,9 @@ pub struct CheckConfig {
     pub require_auth: bool,
     /// Peers whose `X-Forwarded-For` is believed (CIDRs). Default none.
     pub trusted_proxies: Vec<String>,
+    /// A request header naming a store (`x-beep-store-id` in the BEEP! set-up);
+    /// when a request carries it, the store must belong to the key's account. Default none.
+    pub store_header: Option<String>,
 }
 
 /// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
@@ -218,6 +221,7 @@ pub struct Settings {
     pub keys: KeySettings,
     pub check_requires_auth: bool,
     pub trusted_proxies: Vec<IpNet>,
+    pub store_header: Option<String>,
     pub cache: CacheSettings,
     pub usage_flush_interval: Duration,
     pub max_list_items: usize,
@@ -428,6 +432,12 @@ impl Config {
                 max_overlap_secs: k.max_overlap_days * 86_400,
             },
             check_requires_auth: self.check.require_auth,
+            store_header: self
+                .check
+                .store_header
+                .as_deref()
+                .map(|h| header_name("check.store_header", h))
+                .transpose()?,
             trusted_proxies,
             cache: CacheSettings {
                 max_entries: self.cache.max_entries,

@@ -40,6 +40,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Account>, StoreError>;
     /// Writes `account`, whose `version` is one more than the stored one; `Conflict` otherwise.
     async fn update_account(&self, account: &Account) -> Result<(), StoreError>;
+    /// Gives a store to an account; `Conflict` if the store belongs to any account already.
+    async fn add_store(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        now: Millis,
+    ) -> Result<(), StoreError>;
+    /// `false` if the store did not belong to the account.
+    async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<bool, StoreError>;
 
     async fn insert_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError>;

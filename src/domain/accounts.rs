@@ -40,6 +40,23 @@ pub fn validate_name(field: &'static str, name: &str) -> Result<String> {
     Ok(name.to_owned())
 }
 
+/// A store id: 1..=128 of letters, digits, `_`, `-`, `.`.
+pub fn validate_store_id(id: &str) -> Result<()> {
+    if id.is_empty() || id.len() > 128 {
+        return Err(Error::invalid("store_id", "must be 1 to 128 characters"));
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+    {
+        return Err(Error::invalid(
+            "store_id",
+            "may hold only letters, digits, `_`, `-` and `.`",
+        ));
+    }
+    Ok(())
+}
+
 impl AccountManager {
     pub fn new(
         store: Arc<dyn Store>,
@@ -73,6 +90,7 @@ impl AccountManager {
             plan: plan.to_owned(),
             live_status: LiveStatus::NotRequested,
             is_operator: false,
+            store_ids: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 1,
@@ -91,6 +109,38 @@ impl AccountManager {
 
     pub async fn list(&self, after: Option<&str>, limit: u64) -> Result<Vec<Account>> {
         Ok(self.store.list_accounts(after, limit).await?)
+    }
+
+    /// Gives a store to the account. A store belongs to one account only.
+    pub async fn add_store(&self, account_id: &str, store_id: &str) -> Result<Account> {
+        validate_store_id(store_id)?;
+        let account = self.get(account_id).await?;
+        match self
+            .store
+            .add_store(&account.id, store_id, self.clock.now())
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "store `{store_id}` already belongs to an account"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        // Cached keys carry their account's stores.
+        self.resolver.invalidate_all();
+        self.get(account_id).await
+    }
+
+    pub async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<Account> {
+        validate_store_id(store_id)?;
+        let account = self.get(account_id).await?;
+        if !self.store.remove_store(&account.id, store_id).await? {
+            return Err(Error::not_found("store", store_id));
+        }
+        self.resolver.invalidate_all();
+        self.get(account_id).await
     }
 
     pub async fn request_live(&self, id: &str) -> Result<Account> {

@@ -41,6 +41,7 @@ pub enum Reason {
     OriginNotAllowed,
     PermissionDenied,
     PlanNotEntitled,
+    StoreNotAllowed,
     InternalError,
 }
 
@@ -62,6 +63,7 @@ impl Reason {
             Reason::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
             Reason::PermissionDenied => "PERMISSION_DENIED",
             Reason::PlanNotEntitled => "PLAN_NOT_ENTITLED",
+            Reason::StoreNotAllowed => "STORE_NOT_ALLOWED",
             Reason::InternalError => "INTERNAL_ERROR",
         }
     }
@@ -76,6 +78,7 @@ impl Reason {
                 | Reason::ModeMismatch
                 | Reason::IpNotAllowed
                 | Reason::OriginNotAllowed
+                | Reason::StoreNotAllowed
         )
     }
 }
@@ -91,6 +94,8 @@ pub struct CheckInput<'a> {
     pub peer_ip: Option<IpAddr>,
     pub forwarded_for: Option<&'a str>,
     pub origin: Option<&'a str>,
+    /// The store the request names (the configured store header), if any.
+    pub store_id: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,6 +262,19 @@ impl Checker {
                 Reason::OriginNotAllowed,
                 &key,
                 "the request Origin is not in the key's allowlist",
+            );
+        }
+        if let Some(store) = input.store_id
+            && key
+                .account
+                .store_ids
+                .binary_search_by(|s| s.as_str().cmp(store))
+                .is_err()
+        {
+            return Decision::deny_key(
+                Reason::StoreNotAllowed,
+                &key,
+                "the store named by the request does not belong to the key's account",
             );
         }
         if key.account.is_operator && !input.permission.is_some_and(Permission::is_admin) {

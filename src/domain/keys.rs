@@ -235,6 +235,7 @@ impl KeyManager {
             plan: "operator".to_owned(),
             live_status: LiveStatus::Active,
             is_operator: true,
+            store_ids: Vec::new(),
             created_at: now,
             updated_at: now,
             version: 1,

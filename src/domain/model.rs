@@ -136,6 +136,8 @@ pub struct Account {
     pub live_status: LiveStatus,
     /// The deployment's own operator account, which holds admin keys. Never a tenant.
     pub is_operator: bool,
+    /// Stores (a merchant's shops) that belong to this account, sorted.
+    pub store_ids: Vec<String>,
     pub created_at: Millis,
     pub updated_at: Millis,
     /// Optimistic-concurrency version; every update bumps it.

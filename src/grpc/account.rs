@@ -68,6 +68,42 @@ impl AccountService for AccountApi {
     }
 
     #[instrument(skip_all)]
+    async fn add_store(
+        &self,
+        req: Request<pb::AddStoreRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
+        let r = req.get_ref();
+        let id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
+        let account = self
+            .0
+            .accounts
+            .add_store(&id, &r.store_id)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(account_id = %account.id, store_id = %r.store_id, "store added");
+        Ok(Response::new(convert::account_out(&account)))
+    }
+
+    #[instrument(skip_all)]
+    async fn remove_store(
+        &self,
+        req: Request<pb::RemoveStoreRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
+        authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
+        let r = req.get_ref();
+        let id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
+        let account = self
+            .0
+            .accounts
+            .remove_store(&id, &r.store_id)
+            .await
+            .map_err(to_status)?;
+        tracing::info!(account_id = %account.id, store_id = %r.store_id, "store removed");
+        Ok(Response::new(convert::account_out(&account)))
+    }
+
+    #[instrument(skip_all)]
     async fn request_live_mode(
         &self,
         req: Request<pb::RequestLiveModeRequest>,

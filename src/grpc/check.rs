@@ -47,6 +47,7 @@ impl CheckService for CheckApi {
                 peer_ip: parts.peer_ip,
                 forwarded_for: header("x-forwarded-for"),
                 origin,
+                store_id: self.0.store_header.as_deref().and_then(header),
             })
             .await;
         if !decision.allowed() {

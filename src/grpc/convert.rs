@@ -254,6 +254,7 @@ pub fn account_out(a: &Account) -> pb::Account {
         plan: a.plan.clone(),
         live_status: live_out(a.live_status).into(),
         created_at: Some(timestamp(a.created_at)),
+        store_ids: a.store_ids.clone(),
     }
 }
 
@@ -325,6 +326,7 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::OriginNotAllowed => pb::Reason::OriginNotAllowed,
         Reason::PermissionDenied => pb::Reason::PermissionDenied,
         Reason::PlanNotEntitled => pb::Reason::PlanNotEntitled,
+        Reason::StoreNotAllowed => pb::Reason::StoreNotAllowed,
         Reason::InternalError => pb::Reason::InternalError,
     }
 }

@@ -356,6 +356,12 @@ impl Authorization for ExtAuthzApi {
                 peer_ip: client_ip(&view, self.settings.trusted_hops),
                 forwarded_for: None,
                 origin: view.headers.get("origin").map(String::as_str),
+                store_id: self
+                    .core
+                    .store_header
+                    .as_deref()
+                    .and_then(|h| view.headers.get(h))
+                    .map(String::as_str),
             })
             .await;
         let response = match decision.reason {

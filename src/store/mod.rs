@@ -26,7 +26,7 @@ use crate::domain::model::{
 };
 use crate::domain::resolver::KeyResolver;
 use crate::ports::{KeyFilter, Store, StoreError};
-use entities::{account, api_key, route_rule};
+use entities::{account, account_store, api_key, route_rule};
 
 /// The `LISTEN`/`NOTIFY` channel for cache invalidation.
 pub const INVALIDATION_CHANNEL: &str = "latchkey_invalidate";
@@ -82,6 +82,29 @@ impl SqlStore {
         migration::Migrator::up(&self.db, None)
             .await
             .map_err(map_err)
+    }
+
+    /// Fills in `store_ids` of these accounts with one query.
+    async fn attach_stores(&self, accounts: &mut [Account]) -> Result<(), StoreError> {
+        if accounts.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
+        let rows = account_store::Entity::find()
+            .filter(account_store::Column::AccountId.is_in(ids))
+            .all(&self.db)
+            .await
+            .map_err(map_err)?;
+        for row in rows {
+            if let Some(a) = accounts.iter_mut().find(|a| a.id == row.account_id) {
+                a.store_ids.push(row.store_id);
+            }
+        }
+        // Byte order, whatever the database's collation: decide() binary-searches it.
+        for a in accounts.iter_mut() {
+            a.store_ids.sort_unstable();
+        }
+        Ok(())
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -195,6 +218,7 @@ fn corrupt(what: &str, id: &str, value: &str) -> StoreError {
 
 fn account_from(m: account::Model) -> Result<Account, StoreError> {
     Ok(Account {
+        store_ids: Vec::new(),
         live_status: LiveStatus::from_tag(&m.live_status)
             .ok_or_else(|| corrupt("live_status", &m.id, &m.live_status))?,
         id: m.id,
@@ -373,12 +397,16 @@ impl Store for SqlStore {
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
-        account::Entity::find_by_id(id.to_owned())
+        let Some(m) = account::Entity::find_by_id(id.to_owned())
             .one(&self.db)
             .await
             .map_err(map_err)?
-            .map(account_from)
-            .transpose()
+        else {
+            return Ok(None);
+        };
+        let mut accounts = vec![account_from(m)?];
+        self.attach_stores(&mut accounts).await?;
+        Ok(accounts.pop())
     }
 
     async fn list_accounts(
@@ -387,7 +415,7 @@ impl Store for SqlStore {
         limit: u64,
     ) -> Result<Vec<Account>, StoreError> {
         let tenants = account::Entity::find().filter(account::Column::IsOperator.eq(false));
-        page(
+        let mut accounts = page(
             &self.db,
             tenants,
             account::Column::Id,
@@ -395,7 +423,9 @@ impl Store for SqlStore {
             limit,
             account_from,
         )
-        .await
+        .await?;
+        self.attach_stores(&mut accounts).await?;
+        Ok(accounts)
     }
 
     async fn update_account(&self, a: &Account) -> Result<(), StoreError> {
@@ -412,6 +442,38 @@ impl Store for SqlStore {
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
         txn.commit().await.map_err(map_err)
+    }
+
+    async fn add_store(
+        &self,
+        account_id: &str,
+        store_id: &str,
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        account_store::Entity::insert(account_store::ActiveModel {
+            store_id: Set(store_id.to_owned()),
+            account_id: Set(account_id.to_owned()),
+            created_at: Set(now),
+        })
+        .exec(&txn)
+        .await
+        .map_err(map_err)?;
+        self.notify(&txn, INVALIDATE_ALL).await?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<bool, StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        let result = account_store::Entity::delete_many()
+            .filter(account_store::Column::StoreId.eq(store_id.to_owned()))
+            .filter(account_store::Column::AccountId.eq(account_id.to_owned()))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        self.notify(&txn, INVALIDATE_ALL).await?;
+        txn.commit().await.map_err(map_err)?;
+        Ok(result.rows_affected == 1)
     }
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {

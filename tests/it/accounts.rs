@@ -149,3 +149,125 @@ backend_tests!(
     live_mode_review_flow,
     configured_plans_replace_the_defaults,
 );
+
+mod stores {
+    use latchkey::pb;
+    use pb::Reason;
+    use tonic::Code;
+
+    use crate::backend_tests;
+    use crate::common::{Backend, TestServer, reason};
+
+    fn add(
+        s: &TestServer,
+        account_id: &str,
+        store_id: &str,
+    ) -> tonic::Request<pb::AddStoreRequest> {
+        s.admin(pb::AddStoreRequest {
+            account_id: account_id.into(),
+            store_id: store_id.into(),
+        })
+    }
+
+    async fn stores_belong_to_one_account(backend: Backend) {
+        let s = TestServer::start(backend).await;
+        let a = s.account("PRIME").await;
+        let b = s.account("PRIME").await;
+        let mut accounts = s.accounts();
+        let got = accounts
+            .add_store(add(&s, &a.id, "store-2"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.store_ids, ["store-2"]);
+        let got = accounts
+            .add_store(add(&s, &a.id, "store-1"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.store_ids, ["store-1", "store-2"]);
+        let err = accounts
+            .add_store(add(&s, &b.id, "store-1"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::FailedPrecondition, "{}", err.message());
+        let err = accounts
+            .add_store(add(&s, &a.id, "bad store!"))
+            .await
+            .unwrap_err();
+        assert!(err.message().starts_with("store_id"), "{}", err.message());
+        let got = accounts
+            .remove_store(s.admin(pb::RemoveStoreRequest {
+                account_id: a.id.clone(),
+                store_id: "store-2".into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(got.store_ids, ["store-1"]);
+        let err = accounts
+            .remove_store(s.admin(pb::RemoveStoreRequest {
+                account_id: b.id.clone(),
+                store_id: "store-1".into(),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::NotFound);
+        s.stop().await;
+    }
+
+    async fn the_store_header_must_name_a_store_of_the_key_account(backend: Backend) {
+        let s = TestServer::start_with(backend, |c| {
+            c.check.store_header = Some("X-Beep-Store-Id".into())
+        })
+        .await;
+        let (key, secret) = s.simple_key("PRIME", &["products.read"]).await;
+        let check = |store: Option<&'static str>| {
+            let secret = secret.clone();
+            let s = &s;
+            async move {
+                let headers = store
+                    .map(|v| [("x-beep-store-id".to_owned(), v.to_owned())].into())
+                    .unwrap_or_default();
+                reason(
+                    &s.check(pb::CheckRequest {
+                        credential: secret,
+                        permission: "products.read".into(),
+                        context: Some(pb::RequestContext {
+                            headers,
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    })
+                    .await,
+                )
+            }
+        };
+        assert_eq!(
+            check(Some("store-1")).await,
+            Reason::StoreNotAllowed,
+            "cached now"
+        );
+        assert_eq!(
+            check(None).await,
+            Reason::Allowed,
+            "no store named, nothing to check"
+        );
+        s.accounts()
+            .add_store(add(&s, &key.account_id, "store-1"))
+            .await
+            .unwrap();
+        assert_eq!(
+            check(Some("store-1")).await,
+            Reason::Allowed,
+            "takes effect at once"
+        );
+        assert_eq!(check(Some("store-2")).await, Reason::StoreNotAllowed);
+        s.stop().await;
+    }
+
+    backend_tests!(
+        stores_belong_to_one_account,
+        the_store_header_must_name_a_store_of_the_key_account,
+    );
+}

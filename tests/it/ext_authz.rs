@@ -390,4 +390,38 @@ backend_tests!(
     most_specific_rule_wins_and_hosts_are_separate,
     rules_are_managed_and_validated,
     public_routes_trusted_hops_and_stripping,
+    store_header_is_checked_and_passed_through,
 );
+
+async fn store_header_is_checked_and_passed_through(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.check.store_header = Some("x-beep-store-id".into())
+    })
+    .await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (key, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    s.accounts()
+        .add_store(s.admin(pb::AddStoreRequest {
+            account_id: key.account_id.clone(),
+            store_id: "store-1".into(),
+        }))
+        .await
+        .unwrap();
+    let own = Http::get("/v2/products")
+        .bearer(&secret)
+        .header("x-beep-store-id", "store-1");
+    let (_, removed) = allow(&ext_check(&s, &own).await);
+    assert!(
+        !removed.contains(&"x-beep-store-id".to_owned()),
+        "the store header goes upstream"
+    );
+    let other = Http::get("/v2/products")
+        .bearer(&secret)
+        .header("x-beep-store-id", "store-9");
+    let (status, body, _) = denial(&ext_check(&s, &other).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("STORE_NOT_ALLOWED"))
+    );
+    s.stop().await;
+}

@@ -2,5 +2,6 @@
 //! so ordering and comparison never depend on a backend's date handling.
 
 pub mod account;
+pub mod account_store;
 pub mod api_key;
 pub mod route_rule;

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 
 mod m20261126_000001_accounts_and_keys;
 mod m20261126_000002_route_rules;
+mod m20261126_000003_account_stores;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261126_000001_accounts_and_keys::Migration),
             Box::new(m20261126_000002_route_rules::Migration),
+            Box::new(m20261126_000003_account_stores::Migration),
         ]
     }
 }
