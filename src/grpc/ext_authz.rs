@@ -244,9 +244,11 @@ impl ExtAuthzApi {
                 key.account.plan.clone(),
             ];
             for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
-                metadata
-                    .fields
-                    .insert(field.to_owned(), string_value(&value));
+                if self.settings.dynamic_metadata {
+                    metadata
+                        .fields
+                        .insert(field.to_owned(), string_value(&value));
+                }
                 headers.push(header(
                     name,
                     value,

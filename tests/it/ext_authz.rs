@@ -391,6 +391,7 @@ backend_tests!(
     rules_are_managed_and_validated,
     public_routes_trusted_hops_and_stripping,
     store_header_is_checked_and_passed_through,
+    dynamic_metadata_can_be_turned_off,
 );
 
 async fn store_header_is_checked_and_passed_through(backend: Backend) {
@@ -423,5 +424,16 @@ async fn store_header_is_checked_and_passed_through(backend: Backend) {
         (status, body["reason"].as_str()),
         (403, Some("STORE_NOT_ALLOWED"))
     );
+    s.stop().await;
+}
+
+async fn dynamic_metadata_can_be_turned_off(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| c.ext_authz.dynamic_metadata = false).await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (key, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    let r = ext_check(&s, &Http::get("/v2/products").bearer(&secret)).await;
+    assert!(r.dynamic_metadata.is_none());
+    let (added, _) = allow(&r);
+    assert_eq!(added["x-latchkey-key-id"], key.id, "the headers stay");
     s.stop().await;
 }
