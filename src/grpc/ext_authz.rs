@@ -233,7 +233,12 @@ impl ExtAuthzApi {
         credential_header: Option<&str>,
     ) -> CheckResponse {
         let mut headers = Vec::new();
-        let mut metadata = Struct::default();
+        let mut metadata =
+            Struct {
+                fields: std::collections::HashMap::with_capacity(
+                    if self.settings.dynamic_metadata { 5 } else { 0 },
+                ),
+            };
         let key = decision.and_then(|d| d.key.as_ref());
         if let Some(key) = key {
             let values = [
