@@ -311,30 +311,25 @@ def cmd_report(args):
         return [c[col] / h[col] for h, c in zip(health, check) if h[col]]
 
     verdicts = []
-    thr = round_ratios("throughput", "rps")
-    if thr:
-        ratio = statistics.median(thr)
-        ok = ratio >= min_rps_ratio
+
+    def verdict(name, shape, what, ratios, target, at_least):
+        """Prints one verdict line: the median of the per-round ratios against
+        its target (a floor when `at_least`, else a ceiling)."""
+        if not ratios or target is None:
+            return
+        ratio = statistics.median(ratios)
+        ok = ratio >= target if at_least else ratio <= target
         verdicts.append(ok)
-        print(f"throughput ({THROUGHPUT_LABEL}): check req/s / health req/s = "
-              f"{ratio:.3f}  (target >= {min_rps_ratio:.2f})  {'PASS' if ok else 'FAIL'}"
-              f"   rounds: {' '.join(f'{r:.3f}' for r in thr)}")
-    ext = round_ratios("throughput", "rps", "ext_authz")
-    if ext and ext_min_rps_ratio is not None:
-        ratio = statistics.median(ext)
-        ok = ratio >= ext_min_rps_ratio
-        verdicts.append(ok)
-        print(f"ext_authz  ({THROUGHPUT_LABEL}): ext_authz req/s / health req/s = "
-              f"{ratio:.3f}  (target >= {ext_min_rps_ratio:.2f})  {'PASS' if ok else 'FAIL'}"
-              f"   rounds: {' '.join(f'{r:.3f}' for r in ext)}")
-    lat = round_ratios("latency", "p99")
-    if lat:
-        ratio = statistics.median(lat)
-        ok = ratio <= max_p99_ratio
-        verdicts.append(ok)
-        print(f"latency    ({LATENCY_LABEL}):  check p99   / health p99   = "
-              f"{ratio:.3f}  (target <= {max_p99_ratio:.2f})  {'PASS' if ok else 'FAIL'}"
-              f"   rounds: {' '.join(f'{r:.3f}' for r in lat)}")
+        print(f"{name:<10} ({shape}): {what} = {ratio:.3f}  "
+              f"(target {'>=' if at_least else '<='} {target:.2f})  {'PASS' if ok else 'FAIL'}"
+              f"   rounds: {' '.join(f'{r:.3f}' for r in ratios)}")
+
+    verdict("throughput", THROUGHPUT_LABEL, "check req/s / health req/s",
+            round_ratios("throughput", "rps"), min_rps_ratio, True)
+    verdict("ext_authz", THROUGHPUT_LABEL, "ext_authz req/s / health req/s",
+            round_ratios("throughput", "rps", "ext_authz"), ext_min_rps_ratio, True)
+    verdict("latency", LATENCY_LABEL, "check p99 / health p99",
+            round_ratios("latency", "p99"), max_p99_ratio, False)
 
     if errors:
         print()
