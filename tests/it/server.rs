@@ -133,3 +133,71 @@ async fn store_outage_denies_unknown_keys_and_reports_not_serving() {
     assert!(s.check_perm(&cold, "feedback.read").await.allowed);
     s.stop().await;
 }
+
+/// PostgreSQL only: a Check that is in flight when shutdown begins still gets
+/// its answer. A table lock holds the call inside its store lookup.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_calls() {
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+
+    let mut s = TestServer::start(Backend::Postgres).await;
+    let (_, cold) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let db = Database::connect(&s.db.url).await.unwrap();
+    let lock = db.begin().await.unwrap();
+    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+
+    let mut checks = s.checks();
+    let in_flight = tokio::spawn(async move {
+        checks
+            .check(pb::CheckRequest {
+                credential: cold,
+                permission: "feedback.read".into(),
+                ..Default::default()
+            })
+            .await
+    });
+    // Wait until the call is really blocked on the lock, not merely sent.
+    eventually("the Check to wait on the table lock", || async {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM pg_locks WHERE NOT granted",
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        (row.try_get::<i64>("", "n").unwrap() > 0).then_some(())
+    })
+    .await;
+
+    s.trigger_shutdown();
+    // Shutdown has begun once health says NOT_SERVING, or new calls are refused.
+    eventually("shutdown to begin", || async {
+        let r = HealthClient::new(s.channel.clone())
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await;
+        match r {
+            Ok(r) => (r.get_ref().status == ServingStatus::NotServing as i32).then_some(()),
+            Err(_) => Some(()),
+        }
+    })
+    .await;
+    assert!(
+        !in_flight.is_finished(),
+        "the call is still held by the lock"
+    );
+    lock.commit().await.unwrap();
+
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("an in-flight call completes during shutdown");
+    assert!(answer.into_inner().allowed);
+    s.running.take().unwrap().wait().await.unwrap();
+    db.close().await.unwrap();
+    s.db.drop_database().await;
+}
