@@ -12,6 +12,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
+use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
@@ -41,6 +42,8 @@ pub enum AppError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("master key: {0}")]
+    MasterKey(#[from] crate::master_key::MasterKeyError),
     #[error("{0}")]
     Server(String),
 }
@@ -57,6 +60,8 @@ pub struct Core {
     /// The header naming a store, checked against the key's account.
     pub store_header: Option<String>,
     pub max_list_items: usize,
+    /// Seals every secret that must be read back (signing keys, HMAC secrets).
+    pub master_key: Arc<MasterKey>,
 }
 
 /// Opens the configured store, creating the SQLite data directory if needed.
@@ -80,6 +85,7 @@ pub fn build(
     settings: &Settings,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    master_key: Arc<MasterKey>,
 ) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
     let resolver = Arc::new(KeyResolver::new(
@@ -116,6 +122,7 @@ pub fn build(
         check_requires_auth: settings.check_requires_auth,
         store_header: settings.store_header.clone(),
         max_list_items: settings.max_list_items,
+        master_key,
     });
     Ok(Parts {
         core,
@@ -174,7 +181,8 @@ pub async fn start(
         store.migrate().await?;
     }
     let store_port: Arc<dyn Store> = Arc::new(store.clone());
-    let parts = build(&settings, store_port.clone(), clock)?;
+    let master_key = Arc::new(crate::master_key::resolve(&settings, store_port.as_ref()).await?);
+    let parts = build(&settings, store_port.clone(), clock, master_key)?;
     if let Some(token) = &settings.bootstrap_admin_token {
         let key = parts.core.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");

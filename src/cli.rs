@@ -144,7 +144,15 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
         .ok()
         .filter(|t| !t.is_empty())
         .map(Secret::new);
+    settings.master_key = master_key_from_env();
     Ok(settings)
+}
+
+fn master_key_from_env() -> Option<Secret<String>> {
+    std::env::var(crate::master_key::ENV_VAR)
+        .ok()
+        .filter(|k| !k.is_empty())
+        .map(Secret::new)
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -249,6 +257,15 @@ async fn migrate(store: StoreArgs) -> ExitCode {
     }
 }
 
+/// The service's parts without its listeners, for one-shot admin commands.
+async fn build_offline(
+    settings: &Settings,
+    store: Arc<dyn crate::ports::Store>,
+) -> Result<crate::app::Parts, crate::app::AppError> {
+    let master_key = Arc::new(crate::master_key::resolve(settings, store.as_ref()).await?);
+    crate::app::build(settings, store, Arc::new(SystemClock), master_key)
+}
+
 async fn create_token(
     store: StoreArgs,
     name: String,
@@ -263,10 +280,11 @@ async fn create_token(
     if let Some(p) = key_prefix {
         config.keys.prefix = p;
     }
-    let settings = match config.validate() {
+    let mut settings = match config.validate() {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    settings.master_key = master_key_from_env();
     let scopes = if scopes.is_empty() {
         vec!["admin.*".to_owned()]
     } else {
@@ -288,7 +306,7 @@ async fn create_token(
         return fail(e);
     }
     let store_port: Arc<dyn crate::ports::Store> = Arc::new(db.clone());
-    let result = match crate::app::build(&settings, store_port, Arc::new(SystemClock)) {
+    let result = match build_offline(&settings, store_port).await {
         Ok(parts) => parts
             .core
             .keys

@@ -232,6 +232,8 @@ pub struct Settings {
     pub max_message_bytes: usize,
     pub policy: Policy,
     pub bootstrap_admin_token: Option<Secret<String>>,
+    /// `LATCHKEY_MASTER_KEY` (base64); unset = development key file in `data_dir`.
+    pub master_key: Option<Secret<String>>,
     pub ext_authz: ExtAuthzSettings,
 }
 
@@ -455,6 +457,7 @@ impl Config {
             max_message_bytes: self.limits.max_message_bytes,
             policy,
             bootstrap_admin_token: None,
+            master_key: None,
             ext_authz: self.ext_authz.validate()?,
         })
     }

@@ -84,6 +84,10 @@ pub trait Store: Send + Sync + 'static {
     async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError>;
     /// `false` if there was no such rule.
     async fn delete_rule(&self, id: &str) -> Result<bool, StoreError>;
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `value` under `name` unless a value is there already; `false` then.
+    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError>;
 }
 
 /// Time, as a parameter: tests step it instead of sleeping.

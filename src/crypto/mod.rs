@@ -1,5 +1,6 @@
 //! Leaf module: key format, hashing and secret handling. Imports nothing of ours.
 
+pub mod envelope;
 pub mod keyfmt;
 pub mod secret;
 

@@ -26,7 +26,7 @@ use crate::domain::model::{
 };
 use crate::domain::resolver::KeyResolver;
 use crate::ports::{KeyFilter, Store, StoreError};
-use entities::{account, account_store, api_key, route_rule};
+use entities::{account, account_store, api_key, meta, route_rule};
 
 /// The `LISTEN`/`NOTIFY` channel for cache invalidation.
 pub const INVALIDATION_CHANNEL: &str = "latchkey_invalidate";
@@ -461,6 +461,29 @@ impl Store for SqlStore {
         .map_err(map_err)?;
         self.notify(&txn, INVALIDATE_ALL).await?;
         txn.commit().await.map_err(map_err)
+    }
+
+    async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(meta::Entity::find_by_id(name.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+            .map(|m| m.value))
+    }
+
+    async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError> {
+        let inserted = meta::Entity::insert(meta::ActiveModel {
+            name: Set(name.to_owned()),
+            value: Set(value.to_vec()),
+        })
+        .exec(&self.db)
+        .await
+        .map_err(map_err);
+        match inserted {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<bool, StoreError> {

@@ -20,6 +20,7 @@ fn latchkey(args: &[&str], cwd: &Path) -> std::process::Output {
         .current_dir(cwd)
         .env_remove("LATCHKEY_DATABASE_URL")
         .env_remove("LATCHKEY_CONFIG")
+        .env_remove("LATCHKEY_MASTER_KEY")
         .output()
         .unwrap()
 }
@@ -39,6 +40,7 @@ fn serve(args: &[&str], envs: &[(&str, &str)], cwd: &Path) -> Served {
         .current_dir(cwd)
         .env_remove("LATCHKEY_DATABASE_URL")
         .env_remove("LATCHKEY_CONFIG")
+        .env_remove("LATCHKEY_MASTER_KEY")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&stderr_path).unwrap());
     for (k, v) in envs {
@@ -110,6 +112,85 @@ fn serve_with_no_configuration_uses_embedded_sqlite_and_exits_cleanly_on_sigterm
     let (status, logs) = served.terminate();
     assert!(status.success(), "exit status {status:?}; logs:\n{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
+}
+
+/// `serve` that is expected to fail at start-up: its exit status and stderr.
+fn serve_fails(envs: &[(&str, &str)], cwd: &Path) -> (std::process::ExitStatus, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.args([
+        "serve",
+        "--grpc-addr",
+        "127.0.0.1:0",
+        "--http-addr",
+        "127.0.0.1:0",
+    ])
+    .current_dir(cwd)
+    .env_remove("LATCHKEY_DATABASE_URL")
+    .env_remove("LATCHKEY_CONFIG")
+    .env_remove("LATCHKEY_MASTER_KEY");
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn master_key_is_checked_and_never_silently_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let addrs = [
+        ("LATCHKEY_GRPC_ADDR", "127.0.0.1:0"),
+        ("LATCHKEY_HTTP_ADDR", "127.0.0.1:0"),
+    ];
+    let key_file = dir.path().join("latchkey-data/master.key");
+
+    // Without the variable: a development key file, and a loud warning.
+    let (status, logs) = serve(&[], &addrs, dir.path()).terminate();
+    assert!(status.success(), "{logs}");
+    assert!(logs.contains("DEVELOPMENT master key"), "{logs}");
+    let dev_key = std::fs::read_to_string(&key_file).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "key file readable by others");
+    }
+    assert!(!logs.contains(dev_key.trim()), "the key reached the log");
+
+    // The same file again: starts, and the file is unchanged.
+    let (status, logs) = serve(&[], &addrs, dir.path()).terminate();
+    assert!(status.success(), "{logs}");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), dev_key);
+
+    // The same key through the variable: starts.
+    let env_ok = [addrs[0], addrs[1], ("LATCHKEY_MASTER_KEY", dev_key.trim())];
+    let (status, logs) = serve(&[], &env_ok, dir.path()).terminate();
+    assert!(status.success(), "{logs}");
+
+    // Another key: a start-up error that says so.
+    let other = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=";
+    let (status, stderr) = serve_fails(&[("LATCHKEY_MASTER_KEY", other)], dir.path());
+    assert!(!status.success());
+    assert!(
+        stderr.contains("not the key they were sealed with"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(other), "the key reached the error");
+
+    // Not base64 of 32 bytes: named.
+    let (status, stderr) = serve_fails(&[("LATCHKEY_MASTER_KEY", "c2hvcnQ=")], dir.path());
+    assert!(!status.success());
+    assert!(stderr.contains("exactly 32 bytes"), "{stderr}");
+
+    // The file gone and no variable: an error, never a silent new key.
+    std::fs::remove_file(&key_file).unwrap();
+    let (status, stderr) = serve_fails(&[], dir.path());
+    assert!(!status.success());
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!key_file.exists(), "a new key file was created");
 }
 
 #[test]

@@ -65,9 +65,16 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
+fn new_master_key() -> String {
+    let (_, text) = latchkey::crypto::envelope::MasterKey::generate().unwrap();
+    text.to_string()
+}
+
 /// A fresh database, removed again by `drop_database`.
 pub struct TestDb {
     pub url: String,
+    /// The master key every server on this database uses (base64).
+    pub master_key: String,
     pg_name: Option<String>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -83,6 +90,7 @@ impl TestDb {
                 );
                 Self {
                     url,
+                    master_key: new_master_key(),
                     pg_name: None,
                     _dir: Some(dir),
                 }
@@ -99,6 +107,7 @@ impl TestDb {
                 conn.close().await.unwrap();
                 Self {
                     url: with_database(&admin, &name),
+                    master_key: new_master_key(),
                     pg_name: Some(name),
                     _dir: None,
                 }
@@ -171,6 +180,7 @@ impl TestServer {
         tweak(&mut config);
         let mut settings = config.validate().unwrap();
         settings.bootstrap_admin_token = bootstrap.map(Secret::new);
+        settings.master_key = Some(Secret::new(db.master_key.clone()));
         let clock = Arc::new(ManualClock::new(latchkey::ports::SystemClock.now()));
         let (tx, rx) = oneshot::channel();
         let running = app::start(settings, clock.clone(), async {

@@ -4,4 +4,5 @@
 pub mod account;
 pub mod account_store;
 pub mod api_key;
+pub mod meta;
 pub mod route_rule;

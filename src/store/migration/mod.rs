@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m20261126_000001_accounts_and_keys;
 mod m20261126_000002_route_rules;
 mod m20261126_000003_account_stores;
+mod m20261126_000004_meta;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000001_accounts_and_keys::Migration),
             Box::new(m20261126_000002_route_rules::Migration),
             Box::new(m20261126_000003_account_stores::Migration),
+            Box::new(m20261126_000004_meta::Migration),
         ]
     }
 }

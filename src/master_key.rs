@@ -1,0 +1,117 @@
+//! Where the master key comes from, and the check that it is the right one.
+//!
+//! `LATCHKEY_MASTER_KEY` (base64 of 32 bytes) wins. Without it, a development
+//! key file `master.key` in the data directory is used, and created (with a
+//! loud warning) only while the database holds nothing sealed yet. The
+//! database keeps a sealed canary, so a wrong key is a start-up error rather
+//! than a pile of secrets that no longer open — and never a silent new key.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::config::Settings;
+use crate::crypto::envelope::{EnvelopeError, MasterKey};
+use crate::ports::{Store, StoreError};
+
+pub const ENV_VAR: &str = "LATCHKEY_MASTER_KEY";
+const DEV_KEY_FILE: &str = "master.key";
+const CANARY_NAME: &str = "master_key_check";
+const CANARY: &[u8] = b"latchkey master key check v1";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterKeyError {
+    #[error(
+        "{ENV_VAR} is not valid: it must be standard base64 of exactly 32 bytes (`openssl rand -base64 32`)"
+    )]
+    BadVariable,
+    #[error("development key file {0} is not valid: it must hold base64 of exactly 32 bytes")]
+    BadFile(PathBuf),
+    #[error(
+        "{ENV_VAR} is not set and {0} does not exist, but this database already holds secrets \
+         sealed under a master key; set {ENV_VAR} to that key (a new one would not open them)"
+    )]
+    Missing(PathBuf),
+    #[error(
+        "the master key does not open this database's secrets: it is not the key they were \
+         sealed with (check {ENV_VAR} or {DEV_KEY_FILE} in the data directory)"
+    )]
+    WrongKey,
+    #[error("cannot use development key file {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+}
+
+/// The master key for this database, checked against its canary (written on
+/// first use).
+pub async fn resolve(settings: &Settings, store: &dyn Store) -> Result<MasterKey, MasterKeyError> {
+    let canary = store.get_meta(CANARY_NAME).await?;
+    let key = match &settings.master_key {
+        Some(text) => {
+            MasterKey::from_base64(text.expose()).map_err(|_| MasterKeyError::BadVariable)?
+        }
+        None => dev_key(&settings.data_dir, canary.is_some())?,
+    };
+    match canary {
+        Some(sealed) => verify(&key, &sealed)?,
+        None => {
+            let sealed = key.seal(CANARY, CANARY_NAME.as_bytes())?;
+            if !store.insert_meta(CANARY_NAME, &sealed).await? {
+                // Another replica wrote its canary first: ours must match it.
+                let theirs = store.get_meta(CANARY_NAME).await?.unwrap_or_default();
+                verify(&key, &theirs)?;
+            }
+        }
+    }
+    Ok(key)
+}
+
+fn verify(key: &MasterKey, sealed: &[u8]) -> Result<(), MasterKeyError> {
+    match key.open(sealed, CANARY_NAME.as_bytes()) {
+        Ok(plain) if plain.as_slice() == CANARY => Ok(()),
+        _ => Err(MasterKeyError::WrongKey),
+    }
+}
+
+fn dev_key(data_dir: &Path, database_has_secrets: bool) -> Result<MasterKey, MasterKeyError> {
+    let path = data_dir.join(DEV_KEY_FILE);
+    let io = |source| MasterKeyError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            tracing::warn!(
+                file = %path.display(),
+                "{ENV_VAR} is not set: using the development master key file; set {ENV_VAR} in production"
+            );
+            return MasterKey::from_base64(&text).map_err(|_| MasterKeyError::BadFile(path));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    if database_has_secrets {
+        return Err(MasterKeyError::Missing(path));
+    }
+    std::fs::create_dir_all(data_dir).map_err(io)?;
+    let (key, text) = MasterKey::generate()?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(&path).map_err(io)?;
+    file.write_all(text.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    tracing::warn!(
+        file = %path.display(),
+        "!!! {ENV_VAR} is not set: created a DEVELOPMENT master key file. Anyone who can read \
+         it can decrypt every signing key and secret. Set {ENV_VAR} (base64 of 32 random bytes) \
+         in production !!!"
+    );
+    Ok(key)
+}
