@@ -18,9 +18,10 @@ use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::route_table::RouteTable;
+use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
-use crate::grpc::{AccountApi, CheckApi, ExtAuthzApi, KeyApi, RouteApi};
+use crate::grpc::{AccountApi, CheckApi, ExtAuthzApi, KeyApi, RouteApi, TokenApi};
 use crate::http::Readiness;
 use crate::pb;
 use crate::ports::{Clock, Store, StoreError};
@@ -77,6 +78,7 @@ pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
 
 pub struct Parts {
     pub core: Arc<Core>,
+    pub policy: Arc<crate::domain::permissions::Policy>,
     pub resolver: Arc<KeyResolver>,
     pub usage: Arc<UsageRecorder>,
 }
@@ -88,6 +90,7 @@ pub fn build(
     master_key: Arc<MasterKey>,
 ) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
+    let policy_for_parts = policy.clone();
     let resolver = Arc::new(KeyResolver::new(
         store.clone(),
         policy.clone(),
@@ -125,6 +128,7 @@ pub fn build(
         master_key,
     });
     Ok(Parts {
+        policy: policy_for_parts,
         core,
         resolver,
         usage,
@@ -136,6 +140,7 @@ pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
     pub core: Arc<Core>,
+    pub tokens: Arc<TokenManager>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
 
@@ -148,8 +153,9 @@ impl Running {
     }
 }
 
-const SERVICES: [&str; 6] = [
+const SERVICES: [&str; 7] = [
     "",
+    "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
     "latchkey.v1.KeyService",
     "latchkey.v1.CheckService",
@@ -210,6 +216,39 @@ pub async fn start(
         .local_addr()
         .map_err(|e| AppError::Server(e.to_string()))?;
 
+    let mut token_settings = settings.tokens.tokens.clone();
+    token_settings.issuer = settings
+        .tokens
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let tokens = Arc::new(
+        TokenManager::load(
+            store_port.clone(),
+            Arc::new(store.clone()),
+            parts.policy.clone(),
+            parts.core.clock.clone(),
+            parts.resolver.clone(),
+            parts.core.master_key.clone(),
+            token_settings,
+            settings.keys.prefix.clone(),
+        )
+        .await?,
+    );
+    parts.core.checker.set_tokens(tokens.clone());
+    let csrf_secret = crate::master_key::shared_secret(
+        store_port.as_ref(),
+        &parts.core.master_key,
+        "oauth_csrf_key",
+    )
+    .await?;
+    let oauth_http = Arc::new(crate::http::oauth::OAuthHttp::new(
+        tokens.clone(),
+        settings.tokens.user_header.clone(),
+        parts.core.clock.clone(),
+        &csrf_secret,
+    ));
+
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_health(&reporter, ServingStatus::Serving).await;
     let readiness = Readiness::default();
@@ -256,6 +295,13 @@ pub async fn start(
                 .max_decoding_message_size(max),
         )
         .add_service(
+            pb::token_service_server::TokenServiceServer::new(TokenApi {
+                core: core.clone(),
+                tokens: tokens.clone(),
+            })
+            .max_decoding_message_size(max),
+        )
+        .add_service(
             envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ext_authz)
                 .max_decoding_message_size(max),
         )
@@ -274,7 +320,7 @@ pub async fn start(
         http_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        crate::http::router(readiness.clone()),
+        crate::http::router(readiness.clone(), oauth_http),
     )
     .with_graceful_shutdown(drained(drain_rx.clone()));
     let grpc_task = tokio::spawn(grpc);
@@ -301,6 +347,8 @@ pub async fn start(
         routes_changed,
         drain_rx.clone(),
     ));
+
+    let keyring_task = tokio::spawn(reload_signing_keys(tokens.clone(), drain_rx.clone()));
 
     let grace = settings.shutdown_grace;
     let usage = parts.usage.clone();
@@ -334,6 +382,7 @@ pub async fn start(
             t.abort();
         }
         let _ = routes_task.await;
+        let _ = keyring_task.await;
         flush_usage(store_port.as_ref(), &usage).await;
         store.close().await;
         tracing::info!("stopped");
@@ -342,6 +391,7 @@ pub async fn start(
     Ok(Running {
         grpc_addr,
         http_addr,
+        tokens,
         core,
         task,
     })
@@ -467,4 +517,20 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
     Ok(async {
         let _ = tokio::signal::ctrl_c().await;
     })
+}
+
+/// Re-reads the signing keys now and then: another replica may have rotated,
+/// and retired keys leave the JWKS once their tokens have expired.
+async fn reload_signing_keys(tokens: Arc<TokenManager>, mut drain: watch::Receiver<bool>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    loop {
+        tokio::select! {
+            _ = drain.changed() => return,
+            () = tokio::time::sleep(EVERY) => {
+                if let Err(e) = tokens.reload_keys().await {
+                    tracing::warn!(error = %e, "signing keys could not be re-read");
+                }
+            }
+        }
+    }
 }

@@ -115,3 +115,35 @@ fn dev_key(data_dir: &Path, database_has_secrets: bool) -> Result<MasterKey, Mas
     );
     Ok(key)
 }
+
+/// A random 32-byte secret shared by every replica of this database (e.g.
+/// the key behind CSRF tokens), created sealed on first use.
+pub async fn shared_secret(
+    store: &dyn Store,
+    key: &MasterKey,
+    name: &str,
+) -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+    let open = |sealed: &[u8]| -> Result<zeroize::Zeroizing<[u8; 32]>, MasterKeyError> {
+        let plain = key
+            .open(sealed, name.as_bytes())
+            .map_err(|_| MasterKeyError::WrongKey)?;
+        let mut out = zeroize::Zeroizing::new([0u8; 32]);
+        if plain.len() != 32 {
+            return Err(MasterKeyError::WrongKey);
+        }
+        out.copy_from_slice(&plain);
+        Ok(out)
+    };
+    if let Some(sealed) = store.get_meta(name).await? {
+        return open(&sealed);
+    }
+    let mut fresh = zeroize::Zeroizing::new([0u8; 32]);
+    getrandom::fill(fresh.as_mut()).map_err(|_| EnvelopeError::Random)?;
+    let sealed = key.seal(fresh.as_ref(), name.as_bytes())?;
+    if store.insert_meta(name, &sealed).await? {
+        return Ok(fresh);
+    }
+    // Another replica was first: use its secret.
+    let theirs = store.get_meta(name).await?.unwrap_or_default();
+    open(&theirs)
+}

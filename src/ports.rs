@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode, RuleRecord};
+use crate::domain::token_model::{AuthCodeRecord, ClientRecord, RefreshRecord, SigningKeyRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
@@ -125,4 +126,56 @@ impl Clock for ManualClock {
     fn now(&self) -> Millis {
         self.0.load(Ordering::SeqCst)
     }
+}
+
+/// Persistence for OAuth2 clients, tokens and JWT signing keys.
+#[async_trait]
+pub trait TokenStore: Send + Sync + 'static {
+    /// Every signing key, retired ones included.
+    async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
+    /// Retires every active key at `key.created_at` and inserts `key` as the active one.
+    async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError>;
+    /// Inserts `key` only if there is no active key yet; `false` then.
+    async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError>;
+
+    async fn insert_client(&self, client: &ClientRecord) -> Result<(), StoreError>;
+    async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError>;
+    /// Clients ordered by id, after `after`.
+    async fn list_clients(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<ClientRecord>, StoreError>;
+    /// Deletes the client and revokes every refresh token it holds; `false` if there was none.
+    async fn delete_client(&self, client_id: &str, now: Millis) -> Result<bool, StoreError>;
+
+    async fn insert_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
+    /// Marks the code used at `now`. The record, and whether this call was
+    /// the one that used it (exactly one caller ever gets `true`).
+    async fn use_code(
+        &self,
+        code_hash: &[u8; 32],
+        now: Millis,
+    ) -> Result<Option<(AuthCodeRecord, bool)>, StoreError>;
+
+    async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError>;
+    async fn get_refresh(&self, token_hash: &[u8; 32])
+    -> Result<Option<RefreshRecord>, StoreError>;
+    /// Marks `old` rotated at `successor.created_at` and inserts `successor`,
+    /// only if `old` was still current; `false` (and nothing written) otherwise.
+    async fn rotate_refresh(
+        &self,
+        old: &[u8; 32],
+        successor: &RefreshRecord,
+    ) -> Result<bool, StoreError>;
+    /// Revokes every refresh token of the family and every access token issued with them.
+    async fn revoke_family(&self, family_id: &str, now: Millis) -> Result<(), StoreError>;
+    /// Revokes one refresh token (not its family) and the access token issued with it.
+    async fn revoke_refresh(&self, token_hash: &[u8; 32], now: Millis) -> Result<(), StoreError>;
+    /// Revokes every refresh token issued to an exchanged API key.
+    async fn revoke_holder(&self, holder_id: &str, now: Millis) -> Result<(), StoreError>;
+
+    async fn revoke_jti(&self, jti: &str, expires_at: Millis) -> Result<(), StoreError>;
+    async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
 }

@@ -1,6 +1,7 @@
 //! Leaf module: key format, hashing and secret handling. Imports nothing of ours.
 
 pub mod envelope;
+pub mod jwt;
 pub mod keyfmt;
 pub mod secret;
 

@@ -7,8 +7,8 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 
@@ -17,8 +17,9 @@ use super::network;
 use super::origin;
 use super::permissions::Permission;
 use super::resolver::{KeyResolver, ResolvedKey};
+use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
-use crate::crypto::{self, keyfmt};
+use crate::crypto::{self, jwt, keyfmt};
 use crate::ports::Clock;
 
 /// Last-used times are kept to this resolution (milliseconds).
@@ -43,6 +44,18 @@ pub enum Reason {
     PlanNotEntitled,
     StoreNotAllowed,
     InternalError,
+    /// A JWT with `alg: none`.
+    TokenUnsigned,
+    /// A JWT whose `alg` is not its key's (e.g. HS256 with the public key as secret).
+    TokenAlgorithmMismatch,
+    /// A JWT whose `kid` names no current signing key.
+    TokenKeyUnknown,
+    TokenSignatureInvalid,
+    TokenExpired,
+    TokenNotYetValid,
+    /// Wrong `iss` or `aud`.
+    TokenClaimsInvalid,
+    TokenRevoked,
 }
 
 impl Reason {
@@ -65,6 +78,14 @@ impl Reason {
             Reason::PlanNotEntitled => "PLAN_NOT_ENTITLED",
             Reason::StoreNotAllowed => "STORE_NOT_ALLOWED",
             Reason::InternalError => "INTERNAL_ERROR",
+            Reason::TokenUnsigned => "TOKEN_UNSIGNED",
+            Reason::TokenAlgorithmMismatch => "TOKEN_ALGORITHM_MISMATCH",
+            Reason::TokenKeyUnknown => "TOKEN_KEY_UNKNOWN",
+            Reason::TokenSignatureInvalid => "TOKEN_SIGNATURE_INVALID",
+            Reason::TokenExpired => "TOKEN_EXPIRED",
+            Reason::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
+            Reason::TokenClaimsInvalid => "TOKEN_CLAIMS_INVALID",
+            Reason::TokenRevoked => "TOKEN_REVOKED",
         }
     }
 
@@ -135,6 +156,8 @@ impl Decision {
 
 pub struct Checker {
     resolver: Arc<KeyResolver>,
+    /// Set once the signing keys are loaded; until then a JWT is denied.
+    tokens: OnceLock<Arc<TokenManager>>,
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
     key_prefix: String,
@@ -160,6 +183,7 @@ impl Checker {
     ) -> Self {
         Self {
             resolver,
+            tokens: OnceLock::new(),
             clock,
             usage,
             key_prefix,
@@ -171,25 +195,58 @@ impl Checker {
         &self.key_prefix
     }
 
+    /// Lets `decide` accept JWT access tokens.
+    pub fn set_tokens(&self, tokens: Arc<TokenManager>) {
+        let _ = self.tokens.set(tokens);
+    }
+
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
         let credential = strip_bearer(input.credential);
         if credential.is_empty() {
             return Decision::deny(Reason::CredentialMissing, "no credential was presented");
         }
-        let parts = match keyfmt::parse(credential, &self.key_prefix) {
-            Ok(parts) => parts,
-            Err(e) => return Decision::deny(Reason::CredentialMalformed, e.to_string()),
-        };
-        let hash = crypto::sha256(credential.as_bytes());
-        let key = match self.resolver.resolve(&hash).await {
-            Ok(Some(key)) => key,
-            Ok(None) => return Decision::deny(Reason::CredentialUnknown, "no such key"),
-            Err(e) => {
-                tracing::error!(error = %e, "key resolution failed; denying");
+        let key = if jwt::looks_like_jwt(credential) {
+            let Some(tokens) = self.tokens.get() else {
                 return Decision::deny(
                     Reason::InternalError,
                     "the decision could not be made; denied",
                 );
+            };
+            match tokens.authenticate(credential).await {
+                Ok(principal) => principal,
+                Err(d) => {
+                    return Decision {
+                        reason: d.reason,
+                        key: d.principal,
+                        message: d.message.into(),
+                    };
+                }
+            }
+        } else {
+            match self.api_key(credential).await {
+                Ok(key) => key,
+                Err(denied) => return denied,
+            }
+        };
+        self.authorize(key, &input)
+    }
+
+    /// An API key's principal, if the key exists and works right now.
+    async fn api_key(&self, credential: &str) -> Result<Arc<ResolvedKey>, Decision> {
+        let parts = match keyfmt::parse(credential, &self.key_prefix) {
+            Ok(parts) => parts,
+            Err(e) => return Err(Decision::deny(Reason::CredentialMalformed, e.to_string())),
+        };
+        let hash = crypto::sha256(credential.as_bytes());
+        let key = match self.resolver.resolve(&hash).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(Decision::deny(Reason::CredentialUnknown, "no such key")),
+            Err(e) => {
+                tracing::error!(error = %e, "key resolution failed; denying");
+                return Err(Decision::deny(
+                    Reason::InternalError,
+                    "the decision could not be made; denied",
+                ));
             }
         };
         let record = &key.record;
@@ -199,31 +256,50 @@ impl Checker {
             || parts.kind != record.kind.tag()
         {
             tracing::error!(key_id = %record.id, "stored key does not match its credential; denying");
-            return Decision::deny(
+            return Err(Decision::deny(
                 Reason::InternalError,
                 "the decision could not be made; denied",
-            );
+            ));
         }
         let now = self.clock.now();
         match record.status_at(now) {
             KeyStatus::Active => {}
             KeyStatus::Revoked => {
-                return Decision::deny_key(Reason::KeyRevoked, &key, "the key was revoked");
+                return Err(Decision::deny_key(
+                    Reason::KeyRevoked,
+                    &key,
+                    "the key was revoked",
+                ));
             }
             KeyStatus::Suspended => {
-                return Decision::deny_key(Reason::KeySuspended, &key, "the key is suspended");
+                return Err(Decision::deny_key(
+                    Reason::KeySuspended,
+                    &key,
+                    "the key is suspended",
+                ));
             }
             KeyStatus::Expired => {
-                return Decision::deny_key(Reason::KeyExpired, &key, "the key has expired");
+                return Err(Decision::deny_key(
+                    Reason::KeyExpired,
+                    &key,
+                    "the key has expired",
+                ));
             }
             KeyStatus::Rotated => {
-                return Decision::deny_key(
+                return Err(Decision::deny_key(
                     Reason::KeyRotated,
                     &key,
                     "the key was rotated and its overlap window has ended",
-                );
+                ));
             }
         }
+        Ok(key)
+    }
+
+    /// The steps after authentication, the same for keys and tokens.
+    fn authorize(&self, key: Arc<ResolvedKey>, input: &CheckInput<'_>) -> Decision {
+        let record = &key.record;
+        let now = self.clock.now();
         if record.mode == Mode::Live
             && !key.account.is_operator
             && key.account.live_status != LiveStatus::Active

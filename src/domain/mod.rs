@@ -13,4 +13,6 @@ pub mod permissions;
 pub mod resolver;
 pub mod route_table;
 pub mod routes;
+pub mod token_model;
+pub mod tokens;
 pub mod usage;

@@ -169,6 +169,12 @@ impl KeyResolver {
         Ok(Some(resolved))
     }
 
+    /// Moves on every invalidation; a cache built on resolved keys (verified
+    /// tokens) tags its entries with it and distrusts them once it moves.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
     /// Drops one key everywhere in this process. The epoch moves before the
     /// removal (so a concurrent load notices) and after it (so no thread keeps
     /// a copy it took in between).

@@ -17,6 +17,8 @@ pub struct AdminPermissions {
     pub keys_write: Permission<'static>,
     pub routes_read: Permission<'static>,
     pub routes_write: Permission<'static>,
+    pub tokens_read: Permission<'static>,
+    pub tokens_write: Permission<'static>,
     pub check: Permission<'static>,
 }
 
@@ -30,6 +32,8 @@ impl AdminPermissions {
             keys_write: Permission::parse("admin.keys.write")?,
             routes_read: Permission::parse("admin.routes.read")?,
             routes_write: Permission::parse("admin.routes.write")?,
+            tokens_read: Permission::parse("admin.tokens.read")?,
+            tokens_write: Permission::parse("admin.tokens.write")?,
             check: Permission::parse("admin.check")?,
         })
     }

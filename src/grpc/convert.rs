@@ -94,7 +94,7 @@ pub fn mode_in(field: &'static str, value: i32) -> Result<Option<Mode>> {
     }
 }
 
-fn required_mode(field: &'static str, value: i32) -> Result<Mode> {
+pub fn required_mode(field: &'static str, value: i32) -> Result<Mode> {
     mode_in(field, value)?
         .ok_or_else(|| Error::invalid(field, "is required (MODE_TEST or MODE_LIVE)"))
 }
@@ -213,7 +213,7 @@ pub fn key_filter(r: &pb::ListKeysRequest) -> Result<KeyFilter> {
     })
 }
 
-fn mode_out(m: Mode) -> pb::Mode {
+pub fn mode_out(m: Mode) -> pb::Mode {
     match m {
         Mode::Test => pb::Mode::Test,
         Mode::Live => pb::Mode::Live,
@@ -328,6 +328,14 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::PlanNotEntitled => pb::Reason::PlanNotEntitled,
         Reason::StoreNotAllowed => pb::Reason::StoreNotAllowed,
         Reason::InternalError => pb::Reason::InternalError,
+        Reason::TokenUnsigned => pb::Reason::TokenUnsigned,
+        Reason::TokenAlgorithmMismatch => pb::Reason::TokenAlgorithmMismatch,
+        Reason::TokenKeyUnknown => pb::Reason::TokenKeyUnknown,
+        Reason::TokenSignatureInvalid => pb::Reason::TokenSignatureInvalid,
+        Reason::TokenExpired => pb::Reason::TokenExpired,
+        Reason::TokenNotYetValid => pb::Reason::TokenNotYetValid,
+        Reason::TokenClaimsInvalid => pb::Reason::TokenClaimsInvalid,
+        Reason::TokenRevoked => pb::Reason::TokenRevoked,
     }
 }
 

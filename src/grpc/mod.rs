@@ -8,9 +8,11 @@ pub mod ext_authz;
 pub mod key;
 pub mod route;
 pub mod status;
+pub mod token;
 
 pub use account::AccountApi;
 pub use check::CheckApi;
 pub use ext_authz::ExtAuthzApi;
 pub use key::KeyApi;
 pub use route::RouteApi;
+pub use token::TokenApi;

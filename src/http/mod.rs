@@ -1,5 +1,7 @@
-//! The public HTTP side. For now: liveness and readiness probes. The OAuth2
-//! endpoints join this router later.
+//! The public HTTP side: liveness and readiness probes, and the OAuth2
+//! endpoints (`oauth`).
+
+pub mod oauth;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,11 +26,12 @@ impl Readiness {
     }
 }
 
-pub fn router(ready: Readiness) -> Router {
+pub fn router(ready: Readiness, oauth: Arc<oauth::OAuthHttp>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(ready)
+        .merge(oauth::routes(oauth))
 }
 
 fn json(status: StatusCode, body: &'static str) -> impl IntoResponse {

@@ -6,6 +6,7 @@
 
 pub mod entities;
 pub mod migration;
+mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;

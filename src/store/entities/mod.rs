@@ -4,5 +4,10 @@
 pub mod account;
 pub mod account_store;
 pub mod api_key;
+pub mod auth_code;
 pub mod meta;
+pub mod oauth_client;
+pub mod refresh_token;
+pub mod revoked_token;
 pub mod route_rule;
+pub mod signing_key;

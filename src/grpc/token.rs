@@ -1,0 +1,247 @@
+//! `latchkey.v1.TokenService`.
+
+use std::sync::Arc;
+
+use tonic::{Code, Request, Response, Status};
+use tracing::instrument;
+
+use super::auth::authorize;
+use super::convert;
+use super::status::to_status;
+use crate::app::Core;
+use crate::domain::error::Error;
+use crate::domain::token_model::ClientRecord;
+use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager};
+use crate::pb;
+use crate::pb::token_service_server::TokenService;
+
+pub struct TokenApi {
+    pub core: Arc<Core>,
+    pub tokens: Arc<TokenManager>,
+}
+
+fn client_out(c: &ClientRecord) -> pb::Client {
+    pb::Client {
+        client_id: c.client_id.clone(),
+        account_id: c.account_id.clone(),
+        mode: convert::mode_out(c.mode).into(),
+        name: c.name.clone(),
+        redirect_uris: c.redirect_uris.clone(),
+        grant_types: c.grant_types.clone(),
+        scopes: c.scopes.clone(),
+        created_at: Some(convert::timestamp(c.created_at)),
+    }
+}
+
+fn tokens_out(t: IssuedTokens) -> pb::TokenResponse {
+    pb::TokenResponse {
+        access_token: t.access_token.expose().clone(),
+        token_type: t.token_type.to_owned(),
+        expires_in: u32::try_from(t.expires_in).unwrap_or(u32::MAX),
+        refresh_token: t
+            .refresh_token
+            .as_ref()
+            .map(|r| r.expose().clone())
+            .unwrap_or_default(),
+        scope: t.scope,
+    }
+}
+
+/// OAuth2 errors on the gRPC side: the RFC code leads the message.
+fn oauth_status(e: OAuthError) -> Status {
+    let code = match e {
+        OAuthError::InvalidClient(_) => Code::Unauthenticated,
+        OAuthError::UnauthorizedClient(_) => Code::PermissionDenied,
+        OAuthError::InvalidGrant(_) => Code::FailedPrecondition,
+        OAuthError::ServerError => Code::Unavailable,
+        _ => Code::InvalidArgument,
+    };
+    Status::new(code, format!("{}: {e}", e.code()))
+}
+
+#[tonic::async_trait]
+impl TokenService for TokenApi {
+    #[instrument(skip_all)]
+    async fn create_client(
+        &self,
+        req: Request<pb::CreateClientRequest>,
+    ) -> Result<Response<pb::CreateClientResponse>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        let r = req.get_ref();
+        let account_id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
+        let mode = convert::required_mode("mode", r.mode).map_err(to_status)?;
+        let (client, secret) = self
+            .tokens
+            .create_client(
+                &account_id,
+                mode,
+                &r.name,
+                &r.redirect_uris,
+                &r.grant_types,
+                &r.scopes,
+            )
+            .await
+            .map_err(to_status)?;
+        tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
+        Ok(Response::new(pb::CreateClientResponse {
+            client: Some(client_out(&client)),
+            client_secret: secret.expose().clone(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_client(
+        &self,
+        req: Request<pb::GetClientRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
+        let client = self
+            .tokens
+            .get_client(&req.get_ref().client_id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(client_out(&client)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_clients(
+        &self,
+        req: Request<pb::ListClientsRequest>,
+    ) -> Result<Response<pb::ListClientsResponse>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
+        let r = req.get_ref();
+        let account = if r.account_id.is_empty() {
+            None
+        } else {
+            Some(convert::account_id("account_id", &r.account_id).map_err(to_status)?)
+        };
+        let (limit, after) =
+            convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX).map_err(to_status)?;
+        let rows = self
+            .tokens
+            .list_clients(account.as_deref(), after.as_deref(), limit + 1)
+            .await
+            .map_err(to_status)?;
+        let (rows, next_page_token) = convert::next_page(rows, limit, |c| &c.client_id);
+        Ok(Response::new(pb::ListClientsResponse {
+            clients: rows.iter().map(client_out).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn delete_client(
+        &self,
+        req: Request<pb::DeleteClientRequest>,
+    ) -> Result<Response<pb::DeleteClientResponse>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        let id = &req.get_ref().client_id;
+        self.tokens.delete_client(id).await.map_err(to_status)?;
+        tracing::info!(client_id = %id, "OAuth2 client deleted");
+        Ok(Response::new(pb::DeleteClientResponse {}))
+    }
+
+    /// Authenticated by the client secret it carries.
+    #[instrument(skip_all)]
+    async fn issue_token(
+        &self,
+        req: Request<pb::IssueTokenRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let r = req.get_ref();
+        let client = self
+            .tokens
+            .authenticate_client(&r.client_id, &r.client_secret)
+            .await
+            .map_err(oauth_status)?;
+        let issued = self
+            .tokens
+            .client_credentials(&client, &r.scopes)
+            .await
+            .map_err(oauth_status)?;
+        Ok(Response::new(tokens_out(issued)))
+    }
+
+    /// Authenticated by the API key it carries.
+    #[instrument(skip_all)]
+    async fn exchange_secret(
+        &self,
+        req: Request<pb::ExchangeSecretRequest>,
+    ) -> Result<Response<pb::TokenResponse>, Status> {
+        let r = req.get_ref();
+        let issued = self
+            .tokens
+            .exchange_secret(&r.api_key, &r.scopes)
+            .await
+            .map_err(oauth_status)?;
+        Ok(Response::new(tokens_out(issued)))
+    }
+
+    #[instrument(skip_all)]
+    async fn introspect(
+        &self,
+        req: Request<pb::IntrospectRequest>,
+    ) -> Result<Response<pb::IntrospectResponse>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
+        let Some(i) = self.tokens.introspect(&req.get_ref().token).await else {
+            return Ok(Response::new(pb::IntrospectResponse::default()));
+        };
+        Ok(Response::new(pb::IntrospectResponse {
+            active: true,
+            scope: i.scope,
+            client_id: i.client_id,
+            sub: i.sub,
+            token_type: i.token_type.to_owned(),
+            exp: i.exp,
+            iat: i.iat,
+            iss: i.iss,
+            aud: i.aud,
+            jti: i.jti,
+            account_id: i.account_id,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_token(
+        &self,
+        req: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        if req.get_ref().token.is_empty() {
+            return Err(to_status(Error::invalid("token", "must not be empty")));
+        }
+        self.tokens
+            .revoke(&req.get_ref().token, None)
+            .await
+            .map_err(oauth_status)?;
+        Ok(Response::new(pb::RevokeTokenResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_jwks(
+        &self,
+        _req: Request<pb::GetJwksRequest>,
+    ) -> Result<Response<pb::GetJwksResponse>, Status> {
+        // Public keys: the same document the HTTP side serves to anyone.
+        Ok(Response::new(pb::GetJwksResponse {
+            jwks_json: self.tokens.jwks_json(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn rotate_signing_key(
+        &self,
+        req: Request<pb::RotateSigningKeyRequest>,
+    ) -> Result<Response<pb::SigningKey>, Status> {
+        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        let key = self
+            .tokens
+            .rotate_signing_key(Some(&req.get_ref().algorithm))
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(pb::SigningKey {
+            kid: key.kid,
+            algorithm: key.algorithm,
+            created_at: Some(convert::timestamp(key.created_at)),
+        }))
+    }
+}
