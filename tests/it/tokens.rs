@@ -1,0 +1,1006 @@
+//! JWT access tokens and OAuth2: every grant, the error paths, refresh
+//! rotation with family revocation, and Check accepting (and refusing) JWTs.
+//! HTTP is spoken with a bare HTTP/1.1 client, so nothing here depends on
+//! the server's own libraries.
+
+use std::collections::HashMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD as B64};
+use latchkey::pb;
+use pb::Reason;
+use sea_orm::ConnectionTrait;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tonic::Code;
+
+use crate::backend_tests;
+use crate::common::{Backend, TestServer, reason};
+
+struct Http {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Http {
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map_or("", String::as_str)
+    }
+}
+
+async fn http(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Http {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if method == "POST" {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    stream.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    stream.read_to_string(&mut buf).await.unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap();
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Http {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn form(pairs: &[(&str, &str)]) -> String {
+    let mut s = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        s.append_pair(k, v);
+    }
+    s.finish()
+}
+
+fn basic(id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
+}
+
+fn tokens(
+    s: &TestServer,
+) -> pb::token_service_client::TokenServiceClient<tonic::transport::Channel> {
+    pb::token_service_client::TokenServiceClient::new(s.channel.clone())
+}
+
+const REDIRECT: &str = "https://app.example.com/callback";
+
+/// An account on PRIME and a client allowed every grant and `catalog.*`, `chat.read`.
+async fn client(s: &TestServer) -> (pb::Client, String) {
+    let account = s.account("PRIME").await;
+    let r = tokens(s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            account_id: account.id.clone(),
+            mode: pb::Mode::Test.into(),
+            name: "Survey Dashboard".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            grant_types: vec![
+                "client_credentials".into(),
+                "authorization_code".into(),
+                "refresh_token".into(),
+            ],
+            scopes: vec!["catalog.*".into(), "chat.read".into()],
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    (r.client.unwrap(), r.client_secret)
+}
+
+fn claims(token: &str) -> serde_json::Value {
+    let part = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+}
+
+fn header(token: &str) -> serde_json::Value {
+    let part = token.split('.').next().unwrap();
+    serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
+}
+
+async fn client_credentials_token_passes_check(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let addr = s.running().http_addr;
+    // client_secret_basic
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        &[("Authorization", &basic(&c.client_id, &secret))],
+        &form(&[
+            ("grant_type", "client_credentials"),
+            ("scope", "catalog.read"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.header("cache-control"), "no-store");
+    let body = r.json();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 3600);
+    assert_eq!(body["scope"], "catalog.read");
+    assert!(body.get("refresh_token").is_none());
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let c_ = claims(&token);
+    for claim in ["iss", "aud", "sub", "scope", "exp", "iat", "jti"] {
+        assert!(c_.get(claim).is_some(), "missing {claim}: {c_}");
+    }
+    assert_eq!(c_["iss"], format!("http://{addr}"));
+    assert_eq!(c_["aud"], "latchkey");
+    assert_eq!(c_["sub"], c.client_id);
+    assert_eq!(header(&token)["alg"], "RS256");
+    assert!(header(&token)["kid"].is_string());
+
+    let ok = s.check_perm(&token, "catalog.read").await;
+    assert!(ok.allowed, "{ok:?}");
+    let p = ok.principal.unwrap();
+    assert_eq!(p.account_id, c.account_id);
+    assert_eq!(p.key_id, c.client_id);
+    assert_eq!(p.scopes, ["catalog.read"]);
+    assert_eq!(p.plan, "PRIME");
+    // The token carries only what was asked for.
+    let denied = s.check_perm(&token, "chat.read").await;
+    assert_eq!(reason(&denied), Reason::PermissionDenied);
+
+    // client_secret_post, and the gRPC IssueToken for internal callers.
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        &[],
+        &form(&[
+            ("grant_type", "client_credentials"),
+            ("client_id", &c.client_id),
+            ("client_secret", &secret),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["scope"], "catalog.* chat.read");
+    let issued = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: c.client_id.clone(),
+            client_secret: secret.clone(),
+            scopes: vec!["chat.read".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        s.check_perm(&issued.access_token, "chat.read")
+            .await
+            .allowed
+    );
+    s.stop().await;
+}
+
+async fn token_endpoint_errors_follow_rfc_6749(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let addr = s.running().http_addr;
+    let post = |headers: Vec<(&'static str, String)>, body: String| async move {
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http(addr, "POST", "/oauth2/token", &h, &body).await
+    };
+    let r = post(
+        vec![("Authorization", basic(&c.client_id, "lkcs_wrong"))],
+        form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error"], "invalid_client");
+    assert!(
+        r.header("www-authenticate").starts_with("Basic"),
+        "{:?}",
+        r.headers
+    );
+    assert_eq!(r.header("cache-control"), "no-store");
+    assert!(!r.body.contains("lkcs_wrong"));
+
+    let auth = basic(&c.client_id, &secret);
+    let cases = [
+        (
+            form(&[("grant_type", "password")]),
+            400,
+            "unsupported_grant_type",
+        ),
+        (form(&[]), 400, "invalid_request"),
+        (
+            form(&[
+                ("grant_type", "client_credentials"),
+                ("scope", "offers.read"),
+            ]),
+            400,
+            "invalid_scope",
+        ),
+        (
+            "grant_type=client_credentials&grant_type=client_credentials".to_owned(),
+            400,
+            "invalid_request",
+        ),
+        (
+            form(&[("grant_type", "authorization_code"), ("code", "nope")]),
+            400,
+            "invalid_grant",
+        ),
+        (
+            form(&[("grant_type", "refresh_token"), ("refresh_token", "nope")]),
+            400,
+            "invalid_grant",
+        ),
+    ];
+    for (body, status, error) in cases {
+        let r = post(vec![("Authorization", auth.clone())], body.clone()).await;
+        assert_eq!(r.status, status, "{body}: {}", r.body);
+        assert_eq!(r.json()["error"], error, "{body}");
+        assert!(r.json()["error_description"].is_string());
+    }
+    // Both methods at once is ambiguous.
+    let r = post(
+        vec![("Authorization", auth.clone())],
+        form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", &secret),
+        ]),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_request");
+    s.stop().await;
+}
+
+/// GET the consent page, POST the decision, return the redirect's query.
+async fn consent(
+    s: &TestServer,
+    query: &[(&str, &str)],
+    decision: &str,
+) -> HashMap<String, String> {
+    let addr = s.running().http_addr;
+    let page = http(
+        addr,
+        "GET",
+        &format!("/oauth2/authorize?{}", form(query)),
+        &[("X-Forwarded-User", "alice")],
+        "",
+    )
+    .await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Survey Dashboard"), "client not named");
+    assert!(
+        page.body.contains("View your chat"),
+        "scope not in plain words"
+    );
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for input in page.body.split("<input ").skip(1) {
+        let attr = |name: &str| {
+            let start = input.find(&format!("{name}=\"")).unwrap() + name.len() + 2;
+            let end = start + input[start..].find('"').unwrap();
+            input[start..end]
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"")
+                .replace("&#39;", "'")
+                .replace("&amp;", "&")
+        };
+        fields.push((attr("name"), attr("value")));
+    }
+    assert!(fields.iter().any(|(k, _)| k == "csrf_token"));
+    fields.push(("decision".into(), decision.into()));
+    let body: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/authorize",
+        &[("X-Forwarded-User", "alice")],
+        &form(&body),
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    let location = r.header("location");
+    let (base, q) = location.split_once('?').unwrap();
+    assert_eq!(base, REDIRECT);
+    form_urlencoded::parse(q.as_bytes()).into_owned().collect()
+}
+
+fn pkce() -> (String, String) {
+    let verifier = B64.encode([7u8; 48]);
+    let challenge = B64.encode(latchkey::crypto::sha256(verifier.as_bytes()));
+    (verifier, challenge)
+}
+
+async fn authorization_code_with_pkce_and_refresh_rotation(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let addr = s.running().http_addr;
+    let auth = basic(&c.client_id, &secret);
+    let (verifier, challenge) = pkce();
+    let query = [
+        ("response_type", "code"),
+        ("client_id", c.client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", "chat.read"),
+        ("state", "xyz & <state>"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let back = consent(&s, &query, "allow").await;
+    assert_eq!(
+        back["state"], "xyz & <state>",
+        "state must come back unchanged"
+    );
+    let code = back["code"].clone();
+
+    // A wrong verifier fails (and uses up the code).
+    let exchange = |code: String, verifier: String| {
+        let auth = auth.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/oauth2/token",
+                &[("Authorization", &auth)],
+                &form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", &verifier),
+                ]),
+            )
+            .await
+        }
+    };
+    let r = exchange(code.clone(), verifier.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = r.json();
+    let access = first["access_token"].as_str().unwrap().to_owned();
+    let refresh = first["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(claims(&access)["sub"], "alice");
+    assert!(s.check_perm(&access, "chat.read").await.allowed);
+
+    // Refresh rotates.
+    let refresh_with = |token: String| {
+        let auth = auth.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/oauth2/token",
+                &[("Authorization", &auth)],
+                &form(&[("grant_type", "refresh_token"), ("refresh_token", &token)]),
+            )
+            .await
+        }
+    };
+    let r = refresh_with(refresh.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let second = r.json();
+    let refresh2 = second["refresh_token"].as_str().unwrap().to_owned();
+    let access2 = second["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(refresh2, refresh);
+    assert!(s.check_perm(&access2, "chat.read").await.allowed);
+
+    // The rotated-out token again: refused, and the whole family is revoked.
+    let r = refresh_with(refresh.clone()).await;
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let r = refresh_with(refresh2.clone()).await;
+    assert_eq!(r.json()["error"], "invalid_grant", "family not revoked");
+    assert_eq!(
+        reason(&s.check_perm(&access2, "chat.read").await),
+        Reason::TokenRevoked
+    );
+    assert_eq!(
+        reason(&s.check_perm(&access, "chat.read").await),
+        Reason::TokenRevoked
+    );
+
+    // A second use of a code revokes what the first use issued.
+    let back = consent(&s, &query, "allow").await;
+    let r = exchange(back["code"].clone(), verifier.clone()).await;
+    let access3 = r.json()["access_token"].as_str().unwrap().to_owned();
+    assert!(s.check_perm(&access3, "chat.read").await.allowed);
+    let r = exchange(back["code"].clone(), verifier.clone()).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        reason(&s.check_perm(&access3, "chat.read").await),
+        Reason::TokenRevoked
+    );
+
+    // A wrong verifier, and an expired code (60 s).
+    let back = consent(&s, &query, "allow").await;
+    let r = exchange(back["code"].clone(), B64.encode([9u8; 48])).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    let back = consent(&s, &query, "allow").await;
+    s.clock.advance_secs(61);
+    let r = exchange(back["code"].clone(), verifier.clone()).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert!(
+        r.json()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("expired")
+    );
+    s.stop().await;
+}
+
+async fn authorize_errors_redirect_or_stay_on_the_page(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, _) = client(&s).await;
+    let addr = s.running().http_addr;
+    let (_, challenge) = pkce();
+    let get = |query: String, user: bool| async move {
+        let headers: &[(&str, &str)] = if user {
+            &[("X-Forwarded-User", "alice")]
+        } else {
+            &[]
+        };
+        http(
+            addr,
+            "GET",
+            &format!("/oauth2/authorize?{query}"),
+            headers,
+            "",
+        )
+        .await
+    };
+    let good = |extra: &[(&str, &str)]| {
+        let mut q = vec![
+            ("response_type", "code"),
+            ("client_id", c.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("state", "s1"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ];
+        for (k, v) in extra {
+            q.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                q.push((k, v));
+            }
+        }
+        form(&q)
+    };
+    // Not signed in.
+    assert_eq!(get(good(&[]), false).await.status, 401);
+    // Unknown client and unregistered redirect: on the page, never redirected.
+    for extra in [
+        [("client_id", "client_00000000000000000000000000000000")],
+        [("redirect_uri", "https://evil.example.com/cb")],
+    ] {
+        let r = get(good(&extra), true).await;
+        assert_eq!(r.status, 400, "{extra:?}");
+        assert!(r.header("location").is_empty());
+    }
+    // Other errors go back to the client with the state.
+    for (extra, error) in [
+        (vec![("code_challenge", "")], "invalid_request"),
+        (vec![("code_challenge_method", "plain")], "invalid_request"),
+        (
+            vec![("response_type", "token")],
+            "unsupported_response_type",
+        ),
+        (vec![("scope", "offers.read")], "invalid_scope"),
+    ] {
+        let r = get(good(&extra), true).await;
+        assert_eq!(r.status, 302, "{extra:?}: {}", r.body);
+        let location = r.header("location");
+        assert!(location.starts_with(REDIRECT), "{location}");
+        assert!(location.contains(&format!("error={error}")), "{location}");
+        assert!(location.contains("state=s1"), "{location}");
+    }
+    // Deny.
+    let mut query: Vec<(&str, &str)> = vec![
+        ("response_type", "code"),
+        ("client_id", c.client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("state", "s2"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let back = consent(&s, &query, "deny").await;
+    assert_eq!(back["error"], "access_denied");
+    assert_eq!(back["state"], "s2");
+    // A forged decision (no valid CSRF token) is refused.
+    query.push(("csrf_token", "1.forged"));
+    query.push(("decision", "allow"));
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/authorize",
+        &[("X-Forwarded-User", "alice")],
+        &form(&query),
+    )
+    .await;
+    assert_eq!(r.status, 403);
+    s.stop().await;
+}
+
+/// A JWT with this header and these claims, signed by `sign`.
+fn forge(header: serde_json::Value, claims: &serde_json::Value, sig: &[u8]) -> String {
+    format!(
+        "{}.{}.{}",
+        B64.encode(header.to_string()),
+        B64.encode(claims.to_string()),
+        B64.encode(sig)
+    )
+}
+
+async fn check_refuses_forged_and_stale_tokens_with_distinct_reasons(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let issued = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: c.client_id.clone(),
+            client_secret: secret.clone(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let h = header(&issued);
+    let body = claims(&issued);
+    let kid = h["kid"].as_str().unwrap();
+
+    // alg none.
+    let none = forge(serde_json::json!({"alg": "none", "kid": kid}), &body, b"");
+    let none = none.trim_end_matches('.').to_owned() + ".";
+    // HS256 keyed with the public key (the classic algorithm confusion).
+    let jwks: serde_json::Value = serde_json::from_str(
+        &tokens(&s)
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .jwks_json,
+    )
+    .unwrap();
+    let public = jwks["keys"][0].to_string();
+    let hs_header = serde_json::json!({"alg": "HS256", "kid": kid});
+    let signing_input = format!(
+        "{}.{}",
+        B64.encode(hs_header.to_string()),
+        B64.encode(body.to_string())
+    );
+    let mac = aws_lc_rs::hmac::sign(
+        &aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, public.as_bytes()),
+        signing_input.as_bytes(),
+    );
+    let hs256 = format!("{signing_input}.{}", B64.encode(mac.as_ref()));
+    // Unknown kid, and a tampered payload under a real signature.
+    let sig = issued.rsplit('.').next().unwrap();
+    let unknown_kid = format!(
+        "{}.{}.{sig}",
+        B64.encode(serde_json::json!({"alg": "RS256", "kid": "sk_nope"}).to_string()),
+        issued.split('.').nth(1).unwrap()
+    );
+    let mut widened = body.clone();
+    widened["scope"] = "*".into();
+    let tampered = format!(
+        "{}.{}.{sig}",
+        issued.split('.').next().unwrap(),
+        B64.encode(widened.to_string())
+    );
+    for (token, want) in [
+        (none, Reason::TokenUnsigned),
+        (hs256, Reason::TokenAlgorithmMismatch),
+        (unknown_kid, Reason::TokenKeyUnknown),
+        (tampered, Reason::TokenSignatureInvalid),
+    ] {
+        let r = s.check_perm(&token, "catalog.read").await;
+        assert_eq!(reason(&r), want, "{}", r.message);
+        assert!(!r.allowed);
+    }
+    assert!(s.check_perm(&issued, "catalog.read").await.allowed);
+    // Expiry, with the 30 s leeway.
+    s.clock.advance_secs(3600 + 29);
+    assert!(s.check_perm(&issued, "catalog.read").await.allowed);
+    s.clock.advance_secs(2);
+    assert_eq!(
+        reason(&s.check_perm(&issued, "catalog.read").await),
+        Reason::TokenExpired
+    );
+    s.stop().await;
+}
+
+async fn exchanged_tokens_die_with_their_key(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (key, api_key) = s.simple_key("PRIME", &["catalog.read", "chat.*"]).await;
+    let exchanged = tokens(&s)
+        .exchange_secret(pb::ExchangeSecretRequest {
+            api_key: api_key.clone(),
+            scopes: vec!["chat.read".into()],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(exchanged.expires_in, 900);
+    assert!(!exchanged.refresh_token.is_empty());
+    let r = s.check_perm(&exchanged.access_token, "chat.read").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(r.principal.unwrap().key_id, key.id);
+    assert_eq!(
+        reason(&s.check_perm(&exchanged.access_token, "catalog.read").await),
+        Reason::PermissionDenied,
+        "the token is narrower than its key"
+    );
+    // Wider than the key: refused.
+    let err = tokens(&s)
+        .exchange_secret(pb::ExchangeSecretRequest {
+            api_key: api_key.clone(),
+            scopes: vec!["offers.read".into()],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("invalid_scope"));
+
+    // Refreshed before it expires, without the secret.
+    let addr = s.running().http_addr;
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        &[],
+        &form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &exchanged.refresh_token),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let refreshed = r.json()["access_token"].as_str().unwrap().to_owned();
+    assert!(s.check_perm(&refreshed, "chat.read").await.allowed);
+
+    // Suspend the key: every token it minted is refused at once.
+    s.keys()
+        .suspend_key(s.admin(pb::SuspendKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&s.check_perm(&refreshed, "chat.read").await),
+        Reason::KeySuspended
+    );
+    s.keys()
+        .revoke_key(s.admin(pb::RevokeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(&s.check_perm(&exchanged.access_token, "chat.read").await),
+        Reason::KeyRevoked
+    );
+    // And a wrong key gets nothing.
+    let err = tokens(&s)
+        .exchange_secret(pb::ExchangeSecretRequest {
+            api_key: api_key.clone(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    s.stop().await;
+}
+
+async fn rotation_keeps_old_tokens_valid_and_keys_sealed(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let issue = || {
+        let mut t = tokens(&s);
+        let (id, secret) = (c.client_id.clone(), secret.clone());
+        async move {
+            t.issue_token(pb::IssueTokenRequest {
+                client_id: id,
+                client_secret: secret,
+                scopes: vec![],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .access_token
+        }
+    };
+    let before = issue().await;
+    for alg in ["ES256", "EdDSA", "RS256"] {
+        let key = tokens(&s)
+            .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
+                algorithm: alg.into(),
+            }))
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(key.algorithm, alg);
+        let after = issue().await;
+        assert_eq!(header(&after)["alg"], alg);
+        assert_eq!(header(&after)["kid"], key.kid.as_str());
+        assert!(s.check_perm(&after, "catalog.read").await.allowed, "{alg}");
+    }
+    assert!(s.check_perm(&before, "catalog.read").await.allowed);
+    let jwks: serde_json::Value = serde_json::from_str(
+        &tokens(&s)
+            .get_jwks(pb::GetJwksRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .jwks_json,
+    )
+    .unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 4);
+    let err = tokens(&s)
+        .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
+            algorithm: "HS256".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    // Private keys are stored sealed: no run of the public modulus/point appears.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT private_sealed, public_key FROM signing_keys",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        let sealed: Vec<u8> = row.try_get("", "private_sealed").unwrap();
+        let public: Vec<u8> = row.try_get("", "public_key").unwrap();
+        assert_eq!(sealed[0], 1, "not in the envelope");
+        let probe = &public[public.len() - 24..];
+        assert!(
+            !sealed.windows(24).any(|w| w == probe),
+            "private key stored in clear"
+        );
+    }
+    db.close().await.unwrap();
+    // Retired keys leave the JWKS once their last token has expired.
+    s.clock.advance_secs(3600 + 31);
+    s.running().tokens.reload_keys().await.unwrap();
+    let jwks: serde_json::Value = serde_json::from_str(&s.running().tokens.jwks_json()).unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    s.stop().await;
+}
+
+async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let account = s.account("PRIME").await;
+    let base = pb::CreateClientRequest {
+        account_id: account.id.clone(),
+        mode: pb::Mode::Test.into(),
+        name: "x".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        grant_types: vec!["authorization_code".into()],
+        scopes: vec!["chat.read".into()],
+    };
+    for (change, field) in [
+        (
+            pb::CreateClientRequest {
+                redirect_uris: vec!["http://example.com/cb".into()],
+                ..base.clone()
+            },
+            "redirect_uris",
+        ),
+        (
+            pb::CreateClientRequest {
+                redirect_uris: vec![],
+                ..base.clone()
+            },
+            "redirect_uris",
+        ),
+        (
+            pb::CreateClientRequest {
+                grant_types: vec!["implicit".into()],
+                ..base.clone()
+            },
+            "grant_types",
+        ),
+        (
+            pb::CreateClientRequest {
+                scopes: vec!["Not A Scope".into()],
+                ..base.clone()
+            },
+            "scopes",
+        ),
+        (
+            pb::CreateClientRequest {
+                mode: 0,
+                ..base.clone()
+            },
+            "mode",
+        ),
+    ] {
+        let err = tokens(&s).create_client(s.admin(change)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains(field), "{}", err.message());
+    }
+    let listed = tokens(&s)
+        .list_clients(s.admin(pb::ListClientsRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.clients.is_empty(), "a refused client was stored");
+
+    let (c, secret) = client(&s).await;
+    let got = tokens(&s)
+        .get_client(s.admin(pb::GetClientRequest {
+            client_id: c.client_id.clone(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got.name, "Survey Dashboard");
+    let token = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: c.client_id.clone(),
+            client_secret: secret.clone(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    assert!(s.check_perm(&token, "chat.read").await.allowed);
+    tokens(&s)
+        .delete_client(s.admin(pb::DeleteClientRequest {
+            client_id: c.client_id.clone(),
+        }))
+        .await
+        .unwrap();
+    assert!(!s.check_perm(&token, "chat.read").await.allowed);
+    let err = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: c.client_id.clone(),
+            client_secret: secret,
+            scopes: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    // Management needs an admin token.
+    let err = tokens(&s)
+        .list_clients(pb::ListClientsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    s.stop().await;
+}
+
+async fn introspection_and_revocation(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let addr = s.running().http_addr;
+    let auth = basic(&c.client_id, &secret);
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        &[("Authorization", &auth)],
+        &form(&[("grant_type", "client_credentials")]),
+    )
+    .await;
+    let token = r.json()["access_token"].as_str().unwrap().to_owned();
+    let introspect = |token: String| {
+        let auth = auth.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/oauth2/introspect",
+                &[("Authorization", &auth)],
+                &form(&[("token", &token)]),
+            )
+            .await
+            .json()
+        }
+    };
+    let i = introspect(token.clone()).await;
+    assert_eq!(i["active"], true, "{i}");
+    assert_eq!(i["client_id"], c.client_id);
+    assert_eq!(i["scope"], "catalog.* chat.read");
+    assert_eq!(introspect("garbage".into()).await["active"], false);
+    // Unauthenticated introspection is refused.
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/introspect",
+        &[],
+        &form(&[("token", &token)]),
+    )
+    .await;
+    assert_eq!(r.status, 401);
+
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/revoke",
+        &[("Authorization", &auth)],
+        &form(&[("token", &token)]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(introspect(token.clone()).await["active"], false);
+    assert_eq!(
+        reason(&s.check_perm(&token, "chat.read").await),
+        Reason::TokenRevoked
+    );
+    // Unknown tokens revoke fine (RFC 7009 §2.2).
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/revoke",
+        &[("Authorization", &auth)],
+        &form(&[("token", "unknown")]),
+    )
+    .await;
+    assert_eq!(r.status, 200);
+
+    // Discovery.
+    let meta = http(
+        addr,
+        "GET",
+        "/.well-known/oauth-authorization-server",
+        &[],
+        "",
+    )
+    .await;
+    let meta = meta.json();
+    assert_eq!(meta["issuer"], format!("http://{addr}"));
+    assert_eq!(meta["code_challenge_methods_supported"][0], "S256");
+    assert!(
+        meta["jwks_uri"]
+            .as_str()
+            .unwrap()
+            .ends_with("/.well-known/jwks.json")
+    );
+    let jwks = http(addr, "GET", "/.well-known/jwks.json", &[], "")
+        .await
+        .json();
+    assert_eq!(jwks["keys"][0]["kty"], "RSA");
+    assert!(jwks["keys"][0].get("d").is_none(), "private part published");
+    s.stop().await;
+}
+
+backend_tests!(
+    client_credentials_token_passes_check,
+    token_endpoint_errors_follow_rfc_6749,
+    authorization_code_with_pkce_and_refresh_rotation,
+    authorize_errors_redirect_or_stay_on_the_page,
+    check_refuses_forged_and_stale_tokens_with_distinct_reasons,
+    exchanged_tokens_die_with_their_key,
+    rotation_keeps_old_tokens_valid_and_keys_sealed,
+    clients_are_validated_and_deleting_one_ends_its_tokens,
+    introspection_and_revocation,
+);
