@@ -3,6 +3,7 @@
 pub mod envelope;
 pub mod jwt;
 pub mod keyfmt;
+pub mod pool;
 pub mod secret;
 
 use sha2::{Digest, Sha256};

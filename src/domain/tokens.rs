@@ -29,6 +29,7 @@ use super::token_model::{
 };
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::jwt::{self, Algorithm, JwtError, SigningKey, VerifyingKey};
+use crate::crypto::pool::CpuPool;
 use crate::crypto::secret::Secret;
 use crate::crypto::{self, ct_eq};
 use crate::ports::{Clock, Store, StoreError, TokenStore};
@@ -250,6 +251,8 @@ pub struct TokenManager {
     /// Key id → key hash (a key's hash never changes), for exchanged tokens.
     key_hashes: DigestCache<[u8; 32]>,
     key_prefix: String,
+    signer: CpuPool,
+    clients: DigestCache<Arc<ClientEntry>>,
 }
 
 fn random_token(bytes: usize) -> std::result::Result<String, StoreError> {
@@ -406,18 +409,14 @@ fn new_signing_record(
     })
 }
 
-/// Runs CPU-bound signing off the async workers.
-async fn sign_blocking(
-    key: Arc<SigningKey>,
-    claims: Claims,
-) -> std::result::Result<String, OAuthError> {
-    tokio::task::spawn_blocking(move || key.sign(&claims))
-        .await
-        .map_err(|_| OAuthError::ServerError)?
-        .map_err(|e: JwtError| {
-            tracing::error!(error = %e, "signing failed");
-            OAuthError::ServerError
-        })
+/// Most signatures waiting or running at once; beyond that, callers get
+/// `server_error` at once rather than a queue that only grows.
+const MAX_SIGNING_IN_FLIGHT: usize = 4096;
+
+/// A verified client, cached by the SHA-256 of its id.
+struct ClientEntry {
+    client: ClientRecord,
+    epoch: u64,
 }
 
 impl TokenManager {
@@ -463,6 +462,13 @@ impl TokenManager {
             verified: DigestCache::new(100_000, Duration::from_secs(300)),
             key_hashes: DigestCache::new(100_000, Duration::from_secs(3600)),
             key_prefix,
+            signer: CpuPool::new(
+                "jwt-signer",
+                std::thread::available_parallelism().map_or(2, usize::from),
+                MAX_SIGNING_IN_FLIGHT,
+            )
+            .map_err(|e| StoreError::Internal(format!("cannot start signing threads: {e}")))?,
+            clients: DigestCache::new(10_000, Duration::from_secs(60)),
         })
     }
 
@@ -627,15 +633,37 @@ impl TokenManager {
         if !valid_id(client_id, CLIENT_ID_PREFIX) {
             return Err(unknown());
         }
-        let client = self
-            .tokens
-            .get_client(client_id)
-            .await?
-            .ok_or_else(unknown)?;
+        let client = self.client(client_id).await?.ok_or_else(unknown)?;
         if !ct_eq(&crypto::sha256(secret.as_bytes()), &client.secret_hash) {
             return Err(unknown());
         }
         Ok(client)
+    }
+
+    /// A client by id, cached until the next invalidation (a deleted client
+    /// invalidates everything, on every replica).
+    async fn client(
+        &self,
+        client_id: &str,
+    ) -> std::result::Result<Option<ClientRecord>, StoreError> {
+        let epoch = self.resolver.epoch();
+        let slot = crypto::sha256(client_id.as_bytes());
+        if let Some(hit) = self.clients.get(&slot)
+            && hit.epoch == epoch
+        {
+            return Ok(Some(hit.client.clone()));
+        }
+        let Some(client) = self.tokens.get_client(client_id).await? else {
+            return Ok(None);
+        };
+        self.clients.insert(
+            slot,
+            Arc::new(ClientEntry {
+                client: client.clone(),
+                epoch,
+            }),
+        );
+        Ok(Some(client))
     }
 
     /// Requested scopes, or all of the client's when none are named.
@@ -686,7 +714,19 @@ impl TokenManager {
             lk_mode: mode.tag().to_owned(),
             lk_holder: holder.tag().to_owned(),
         };
-        let token = sign_blocking(key, claims.clone()).await?;
+        let signed = claims.clone();
+        let token = self
+            .signer
+            .run(move || key.sign(&signed))
+            .await
+            .ok_or_else(|| {
+                tracing::warn!("the signing pool is saturated; refusing to queue more");
+                OAuthError::ServerError
+            })?
+            .map_err(|e: JwtError| {
+                tracing::error!(error = %e, "signing failed");
+                OAuthError::ServerError
+            })?;
         Ok((Secret::new(token), claims))
     }
 
@@ -735,7 +775,7 @@ impl TokenManager {
         subject: &str,
         scopes: &[String],
         family_id: &str,
-        previous: Option<&[u8; 32]>,
+        previous: Option<&RefreshRecord>,
     ) -> std::result::Result<IssuedTokens, OAuthError> {
         let now = self.clock.now();
         let (access_ttl, refresh_ttl) = match holder {
@@ -763,7 +803,8 @@ impl TokenManager {
             account_id: account_id.to_owned(),
             mode,
             subject: subject.to_owned(),
-            scope: join_scopes(scopes),
+            // A refresh may narrow the access token, never the grant (RFC 6749 §6).
+            scope: previous.map_or_else(|| join_scopes(scopes), |p| p.scope.clone()),
             access_jti: claims.jti.clone(),
             access_expires_at: claims.exp * 1000,
             expires_at: now + refresh_ttl * 1000,
@@ -774,7 +815,7 @@ impl TokenManager {
         match previous {
             None => self.tokens.insert_refresh(&record).await?,
             Some(old) => {
-                if !self.tokens.rotate_refresh(old, &record).await? {
+                if !self.tokens.rotate_refresh(&old.token_hash, &record).await? {
                     // Two presentations raced: treat it as reuse.
                     self.tokens.revoke_family(family_id, now).await?;
                     self.resolver.invalidate_all();
@@ -875,6 +916,9 @@ impl TokenManager {
             description: description.to_owned(),
             state: state.clone(),
         };
+        if response_type.is_none() {
+            return Err(fail("invalid_request", "response_type is required"));
+        }
         if response_type != Some("code") {
             return Err(fail(
                 "unsupported_response_type",
@@ -1082,7 +1126,7 @@ impl TokenManager {
             &record.subject,
             &scopes,
             &record.family_id,
-            Some(&hash),
+            Some(&record),
         )
         .await
     }
@@ -1371,11 +1415,7 @@ impl TokenManager {
                 }))
             }
             Some(HolderKind::Client) => {
-                let client = self
-                    .tokens
-                    .get_client(&claims.client_id)
-                    .await
-                    .map_err(internal)?;
+                let client = self.client(&claims.client_id).await.map_err(internal)?;
                 let Some(client) = client else {
                     return Err(denial(
                         Reason::TokenRevoked,
