@@ -174,7 +174,8 @@ impl SigningKey {
     pub fn sign<C: Serialize>(&self, claims: &C) -> Result<String, JwtError> {
         let header = serde_json::to_vec(&OutHeader {
             alg: self.alg.name(),
-            typ: "JWT",
+            // RFC 9068 §2.1: an OAuth 2.0 access token in JWT form.
+            typ: "at+jwt",
             kid: &self.kid,
         })
         .map_err(|_| JwtError::SigningFailed)?;

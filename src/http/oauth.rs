@@ -285,9 +285,8 @@ async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: B
     };
     // A client learns about tokens of its own account only.
     match s.tokens.introspect(token).await {
-        Some(i) if i.account_id == client.account_id => json_response(
-            StatusCode::OK,
-            serde_json::json!({
+        Some(i) if i.account_id == client.account_id => {
+            let mut body = serde_json::json!({
                 "active": true,
                 "scope": i.scope,
                 "client_id": i.client_id,
@@ -297,9 +296,12 @@ async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: B
                 "iat": i.iat,
                 "iss": i.iss,
                 "aud": i.aud,
-                "jti": i.jti,
-            }),
-        ),
+            });
+            if !i.jti.is_empty() {
+                body["jti"] = i.jti.into();
+            }
+            json_response(StatusCode::OK, body)
+        }
         _ => json_response(StatusCode::OK, serde_json::json!({ "active": false })),
     }
 }
@@ -350,7 +352,6 @@ async fn metadata(State(s): State<Arc<OAuthHttp>>) -> Response {
             "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "code_challenge_methods_supported": ["S256"],
-            "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         })
         .to_string(),
     )

@@ -54,7 +54,7 @@ def describe(resp: requests.Response) -> str:
         body = body.decode(errors="replace")
     if body:
         fields = parse_qs(body, keep_blank_values=True)
-        for secret in ("client_secret", "code_verifier"):
+        for secret in ("client_secret", "code_verifier", "refresh_token"):
             if secret in fields:
                 fields[secret] = ["<redacted>"]
         body = urlencode(fields, doseq=True)
@@ -104,7 +104,9 @@ def assert_token_error(resp: requests.Response, status: int, error: str) -> dict
 def unverified(token: str) -> str:
     """A token's header and claims, for failure messages (no signature check)."""
     try:
-        return f"header={jwt.get_unverified_header(token)} claims={jwt.decode(token, options={'verify_signature': False})}"
+        return (
+            f"header={jwt.get_unverified_header(token)} claims={jwt.decode(token, options={'verify_signature': False})}"
+        )
     except jwt.PyJWTError as e:
         return f"(not a decodable JWT: {e}) {token[:80]}..."
 
@@ -170,14 +172,16 @@ def consent_form(resp: requests.Response) -> dict:
     assert resp.headers.get("Content-Type", "").startswith("text/html"), f"consent page is not HTML:\n{describe(resp)}"
     page = Page(resp.text)
     forms = [f for f in page.forms if f["attrs"].get("method", "get").lower() == "post"]
-    assert len(forms) == 1, f"expected one <form method=\"post\">, found {page.forms}:\n{describe(resp)}"
+    assert len(forms) == 1, f'expected one <form method="post">, found {page.forms}:\n{describe(resp)}'
     form = forms[0]
     form["page"] = page
     form["url"] = urljoin(resp.url, form["attrs"].get("action", ""))
     return form
 
 
-def submit(browser: requests.Session, form: dict, decision: str, user: str | None = "alice", **changes) -> requests.Response:
+def submit(
+    browser: requests.Session, form: dict, decision: str, user: str | None = "alice", **changes
+) -> requests.Response:
     """POSTs a consent form back as a browser would: its hidden inputs plus
     the chosen button. `changes` replaces inputs (None drops one)."""
     data = hidden_inputs(form)
@@ -296,7 +300,9 @@ class OAuthServer:
     # -- public side
 
     def token(self, data: dict, auth: tuple[str, str] | None = None) -> requests.Response:
-        return self.http.post(self.url("/oauth2/token"), data=data, auth=auth, allow_redirects=False, timeout=HTTP_TIMEOUT)
+        return self.http.post(
+            self.url("/oauth2/token"), data=data, auth=auth, allow_redirects=False, timeout=HTTP_TIMEOUT
+        )
 
     def client_credentials(self, client_id: str, secret: str, scopes: list[str]) -> dict:
         """The client-credentials grant with client_secret_basic; returns the
@@ -354,7 +360,9 @@ class OAuthServer:
             assert claims["exp"] > now, claims
         assert isinstance(claims["jti"], str) and len(claims["jti"]) >= 16, f"jti should be a unique id: {claims}"
         if client_id is not None:
-            assert claims.get("client_id") == client_id, f"client_id claim (RFC 9068 §2.2) should be {client_id!r}: {claims}"
+            assert claims.get("client_id") == client_id, (
+                f"client_id claim (RFC 9068 §2.2) should be {client_id!r}: {claims}"
+            )
         return header, claims
 
     # -- authorization endpoint
@@ -404,7 +412,9 @@ class OAuthServer:
 
     def code(self, client_id: str, verifier: str, state: str = "st-123", redirect_uri: str = REDIRECT_URI) -> str:
         """An authorization code for alice through the consent page."""
-        s = OAuth2Session(client_id, scope=" ".join(CLIENT_SCOPES), redirect_uri=redirect_uri, code_challenge_method="S256")
+        s = OAuth2Session(
+            client_id, scope=" ".join(CLIENT_SCOPES), redirect_uri=redirect_uri, code_challenge_method="S256"
+        )
         url, _ = s.create_authorization_url(self.url("/oauth2/authorize"), state=state, code_verifier=verifier)
         browser = requests.Session()
         form = self.consent(browser, url)
@@ -425,7 +435,9 @@ def assert_token_response(resp: requests.Response, scopes: list[str], refresh: b
     if "scope" in body:
         assert sorted(body["scope"].split()) == sorted(scopes), f"scope should be {scopes}:\n{describe(resp)}"
     if refresh is not None:
-        assert bool(body.get("refresh_token")) == refresh, f"refresh_token {'missing' if refresh else 'unexpected'}:\n{describe(resp)}"
+        assert bool(body.get("refresh_token")) == refresh, (
+            f"refresh_token {'missing' if refresh else 'unexpected'}:\n{describe(resp)}"
+        )
     return body
 
 
@@ -459,7 +471,9 @@ def test_metadata_lists_endpoints_and_s256(oauth: OAuthServer):
     }
     for field, path in paths.items():
         value = md.get(field)
-        assert isinstance(value, str) and urlparse(value).scheme in ("http", "https"), f"{field} missing or not absolute: {md}"
+        assert isinstance(value, str) and urlparse(value).scheme in ("http", "https"), (
+            f"{field} missing or not absolute: {md}"
+        )
         assert urlparse(value).path == path, f"{field} should end in {path}: {md}"
     assert "S256" in md.get("code_challenge_methods_supported", []), md
     assert "plain" not in md.get("code_challenge_methods_supported", []), f"PKCE is S256 only: {md}"
@@ -485,7 +499,9 @@ def test_jwks_holds_public_keys_only_and_matches_grpc(oauth: OAuthServer, grpcur
         f"the first signing key is RS256 by default: {jwks}"
     )
     from_grpc = grpcurl.call("latchkey.v1.TokenService/GetJwks", {})
-    assert json.loads(from_grpc.get("jwksJson", "{}")) == jwks, f"GetJwks differs from /.well-known/jwks.json: {from_grpc}"
+    assert json.loads(from_grpc.get("jwksJson", "{}")) == jwks, (
+        f"GetJwks differs from /.well-known/jwks.json: {from_grpc}"
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -596,6 +612,7 @@ def test_client_credentials_post_with_authlib(oauth: OAuthServer):
 def test_authorization_code_pkce_refresh_flow_with_authlib(oauth: OAuthServer):
     client_id, secret = oauth.create_client(grant_types=["authorization_code", "refresh_token"])
     s = oauth.session(client_id, secret)  # client_secret_basic, authlib's default
+    s.metadata["token_endpoint"] = oauth.url("/oauth2/token")
     code_verifier = verifier()
     url, state = s.create_authorization_url(oauth.url("/oauth2/authorize"), code_verifier=code_verifier)
     query = {k: v[0] for k, v in parse_qs(urlparse(url).query).items()}
@@ -614,6 +631,11 @@ def test_authorization_code_pkce_refresh_flow_with_authlib(oauth: OAuthServer):
             f"the consent page should list scope {scope!r}: {text!r}"
         )
     assert urlparse(form["url"]).path == "/oauth2/authorize", f"form action: {form['attrs']}"
+    # RFC 6749 §10.13: the consent page may not be framed (clickjacking).
+    csp = page.headers.get("Content-Security-Policy", "")
+    assert page.headers.get("X-Frame-Options", "").upper() in ("DENY", "SAMEORIGIN") or "frame-ancestors" in csp, (
+        f"the consent page must forbid framing:\n{describe(page)}"
+    )
     hidden = hidden_inputs(form)
     expected = {
         "client_id": client_id,
@@ -655,31 +677,86 @@ def test_authorization_code_pkce_refresh_flow_with_authlib(oauth: OAuthServer):
     assert claims2["jti"] != claims1["jti"], (claims1, claims2)
 
     # The rotated-out refresh token again: refused, and its family revoked.
-    with pytest.raises(OAuthError) as reuse:
-        s.refresh_token(oauth.url("/oauth2/token"), refresh_token=refresh1)
-    assert reuse.value.error == "invalid_grant", f"{reuse.value!r}\n{describe(s.responses[-1])}"
-    assert_token_error(s.responses[-1], 400, "invalid_grant")
-    with pytest.raises(OAuthError) as family:
-        s.refresh_token(oauth.url("/oauth2/token"), refresh_token=refresh2)
-    assert family.value.error == "invalid_grant", (
-        f"reuse of a rotated refresh token must revoke the newest one too: {family.value!r}\n{describe(s.responses[-1])}"
+    refused(s, refresh1, "a rotated-out refresh token must be refused")
+    refused(s, refresh2, "reusing a rotated-out refresh token must revoke its family, the newest one too")
+
+
+def refused(s: OAuth2Session, refresh_token: str, why: str) -> None:
+    """authlib's refresh fails with invalid_grant (400, RFC 6749 §5.2)."""
+    try:
+        s.refresh_token(s.metadata.get("token_endpoint"), refresh_token=refresh_token)
+    except OAuthError as e:
+        assert e.error == "invalid_grant", f"{why}: expected invalid_grant, got {e!r}\n{describe(s.responses[-1])}"
+        assert_token_error(s.responses[-1], 400, "invalid_grant")
+        return
+    pytest.fail(f"{why}; the refresh succeeded:\n{describe(s.responses[-1])}")
+
+
+def test_refresh_with_narrower_scope_keeps_the_granted_scope(oauth: OAuthServer):
+    client_id, secret = oauth.create_client(grant_types=["authorization_code", "refresh_token"])
+    code_verifier = verifier()
+    code = oauth.code(client_id, code_verifier)
+    granted = assert_token_response(
+        oauth.token(
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": code_verifier,
+            },
+            auth=(client_id, secret),
+        ),
+        CLIENT_SCOPES,
+        refresh=True,
     )
-    assert_token_error(s.responses[-1], 400, "invalid_grant")
+    # RFC 6749 §6: a refresh may ask for less than was granted...
+    narrowed = assert_token_response(
+        oauth.token(
+            {"grant_type": "refresh_token", "refresh_token": granted["refresh_token"], "scope": "surveys.read"},
+            auth=(client_id, secret),
+        ),
+        ["surveys.read"],
+        refresh=True,
+    )
+    oauth.verify(narrowed["access_token"], scopes=["surveys.read"], sub="alice", client_id=client_id)
+    # ...but "if a new refresh token is issued, the refresh token scope MUST be
+    # identical to that of the refresh token included by the client in the
+    # request": the next refresh, scope omitted ("treated as equal to the scope
+    # originally granted"), brings back the whole grant.
+    resp = oauth.token(
+        {"grant_type": "refresh_token", "refresh_token": narrowed["refresh_token"]}, auth=(client_id, secret)
+    )
+    assert resp.status_code == 200 and sorted(json_body(resp).get("scope", "").split()) == sorted(CLIENT_SCOPES), (
+        f"the refresh token issued by a narrowed refresh must keep the granted scope {CLIENT_SCOPES} (RFC 6749 §6):\n"
+        f"{describe(resp)}"
+    )
+    full = assert_token_response(resp, CLIENT_SCOPES, refresh=True)
+    oauth.verify(full["access_token"], scopes=CLIENT_SCOPES, sub="alice", client_id=client_id)
 
 
 def test_authorization_code_is_single_use(oauth: OAuthServer):
     client_id, secret = oauth.create_client(grant_types=["authorization_code", "refresh_token"])
     code_verifier = verifier()
     code = oauth.code(client_id, code_verifier)
-    redeem = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": code_verifier}
+    redeem = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "code_verifier": code_verifier,
+    }
     first = assert_token_response(oauth.token(redeem, auth=(client_id, secret)), CLIENT_SCOPES, refresh=True)
     oauth.verify(first["access_token"], scopes=CLIENT_SCOPES, sub="alice", client_id=client_id)
 
     assert_token_error(oauth.token(redeem, auth=(client_id, secret)), 400, "invalid_grant")
     # A second use revokes what the first issued (RFC 6749 §4.1.2, §10.5).
-    introspected = json_body(oauth.http.post(
-        oauth.url("/oauth2/introspect"), data={"token": first["access_token"]}, auth=(client_id, secret), timeout=HTTP_TIMEOUT
-    ))
+    introspected = json_body(
+        oauth.http.post(
+            oauth.url("/oauth2/introspect"),
+            data={"token": first["access_token"]},
+            auth=(client_id, secret),
+            timeout=HTTP_TIMEOUT,
+        )
+    )
     assert introspected.get("active") is False, f"the first access token should be revoked: {introspected}"
     assert_token_error(
         oauth.token({"grant_type": "refresh_token", "refresh_token": first["refresh_token"]}, auth=(client_id, secret)),
@@ -694,9 +771,13 @@ def test_pkce_wrong_verifier_is_invalid_grant(oauth: OAuthServer):
     code = oauth.code(client_id, code_verifier)
     base = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}
     # RFC 7636 §4.6: the verifier must hash to the challenge.
-    assert_token_error(oauth.token({**base, "code_verifier": verifier()}, auth=(client_id, secret)), 400, "invalid_grant")
+    assert_token_error(
+        oauth.token({**base, "code_verifier": verifier()}, auth=(client_id, secret)), 400, "invalid_grant"
+    )
     code = oauth.code(client_id, code_verifier)
-    resp = oauth.token({"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}, auth=(client_id, secret))
+    resp = oauth.token(
+        {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI}, auth=(client_id, secret)
+    )
     assert resp.status_code == 400 and json_body(resp).get("error") in ("invalid_request", "invalid_grant"), (
         f"a code redeemed without code_verifier must fail:\n{describe(resp)}"
     )
@@ -707,7 +788,12 @@ def test_token_redirect_uri_must_match_the_authorization(oauth: OAuthServer):
     code_verifier = verifier()
     code = oauth.code(client_id, code_verifier)
     resp = oauth.token(
-        {"grant_type": "authorization_code", "code": code, "redirect_uri": OTHER_REDIRECT_URI, "code_verifier": code_verifier},
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": OTHER_REDIRECT_URI,
+            "code_verifier": code_verifier,
+        },
         auth=(client_id, secret),
     )
     assert_token_error(resp, 400, "invalid_grant")  # RFC 6749 §4.1.3
@@ -719,7 +805,12 @@ def test_authorization_code_from_another_client_is_invalid_grant(oauth: OAuthSer
     code_verifier = verifier()
     code = oauth.code(client_id, code_verifier)
     resp = oauth.token(
-        {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": code_verifier},
+        {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": code_verifier,
+        },
         auth=(other_id, other_secret),
     )
     assert_token_error(resp, 400, "invalid_grant")  # RFC 6749 §4.1.3: issued to another client
@@ -745,9 +836,7 @@ def test_introspect_then_revoke(oauth: OAuthServer):
     _, claims = oauth.verify(access, scopes=["surveys.read"], sub=client_id)
 
     def introspect(auth=(client_id, secret)) -> requests.Response:
-        return oauth.http.post(
-            oauth.url("/oauth2/introspect"), data={"token": access}, auth=auth, timeout=HTTP_TIMEOUT
-        )
+        return oauth.http.post(oauth.url("/oauth2/introspect"), data={"token": access}, auth=auth, timeout=HTTP_TIMEOUT)
 
     # The caller must authenticate (RFC 7662 §2.1).
     unauthenticated = introspect(auth=None)
@@ -755,7 +844,9 @@ def test_introspect_then_revoke(oauth: OAuthServer):
     assert introspect(auth=(client_id, "wrong-" + secret)).status_code == 401, "introspection with a wrong secret"
 
     resp = introspect()
-    assert resp.status_code == 200 and resp.headers.get("Content-Type", "").startswith("application/json"), describe(resp)
+    assert resp.status_code == 200 and resp.headers.get("Content-Type", "").startswith("application/json"), describe(
+        resp
+    )
     body = json_body(resp)
     assert body.get("active") is True, describe(resp)
     assert body.get("client_id") == client_id, describe(resp)
@@ -784,13 +875,36 @@ def test_introspect_then_revoke(oauth: OAuthServer):
     assert anonymous.status_code == 401, describe(anonymous)
 
 
+def test_revoke_by_another_client_leaves_the_token_alone(oauth: OAuthServer):
+    client_id, secret = oauth.create_client(grant_types=["client_credentials"])
+    other_id, other_secret = oauth.create_client(name="Other App", grant_types=["client_credentials"])
+    access = oauth.client_credentials(client_id, secret, ["surveys.read"])["access_token"]
+    # RFC 7009 §2.1: the server verifies the token was issued to the client
+    # asking; another client (even of the same account) cannot revoke it.
+    resp = oauth.http.post(
+        oauth.url("/oauth2/revoke"), data={"token": access}, auth=(other_id, other_secret), timeout=HTTP_TIMEOUT
+    )
+    assert resp.status_code in (200, 400, 401, 403), describe(resp)
+    body = json_body(
+        oauth.http.post(
+            oauth.url("/oauth2/introspect"), data={"token": access}, auth=(client_id, secret), timeout=HTTP_TIMEOUT
+        )
+    )
+    assert body.get("active") is True, f"another client revoked this client's token: {body}"
+
+
 def test_revoked_refresh_token_is_invalid_grant(oauth: OAuthServer):
     client_id, secret = oauth.create_client()
     code_verifier = verifier()
     code = oauth.code(client_id, code_verifier)
     tokens = assert_token_response(
         oauth.token(
-            {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": code_verifier},
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": code_verifier,
+            },
             auth=(client_id, secret),
         ),
         CLIENT_SCOPES,
@@ -804,7 +918,9 @@ def test_revoked_refresh_token_is_invalid_grant(oauth: OAuthServer):
     )
     assert revoke.status_code == 200, describe(revoke)
     assert_token_error(
-        oauth.token({"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=(client_id, secret)),
+        oauth.token(
+            {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, auth=(client_id, secret)
+        ),
         400,
         "invalid_grant",
     )
@@ -820,7 +936,9 @@ def test_wrong_client_secret_is_401_invalid_client(oauth: OAuthServer):
         resp = oauth.token({"grant_type": "client_credentials"}, auth=auth)
         assert_token_error(resp, 401, "invalid_client")
         challenge = resp.headers.get("WWW-Authenticate", "")
-        assert challenge.lower().startswith("basic"), f"401 for basic auth needs WWW-Authenticate: Basic:\n{describe(resp)}"
+        assert challenge.lower().startswith("basic"), (
+            f"401 for basic auth needs WWW-Authenticate: Basic:\n{describe(resp)}"
+        )
     # client_secret_post with a wrong secret is refused the same way (400 or 401).
     resp = oauth.token({"grant_type": "client_credentials", "client_id": client_id, "client_secret": "wrong-" + secret})
     assert resp.status_code in (400, 401) and json_body(resp).get("error") == "invalid_client", describe(resp)
@@ -885,7 +1003,9 @@ def test_authorize_bad_redirect_or_client_is_shown_not_redirected(oauth: OAuthSe
     url = oauth.authorize_url(params.pop("client_id", client_id), **params)
     resp = requests.get(url, headers={USER_HEADER: "alice"}, allow_redirects=False, timeout=HTTP_TIMEOUT)
     assert_not_redirected(resp, 400)
-    assert resp.headers.get("Content-Type", "").startswith("text/html"), f"the error is shown as a page:\n{describe(resp)}"
+    assert resp.headers.get("Content-Type", "").startswith("text/html"), (
+        f"the error is shown as a page:\n{describe(resp)}"
+    )
     assert not Page(resp.text).forms, f"no consent form for a bad client or redirect URI:\n{describe(resp)}"
 
 
@@ -971,7 +1091,9 @@ def test_consent_page_escapes_the_client_name(oauth: OAuthServer, grpcurl: Grpcu
         assert "InvalidArgument" in r.stdout + r.stderr, r.describe()
         return
     client_id = json.loads(r.stdout)["client"]["clientId"]
-    resp = requests.get(oauth.authorize_url(client_id), headers={USER_HEADER: "alice"}, allow_redirects=False, timeout=HTTP_TIMEOUT)
+    resp = requests.get(
+        oauth.authorize_url(client_id), headers={USER_HEADER: "alice"}, allow_redirects=False, timeout=HTTP_TIMEOUT
+    )
     assert resp.status_code == 200, describe(resp)
     assert "<script>alert" not in resp.text, f"the client name must be HTML-escaped:\n{describe(resp)}"
     assert name in Page(resp.text).text, f"the page should still show the name: {Page(resp.text).text!r}"
@@ -998,7 +1120,7 @@ def test_check_accepts_issued_jwt_until_revoked(oauth: OAuthServer, grpcurl: Grp
     grpcurl.call("latchkey.v1.TokenService/RevokeToken", {"token": access})
     revoked = oauth.check(access, "surveys.read")
     assert revoked.get("allowed", False) is False, f"a revoked token must be denied: {revoked}"
-    assert revoked.get("reason") == "REASON_KEY_REVOKED", revoked
+    assert revoked.get("reason") == "REASON_TOKEN_REVOKED", revoked  # check.proto: a revoked JWT
     introspected = grpcurl.call("latchkey.v1.TokenService/Introspect", {"token": access})
     assert not introspected.get("active", False), introspected
 
@@ -1009,7 +1131,12 @@ def test_check_accepts_authorization_code_token(oauth: OAuthServer):
     code = oauth.code(client_id, code_verifier)
     tokens = assert_token_response(
         oauth.token(
-            {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, "code_verifier": code_verifier},
+            {
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": REDIRECT_URI,
+                "code_verifier": code_verifier,
+            },
             auth=(client_id, secret),
         ),
         CLIENT_SCOPES,
