@@ -2,6 +2,7 @@
 
 pub mod envelope;
 pub mod keyfmt;
+pub mod mac;
 pub mod secret;
 
 use sha2::{Digest, Sha256};

@@ -18,6 +18,10 @@ pub struct AdminPermissions {
     pub routes_read: Permission<'static>,
     pub routes_write: Permission<'static>,
     pub check: Permission<'static>,
+    pub signing_read: Permission<'static>,
+    pub signing_write: Permission<'static>,
+    pub signing_sign: Permission<'static>,
+    pub signing_verify: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -31,6 +35,10 @@ impl AdminPermissions {
             routes_read: Permission::parse("admin.routes.read")?,
             routes_write: Permission::parse("admin.routes.write")?,
             check: Permission::parse("admin.check")?,
+            signing_read: Permission::parse("admin.signing.read")?,
+            signing_write: Permission::parse("admin.signing.write")?,
+            signing_sign: Permission::parse("admin.signing.sign")?,
+            signing_verify: Permission::parse("admin.signing.verify")?,
         })
     }
 }

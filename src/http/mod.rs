@@ -1,6 +1,8 @@
 //! The public HTTP side. For now: liveness and readiness probes. The OAuth2
 //! endpoints join this router later.
 
+pub mod reveal;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -5,4 +5,7 @@ pub mod account;
 pub mod account_store;
 pub mod api_key;
 pub mod meta;
+pub mod reveal;
 pub mod route_rule;
+pub mod signing_secret;
+pub mod signing_secret_version;

@@ -8,6 +8,7 @@ mod m20261126_000001_accounts_and_keys;
 mod m20261126_000002_route_rules;
 mod m20261126_000003_account_stores;
 mod m20261126_000004_meta;
+mod m20261126_000010_signing;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000002_route_rules::Migration),
             Box::new(m20261126_000003_account_stores::Migration),
             Box::new(m20261126_000004_meta::Migration),
+            Box::new(m20261126_000010_signing::Migration),
         ]
     }
 }
