@@ -630,8 +630,7 @@ impl SigningManager {
         for v in &versions {
             let expected = hmac_sha256(v.key.expose(), &[sig.canonical.as_bytes()]);
             let signed_in_its_time = sig.timestamp >= v.created_at - skew
-                && v.retired_at
-                    .is_none_or(|retired| sig.timestamp <= retired + skew);
+                && v.retired_at.is_none_or(|retired| sig.timestamp <= retired);
             if ct_eq(&expected, &sig.signature) && signed_in_its_time {
                 return Ok(Verification::ok(v.version));
             }

@@ -12,3 +12,4 @@ mod ext_authz;
 mod keys;
 mod replicas;
 mod server;
+mod signing;
