@@ -664,6 +664,51 @@ mod tests {
     }
 
     #[test]
+    fn signing_section_is_validated() {
+        let s = Config::default().validate().unwrap();
+        assert_eq!(s.signing.signing.tolerance_secs, 300);
+        assert_eq!(s.signing.signing.url_validity_secs, 30 * 86_400);
+        assert_eq!(s.signing.reveal_ttl_secs, 3600);
+        let c: Config = toml::from_str(
+            "[signing]\ntolerance_seconds = 60\nfeed_path_prefix = \"/feeds/\"\nwebhook_headers = [\"X-Hook-Sig\"]",
+        )
+        .unwrap();
+        let s = c.validate().unwrap();
+        assert_eq!(s.signing.signing.tolerance_secs, 60);
+        assert_eq!(s.signing.signing.webhook_headers, ["x-hook-sig"]);
+        assert_eq!(
+            s.signing.signing.feed_path_prefix.as_deref(),
+            Some("/feeds/")
+        );
+        for (toml, field) in [
+            (
+                "[signing]\ntolerance_seconds = 0",
+                "signing.tolerance_seconds",
+            ),
+            (
+                "[signing]\nfeed_path_prefix = \"feeds\"",
+                "signing.feed_path_prefix",
+            ),
+            (
+                "[signing]\nreveal_base_url = \"ftp://x\"",
+                "signing.reveal_base_url",
+            ),
+            (
+                "[signing]\ndefault_overlap_seconds = -1",
+                "signing.default_overlap_seconds",
+            ),
+            ("[signing]\nwebhook_headers = []", "signing.webhook_headers"),
+        ] {
+            let err = toml::from_str::<Config>(toml)
+                .unwrap()
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().starts_with(field), "{toml}: {err}");
+        }
+        assert!(toml::from_str::<Config>("[signing]\ntolerance = 1").is_err());
+    }
+
+    #[test]
     fn plans_from_a_file_replace_the_defaults() {
         let c: Config = toml::from_str(
             r#"

@@ -279,6 +279,7 @@ pub fn key_out(k: &KeyRecord, now: Millis) -> pb::Key {
         successor_id: k.successor_id.clone().unwrap_or_default(),
         overlap_ends_at: k.overlap_ends_at.map(timestamp),
         predecessor_id: k.predecessor_id.clone().unwrap_or_default(),
+        signing_secret_id: k.signing_secret_id.clone().unwrap_or_default(),
     }
 }
 

@@ -838,6 +838,13 @@ async fn signed_requests_through_check(backend: Backend) {
     );
     let marked = set_key_signing(&s, &key.id, &sid).await.unwrap();
     assert_eq!(marked.signing_secret_id, sid);
+    let shown = s
+        .keys()
+        .get_key(s.admin(pb::GetKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(shown.signing_secret_id, sid);
 
     let r = s
         .check(signed_check(&credential, "POST", path, body, None))
