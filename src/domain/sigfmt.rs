@@ -605,6 +605,30 @@ mod tests {
         }
 
         #[test]
+        fn signed_urls_round_trip_any_parameters(
+            params in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..6),
+            now in 0i64..4_102_444_800_000,
+        ) {
+            let params: Vec<(String, String)> = params
+                .into_iter()
+                .filter(|(k, _)| k != "timestamp" && k != "signature")
+                .collect();
+            let query: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                .collect();
+            let url = format!("https://c.test/p?{}", query.join("&"));
+            let signed = sign_url(&url, b"key", now).unwrap();
+            let sig = url_signature(&signed).unwrap();
+            let mut expected: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            expected.push(format!("timestamp={}", format_iso8601(now)));
+            expected.sort();
+            proptest::prop_assert_eq!(&sig.canonical, &expected.join("&"));
+            proptest::prop_assert_eq!(sig.timestamp, now);
+            proptest::prop_assert_eq!(sig.signature, hmac_sha256(b"key", &[sig.canonical.as_bytes()]));
+        }
+
+        #[test]
         fn url_parser_never_panics(s in "\\PC{0,200}") {
             let _ = parse_url(&s);
             let _ = url_signature(&s);

@@ -290,6 +290,53 @@ async fn webhook_rotation_overlap(backend: Backend) {
     s.stop().await;
 }
 
+async fn concurrent_rotations_make_one_version(backend: Backend) {
+    let s = Arc::new(TestServer::start(backend).await);
+    let account = s.account("PRIME").await;
+    let (id, _) = new_secret(&s, &account.id).await;
+    let mut tasks = Vec::new();
+    for _ in 0..6 {
+        let s = s.clone();
+        let id = id.clone();
+        tasks.push(tokio::spawn(async move {
+            signing(&s)
+                .rotate_secret(s.admin(pb::RotateSecretRequest {
+                    secret_id: id,
+                    ..Default::default()
+                }))
+                .await
+                .map(|r| r.into_inner().secret)
+        }));
+    }
+    let mut winners = Vec::new();
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(secret) => winners.push(secret),
+            Err(e) => assert_eq!(e.code(), Code::Aborted, "{e:?}"),
+        }
+    }
+    assert!(!winners.is_empty());
+    // Every success made its own version, and the newest one signs.
+    let listed = signing(&s)
+        .list_secrets(s.admin(pb::ListSecretsRequest {
+            account_id: account.id.clone(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.secrets[0].current_version, 1 + winners.len() as i64);
+    let t = now_secs(&s);
+    let header = sign(&s, &id, b"x").await;
+    assert!(
+        winners
+            .iter()
+            .any(|w| header.starts_with(&webhook_header(&[w], t, b"x"))),
+        "{header}"
+    );
+    Arc::try_unwrap(s).ok().unwrap().stop().await;
+}
+
 async fn inbound_webhooks(backend: Backend) {
     let s = TestServer::start_with(backend, |c| {
         c.signing.webhook_secret_header = Some("X-Webhook-Secret".into());
@@ -1112,6 +1159,7 @@ async fn feed_keys_only_under_their_prefix(backend: Backend) {
 backend_tests!(
     webhook_signatures_and_tolerance,
     webhook_rotation_overlap,
+    concurrent_rotations_make_one_version,
     inbound_webhooks,
     signed_urls_and_rotation,
     revoked_secrets_verify_nothing,
