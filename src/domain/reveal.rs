@@ -161,3 +161,34 @@ impl RevealManager {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_prints_no_secret_material() {
+        let record = RevealRecord {
+            token_hash: [0xab; 32],
+            sealed: b"sealed-bytes".to_vec(),
+            kind: "api_key".into(),
+            subject_id: "key_1".into(),
+            created_at: 0,
+            expires_at: 1,
+        };
+        let shown = format!("{record:?}");
+        assert!(
+            !shown.contains("abab") && !shown.contains("115, 101"),
+            "{shown}"
+        );
+        let link = RevealLink {
+            token: Secret::new("lkrv_topsecret".to_owned()),
+            expires_at: 1,
+        };
+        assert!(!format!("{link:?}").contains("topsecret"));
+        assert_eq!(
+            reveal_context(&[0u8; 32]),
+            format!("reveal:{}", "0".repeat(64))
+        );
+    }
+}

@@ -141,6 +141,9 @@ def test_reveal_link_redeems_once_over_http(grpcurl: Grpcurl, server: Latchkey):
         "latchkey.v1.RevealService/RevealSecret", {"token": link["token"]}, token=None, code="NotFound"
     )
     assert "reveal link" in message
+    log = server.output(tail=10_000)
+    for secret in (old, new, link["token"]):
+        assert secret not in log, "a secret or reveal token reached the server log"
 
 
 def test_signed_requests_through_check(grpcurl: Grpcurl):
