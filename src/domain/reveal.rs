@@ -127,20 +127,28 @@ impl RevealManager {
     }
 
     /// Redeems `token` once. Unknown, expired and already-used tokens get the
-    /// same answer, so the answer says nothing about which it was.
+    /// same answer, so the answer says nothing about which it was; a string
+    /// that is not shaped like a token is refused as such.
     pub async fn redeem(&self, token: &str) -> Result<Revealed> {
         let gone = || Error::NotFound {
             what: "reveal link",
             id: "(unknown, expired or already used)".to_owned(),
         };
         let token = token.trim();
+        if token.is_empty() {
+            return Err(Error::invalid("token", "is required"));
+        }
+        // The shape says nothing about any stored token, so it may be named.
         if token.len() != TOKEN_LEN
             || !token.starts_with(TOKEN_PREFIX)
             || !token[TOKEN_PREFIX.len()..]
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         {
-            return Err(gone());
+            return Err(Error::invalid(
+                "token",
+                format!("is not a reveal token ({TOKEN_PREFIX} and 43 base64url characters)"),
+            ));
         }
         let token_hash = sha256(token.as_bytes());
         let record = self

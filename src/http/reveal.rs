@@ -44,6 +44,10 @@ async fn reveal(State(core): State<Arc<Core>>, Path(token): Path<String>) -> Res
             });
             answer(StatusCode::OK, body.to_string())
         }
+        Err(e @ Error::InvalidArgument { .. }) => answer(
+            StatusCode::BAD_REQUEST,
+            serde_json::json!({"error": "invalid_request", "message": e.to_string()}).to_string(),
+        ),
         Err(Error::NotFound { .. }) => answer(
             StatusCode::NOT_FOUND,
             r#"{"error":"not_found","message":"this reveal link is unknown, expired or already used"}"#.to_owned(),

@@ -742,7 +742,19 @@ async fn reveal_links_redeem_once(backend: Backend) {
     let (status, head, _) = http_get(http, &link.url).await;
     assert_eq!(status, 404);
     assert!(head.contains("cache-control: no-store"), "{head}");
-    assert_eq!(http_get(http, "/reveal/lkrv_short").await.0, 404);
+    let (status, _, body) = http_get(http, "/reveal/lkrv_short").await;
+    assert_eq!(status, 400);
+    assert!(body.contains("not a reveal token"), "{body}");
+    let e = reveals(&s)
+        .reveal_secret(pb::RevealSecretRequest {
+            token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (e.code(), e.message()),
+        (Code::InvalidArgument, "token: is required")
+    );
 
     // 60 minutes, then gone.
     let link = rotate_with_link().await.reveal.unwrap();
