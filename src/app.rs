@@ -17,14 +17,18 @@ use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::resolver::KeyResolver;
+use crate::domain::reveal::RevealManager;
 use crate::domain::route_table::RouteTable;
+use crate::domain::signing::SigningManager;
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
-use crate::grpc::{AccountApi, CheckApi, ExtAuthzApi, KeyApi, RouteApi, TokenApi};
+use crate::grpc::{
+    AccountApi, CheckApi, ExtAuthzApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi,
+};
 use crate::http::Readiness;
 use crate::pb;
-use crate::ports::{Clock, Store, StoreError};
+use crate::ports::{Clock, RevealStore, SigningStore, Store, StoreError};
 use crate::store::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +67,16 @@ pub struct Core {
     pub max_list_items: usize,
     /// Seals every secret that must be read back (signing keys, HMAC secrets).
     pub master_key: Arc<MasterKey>,
+    pub signing: Arc<SigningManager>,
+    pub reveals: RevealManager,
+    /// Prefix of reveal links (`https://…`); `None` = the path alone.
+    pub reveal_base_url: Option<String>,
 }
+
+/// The stores of features that keep their own port traits (`SqlStore`
+/// implements them all).
+pub trait FeatureStores: SigningStore + RevealStore {}
+impl<T: SigningStore + RevealStore> FeatureStores for T {}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -88,6 +101,7 @@ pub fn build(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     master_key: Arc<MasterKey>,
+    features: Arc<impl FeatureStores>,
 ) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
     let policy_for_parts = policy.clone();
@@ -98,6 +112,20 @@ pub fn build(
     ));
     let usage = Arc::new(UsageRecorder::default());
     let admin = AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?;
+    let signing = Arc::new(SigningManager::new(
+        features.clone(),
+        store.clone(),
+        resolver.clone(),
+        master_key.clone(),
+        clock.clone(),
+        settings.signing.signing.clone(),
+    ));
+    let reveals = RevealManager::new(
+        features,
+        master_key.clone(),
+        clock.clone(),
+        settings.signing.reveal_ttl_secs,
+    );
     let core = Arc::new(Core {
         accounts: AccountManager::new(
             store.clone(),
@@ -119,13 +147,17 @@ pub fn build(
             usage.clone(),
             settings.keys.prefix.clone(),
             settings.trusted_proxies.clone(),
-        ),
+        )
+        .with_signed_requests(signing.clone()),
         clock,
         admin,
         check_requires_auth: settings.check_requires_auth,
         store_header: settings.store_header.clone(),
         max_list_items: settings.max_list_items,
         master_key,
+        signing,
+        reveals,
+        reveal_base_url: settings.signing.reveal_base_url.clone(),
     });
     Ok(Parts {
         policy: policy_for_parts,
@@ -153,7 +185,7 @@ impl Running {
     }
 }
 
-const SERVICES: [&str; 7] = [
+const SERVICES: [&str; 9] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -161,6 +193,8 @@ const SERVICES: [&str; 7] = [
     "latchkey.v1.CheckService",
     "latchkey.v1.RouteService",
     "envoy.service.auth.v3.Authorization",
+    "latchkey.v1.SigningService",
+    "latchkey.v1.RevealService",
 ];
 
 /// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
@@ -188,7 +222,13 @@ pub async fn start(
     }
     let store_port: Arc<dyn Store> = Arc::new(store.clone());
     let master_key = Arc::new(crate::master_key::resolve(&settings, store_port.as_ref()).await?);
-    let parts = build(&settings, store_port.clone(), clock, master_key)?;
+    let parts = build(
+        &settings,
+        store_port.clone(),
+        clock,
+        master_key,
+        Arc::new(store.clone()),
+    )?;
     if let Some(token) = &settings.bootstrap_admin_token {
         let key = parts.core.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
@@ -305,6 +345,14 @@ pub async fn start(
             envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ext_authz)
                 .max_decoding_message_size(max),
         )
+        .add_service(
+            pb::signing_service_server::SigningServiceServer::new(SigningApi(core.clone()))
+                .max_decoding_message_size(max),
+        )
+        .add_service(
+            pb::reveal_service_server::RevealServiceServer::new(RevealApi(core.clone()))
+                .max_decoding_message_size(max),
+        )
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` only applies when tonic binds the socket itself;
             // without it, Nagle + delayed ACKs add ~40 ms to some responses.
@@ -320,7 +368,8 @@ pub async fn start(
         http_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        crate::http::router(readiness.clone(), oauth_http),
+        crate::http::router(readiness.clone(), oauth_http)
+            .merge(crate::http::reveal::router(core.clone())),
     )
     .with_graceful_shutdown(drained(drain_rx.clone()));
     let grpc_task = tokio::spawn(grpc);

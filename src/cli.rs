@@ -260,10 +260,17 @@ async fn migrate(store: StoreArgs) -> ExitCode {
 /// The service's parts without its listeners, for one-shot admin commands.
 async fn build_offline(
     settings: &Settings,
-    store: Arc<dyn crate::ports::Store>,
+    db: &crate::store::SqlStore,
 ) -> Result<crate::app::Parts, crate::app::AppError> {
+    let store: Arc<dyn crate::ports::Store> = Arc::new(db.clone());
     let master_key = Arc::new(crate::master_key::resolve(settings, store.as_ref()).await?);
-    crate::app::build(settings, store, Arc::new(SystemClock), master_key)
+    crate::app::build(
+        settings,
+        store,
+        Arc::new(SystemClock),
+        master_key,
+        Arc::new(db.clone()),
+    )
 }
 
 async fn create_token(
@@ -305,8 +312,7 @@ async fn create_token(
     if let Err(e) = db.migrate().await {
         return fail(e);
     }
-    let store_port: Arc<dyn crate::ports::Store> = Arc::new(db.clone());
-    let result = match build_offline(&settings, store_port).await {
+    let result = match build_offline(&settings, &db).await {
         Ok(parts) => parts
             .core
             .keys

@@ -5,6 +5,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode, RuleRecord};
+use crate::domain::reveal::RevealRecord;
+use crate::domain::signing::{SecretVersionRecord, SigningSecretRecord};
 use crate::domain::token_model::{AuthCodeRecord, ClientRecord, RefreshRecord, SigningKeyRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -178,4 +180,55 @@ pub trait TokenStore: Send + Sync + 'static {
 
     async fn revoke_jti(&self, jti: &str, expires_at: Millis) -> Result<(), StoreError>;
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+}
+
+/// Persistence for signing secrets (`domain::signing`). Separate from
+/// [`Store`] so that features can grow without one trait owning everything.
+#[async_trait]
+pub trait SigningStore: Send + Sync + 'static {
+    async fn insert_signing_secret(
+        &self,
+        secret: &SigningSecretRecord,
+        first: &SecretVersionRecord,
+    ) -> Result<(), StoreError>;
+    /// The secret and its versions, newest first.
+    async fn get_signing_secret(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SigningSecretRecord, Vec<SecretVersionRecord>)>, StoreError>;
+    /// Secrets ordered by id, after `after`.
+    async fn list_signing_secrets(
+        &self,
+        account_id: Option<&str>,
+        mode: Option<Mode>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<SigningSecretRecord>, StoreError>;
+    /// Atomically: retires the version before `updated.current_version` (at
+    /// `retired_at`, active until `overlap_ends_at`), inserts `new`, and
+    /// writes `updated` — only if the stored secret is active and still at the
+    /// previous version; `Conflict` otherwise.
+    async fn rotate_signing_secret(
+        &self,
+        updated: &SigningSecretRecord,
+        retired_at: Millis,
+        overlap_ends_at: Millis,
+        new: &SecretVersionRecord,
+    ) -> Result<(), StoreError>;
+    /// `false` if there is no such secret.
+    async fn revoke_signing_secret(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+}
+
+/// Persistence for one-time reveal links (`domain::reveal`).
+#[async_trait]
+pub trait RevealStore: Send + Sync + 'static {
+    /// Also deletes reveals that expired before `record.created_at`.
+    async fn insert_reveal(&self, record: &RevealRecord) -> Result<(), StoreError>;
+    /// Deletes and returns the unexpired reveal with this hash, in one
+    /// conditional statement: of concurrent callers, exactly one gets it.
+    async fn take_reveal(
+        &self,
+        token_hash: &[u8; 32],
+        now: Millis,
+    ) -> Result<Option<RevealRecord>, StoreError>;
 }

@@ -28,7 +28,7 @@ pub enum KeyFormatError {
     Prefix,
     #[error("credential mode must be `test` or `live`")]
     Mode,
-    #[error("credential kind must be `sk`, `pk` or `rk`")]
+    #[error("credential kind must be `sk`, `pk`, `rk` or `fk`")]
     Kind,
     #[error("credential body is not {BODY_LEN} base62 characters")]
     Body,
@@ -73,7 +73,7 @@ pub fn parse<'a>(key: &'a str, expected_prefix: &str) -> Result<KeyParts<'a>, Ke
     if !matches!(mode, "test" | "live") {
         return Err(KeyFormatError::Mode);
     }
-    if !matches!(kind, "sk" | "pk" | "rk") {
+    if !matches!(kind, "sk" | "pk" | "rk" | "fk") {
         return Err(KeyFormatError::Kind);
     }
     if body.len() != BODY_LEN || !body.bytes().all(|b| b.is_ascii_alphanumeric()) {

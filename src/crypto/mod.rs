@@ -3,6 +3,7 @@
 pub mod envelope;
 pub mod jwt;
 pub mod keyfmt;
+pub mod mac;
 pub mod pool;
 pub mod secret;
 

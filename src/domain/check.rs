@@ -17,6 +17,8 @@ use super::network;
 use super::origin;
 use super::permissions::Permission;
 use super::resolver::{KeyResolver, ResolvedKey};
+use super::routes::normalize_path;
+use super::signing::{SigningManager, VerifyReason};
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
 use crate::crypto::{self, jwt, keyfmt};
@@ -56,6 +58,10 @@ pub enum Reason {
     /// Wrong `iss` or `aud`.
     TokenClaimsInvalid,
     TokenRevoked,
+    SignatureMissing,
+    SignatureInvalid,
+    SignatureExpired,
+    PathNotAllowed,
 }
 
 impl Reason {
@@ -86,6 +92,10 @@ impl Reason {
             Reason::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
             Reason::TokenClaimsInvalid => "TOKEN_CLAIMS_INVALID",
             Reason::TokenRevoked => "TOKEN_REVOKED",
+            Reason::SignatureMissing => "SIGNATURE_MISSING",
+            Reason::SignatureInvalid => "SIGNATURE_INVALID",
+            Reason::SignatureExpired => "SIGNATURE_EXPIRED",
+            Reason::PathNotAllowed => "PATH_NOT_ALLOWED",
         }
     }
 
@@ -100,6 +110,7 @@ impl Reason {
                 | Reason::IpNotAllowed
                 | Reason::OriginNotAllowed
                 | Reason::StoreNotAllowed
+                | Reason::PathNotAllowed
         )
     }
 }
@@ -117,6 +128,24 @@ pub struct CheckInput<'a> {
     pub origin: Option<&'a str>,
     /// The store the request names (the configured store header), if any.
     pub store_id: Option<&'a str>,
+    /// The HTTP request being authorized, when the caller knows it: needed
+    /// for keys whose requests must be signed, and for feed keys.
+    pub request: Option<&'a RequestFacts<'a>>,
+}
+
+/// What signed-request and feed-key checks need to know about the request.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RequestFacts<'a> {
+    pub method: &'a str,
+    /// Path and query, as sent.
+    pub path: &'a str,
+    /// SHA-256 of the body, when the caller hashed it.
+    pub body_sha256: Option<[u8; 32]>,
+    /// The body itself, hashed only if a signature needs it. Neither this
+    /// nor `body_sha256` = the body is empty.
+    pub body: Option<&'a [u8]>,
+    /// The signature header's value (`signing.request_header`), if present.
+    pub signature: Option<&'a str>,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +191,7 @@ pub struct Checker {
     usage: Arc<UsageRecorder>,
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
+    signing: Option<Arc<SigningManager>>,
 }
 
 /// Strips an optional `Bearer ` scheme (RFC 6750 §2.1; the scheme is case-insensitive).
@@ -188,6 +218,81 @@ impl Checker {
             usage,
             key_prefix,
             trusted_proxies,
+            signing: None,
+        }
+    }
+
+    /// Enables signed requests and feed keys; without it, keys that need
+    /// either are denied.
+    pub fn with_signed_requests(mut self, signing: Arc<SigningManager>) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    /// The feed-path and signed-request steps; `None` = they pass.
+    async fn request_checks(
+        &self,
+        key: &Arc<ResolvedKey>,
+        request: Option<&RequestFacts<'_>>,
+    ) -> Option<Decision> {
+        let record = &key.record;
+        if record.kind == KeyKind::Feed {
+            let prefix = self
+                .signing
+                .as_ref()
+                .and_then(|s| s.settings().feed_path_prefix.as_deref());
+            let path = request.and_then(|r| normalize_path(r.path).ok());
+            let inside = match (prefix, path.as_deref()) {
+                (Some(prefix), Some(path)) => feed_path_allowed(prefix, path),
+                _ => false,
+            };
+            if !inside {
+                return Some(Decision::deny_key(
+                    Reason::PathNotAllowed,
+                    key,
+                    "feed keys are accepted only under the configured feed path",
+                ));
+            }
+        }
+        let secret_id = record.signing_secret_id.as_deref()?;
+        let (Some(signing), Some(request)) = (self.signing.as_ref(), request) else {
+            return Some(Decision::deny_key(
+                Reason::SignatureMissing,
+                key,
+                "the key requires signed requests; no request details were given to verify",
+            ));
+        };
+        let body = request
+            .body_sha256
+            .unwrap_or_else(|| crypto::sha256(request.body.unwrap_or_default()));
+        let verified = signing
+            .verify_request(
+                secret_id,
+                request.signature,
+                request.method,
+                request.path,
+                &body,
+            )
+            .await;
+        match verified {
+            Ok(v) => match v.reason {
+                VerifyReason::Valid => None,
+                VerifyReason::Missing => {
+                    Some(Decision::deny_key(Reason::SignatureMissing, key, v.message))
+                }
+                VerifyReason::Expired => {
+                    Some(Decision::deny_key(Reason::SignatureExpired, key, v.message))
+                }
+                _ => Some(Decision::deny_key(Reason::SignatureInvalid, key, v.message)),
+            },
+            Err(e) => {
+                tracing::error!(error = %e, key_id = %record.id, "request signature check failed; denying");
+                Some(Decision::deny_key(
+                    Reason::InternalError,
+                    key,
+                    "the decision could not be made; denied",
+                ))
+            }
         }
     }
 
@@ -228,7 +333,7 @@ impl Checker {
                 Err(denied) => return denied,
             }
         };
-        self.authorize(key, &input)
+        self.authorize(key, &input).await
     }
 
     /// An API key's principal, if the key exists and works right now.
@@ -297,7 +402,7 @@ impl Checker {
     }
 
     /// The steps after authentication, the same for keys and tokens.
-    fn authorize(&self, key: Arc<ResolvedKey>, input: &CheckInput<'_>) -> Decision {
+    async fn authorize(&self, key: Arc<ResolvedKey>, input: &CheckInput<'_>) -> Decision {
         let record = &key.record;
         let now = self.clock.now();
         if record.mode == Mode::Live
@@ -353,6 +458,11 @@ impl Checker {
                 "the store named by the request does not belong to the key's account",
             );
         }
+        if (record.signing_secret_id.is_some() || record.kind == KeyKind::Feed)
+            && let Some(denied) = self.request_checks(&key, input.request).await
+        {
+            return denied;
+        }
         if key.account.is_operator && !input.permission.is_some_and(Permission::is_admin) {
             return Decision::deny_key(
                 Reason::PermissionDenied,
@@ -393,5 +503,32 @@ impl Checker {
             key: Some(key),
             message: Cow::Borrowed(""),
         }
+    }
+}
+
+/// Is the normalised `path` under `prefix`? A prefix without a trailing slash
+/// still ends at a segment boundary: `/feeds` covers `/feeds/x`, not `/feedsx`.
+pub fn feed_path_allowed(prefix: &str, path: &str) -> bool {
+    if prefix.ends_with('/') {
+        return path.starts_with(prefix);
+    }
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+#[cfg(test)]
+mod feed_tests {
+    use super::feed_path_allowed;
+
+    #[test]
+    fn feed_prefixes_end_at_segment_boundaries() {
+        assert!(feed_path_allowed("/feeds/", "/feeds/products.xml"));
+        assert!(!feed_path_allowed("/feeds/", "/feeds"));
+        assert!(!feed_path_allowed("/feeds/", "/admin/feeds/x"));
+        assert!(feed_path_allowed("/feeds", "/feeds"));
+        assert!(feed_path_allowed("/feeds", "/feeds/a"));
+        assert!(!feed_path_allowed("/feeds", "/feedsx"));
     }
 }

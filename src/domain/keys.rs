@@ -215,6 +215,7 @@ impl KeyManager {
             successor_id: None,
             overlap_ends_at: None,
             version: 1,
+            signing_secret_id: None,
         };
         self.check_shape(&record)?;
         self.store.insert_key(&record).await?;
@@ -340,6 +341,7 @@ impl KeyManager {
             successor_id: None,
             overlap_ends_at: None,
             version: 1,
+            signing_secret_id: None,
         })
     }
 

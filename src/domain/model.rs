@@ -34,6 +34,9 @@ pub enum KeyKind {
     Secret,
     Publishable,
     Restricted,
+    /// A bearer token for machine-readable feeds, accepted only under the
+    /// configured feed path prefix.
+    Feed,
 }
 
 impl KeyKind {
@@ -43,6 +46,7 @@ impl KeyKind {
             KeyKind::Secret => "sk",
             KeyKind::Publishable => "pk",
             KeyKind::Restricted => "rk",
+            KeyKind::Feed => "fk",
         }
     }
 
@@ -51,6 +55,7 @@ impl KeyKind {
             "sk" => Some(KeyKind::Secret),
             "pk" => Some(KeyKind::Publishable),
             "rk" => Some(KeyKind::Restricted),
+            "fk" => Some(KeyKind::Feed),
             _ => None,
         }
     }
@@ -167,6 +172,9 @@ pub struct KeyRecord {
     pub successor_id: Option<String>,
     pub overlap_ends_at: Option<Millis>,
     pub version: i64,
+    /// "Requests must be signed": the signing secret whose active versions
+    /// must sign every request this key makes.
+    pub signing_secret_id: Option<String>,
 }
 
 impl KeyRecord {

@@ -1456,6 +1456,7 @@ impl TokenManager {
                         successor_id: None,
                         overlap_ends_at: None,
                         version: 1,
+                        signing_secret_id: None,
                     },
                     account,
                     scope_strings: scope_set.strings(),

@@ -20,6 +20,10 @@ pub struct AdminPermissions {
     pub tokens_read: Permission<'static>,
     pub tokens_write: Permission<'static>,
     pub check: Permission<'static>,
+    pub signing_read: Permission<'static>,
+    pub signing_write: Permission<'static>,
+    pub signing_sign: Permission<'static>,
+    pub signing_verify: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -35,6 +39,10 @@ impl AdminPermissions {
             tokens_read: Permission::parse("admin.tokens.read")?,
             tokens_write: Permission::parse("admin.tokens.write")?,
             check: Permission::parse("admin.check")?,
+            signing_read: Permission::parse("admin.signing.read")?,
+            signing_write: Permission::parse("admin.signing.write")?,
+            signing_sign: Permission::parse("admin.signing.sign")?,
+            signing_verify: Permission::parse("admin.signing.verify")?,
         })
     }
 }

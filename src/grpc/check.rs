@@ -9,7 +9,7 @@ use super::auth::authorize;
 use super::convert;
 use super::status::to_status;
 use crate::app::Core;
-use crate::domain::check::CheckInput;
+use crate::domain::check::{CheckInput, RequestFacts};
 use crate::pb;
 use crate::pb::check_service_server::CheckService;
 
@@ -37,6 +37,13 @@ impl CheckService for CheckApi {
             Some(o) if !o.is_empty() => Some(o),
             _ => header("origin"),
         };
+        let request = r.context.as_ref().map(|c| RequestFacts {
+            method: &c.method,
+            path: &c.path,
+            body_sha256: parts.body_sha256,
+            body: None,
+            signature: header(&self.0.signing.settings().request_header),
+        });
         let decision = self
             .0
             .checker
@@ -48,6 +55,7 @@ impl CheckService for CheckApi {
                 forwarded_for: header("x-forwarded-for"),
                 origin,
                 store_id: self.0.store_header.as_deref().and_then(header),
+                request: request.as_ref(),
             })
             .await;
         if !decision.allowed() {

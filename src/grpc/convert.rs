@@ -104,9 +104,10 @@ fn kind_in(value: i32) -> Result<KeyKind> {
         Ok(pb::KeyKind::Secret) => Ok(KeyKind::Secret),
         Ok(pb::KeyKind::Publishable) => Ok(KeyKind::Publishable),
         Ok(pb::KeyKind::Restricted) => Ok(KeyKind::Restricted),
+        Ok(pb::KeyKind::Feed) => Ok(KeyKind::Feed),
         Ok(pb::KeyKind::Unspecified) => Err(Error::invalid(
             "kind",
-            "is required (KEY_KIND_SECRET, KEY_KIND_PUBLISHABLE or KEY_KIND_RESTRICTED)",
+            "is required (KEY_KIND_SECRET, KEY_KIND_PUBLISHABLE, KEY_KIND_RESTRICTED or KEY_KIND_FEED)",
         )),
         Err(_) => Err(Error::invalid("kind", format!("{value} is not a KeyKind"))),
     }
@@ -225,6 +226,7 @@ fn kind_out(k: KeyKind) -> pb::KeyKind {
         KeyKind::Secret => pb::KeyKind::Secret,
         KeyKind::Publishable => pb::KeyKind::Publishable,
         KeyKind::Restricted => pb::KeyKind::Restricted,
+        KeyKind::Feed => pb::KeyKind::Feed,
     }
 }
 
@@ -277,6 +279,7 @@ pub fn key_out(k: &KeyRecord, now: Millis) -> pb::Key {
         successor_id: k.successor_id.clone().unwrap_or_default(),
         overlap_ends_at: k.overlap_ends_at.map(timestamp),
         predecessor_id: k.predecessor_id.clone().unwrap_or_default(),
+        signing_secret_id: k.signing_secret_id.clone().unwrap_or_default(),
     }
 }
 
@@ -285,6 +288,8 @@ pub struct CheckParts<'a> {
     pub permission: Option<Permission<'a>>,
     pub mode: Option<Mode>,
     pub peer_ip: Option<IpAddr>,
+    /// `context.body_sha256`, decoded.
+    pub body_sha256: Option<[u8; 32]>,
 }
 
 pub fn check_parts(r: &pb::CheckRequest) -> Result<CheckParts<'_>> {
@@ -303,10 +308,17 @@ pub fn check_parts(r: &pb::CheckRequest) -> Result<CheckParts<'_>> {
                 .ok_or_else(|| Error::invalid("context.client_ip", "is not an IP address"))?,
         ),
     };
+    let body_sha256 = match r.context.as_ref().map(|c| c.body_sha256.as_str()) {
+        None | Some("") => None,
+        Some(s) => Some(crate::crypto::mac::parse_hex32(s).ok_or_else(|| {
+            Error::invalid("context.body_sha256", "must be 64 hex digits (SHA-256)")
+        })?),
+    };
     Ok(CheckParts {
         permission,
         mode: mode_in("mode", r.mode)?,
         peer_ip,
+        body_sha256,
     })
 }
 
@@ -336,6 +348,10 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::TokenNotYetValid => pb::Reason::TokenNotYetValid,
         Reason::TokenClaimsInvalid => pb::Reason::TokenClaimsInvalid,
         Reason::TokenRevoked => pb::Reason::TokenRevoked,
+        Reason::SignatureMissing => pb::Reason::SignatureMissing,
+        Reason::SignatureInvalid => pb::Reason::SignatureInvalid,
+        Reason::SignatureExpired => pb::Reason::SignatureExpired,
+        Reason::PathNotAllowed => pb::Reason::PathNotAllowed,
     }
 }
 

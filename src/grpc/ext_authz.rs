@@ -20,7 +20,7 @@ use tonic::{Request, Response, Status};
 
 use crate::app::Core;
 use crate::config::ExtAuthzSettings;
-use crate::domain::check::{CheckInput, Decision, Reason, strip_bearer};
+use crate::domain::check::{CheckInput, Decision, Reason, RequestFacts, strip_bearer};
 use crate::domain::network::parse_ip_loose;
 use crate::domain::permissions::Permission;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
@@ -76,6 +76,10 @@ struct HttpView<'a> {
     host: &'a str,
     headers: &'a HashMap<String, String>,
     source: Option<&'a str>,
+    /// The body Envoy forwarded (`with_request_body`); `None` when it sent
+    /// none. A truncated body hashes to something the client did not sign, so
+    /// a partial body denies a signed request rather than passing it.
+    body: Option<&'a [u8]>,
 }
 
 fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
@@ -101,6 +105,13 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
         host,
         headers: &http.headers,
         source,
+        body: if !http.raw_body.is_empty() {
+            Some(&http.raw_body)
+        } else if !http.body.is_empty() {
+            Some(http.body.as_bytes())
+        } else {
+            None
+        },
     })
 }
 
@@ -369,6 +380,16 @@ impl Authorization for ExtAuthzApi {
                     .as_deref()
                     .and_then(|h| view.headers.get(h))
                     .map(String::as_str),
+                request: Some(&RequestFacts {
+                    method: view.method,
+                    path: view.path,
+                    body_sha256: None,
+                    body: view.body,
+                    signature: view
+                        .headers
+                        .get(&self.core.signing.settings().request_header)
+                        .map(String::as_str),
+                }),
             })
             .await;
         let response = match decision.reason {

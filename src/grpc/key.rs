@@ -115,10 +115,25 @@ impl KeyService for KeyApi {
             .await
             .map_err(to_status)?;
         tracing::info!(key_id = %previous.id, successor_id = %issued.record.id, "key rotated");
+        let (secret, reveal) = if r.reveal_link {
+            let link = self
+                .0
+                .reveals
+                .create(&issued.secret, "api_key", &issued.record.id)
+                .await
+                .map_err(to_status)?;
+            (
+                String::new(),
+                Some(super::signing::reveal_out(&self.0, &link)),
+            )
+        } else {
+            (issued.secret.expose().clone(), None)
+        };
         Ok(Response::new(pb::RotateKeyResponse {
             key: Some(self.out(&issued.record)),
-            secret: issued.secret.expose().clone(),
+            secret,
             previous: Some(self.out(&previous)),
+            reveal,
         }))
     }
 

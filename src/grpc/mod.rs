@@ -7,6 +7,7 @@ pub mod convert;
 pub mod ext_authz;
 pub mod key;
 pub mod route;
+pub mod signing;
 pub mod status;
 pub mod token;
 
@@ -15,4 +16,5 @@ pub use check::CheckApi;
 pub use ext_authz::ExtAuthzApi;
 pub use key::KeyApi;
 pub use route::RouteApi;
+pub use signing::{RevealApi, SigningApi};
 pub use token::TokenApi;

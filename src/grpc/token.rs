@@ -83,9 +83,24 @@ impl TokenService for TokenApi {
             .await
             .map_err(to_status)?;
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
+        let (client_secret, reveal) = if r.reveal_link {
+            let link = self
+                .core
+                .reveals
+                .create(&secret, "oauth_client_secret", &client.client_id)
+                .await
+                .map_err(to_status)?;
+            (
+                String::new(),
+                Some(super::signing::reveal_out(&self.core, &link)),
+            )
+        } else {
+            (secret.expose().clone(), None)
+        };
         Ok(Response::new(pb::CreateClientResponse {
             client: Some(client_out(&client)),
-            client_secret: secret.expose().clone(),
+            client_secret,
+            reveal,
         }))
     }
 

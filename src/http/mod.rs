@@ -3,6 +3,8 @@
 
 pub mod oauth;
 
+pub mod reveal;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

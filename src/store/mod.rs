@@ -6,6 +6,7 @@
 
 pub mod entities;
 pub mod migration;
+mod signing;
 mod tokens;
 
 use std::sync::Arc;
@@ -280,6 +281,7 @@ fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
         successor_id: m.successor_id,
         overlap_ends_at: m.overlap_ends_at,
         version: m.version,
+        signing_secret_id: m.signing_secret_id,
     })
 }
 
@@ -305,6 +307,7 @@ fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
         successor_id: Set(k.successor_id.clone()),
         overlap_ends_at: Set(k.overlap_ends_at),
         version: Set(k.version),
+        signing_secret_id: Set(k.signing_secret_id.clone()),
     }
 }
 

@@ -159,6 +159,7 @@ async fn unknown_ids_are_not_found(backend: Backend) {
         keys.rotate_key(s.admin(pb::RotateKeyRequest {
             id: missing_key.clone(),
             overlap_seconds: None,
+            ..Default::default()
         }))
         .await
         .unwrap_err()

@@ -357,6 +357,7 @@ async fn no_secret_reaches_the_logs() {
             pb::RotateKeyRequest {
                 id: created.key.unwrap().id,
                 overlap_seconds: Some(0),
+                ..Default::default()
             },
         ))
         .await

@@ -106,6 +106,7 @@ async fn rotation_keeps_the_old_key_for_the_overlap(backend: Backend) {
         .rotate_key(s.admin(pb::RotateKeyRequest {
             id: key.id.clone(),
             overlap_seconds: None,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -131,6 +132,7 @@ async fn rotation_keeps_the_old_key_for_the_overlap(backend: Backend) {
         .rotate_key(s.admin(pb::RotateKeyRequest {
             id: key.id.clone(),
             overlap_seconds: Some(0),
+            ..Default::default()
         }))
         .await
         .unwrap_err();
@@ -159,6 +161,7 @@ async fn rotation_with_zero_overlap_stops_the_old_key_at_once(backend: Backend) 
         .rotate_key(s.admin(pb::RotateKeyRequest {
             id: key.id.clone(),
             overlap_seconds: Some(0),
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -217,6 +220,7 @@ async fn revoke_suspend_resume_take_effect_at_once(backend: Backend) {
         .rotate_key(s.admin(pb::RotateKeyRequest {
             id: id(),
             overlap_seconds: None,
+            ..Default::default()
         }))
         .await
         .unwrap_err();

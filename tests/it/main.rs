@@ -12,4 +12,5 @@ mod ext_authz;
 mod keys;
 mod replicas;
 mod server;
+mod signing;
 mod tokens;

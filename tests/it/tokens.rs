@@ -111,6 +111,7 @@ async fn client(s: &TestServer) -> (pb::Client, String) {
                 "refresh_token".into(),
             ],
             scopes: vec!["catalog.*".into(), "chat.read".into()],
+            reveal_link: false,
         }))
         .await
         .unwrap()
@@ -804,6 +805,7 @@ async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend
         redirect_uris: vec![REDIRECT.into()],
         grant_types: vec!["authorization_code".into()],
         scopes: vec!["chat.read".into()],
+        reveal_link: false,
     };
     for (change, field) in [
         (
@@ -1003,4 +1005,60 @@ backend_tests!(
     rotation_keeps_old_tokens_valid_and_keys_sealed,
     clients_are_validated_and_deleting_one_ends_its_tokens,
     introspection_and_revocation,
+    client_secret_can_come_as_a_one_time_reveal_link,
 );
+
+async fn client_secret_can_come_as_a_one_time_reveal_link(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let account = s.account("PRIME").await;
+    let created = tokens(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            account_id: account.id.clone(),
+            mode: pb::Mode::Test.into(),
+            name: "Partner".into(),
+            redirect_uris: vec![],
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["catalog.read".into()],
+            reveal_link: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        created.client_secret.is_empty(),
+        "plaintext beside a reveal link"
+    );
+    let client = created.client.unwrap();
+    let link = created.reveal.unwrap();
+    let mut reveals = pb::reveal_service_client::RevealServiceClient::new(s.channel.clone());
+    let revealed = reveals
+        .reveal_secret(pb::RevealSecretRequest {
+            token: link.token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revealed.kind, "oauth_client_secret");
+    assert_eq!(revealed.subject_id, client.client_id);
+    let issued = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: client.client_id.clone(),
+            client_secret: revealed.secret.clone(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        s.check_perm(&issued.access_token, "catalog.read")
+            .await
+            .allowed
+    );
+    // Once only.
+    let again = reveals
+        .reveal_secret(pb::RevealSecretRequest { token: link.token })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+    s.stop().await;
+}

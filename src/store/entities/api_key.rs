@@ -27,6 +27,8 @@ pub struct Model {
     pub successor_id: Option<String>,
     pub overlap_ends_at: Option<i64>,
     pub version: i64,
+    /// Added by the signing migration: "requests must be signed" with this secret.
+    pub signing_secret_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

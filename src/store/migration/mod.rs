@@ -9,6 +9,7 @@ mod m20261126_000002_route_rules;
 mod m20261126_000003_account_stores;
 mod m20261126_000004_meta;
 mod m20261126_000005_tokens;
+mod m20261126_000010_signing;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000003_account_stores::Migration),
             Box::new(m20261126_000004_meta::Migration),
             Box::new(m20261126_000005_tokens::Migration),
+            Box::new(m20261126_000010_signing::Migration),
         ]
     }
 }

@@ -1,0 +1,638 @@
+//! The wire formats of Latchkey's HMAC-SHA256 signatures (RFC 2104), written
+//! so that a receiver with nothing but a standard HMAC function can check them
+//! (README "Signatures"). Pure functions: keys and times are parameters.
+//!
+//! - Signature header (webhooks and signed requests):
+//!   `t=<unix seconds>,v1=<hex>[,v1=<hex>…]`, where each `v1` is the lower-case
+//!   hex HMAC-SHA256 of `"<t>.<payload>"` under one secret version.
+//! - Signed URL (the consent-flow format): every query parameter except
+//!   `signature`, percent-decoded, sorted by key, joined as `key=value&…`;
+//!   HMAC-SHA256 of that, lower-case hex, appended as `signature`; `timestamp`
+//!   is ISO 8601 UTC (`2024-01-15T10:30:00.000Z`).
+//! - Signed request: the signature header's `v1` is computed over the
+//!   canonical request of [`canonical_request`] instead of a body.
+
+use crate::crypto::mac::{hmac_sha256, parse_hex32};
+use crate::crypto::{ct_eq, hex};
+use crate::domain::model::Millis;
+
+/// Longest signature header accepted; a real one is ~80 bytes per version.
+pub const MAX_HEADER_LEN: usize = 1024;
+/// Most `v1` entries one header may carry.
+pub const MAX_SIGNATURES: usize = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormatError {
+    #[error("the signature header is longer than {MAX_HEADER_LEN} bytes")]
+    HeaderTooLong,
+    #[error("the signature header has no `t=<unix seconds>` element")]
+    MissingTimestamp,
+    #[error("the signature header has more than one `t=` element")]
+    DuplicateTimestamp,
+    #[error("`t` must be unix seconds (1 to 12 digits)")]
+    BadTimestamp,
+    #[error("the signature header has no `v1=<hex>` element")]
+    MissingSignature,
+    #[error("a `v1` element is not 64 hex digits")]
+    BadSignature,
+    #[error("the signature header has more than {MAX_SIGNATURES} `v1` elements")]
+    TooManySignatures,
+    #[error("the signature header element `{0}` is not `key=value`")]
+    BadElement(String),
+    #[error("the URL has no `?` query to sign")]
+    NoQuery,
+    #[error("query parameter `{0}` appears more than once")]
+    DuplicateParameter(String),
+    #[error("query parameter `{0}` is not valid percent-encoded UTF-8")]
+    BadEncoding(String),
+    #[error("the URL has a `#` fragment; fragments are not sent to servers and cannot be signed")]
+    Fragment,
+    #[error("the URL has no `signature` parameter")]
+    NoUrlSignature,
+    #[error("the URL has no `timestamp` parameter")]
+    NoUrlTimestamp,
+    #[error("`timestamp` is not an ISO 8601 UTC time like 2024-01-15T10:30:00.000Z")]
+    BadUrlTimestamp,
+    #[error("the URL already carries a `{0}` parameter; Latchkey sets it when signing")]
+    Reserved(&'static str),
+}
+
+/// A parsed signature header. `t_text` is kept as sent: it is what was signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignatureHeader<'a> {
+    pub t: i64,
+    pub t_text: &'a str,
+    pub v1: Vec<[u8; 32]>,
+}
+
+/// Parses `t=…,v1=…`. Elements with other names (`v0`, future schemes) are
+/// ignored, as Stripe's receivers do, so a new scheme can be added later.
+pub fn parse_header(header: &str) -> Result<SignatureHeader<'_>, FormatError> {
+    if header.len() > MAX_HEADER_LEN {
+        return Err(FormatError::HeaderTooLong);
+    }
+    let mut t = None;
+    let mut v1 = Vec::new();
+    for element in header.split(',') {
+        let element = element.trim();
+        if element.is_empty() {
+            continue;
+        }
+        let Some((name, value)) = element.split_once('=') else {
+            return Err(FormatError::BadElement(element.chars().take(32).collect()));
+        };
+        match name.trim() {
+            "t" => {
+                if t.is_some() {
+                    return Err(FormatError::DuplicateTimestamp);
+                }
+                let value = value.trim();
+                if value.is_empty()
+                    || value.len() > 12
+                    || !value.bytes().all(|b| b.is_ascii_digit())
+                {
+                    return Err(FormatError::BadTimestamp);
+                }
+                let secs = value
+                    .parse::<i64>()
+                    .map_err(|_| FormatError::BadTimestamp)?;
+                t = Some((secs, value));
+            }
+            "v1" => {
+                if v1.len() == MAX_SIGNATURES {
+                    return Err(FormatError::TooManySignatures);
+                }
+                v1.push(parse_hex32(value.trim()).ok_or(FormatError::BadSignature)?);
+            }
+            _ => {}
+        }
+    }
+    let (t, t_text) = t.ok_or(FormatError::MissingTimestamp)?;
+    if v1.is_empty() {
+        return Err(FormatError::MissingSignature);
+    }
+    Ok(SignatureHeader { t, t_text, v1 })
+}
+
+/// `t=<t>,v1=<hmac(key, "<t>.<payload>")>` for each key, in the order given.
+pub fn sign_header(t: i64, keys: &[&[u8]], payload: &[u8]) -> String {
+    let t_text = t.to_string();
+    let mut out = format!("t={t_text}");
+    for key in keys {
+        let mac = hmac_sha256(key, &[t_text.as_bytes(), b".", payload]);
+        out.push_str(",v1=");
+        out.push_str(&hex(&mac));
+    }
+    out
+}
+
+/// The index of the first key for which some `v1` in `header` is the HMAC of
+/// `"<t>.<payload>"`. Every comparison is constant-time.
+pub fn match_header(header: &SignatureHeader<'_>, keys: &[&[u8]], payload: &[u8]) -> Option<usize> {
+    keys.iter().position(|key| {
+        let mac = hmac_sha256(key, &[header.t_text.as_bytes(), b".", payload]);
+        // Fold without short-circuiting, so timing does not say which entry matched.
+        header
+            .v1
+            .iter()
+            .fold(false, |found, sig| ct_eq(sig, &mac) | found)
+    })
+}
+
+/// Where a timestamp stands against a tolerance window around `now`.
+pub fn within_tolerance(t_secs: i64, now: Millis, tolerance_secs: i64) -> bool {
+    let now_secs = now.div_euclid(1000);
+    now_secs.abs_diff(t_secs) <= tolerance_secs.unsigned_abs()
+}
+
+// ---------------------------------------------------------------------------
+// Signed requests
+
+/// The first line of every canonical request: names the scheme and version.
+pub const REQUEST_SCHEME: &str = "LATCHKEY-HMAC-SHA256";
+
+/// The string a signed request's `v1` is computed over (after `"<t>."`):
+///
+/// ```text
+/// LATCHKEY-HMAC-SHA256\n
+/// <METHOD, upper-case>\n
+/// <path, as sent, without the query>\n
+/// <query: raw `key=value` pairs sorted by key then value, joined by `&`>\n
+/// <lower-case hex SHA-256 of the body (of nothing, when there is none)>
+/// ```
+pub fn canonical_request(method: &str, path_and_query: &str, body_sha256: &[u8; 32]) -> String {
+    let (path, query) = match path_and_query.split_once('?') {
+        Some((p, q)) => (p, q.split('#').next().unwrap_or_default()),
+        None => (path_and_query.split('#').next().unwrap_or_default(), ""),
+    };
+    let mut pairs: Vec<(&str, &str)> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| p.split_once('=').unwrap_or((p, "")))
+        .collect();
+    pairs.sort_unstable();
+    let query = pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&");
+    format!(
+        "{REQUEST_SCHEME}\n{}\n{path}\n{query}\n{}",
+        method.to_ascii_uppercase(),
+        hex(body_sha256)
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Signed URLs
+
+/// A URL split for signing: the part before `?`, the raw query, and its
+/// decoded parameters in order of appearance.
+#[derive(Debug)]
+pub struct ParsedUrl<'a> {
+    pub base: &'a str,
+    pub raw_query: &'a str,
+    pub params: Vec<(String, String)>,
+}
+
+fn hex_val(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
+}
+
+/// `application/x-www-form-urlencoded` decoding (`+` is a space), as Python's
+/// `parse_qsl` and browsers' URLSearchParams do.
+pub fn form_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hi = hex_val(*bytes.get(i + 1)?)?;
+                let lo = hex_val(*bytes.get(i + 2)?)?;
+                out.push(hi << 4 | lo);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn form_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, FormatError> {
+    if url.contains('#') {
+        return Err(FormatError::Fragment);
+    }
+    let (base, raw_query) = url.split_once('?').ok_or(FormatError::NoQuery)?;
+    let mut params: Vec<(String, String)> = Vec::new();
+    for pair in raw_query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let key =
+            form_decode(k).ok_or_else(|| FormatError::BadEncoding(k.chars().take(40).collect()))?;
+        let value = form_decode(v).ok_or_else(|| FormatError::BadEncoding(key.clone()))?;
+        if params.iter().any(|(seen, _)| *seen == key) {
+            return Err(FormatError::DuplicateParameter(key));
+        }
+        params.push((key, value));
+    }
+    Ok(ParsedUrl {
+        base,
+        raw_query,
+        params,
+    })
+}
+
+/// `key=value&…` over every parameter but `signature`, sorted by key, with
+/// decoded (raw) values: the string a signed URL's HMAC is computed over.
+pub fn url_canonical(params: &[(String, String)]) -> String {
+    let mut sorted: Vec<&(String, String)> =
+        params.iter().filter(|(k, _)| k != "signature").collect();
+    sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    sorted
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Adds `timestamp` (now) and `signature` to `url`, keeping its own query as
+/// written. The URL must not carry either already.
+pub fn sign_url(url: &str, key: &[u8], now: Millis) -> Result<String, FormatError> {
+    let mut parsed = parse_url(url)?;
+    for reserved in ["timestamp", "signature"] {
+        if parsed.params.iter().any(|(k, _)| k == reserved) {
+            return Err(FormatError::Reserved(reserved));
+        }
+    }
+    let timestamp = format_iso8601(now);
+    parsed
+        .params
+        .push(("timestamp".to_owned(), timestamp.clone()));
+    let mac = hmac_sha256(key, &[url_canonical(&parsed.params).as_bytes()]);
+    let sep = if parsed.raw_query.is_empty() || parsed.raw_query.ends_with('&') {
+        ""
+    } else {
+        "&"
+    };
+    Ok(format!(
+        "{}?{}{sep}timestamp={}&signature={}",
+        parsed.base,
+        parsed.raw_query,
+        form_encode(&timestamp),
+        hex(&mac)
+    ))
+}
+
+/// A signed URL's parts that verification needs.
+#[derive(Debug)]
+pub struct UrlSignature {
+    pub canonical: String,
+    pub signature: [u8; 32],
+    pub timestamp: Millis,
+}
+
+pub fn url_signature(url: &str) -> Result<UrlSignature, FormatError> {
+    let parsed = parse_url(url)?;
+    let find = |name: &str| {
+        parsed
+            .params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let signature = find("signature").ok_or(FormatError::NoUrlSignature)?;
+    let signature = parse_hex32(signature).ok_or(FormatError::BadSignature)?;
+    let timestamp = find("timestamp").ok_or(FormatError::NoUrlTimestamp)?;
+    let timestamp = parse_iso8601(timestamp).ok_or(FormatError::BadUrlTimestamp)?;
+    Ok(UrlSignature {
+        canonical: url_canonical(&parsed.params),
+        signature,
+        timestamp,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// ISO 8601 (RFC 3339 profile), UTC
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (
+        if m <= 2 {
+            yoe + era * 400 + 1
+        } else {
+            yoe + era * 400
+        },
+        m,
+        d,
+    )
+}
+
+/// `2024-01-15T10:30:00.000Z`.
+pub fn format_iso8601(ms: Millis) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let rem = ms.rem_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000
+    )
+}
+
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` → unix milliseconds.
+pub fn parse_iso8601(s: &str) -> Option<Millis> {
+    let b = s.as_bytes();
+    let num = |range: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(range)?;
+        if !part.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        std::str::from_utf8(part).ok()?.parse().ok()
+    };
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
+        return None;
+    }
+    if b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
+    if !(1..=12).contains(&mo) || d < 1 || d > *month_days.get(usize::try_from(mo - 1).ok()?)? {
+        return None;
+    }
+    if h > 23 || mi > 59 || sec > 59 {
+        return None;
+    }
+    let mut i = 19;
+    let mut millis = 0;
+    if b.get(i) == Some(&b'.') {
+        let start = i + 1;
+        i = start;
+        while b.get(i).is_some_and(u8::is_ascii_digit) {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return None;
+        }
+        let digits = &s[start..i.min(start + 3)];
+        millis = format!("{digits:0<3}").parse::<i64>().ok()?;
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+            let oh = num(i + 1..i + 3)?;
+            let om = num(i + 4..i + 6)?;
+            if oh > 23 || om > 59 {
+                return None;
+            }
+            let off = (oh * 60 + om) * 60_000;
+            if *sign == b'+' { off } else { -off }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
+    Some(secs * 1000 + millis - offset)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_round_trip_and_match() {
+        let h = sign_header(1_700_000_000, &[b"new", b"old"], b"{\"a\":1}");
+        let parsed = parse_header(&h).unwrap();
+        assert_eq!(parsed.t, 1_700_000_000);
+        assert_eq!(parsed.v1.len(), 2);
+        assert_eq!(match_header(&parsed, &[b"old"], b"{\"a\":1}"), Some(0));
+        assert_eq!(
+            match_header(&parsed, &[b"x", b"new"], b"{\"a\":1}"),
+            Some(1)
+        );
+        assert_eq!(match_header(&parsed, &[b"new"], b"{\"a\":2}"), None);
+    }
+
+    #[test]
+    fn header_parsing_names_what_is_wrong() {
+        let sig = "ab".repeat(32);
+        assert_eq!(
+            parse_header(&format!("v1={sig}")),
+            Err(FormatError::MissingTimestamp)
+        );
+        assert_eq!(parse_header("t=1"), Err(FormatError::MissingSignature));
+        assert_eq!(
+            parse_header(&format!("t=1,t=2,v1={sig}")),
+            Err(FormatError::DuplicateTimestamp)
+        );
+        assert_eq!(
+            parse_header(&format!("t=-1,v1={sig}")),
+            Err(FormatError::BadTimestamp)
+        );
+        assert_eq!(
+            parse_header(&format!("t=1x,v1={sig}")),
+            Err(FormatError::BadTimestamp)
+        );
+        assert_eq!(parse_header("t=1,v1=abc"), Err(FormatError::BadSignature));
+        assert!(matches!(
+            parse_header(&format!("t=1,junk,v1={sig}")),
+            Err(FormatError::BadElement(_))
+        ));
+        assert_eq!(
+            parse_header(&"x".repeat(2000)),
+            Err(FormatError::HeaderTooLong)
+        );
+        let many = format!("t=1{}", format!(",v1={sig}").repeat(9));
+        assert_eq!(parse_header(&many), Err(FormatError::TooManySignatures));
+        // Unknown schemes are skipped; spaces around elements are tolerated.
+        let text = format!(" t=5 , v0=zz, v1={sig} ");
+        let ok = parse_header(&text).unwrap();
+        assert_eq!((ok.t, ok.v1.len()), (5, 1));
+    }
+
+    #[test]
+    fn tolerance_is_inclusive_on_both_sides() {
+        let now = 1_000_000_000;
+        assert!(within_tolerance(1_000_000 - 300, now, 300));
+        assert!(within_tolerance(1_000_000 + 300, now, 300));
+        assert!(!within_tolerance(1_000_000 - 301, now, 300));
+        assert!(!within_tolerance(1_000_000 + 301, now, 300));
+    }
+
+    #[test]
+    fn canonical_request_sorts_the_raw_query() {
+        let body = crate::crypto::sha256(b"");
+        let c = canonical_request("post", "/v1/items?b=2&a=%2F&a_b=1&a=1#frag", &body);
+        assert_eq!(
+            c,
+            format!(
+                "LATCHKEY-HMAC-SHA256\nPOST\n/v1/items\na=%2F&a=1&a_b=1&b=2\n{}",
+                hex(&body)
+            )
+        );
+        assert!(
+            canonical_request("GET", "/x", &body).ends_with(
+                "\n/x\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+            )
+        );
+    }
+
+    #[test]
+    fn url_canonical_form_uses_decoded_sorted_values() {
+        let p = parse_url("https://x.test/c?state=a%20b&client_id=c1&redirect_uri=https%3A%2F%2Fapp%2Fcb&uid=u+1&signature=zz").unwrap();
+        assert_eq!(
+            url_canonical(&p.params),
+            "client_id=c1&redirect_uri=https://app/cb&state=a b&uid=u 1"
+        );
+        assert!(
+            matches!(parse_url("https://x/?a=1&a=2"), Err(FormatError::DuplicateParameter(k)) if k == "a")
+        );
+        assert!(matches!(
+            parse_url("https://x/?a=%zz"),
+            Err(FormatError::BadEncoding(_))
+        ));
+        assert_eq!(
+            parse_url("https://x/?a=1#f").unwrap_err(),
+            FormatError::Fragment
+        );
+        assert_eq!(parse_url("https://x/").unwrap_err(), FormatError::NoQuery);
+    }
+
+    #[test]
+    fn signed_url_round_trips() {
+        let now = parse_iso8601("2024-01-15T10:30:00.000Z").unwrap();
+        let url = sign_url("https://c.test/consent?client_id=c1&state=s", b"k", now).unwrap();
+        assert!(url.starts_with("https://c.test/consent?client_id=c1&state=s&timestamp=2024-01-15T10%3A30%3A00.000Z&signature="));
+        let sig = url_signature(&url).unwrap();
+        assert_eq!(sig.timestamp, now);
+        assert_eq!(
+            sig.canonical,
+            "client_id=c1&state=s&timestamp=2024-01-15T10:30:00.000Z"
+        );
+        assert_eq!(
+            sig.signature,
+            hmac_sha256(b"k", &[sig.canonical.as_bytes()])
+        );
+        assert_eq!(
+            sign_url(&url, b"k", now).unwrap_err(),
+            FormatError::Reserved("timestamp")
+        );
+    }
+
+    #[test]
+    fn iso8601_round_trips_and_rejects_nonsense() {
+        for ms in [0, 1_705_314_600_123, 951_782_400_000, 4_102_444_799_999] {
+            assert_eq!(parse_iso8601(&format_iso8601(ms)), Some(ms));
+        }
+        assert_eq!(
+            format_iso8601(1_705_314_600_000),
+            "2024-01-15T10:30:00.000Z"
+        );
+        assert_eq!(
+            parse_iso8601("2024-01-15T12:30:00+02:00"),
+            Some(1_705_314_600_000)
+        );
+        assert_eq!(
+            parse_iso8601("2024-01-15T10:30:00.5Z"),
+            Some(1_705_314_600_500)
+        );
+        for bad in [
+            "2024-02-30T00:00:00Z",
+            "2024-01-15 10:30:00Z",
+            "2024-01-15T10:30:00",
+            "2024-13-01T00:00:00Z",
+            "2024-01-15T24:00:00Z",
+            "2024-01-15T10:30:00.Z",
+            "x",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn header_parser_never_panics(s in "\\PC{0,200}") {
+            let _ = parse_header(&s);
+        }
+
+        #[test]
+        fn signed_urls_round_trip_any_parameters(
+            params in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..6),
+            now in 0i64..4_102_444_800_000,
+        ) {
+            let params: Vec<(String, String)> = params
+                .into_iter()
+                .filter(|(k, _)| k != "timestamp" && k != "signature")
+                .collect();
+            let query: Vec<String> = params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", form_encode(v)))
+                .collect();
+            let url = format!("https://c.test/p?{}", query.join("&"));
+            let signed = sign_url(&url, b"key", now).unwrap();
+            let sig = url_signature(&signed).unwrap();
+            let mut expected: Vec<String> = params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            expected.push(format!("timestamp={}", format_iso8601(now)));
+            expected.sort();
+            proptest::prop_assert_eq!(&sig.canonical, &expected.join("&"));
+            proptest::prop_assert_eq!(sig.timestamp, now);
+            proptest::prop_assert_eq!(sig.signature, hmac_sha256(b"key", &[sig.canonical.as_bytes()]));
+        }
+
+        #[test]
+        fn url_parser_never_panics(s in "\\PC{0,200}") {
+            let _ = parse_url(&s);
+            let _ = url_signature(&s);
+            let _ = parse_iso8601(&s);
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! `SigningStore` and `RevealStore` for `SqlStore`.
+
+use async_trait::async_trait;
+use sea_orm::sea_query::Expr;
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
+};
+
+use super::entities::{reveal, signing_secret, signing_secret_version};
+use super::{SqlStore, corrupt, map_err, page, parse_hash};
+use crate::crypto::hex;
+use crate::domain::model::{Millis, Mode};
+use crate::domain::reveal::RevealRecord;
+use crate::domain::signing::{SecretStatus, SecretVersionRecord, SigningSecretRecord};
+use crate::ports::{RevealStore, SigningStore, StoreError};
+
+fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreError> {
+    Ok(SigningSecretRecord {
+        mode: Mode::from_tag(&m.mode).ok_or_else(|| corrupt("mode", &m.id, &m.mode))?,
+        status: SecretStatus::from_tag(&m.status)
+            .ok_or_else(|| corrupt("status", &m.id, &m.status))?,
+        id: m.id,
+        account_id: m.account_id,
+        name: m.name,
+        current_version: m.current_version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn secret_to(s: &SigningSecretRecord) -> signing_secret::ActiveModel {
+    signing_secret::ActiveModel {
+        id: Set(s.id.clone()),
+        account_id: Set(s.account_id.clone()),
+        mode: Set(s.mode.tag().to_owned()),
+        name: Set(s.name.clone()),
+        status: Set(s.status.tag().to_owned()),
+        current_version: Set(s.current_version),
+        created_at: Set(s.created_at),
+        updated_at: Set(s.updated_at),
+    }
+}
+
+fn version_from(m: signing_secret_version::Model) -> SecretVersionRecord {
+    SecretVersionRecord {
+        secret_id: m.secret_id,
+        version: m.version,
+        sealed: m.sealed,
+        created_at: m.created_at,
+        retired_at: m.retired_at,
+        overlap_ends_at: m.overlap_ends_at,
+    }
+}
+
+fn version_to(v: &SecretVersionRecord) -> signing_secret_version::ActiveModel {
+    signing_secret_version::ActiveModel {
+        secret_id: Set(v.secret_id.clone()),
+        version: Set(v.version),
+        sealed: Set(v.sealed.clone()),
+        created_at: Set(v.created_at),
+        retired_at: Set(v.retired_at),
+        overlap_ends_at: Set(v.overlap_ends_at),
+    }
+}
+
+#[async_trait]
+impl SigningStore for SqlStore {
+    async fn insert_signing_secret(
+        &self,
+        secret: &SigningSecretRecord,
+        first: &SecretVersionRecord,
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
+        signing_secret::Entity::insert(secret_to(secret))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        signing_secret_version::Entity::insert(version_to(first))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn get_signing_secret(
+        &self,
+        id: &str,
+    ) -> Result<Option<(SigningSecretRecord, Vec<SecretVersionRecord>)>, StoreError> {
+        let Some(secret) = signing_secret::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+        else {
+            return Ok(None);
+        };
+        let versions = signing_secret_version::Entity::find()
+            .filter(signing_secret_version::Column::SecretId.eq(id))
+            .order_by_desc(signing_secret_version::Column::Version)
+            .all(&self.db)
+            .await
+            .map_err(map_err)?
+            .into_iter()
+            .map(version_from)
+            .collect();
+        Ok(Some((secret_from(secret)?, versions)))
+    }
+
+    async fn list_signing_secrets(
+        &self,
+        account_id: Option<&str>,
+        mode: Option<Mode>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<SigningSecretRecord>, StoreError> {
+        let mut query = signing_secret::Entity::find();
+        if let Some(a) = account_id {
+            query = query.filter(signing_secret::Column::AccountId.eq(a));
+        }
+        if let Some(m) = mode {
+            query = query.filter(signing_secret::Column::Mode.eq(m.tag()));
+        }
+        page(
+            &self.db,
+            query,
+            signing_secret::Column::Id,
+            after,
+            limit,
+            secret_from,
+        )
+        .await
+    }
+
+    async fn rotate_signing_secret(
+        &self,
+        updated: &SigningSecretRecord,
+        retired_at: Millis,
+        overlap_ends_at: Millis,
+        new: &SecretVersionRecord,
+    ) -> Result<(), StoreError> {
+        let previous = updated.current_version - 1;
+        let txn = self.db.begin().await.map_err(map_err)?;
+        // The conditional update is the lock: a concurrent rotation finds the
+        // version moved on and changes nothing.
+        let moved = signing_secret::Entity::update_many()
+            .col_expr(
+                signing_secret::Column::CurrentVersion,
+                Expr::value(updated.current_version),
+            )
+            .col_expr(
+                signing_secret::Column::UpdatedAt,
+                Expr::value(updated.updated_at),
+            )
+            .filter(signing_secret::Column::Id.eq(&updated.id))
+            .filter(signing_secret::Column::CurrentVersion.eq(previous))
+            .filter(signing_secret::Column::Status.eq(SecretStatus::Active.tag()))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        if moved.rows_affected != 1 {
+            return Err(StoreError::Conflict);
+        }
+        signing_secret_version::Entity::update_many()
+            .col_expr(
+                signing_secret_version::Column::RetiredAt,
+                Expr::value(retired_at),
+            )
+            .col_expr(
+                signing_secret_version::Column::OverlapEndsAt,
+                Expr::value(overlap_ends_at),
+            )
+            .filter(signing_secret_version::Column::SecretId.eq(&updated.id))
+            .filter(signing_secret_version::Column::Version.eq(previous))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        signing_secret_version::Entity::insert(version_to(new))
+            .exec(&txn)
+            .await
+            .map_err(map_err)?;
+        txn.commit().await.map_err(map_err)
+    }
+
+    async fn revoke_signing_secret(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        let exists = signing_secret::Entity::find_by_id(id.to_owned())
+            .one(&self.db)
+            .await
+            .map_err(map_err)?
+            .is_some();
+        if !exists {
+            return Ok(false);
+        }
+        signing_secret::Entity::update_many()
+            .col_expr(
+                signing_secret::Column::Status,
+                Expr::value(SecretStatus::Revoked.tag()),
+            )
+            .col_expr(signing_secret::Column::UpdatedAt, Expr::value(now))
+            .filter(signing_secret::Column::Id.eq(id))
+            .filter(signing_secret::Column::Status.eq(SecretStatus::Active.tag()))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        Ok(true)
+    }
+}
+
+fn reveal_from(m: reveal::Model) -> Result<RevealRecord, StoreError> {
+    Ok(RevealRecord {
+        token_hash: parse_hash("reveal", &m.token_hash)?,
+        sealed: m.sealed,
+        kind: m.kind,
+        subject_id: m.subject_id,
+        created_at: m.created_at,
+        expires_at: m.expires_at,
+    })
+}
+
+#[async_trait]
+impl RevealStore for SqlStore {
+    async fn insert_reveal(&self, r: &RevealRecord) -> Result<(), StoreError> {
+        reveal::Entity::delete_many()
+            .filter(reveal::Column::ExpiresAt.lte(r.created_at))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        reveal::Entity::insert(reveal::ActiveModel {
+            token_hash: Set(hex(&r.token_hash)),
+            sealed: Set(r.sealed.clone()),
+            kind: Set(r.kind.clone()),
+            subject_id: Set(r.subject_id.clone()),
+            created_at: Set(r.created_at),
+            expires_at: Set(r.expires_at),
+        })
+        .exec(&self.db)
+        .await
+        .map_err(map_err)?;
+        Ok(())
+    }
+
+    async fn take_reveal(
+        &self,
+        token_hash: &[u8; 32],
+        now: Millis,
+    ) -> Result<Option<RevealRecord>, StoreError> {
+        // One statement decides: the row is gone for everyone after the
+        // first DELETE, so a racing redemption gets no row back.
+        let mut taken = reveal::Entity::delete_many()
+            .filter(reveal::Column::TokenHash.eq(hex(token_hash)))
+            .filter(reveal::Column::ExpiresAt.gt(now))
+            .exec_with_returning(&self.db)
+            .await
+            .map_err(map_err)?;
+        match taken.len() {
+            0 => Ok(None),
+            1 => taken.pop().map(reveal_from).transpose(),
+            n => Err(StoreError::Internal(format!(
+                "{n} reveals share one token hash"
+            ))),
+        }
+    }
+}
