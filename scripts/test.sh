@@ -195,13 +195,20 @@ setup_services() {
   drop_leftover_test_databases
 }
 
-# Each Rust test creates its own lk_test_<uuid> database and drops it when it
-# ends; a test that panicked leaves one behind. Clear those before a run.
+# Each Rust test creates its own lk_test_<uuidv7> database and drops it when
+# it ends; a test that panicked leaves one behind. Clear those before a run,
+# but only ones more than an hour old: a run in another checkout against the
+# same server may be using the young ones.
 drop_leftover_test_databases() {
   command -v psql >/dev/null 2>&1 || return 0
-  local db dropped=0
+  local db dropped=0 created_ms now_ms
+  now_ms=$(($(date +%s) * 1000))
   while read -r db; do
     [[ "$db" =~ ^lk_test_[0-9a-f]{32}$ ]] || continue
+    if [[ "${db:20:1}" == 7 ]]; then # UUIDv7: 48-bit creation time in ms first
+      created_ms=$((16#${db:8:12}))
+      ((now_ms - created_ms > 3600000)) || continue
+    fi
     psql "$DATABASE_URL" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null && dropped=$((dropped + 1))
   done < <(psql "$DATABASE_URL" -qAtc "SELECT datname FROM pg_database WHERE datname LIKE 'lk\_test\_%'" 2>/dev/null)
   if ((dropped)); then

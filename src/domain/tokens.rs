@@ -20,7 +20,8 @@ use super::check::Reason;
 use super::error::{Error, Result};
 use super::keys::KEY_ID_PREFIX;
 use super::model::{
-    Account, KeyKind, KeyRecord, KeyStatus, Millis, Mode, StoredKeyStatus, new_id, valid_id,
+    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus, new_id,
+    valid_id,
 };
 use super::permissions::{Permission, Policy, Scope, ScopeSet};
 use super::resolver::{KeyResolver, ResolvedKey};
@@ -535,6 +536,12 @@ impl TokenManager {
             Some(a) if !a.is_operator => a,
             _ => return Err(Error::not_found("account", account_id)),
         };
+        if mode == Mode::Live && account.live_status != LiveStatus::Active {
+            return Err(Error::FailedPrecondition(format!(
+                "live clients need live mode to be active for the account; it is `{}`",
+                account.live_status
+            )));
+        }
         if grant_types.is_empty() {
             return Err(Error::invalid(
                 "grant_types",
@@ -851,9 +858,9 @@ impl TokenManager {
         if key.record.status_at(now) != KeyStatus::Active || key.account.is_operator {
             return Err(bad());
         }
-        if key.record.kind == KeyKind::Publishable {
+        if !matches!(key.record.kind, KeyKind::Secret | KeyKind::Restricted) {
             return Err(OAuthError::UnauthorizedClient(
-                "a publishable key cannot be exchanged for a token".into(),
+                "only secret and restricted keys can be exchanged for a token".into(),
             ));
         }
         let scopes = self.grant_scopes(requested, &key.scope_strings)?;
@@ -1045,17 +1052,23 @@ impl TokenManager {
             return Err(invalid("code_verifier does not match the code_challenge"));
         }
         let scopes = split_scopes(&[record.scope.as_str()]);
-        self.mint_pair(
-            HolderKind::Client,
-            &client.client_id,
-            &client.account_id,
-            client.mode,
-            &record.subject,
-            &scopes,
-            &record.family_id,
-            None,
-        )
-        .await
+        let mut issued = self
+            .mint_pair(
+                HolderKind::Client,
+                &client.client_id,
+                &client.account_id,
+                client.mode,
+                &record.subject,
+                &scopes,
+                &record.family_id,
+                None,
+            )
+            .await?;
+        // The refresh record is kept either way: it is what a replayed code revokes.
+        if !client.allows_grant("refresh_token") {
+            issued.refresh_token = None;
+        }
+        Ok(issued)
     }
 
     /// A refresh token for a new pair (RFC 6749 §6). A rotated-out token

@@ -97,7 +97,9 @@ impl TestDb {
             }
             Backend::Postgres => {
                 let admin = postgres_admin_url();
-                let name = format!("lk_test_{}", uuid::Uuid::new_v4().simple());
+                // UUIDv7: the name carries its creation time, so the test
+                // command drops only databases old enough to be leftovers.
+                let name = format!("lk_test_{}", uuid::Uuid::now_v7().simple());
                 let conn = Database::connect(&admin).await.unwrap_or_else(|e| {
                     panic!("PostgreSQL at DATABASE_URL is needed for the postgres tests: {e}")
                 });

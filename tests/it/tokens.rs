@@ -848,6 +848,68 @@ async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains(field), "{}", err.message());
     }
+    let err = tokens(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            mode: pb::Mode::Live.into(),
+            ..base.clone()
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Code::FailedPrecondition,
+        "live client before live mode"
+    );
+    // Without the refresh_token grant, the code brings an access token only.
+    let only_code = tokens(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            name: "Survey Dashboard".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            scopes: vec!["chat.read".into()],
+            ..base.clone()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let oc = only_code.client.unwrap();
+    let (verifier, challenge) = pkce();
+    let back = consent(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", oc.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", "chat.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+        "allow",
+    )
+    .await;
+    let r = http(
+        s.running().http_addr,
+        "POST",
+        "/oauth2/token",
+        &[(
+            "Authorization",
+            &basic(&oc.client_id, &only_code.client_secret),
+        )],
+        &form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ]),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json().get("refresh_token").is_none(), "{}", r.body);
+    tokens(&s)
+        .delete_client(s.admin(pb::DeleteClientRequest {
+            client_id: oc.client_id,
+        }))
+        .await
+        .unwrap();
     let listed = tokens(&s)
         .list_clients(s.admin(pb::ListClientsRequest::default()))
         .await
