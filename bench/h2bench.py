@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Helpers for bench/check.sh (Python standard library only).
+"""Helpers for bench/check.sh and bench/tokens.sh (Python standard library only).
 
 Subcommands:
 
@@ -24,6 +24,10 @@ Subcommands:
       every logged response HTTP 200), prints the table and the two ratio
       lines. Exit 0 if both targets pass, 2 if a target fails, 1 if a run
       is invalid.
+
+  stats H2LOAD_OUT LOG_FILE
+      Print `rps p50_us p99_us ok bad cut` of one h2load run: its req/s and
+      the latency percentiles of the HTTP 200 responses in its --log-file.
 """
 
 import math
@@ -347,12 +351,27 @@ def fmt_us(us):
     return f"{us:.0f}us"
 
 
+def cmd_stats(args):
+    """stats H2LOAD_OUT LOG_FILE: `rps p50_us p99_us ok bad cut` of one run."""
+    s = h2load_summary(args[0])
+    if "rps" not in s:
+        print(f"cannot parse h2load output {args[0]}", file=sys.stderr)
+        return 1
+    times, bad, cut = load_log(args[1])
+    if not times:
+        print(f"no successful requests in {args[1]}", file=sys.stderr)
+        return 1
+    print(f"{s['rps']:.1f} {percentile(times, 50)} {percentile(times, 99)} {len(times)} {bad} {cut}")
+    return 0
+
+
 COMMANDS = {
     "frame": (cmd_frame, 1),
     "frame-ext-authz": (cmd_frame_ext_authz, 3),
     "check-response": (cmd_check_response, 1),
     "h2load-summary": (cmd_h2load_summary, 1),
     "report": (cmd_report, 3),
+    "stats": (cmd_stats, 2),
 }
 
 
