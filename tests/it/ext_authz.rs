@@ -15,7 +15,7 @@ use tonic::Code;
 use crate::backend_tests;
 use crate::common::{Backend, TestServer, key_request};
 
-struct Http<'a> {
+pub struct Http<'a> {
     method: &'a str,
     path: &'a str,
     host: &'a str,
@@ -24,7 +24,7 @@ struct Http<'a> {
 }
 
 impl<'a> Http<'a> {
-    fn get(path: &'a str) -> Self {
+    pub fn get(path: &'a str) -> Self {
         Self {
             method: "GET",
             path,
@@ -34,7 +34,7 @@ impl<'a> Http<'a> {
         }
     }
 
-    fn bearer(mut self, key: &str) -> Self {
+    pub fn bearer(mut self, key: &str) -> Self {
         self.headers
             .push(("authorization", format!("Bearer {key}")));
         self
@@ -83,7 +83,7 @@ impl<'a> Http<'a> {
     }
 }
 
-async fn ext_check(s: &TestServer, http: &Http<'_>) -> CheckResponse {
+pub async fn ext_check(s: &TestServer, http: &Http<'_>) -> CheckResponse {
     AuthorizationClient::new(s.channel.clone())
         .check(http.request())
         .await
@@ -92,7 +92,7 @@ async fn ext_check(s: &TestServer, http: &Http<'_>) -> CheckResponse {
 }
 
 /// (HTTP status, body JSON) of a denial; panics on an allow.
-fn denial(r: &CheckResponse) -> (i32, serde_json::Value, HashMap<String, String>) {
+pub fn denial(r: &CheckResponse) -> (i32, serde_json::Value, HashMap<String, String>) {
     match r.http_response.as_ref().unwrap() {
         HttpResponse::DeniedResponse(d) => (
             d.status.as_ref().unwrap().code,
@@ -111,7 +111,7 @@ fn denial(r: &CheckResponse) -> (i32, serde_json::Value, HashMap<String, String>
 }
 
 /// (added headers, removed headers) of an allow; panics on a denial.
-fn allow(r: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
+pub fn allow(r: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
     assert_eq!(r.status.as_ref().unwrap().code, 0);
     match r.http_response.as_ref().unwrap() {
         HttpResponse::OkResponse(ok) => (
@@ -128,7 +128,13 @@ fn allow(r: &CheckResponse) -> (HashMap<String, String>, Vec<String>) {
     }
 }
 
-async fn rule(s: &TestServer, host: &str, method: &str, path: &str, permission: &str) -> pb::Rule {
+pub async fn rule(
+    s: &TestServer,
+    host: &str,
+    method: &str,
+    path: &str,
+    permission: &str,
+) -> pb::Rule {
     pb::route_service_client::RouteServiceClient::new(s.channel.clone())
         .create_rule(s.admin(pb::CreateRuleRequest {
             host: host.into(),

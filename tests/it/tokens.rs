@@ -1057,7 +1057,45 @@ async fn introspection_and_revocation(backend: Backend) {
     s.stop().await;
 }
 
+async fn envoy_accepts_the_same_tokens(backend: Backend) {
+    use crate::ext_authz::{Http, allow, denial, ext_check, rule};
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    rule(&s, "", "GET", "/v2/catalog/{id}", "catalog.read").await;
+    rule(&s, "", "GET", "/v2/offers/{id}", "offers.read").await;
+    let token = tokens(&s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: c.client_id.clone(),
+            client_secret: secret,
+            scopes: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token;
+    let (headers, _) = allow(&ext_check(&s, &Http::get("/v2/catalog/7").bearer(&token)).await);
+    assert_eq!(headers["x-latchkey-key-id"], c.client_id);
+    assert_eq!(headers["x-latchkey-account-id"], c.account_id);
+    let (status, body, _) = denial(&ext_check(&s, &Http::get("/v2/offers/7").bearer(&token)).await);
+    assert_eq!(
+        (status, body["reason"].as_str()),
+        (403, Some("PERMISSION_DENIED"))
+    );
+    // One character inside the signature changed.
+    let mut forged = token.clone().into_bytes();
+    let i = forged.len() - 10;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let (status, body, headers) =
+        denial(&ext_check(&s, &Http::get("/v2/catalog/7").bearer(&forged)).await);
+    assert_eq!(status, 401);
+    assert_eq!(body["reason"], "TOKEN_SIGNATURE_INVALID");
+    assert!(headers.contains_key("www-authenticate"));
+    s.stop().await;
+}
+
 backend_tests!(
+    envoy_accepts_the_same_tokens,
     client_credentials_token_passes_check,
     token_endpoint_errors_follow_rfc_6749,
     authorization_code_with_pkce_and_refresh_rotation,
