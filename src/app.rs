@@ -256,8 +256,9 @@ pub async fn start(
                 .max_decoding_message_size(max),
         )
         .add_service(
-            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ext_authz)
-                .max_decoding_message_size(max),
+            // Not the generated `AuthorizationServer`: this one encodes an
+            // allow's principal once per key (see grpc/ext_authz/wire.rs).
+            crate::grpc::ext_authz::AuthorizationService::new(ext_authz, max),
         )
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` only applies when tonic binds the socket itself;
