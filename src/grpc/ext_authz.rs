@@ -6,6 +6,7 @@
 //! store is unreachable): then Envoy's `failure_mode_allow` decides, which
 //! the example configuration sets to `false`, so the request is refused.
 
+mod request;
 mod wire;
 
 use std::cell::RefCell;
@@ -16,13 +17,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::ext_authz::v3::pb::{
-    Address, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue,
-    HeaderValueOption, HttpResponse, HttpStatus,
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
 use tonic::Status;
 
+use request::{AddressKind, CheckRequest, Headers};
 pub use wire::AuthorizationService;
 use wire::{EncodedPrincipal, Reply};
 
@@ -130,7 +132,7 @@ struct HttpView<'a> {
     method: &'a str,
     path: &'a str,
     host: &'a str,
-    headers: &'a HashMap<String, String>,
+    headers: Headers<'a>,
     source: Option<&'a str>,
 }
 
@@ -143,11 +145,12 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
         .and_then(|p| p.address.as_ref())
         .and_then(|a| a.address.as_ref())
         .and_then(|a| match a {
-            Address::SocketAddress(s) => Some(s.address.as_str()),
+            AddressKind::SocketAddress(s) => Some(s.address.as_str()),
             _ => None,
         });
+    let headers = Headers(&http.headers);
     let host = if http.host.is_empty() {
-        http.headers.get(":authority").map_or("", String::as_str)
+        headers.get(":authority").unwrap_or_default()
     } else {
         http.host.as_str()
     };
@@ -155,7 +158,7 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
         method: &http.method,
         path: &http.path,
         host,
-        headers: &http.headers,
+        headers,
         source,
     })
 }
@@ -256,15 +259,16 @@ fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 
 impl ExtAuthzApi {
     /// Which header carried the credential (to strip it), and the credential.
-    fn credential<'a>(&self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
+    fn credential<'a>(&'a self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
         if let Some(auth) = view.headers.get("authorization") {
             let token = strip_bearer(auth);
             if token.len() != auth.trim().len() {
                 return (Some("authorization"), Some(token));
             }
         }
-        if let Some((name, v)) = view.headers.get_key_value(&self.settings.api_key_header) {
-            return (Some(name.as_str()), Some(v.as_str()));
+        let api_key_header = self.settings.api_key_header.as_str();
+        if let Some(v) = view.headers.get(api_key_header) {
+            return (Some(api_key_header), Some(v));
         }
         if let Some(param) = &self.settings.query_param
             && let Some(v) = query_value(view.path, param)
@@ -272,15 +276,6 @@ impl ExtAuthzApi {
             return (None, Some(v));
         }
         (None, None)
-    }
-
-    /// Incoming principal headers: a client must never be able to forge them.
-    fn forged_headers(&self, view: &HttpView<'_>) -> Vec<String> {
-        view.headers
-            .keys()
-            .filter(|k| k.starts_with(&self.settings.header_prefix))
-            .cloned()
-            .collect()
     }
 
     /// The principal headers and dynamic metadata for `key`, encoded.
@@ -352,11 +347,14 @@ impl ExtAuthzApi {
     ) -> Reply {
         let key = decision.and_then(|d| d.key.as_ref());
         let principal = key.map_or_else(Default::default, |k| self.principal(k));
-        // Headers we set are overwritten; any other incoming one of ours goes.
-        let mut remove: Vec<String> = self
-            .forged_headers(view)
+        // A client must never be able to forge a principal header: those we
+        // set are overwritten, any other incoming one of ours goes.
+        let mut remove: Vec<String> = view
+            .headers
+            .names_with_prefix(&self.settings.header_prefix)
             .into_iter()
-            .filter(|h| key.is_none() || !self.names.contains(h))
+            .filter(|h| key.is_none() || !self.names.iter().any(|n| n == h))
+            .map(str::to_owned)
             .collect();
         if self.settings.strip_credential
             && let Some(h) = credential_header
@@ -441,13 +439,12 @@ impl ExtAuthzApi {
                 required_mode: None,
                 peer_ip: client_ip(&view, self.settings.trusted_hops),
                 forwarded_for: None,
-                origin: view.headers.get("origin").map(String::as_str),
+                origin: view.headers.get("origin"),
                 store_id: self
                     .core
                     .store_header
                     .as_deref()
-                    .and_then(|h| view.headers.get(h))
-                    .map(String::as_str),
+                    .and_then(|h| view.headers.get(h)),
             })
             .await;
         let response = match decision.reason {

@@ -9,13 +9,14 @@
 //! `envoy-types` messages) and each allow writes those bytes, followed by
 //! what does vary per request (the headers to remove). The bytes on the wire
 //! are what prost would write for the same `CheckResponse`; denials are
-//! rarer and are encoded by prost as they are.
+//! rarer and are encoded by prost as they are. Requests are decoded into the
+//! few fields the adapter reads (see `request.rs`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use envoy_types::ext_authz::v3::pb::{CheckRequest, CheckResponse, OkHttpResponse};
+use envoy_types::ext_authz::v3::pb::{CheckResponse, OkHttpResponse};
 use envoy_types::pb::envoy::config::core::v3::HeaderValueOption;
 use envoy_types::pb::google::protobuf::Struct;
 use prost::Message;
@@ -29,6 +30,7 @@ use tonic::{Request, Response, Status};
 use tonic_prost::ProstDecoder;
 
 use super::ExtAuthzApi;
+use super::request::CheckRequest;
 
 /// `CheckResponse` field numbers (external_auth.proto).
 const STATUS_FIELD: u32 = 1;
@@ -131,7 +133,7 @@ impl Reply {
     }
 }
 
-/// Decodes `CheckRequest` with prost, encodes [`Reply`].
+/// Decodes the [`CheckRequest`] view with prost, encodes [`Reply`].
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReplyCodec;
 
