@@ -20,6 +20,7 @@ use crate::domain::resolver::KeyResolver;
 use crate::domain::route_table::RouteTable;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
+use crate::grpc::conn::GrpcConn;
 use crate::grpc::{AccountApi, CheckApi, ExtAuthzApi, KeyApi, RouteApi};
 use crate::http::Readiness;
 use crate::pb;
@@ -261,14 +262,8 @@ pub async fn start(
             crate::grpc::ext_authz::AuthorizationService::new(ext_authz, max),
         )
         .serve_with_incoming_shutdown(
-            // `Server::tcp_nodelay` only applies when tonic binds the socket itself;
-            // without it, Nagle + delayed ACKs add ~40 ms to some responses.
-            TcpListenerStream::new(grpc_listener).map(|conn| {
-                if let Ok(tcp) = &conn {
-                    let _ = tcp.set_nodelay(true);
-                }
-                conn
-            }),
+            // TCP_NODELAY, and small responses batched into shared writes: see grpc/conn.rs.
+            TcpListenerStream::new(grpc_listener).map(|conn| conn.map(GrpcConn::new)),
             drained(drain_rx.clone()),
         );
     let http = axum::serve(
