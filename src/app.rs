@@ -23,6 +23,7 @@ use crate::domain::signing::SigningManager;
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
+use crate::grpc::conn::GrpcConn;
 use crate::grpc::{
     AccountApi, CheckApi, ExtAuthzApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi,
 };
@@ -342,8 +343,9 @@ pub async fn start(
             .max_decoding_message_size(max),
         )
         .add_service(
-            envoy_types::ext_authz::v3::pb::AuthorizationServer::new(ext_authz)
-                .max_decoding_message_size(max),
+            // Not the generated `AuthorizationServer`: this one encodes an
+            // allow's principal once per key (see grpc/ext_authz/wire.rs).
+            crate::grpc::ext_authz::AuthorizationService::new(ext_authz, max),
         )
         .add_service(
             pb::signing_service_server::SigningServiceServer::new(SigningApi(core.clone()))
@@ -354,14 +356,8 @@ pub async fn start(
                 .max_decoding_message_size(max),
         )
         .serve_with_incoming_shutdown(
-            // `Server::tcp_nodelay` only applies when tonic binds the socket itself;
-            // without it, Nagle + delayed ACKs add ~40 ms to some responses.
-            TcpListenerStream::new(grpc_listener).map(|conn| {
-                if let Ok(tcp) = &conn {
-                    let _ = tcp.set_nodelay(true);
-                }
-                conn
-            }),
+            // TCP_NODELAY, and small responses batched into shared writes: see grpc/conn.rs.
+            TcpListenerStream::new(grpc_listener).map(|conn| conn.map(GrpcConn::new)),
             drained(drain_rx.clone()),
         );
     let http = axum::serve(

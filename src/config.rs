@@ -368,7 +368,7 @@ pub struct ExtAuthzConfig {
     /// Envoy's source address. Default 0.
     pub trusted_hops: u8,
     /// Also return the principal as dynamic metadata (for Envoy's logs and other
-    /// filters). It costs about 13% of ext_authz throughput. Default true.
+    /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
     pub dynamic_metadata: bool,
 }
 

@@ -133,11 +133,44 @@ fn push_segment(out: &mut String, segment: &str) {
 /// `//a///b` → `/a/b`, `/a/b/..` → `/a/`. A `..` above the root stays at the
 /// root (RFC 3986 §5.2.4). A trailing slash is kept. The result's only
 /// escapes are `%25`, `%3F` and `%23`, for a decoded `%`, `?` or `#`.
-pub fn normalize_path(raw: &str) -> Result<String, PathError> {
+pub fn normalize_path(raw: &str) -> Result<Cow<'_, str>, PathError> {
     let path = raw.split(['?', '#']).next().unwrap_or_default();
     if path.len() > MAX_PATH_LEN {
         return Err(PathError::TooLong);
     }
+    // Most paths Envoy sends are already normal: no copy, no allocation.
+    if is_normal(path) {
+        return Ok(Cow::Borrowed(path));
+    }
+    rebuild(path).map(Cow::Owned)
+}
+
+/// Is `path` (without query or fragment) its own normal form? True only for
+/// what [`rebuild`] would return unchanged: absolute, no escapes, no
+/// backslash or control character, no empty segment but a last one, no dot
+/// segment.
+fn is_normal(path: &str) -> bool {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return false;
+    }
+    let mut start = 1;
+    for (i, &b) in bytes.iter().enumerate().skip(1) {
+        if b == b'%' || b == b'\\' || b.is_ascii_control() {
+            return false;
+        }
+        if b == b'/' {
+            if matches!(&bytes[start..i], b"" | b"." | b"..") {
+                return false;
+            }
+            start = i + 1;
+        }
+    }
+    !matches!(&bytes[start..], b"." | b"..")
+}
+
+/// The normal form of an absolute path or why it has none.
+fn rebuild(path: &str) -> Result<String, PathError> {
     if !path.starts_with('/') {
         return Err(PathError::NotAbsolute);
     }
@@ -671,10 +704,24 @@ mod tests {
             let _ = normalize_path(&tail);
         }
 
+        /// The shortcut for paths already normal agrees with normalising them.
+        #[test]
+        fn the_fast_path_is_the_normal_form(tail in "[/.%2eEfF a-z5cC0-3?#\\\\\t\u{7f}é]{0,40}") {
+            let raw = format!("/{tail}");
+            let path = raw.split(['?', '#']).next().unwrap_or_default();
+            if is_normal(path) {
+                prop_assert_eq!(rebuild(path), Ok(path.to_owned()));
+            }
+            prop_assert_eq!(
+                normalize_path(&raw).map(Cow::into_owned),
+                rebuild(path),
+            );
+        }
+
         #[test]
         fn dot_segments_never_climb_out(prefix in "[a-z]{1,5}", hops in 1usize..6, name in "[a-z]{1,5}") {
             let raw = format!("/{prefix}{}/{name}", "/%2e%2e".repeat(hops));
-            prop_assert_eq!(normalize_path(&raw), Ok(format!("/{name}")));
+            prop_assert_eq!(normalize_path(&raw).map(Cow::into_owned), Ok(format!("/{name}")));
         }
     }
 

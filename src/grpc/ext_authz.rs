@@ -6,37 +6,94 @@
 //! store is unreachable): then Envoy's `failure_mode_allow` decides, which
 //! the example configuration sets to `false`, so the request is refused.
 
+mod request;
+mod wire;
+
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use envoy_types::ext_authz::v3::pb::{
-    Address, Authorization, CheckRequest, CheckResponse, DeniedHttpResponse, HeaderAppendAction,
-    HeaderValue, HeaderValueOption, HttpResponse, HttpStatus, OkHttpResponse,
+    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
+    HttpResponse, HttpStatus,
 };
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use envoy_types::pb::google::rpc;
-use tonic::{Request, Response, Status};
+use tonic::Status;
+
+use request::{AddressKind, CheckRequest, Headers};
+pub use wire::AuthorizationService;
+use wire::{EncodedPrincipal, Reply};
 
 use crate::app::Core;
 use crate::config::ExtAuthzSettings;
 use crate::domain::check::{CheckInput, Decision, Reason, RequestFacts, strip_bearer};
 use crate::domain::network::parse_ip_loose;
 use crate::domain::permissions::Permission;
+use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
 
 /// gRPC status codes (google.rpc.Code) for the `status` field.
-const RPC_OK: i32 = 0;
 const RPC_PERMISSION_DENIED: i32 = 7;
 const RPC_UNAUTHENTICATED: i32 = 16;
 const RPC_INVALID_ARGUMENT: i32 = 3;
 
 pub struct ExtAuthzApi {
+    /// Tells this adapter's entries in the per-thread principal cache apart
+    /// (tests run several servers, with different settings, in one process).
+    id: u64,
     core: Arc<Core>,
     settings: ExtAuthzSettings,
     public: RouteMatcher,
     /// The principal headers' full names, built once: account, key, mode, scopes, plan.
     names: [String; 5],
+}
+
+static NEXT_API_ID: AtomicU64 = AtomicU64::new(1);
+
+/// Most principals a thread keeps encoded before it starts over.
+const PRINCIPAL_CACHE_CAPACITY: usize = 4096;
+
+/// Hashes the first bytes of a key hash (a SHA-256: already uniform) and the adapter id.
+#[derive(Default)]
+struct SlotHasher(u64);
+
+impl Hasher for SlotHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(head) = bytes.first_chunk::<8>() {
+            self.0 ^= u64::from_le_bytes(*head);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 ^= n.rotate_left(32);
+    }
+
+    // The slice length that `[u8; 32]: Hash` writes first carries no information.
+    fn write_usize(&mut self, _: usize) {}
+}
+
+/// A key's encoded principal, valid for exactly that resolved key: the entry
+/// holds the `Arc` it was built from, so a match by pointer cannot be a newer
+/// key (or account) that reuses the allocation.
+struct PrincipalEntry {
+    key: Arc<ResolvedKey>,
+    principal: Arc<EncodedPrincipal>,
+}
+
+type PrincipalCache = HashMap<(u64, [u8; 32]), PrincipalEntry, BuildHasherDefault<SlotHasher>>;
+
+thread_local! {
+    /// Per thread, like the resolver's copies of hot keys: a hit touches no
+    /// memory that another core writes.
+    static PRINCIPALS: RefCell<PrincipalCache> = RefCell::new(PrincipalCache::default());
 }
 
 const PRINCIPAL_FIELDS: [&str; 5] = ["account-id", "key-id", "mode", "scopes", "plan"];
@@ -62,6 +119,7 @@ impl ExtAuthzApi {
             .collect();
         let names = PRINCIPAL_FIELDS.map(|f| format!("{}{f}", settings.header_prefix));
         Ok(Self {
+            id: NEXT_API_ID.fetch_add(1, Ordering::Relaxed),
             names,
             public: RouteMatcher::new(&rules)?,
             core,
@@ -74,7 +132,7 @@ struct HttpView<'a> {
     method: &'a str,
     path: &'a str,
     host: &'a str,
-    headers: &'a HashMap<String, String>,
+    headers: Headers<'a>,
     source: Option<&'a str>,
     /// The body Envoy forwarded (`with_request_body`); `None` when it sent
     /// none. A truncated body hashes to something the client did not sign, so
@@ -91,11 +149,12 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
         .and_then(|p| p.address.as_ref())
         .and_then(|a| a.address.as_ref())
         .and_then(|a| match a {
-            Address::SocketAddress(s) => Some(s.address.as_str()),
+            AddressKind::SocketAddress(s) => Some(s.address.as_str()),
             _ => None,
         });
+    let headers = Headers(&http.headers);
     let host = if http.host.is_empty() {
-        http.headers.get(":authority").map_or("", String::as_str)
+        headers.get(":authority").unwrap_or_default()
     } else {
         http.host.as_str()
     };
@@ -103,7 +162,7 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
         method: &http.method,
         path: &http.path,
         host,
-        headers: &http.headers,
+        headers,
         source,
         body: if !http.raw_body.is_empty() {
             Some(&http.raw_body)
@@ -139,7 +198,7 @@ fn denied(
     reason: &str,
     message: &str,
     www_authenticate: bool,
-) -> CheckResponse {
+) -> Reply {
     let error = match status {
         400 => "bad_request",
         401 => "unauthorized",
@@ -183,6 +242,7 @@ fn denied(
         })),
         dynamic_metadata: None,
     }
+    .into()
 }
 
 /// The client's address: Envoy's source address, or with `trusted_hops = N`
@@ -210,15 +270,16 @@ fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
 
 impl ExtAuthzApi {
     /// Which header carried the credential (to strip it), and the credential.
-    fn credential<'a>(&self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
+    fn credential<'a>(&'a self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
         if let Some(auth) = view.headers.get("authorization") {
             let token = strip_bearer(auth);
             if token.len() != auth.trim().len() {
                 return (Some("authorization"), Some(token));
             }
         }
-        if let Some((name, v)) = view.headers.get_key_value(&self.settings.api_key_header) {
-            return (Some(name.as_str()), Some(v.as_str()));
+        let api_key_header = self.settings.api_key_header.as_str();
+        if let Some(v) = view.headers.get(api_key_header) {
+            return (Some(api_key_header), Some(v));
         }
         if let Some(param) = &self.settings.query_param
             && let Some(v) = query_value(view.path, param)
@@ -228,13 +289,65 @@ impl ExtAuthzApi {
         (None, None)
     }
 
-    /// Incoming principal headers: a client must never be able to forge them.
-    fn forged_headers(&self, view: &HttpView<'_>) -> Vec<String> {
-        view.headers
-            .keys()
-            .filter(|k| k.starts_with(&self.settings.header_prefix))
-            .cloned()
-            .collect()
+    /// The principal headers and dynamic metadata for `key`, encoded.
+    fn encode_principal(&self, key: &ResolvedKey) -> EncodedPrincipal {
+        let values = [
+            key.record.account_id.clone(),
+            key.record.id.clone(),
+            key.record.mode.tag().to_owned(),
+            key.scope_strings.join(","),
+            key.account.plan.clone(),
+        ];
+        let mut headers = Vec::with_capacity(values.len());
+        let mut metadata = Struct {
+            fields: HashMap::with_capacity(if self.settings.dynamic_metadata {
+                values.len()
+            } else {
+                0
+            }),
+        };
+        for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
+            if self.settings.dynamic_metadata {
+                metadata
+                    .fields
+                    .insert(field.to_owned(), string_value(&value));
+            }
+            headers.push(header(
+                name,
+                value,
+                HeaderAppendAction::OverwriteIfExistsOrAdd,
+            ));
+        }
+        EncodedPrincipal::new(headers, (!metadata.fields.is_empty()).then_some(metadata))
+    }
+
+    /// `key`'s encoded principal, from this thread's cache when it was built
+    /// for this very resolved key.
+    fn principal(&self, key: &Arc<ResolvedKey>) -> Arc<EncodedPrincipal> {
+        let slot = (self.id, key.record.key_hash);
+        let hit = PRINCIPALS.with_borrow(|cache| {
+            cache
+                .get(&slot)
+                .filter(|e| Arc::ptr_eq(&e.key, key))
+                .map(|e| e.principal.clone())
+        });
+        if let Some(hit) = hit {
+            return hit;
+        }
+        let principal = Arc::new(self.encode_principal(key));
+        PRINCIPALS.with_borrow_mut(|cache| {
+            if cache.len() >= PRINCIPAL_CACHE_CAPACITY {
+                cache.clear();
+            }
+            cache.insert(
+                slot,
+                PrincipalEntry {
+                    key: key.clone(),
+                    principal: principal.clone(),
+                },
+            );
+        });
+        principal
     }
 
     fn allowed(
@@ -242,86 +355,50 @@ impl ExtAuthzApi {
         view: &HttpView<'_>,
         decision: Option<&Decision>,
         credential_header: Option<&str>,
-    ) -> CheckResponse {
-        let mut headers = Vec::new();
-        let mut metadata =
-            Struct {
-                fields: std::collections::HashMap::with_capacity(
-                    if self.settings.dynamic_metadata { 5 } else { 0 },
-                ),
-            };
+    ) -> Reply {
         let key = decision.and_then(|d| d.key.as_ref());
-        if let Some(key) = key {
-            let values = [
-                key.record.account_id.clone(),
-                key.record.id.clone(),
-                key.record.mode.tag().to_owned(),
-                key.scope_strings.join(","),
-                key.account.plan.clone(),
-            ];
-            for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
-                if self.settings.dynamic_metadata {
-                    metadata
-                        .fields
-                        .insert(field.to_owned(), string_value(&value));
-                }
-                headers.push(header(
-                    name,
-                    value,
-                    HeaderAppendAction::OverwriteIfExistsOrAdd,
-                ));
-            }
-        }
-        // Headers we set are overwritten; any other incoming one of ours goes.
-        let mut headers_to_remove: Vec<String> = self
-            .forged_headers(view)
+        let principal = key.map_or_else(Default::default, |k| self.principal(k));
+        // A client must never be able to forge a principal header: those we
+        // set are overwritten, any other incoming one of ours goes.
+        let mut remove: Vec<String> = view
+            .headers
+            .names_with_prefix(&self.settings.header_prefix)
             .into_iter()
-            .filter(|h| key.is_none() || !self.names.contains(h))
+            .filter(|h| key.is_none() || !self.names.iter().any(|n| n == h))
+            .map(str::to_owned)
             .collect();
         if self.settings.strip_credential
             && let Some(h) = credential_header
         {
-            headers_to_remove.push(h.to_owned());
+            remove.push(h.to_owned());
         }
-        CheckResponse {
-            status: Some(rpc::Status {
-                code: RPC_OK,
-                message: String::new(),
-                details: Vec::new(),
-            }),
-            http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
-                headers,
-                headers_to_remove,
-                ..Default::default()
-            })),
-            dynamic_metadata: (!metadata.fields.is_empty()).then_some(metadata),
-        }
+        Reply::Allowed { principal, remove }
     }
 }
 
-#[tonic::async_trait]
-impl Authorization for ExtAuthzApi {
-    async fn check(&self, req: Request<CheckRequest>) -> Result<Response<CheckResponse>, Status> {
-        let req = req.into_inner();
+impl ExtAuthzApi {
+    /// A denial is an answer, not an error: `Err` only when the decision
+    /// could not be made (then Envoy's `failure_mode_allow` decides).
+    async fn check(&self, req: CheckRequest) -> Result<Reply, Status> {
         let Some(view) = view(&req) else {
-            return Ok(Response::new(denied(
+            return Ok(denied(
                 400,
                 RPC_INVALID_ARGUMENT,
                 "REQUEST_INVALID",
                 "the check request carries no HTTP request attributes",
                 false,
-            )));
+            ));
         };
         let path = match normalize_path(view.path) {
             Ok(p) => p,
             Err(e) => {
-                return Ok(Response::new(denied(
+                return Ok(denied(
                     400,
                     RPC_INVALID_ARGUMENT,
                     "PATH_INVALID",
                     &e.to_string(),
                     false,
-                )));
+                ));
             }
         };
         let (credential_header, credential) = self.credential(&view);
@@ -330,39 +407,39 @@ impl Authorization for ExtAuthzApi {
             .find(Some(view.host), view.method, &path)
             .is_some()
         {
-            return Ok(Response::new(self.allowed(&view, None, credential_header)));
+            return Ok(self.allowed(&view, None, credential_header));
         }
         let Some(required) = self
             .core
             .routes
             .permission_for(Some(view.host), view.method, &path)
         else {
-            return Ok(Response::new(denied(
+            return Ok(denied(
                 403,
                 RPC_PERMISSION_DENIED,
                 "ROUTE_NOT_ALLOWED",
                 "no route rule covers this request",
                 false,
-            )));
+            ));
         };
         let Some(credential) = credential else {
-            return Ok(Response::new(denied(
+            return Ok(denied(
                 401,
                 RPC_UNAUTHENTICATED,
                 Reason::CredentialMissing.code(),
                 "no credential was presented",
                 true,
-            )));
+            ));
         };
         // Rules were validated when created; an unparsable one denies.
         let Ok(permission) = Permission::parse(&required) else {
-            return Ok(Response::new(denied(
+            return Ok(denied(
                 403,
                 RPC_PERMISSION_DENIED,
                 Reason::InternalError.code(),
                 "the matching rule is invalid",
                 false,
-            )));
+            ));
         };
         let decision = self
             .core
@@ -373,13 +450,12 @@ impl Authorization for ExtAuthzApi {
                 required_mode: None,
                 peer_ip: client_ip(&view, self.settings.trusted_hops),
                 forwarded_for: None,
-                origin: view.headers.get("origin").map(String::as_str),
+                origin: view.headers.get("origin"),
                 store_id: self
                     .core
                     .store_header
                     .as_deref()
-                    .and_then(|h| view.headers.get(h))
-                    .map(String::as_str),
+                    .and_then(|h| view.headers.get(h)),
                 request: Some(&RequestFacts {
                     method: view.method,
                     path: view.path,
@@ -387,8 +463,7 @@ impl Authorization for ExtAuthzApi {
                     body: view.body,
                     signature: view
                         .headers
-                        .get(&self.core.signing.settings().request_header)
-                        .map(String::as_str),
+                        .get(&self.core.signing.settings().request_header),
                 }),
             })
             .await;
@@ -408,6 +483,6 @@ impl Authorization for ExtAuthzApi {
                 false,
             ),
         };
-        Ok(Response::new(response))
+        Ok(response)
     }
 }

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod auth;
 pub mod check;
+pub mod conn;
 pub mod convert;
 pub mod ext_authz;
 pub mod key;

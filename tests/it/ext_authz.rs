@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::config::core::v3::socket_address::PortSpecifier;
 use envoy_types::pb::envoy::service::auth::v3::AttributeContext;
 use envoy_types::pb::envoy::service::auth::v3::attribute_context::{HttpRequest, Peer, Request};
 use envoy_types::pb::envoy::service::auth::v3::authorization_client::AuthorizationClient;
+use envoy_types::pb::google::protobuf::value::Kind;
 use latchkey::pb;
 use tonic::Code;
 
@@ -398,6 +399,7 @@ backend_tests!(
     public_routes_trusted_hops_and_stripping,
     store_header_is_checked_and_passed_through,
     dynamic_metadata_can_be_turned_off,
+    the_principal_follows_key_updates,
 );
 
 async fn store_header_is_checked_and_passed_through(backend: Backend) {
@@ -441,5 +443,40 @@ async fn dynamic_metadata_can_be_turned_off(backend: Backend) {
     assert!(r.dynamic_metadata.is_none());
     let (added, _) = allow(&r);
     assert_eq!(added["x-latchkey-key-id"], key.id, "the headers stay");
+    s.stop().await;
+}
+
+/// The encoded principal is cached per key: an update must show in the next allow.
+async fn the_principal_follows_key_updates(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (key, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    let req = Http::get("/v2/products").bearer(&secret);
+    let scopes = |r: &CheckResponse| {
+        let meta = match r.dynamic_metadata.as_ref().unwrap().fields["scopes"].kind {
+            Some(Kind::StringValue(ref v)) => v.clone(),
+            ref other => panic!("scopes metadata is {other:?}"),
+        };
+        (allow(r).0["x-latchkey-scopes"].clone(), meta)
+    };
+    for _ in 0..3 {
+        let r = ext_check(&s, &req).await;
+        assert_eq!(scopes(&r), ("products.read".into(), "products.read".into()));
+    }
+    s.keys()
+        .update_key(s.admin(pb::UpdateKeyRequest {
+            id: key.id.clone(),
+            scopes: Some(pb::StringList {
+                values: vec!["products.read".into(), "products.write".into()],
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let (header, meta) = scopes(&ext_check(&s, &req).await);
+        assert!(header.contains("products.write"), "{header}");
+        assert_eq!(header, meta);
+    }
     s.stop().await;
 }
