@@ -264,27 +264,36 @@ async fn token(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes)
     }
 }
 
-async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut p = match params(&body) {
-        Ok(p) => p,
-        Err(m) => return oauth_error(&OAuthError::InvalidRequest(m), false),
-    };
-    let auth = match client_auth(&headers, &mut p) {
-        Ok(a) => a,
-        Err(e) => return oauth_error(&e, true),
-    };
-    let client = match auth.client(&s.tokens).await.and_then(required) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, auth.is_basic()),
-    };
-    let Some(token) = p.get("token") else {
-        return oauth_error(
+/// The prelude of introspection and revocation: an authenticated client and
+/// the `token` parameter, or the error response.
+async fn client_and_token(
+    s: &OAuthHttp,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(ClientRecord, String), Response> {
+    let mut p = params(body).map_err(|m| oauth_error(&OAuthError::InvalidRequest(m), false))?;
+    let auth = client_auth(headers, &mut p).map_err(|e| oauth_error(&e, true))?;
+    let client = auth
+        .client(&s.tokens)
+        .await
+        .and_then(required)
+        .map_err(|e| oauth_error(&e, auth.is_basic()))?;
+    let token = p.remove("token").ok_or_else(|| {
+        oauth_error(
             &OAuthError::InvalidRequest("the `token` parameter is required".into()),
             false,
-        );
+        )
+    })?;
+    Ok((client, token))
+}
+
+async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (client, token) = match client_and_token(&s, &headers, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
     // A client learns about tokens of its own account only.
-    match s.tokens.introspect(token).await {
+    match s.tokens.introspect(&token).await {
         Some(i) if i.account_id == client.account_id => {
             let mut body = serde_json::json!({
                 "active": true,
@@ -307,25 +316,11 @@ async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: B
 }
 
 async fn revoke(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
-    let mut p = match params(&body) {
-        Ok(p) => p,
-        Err(m) => return oauth_error(&OAuthError::InvalidRequest(m), false),
+    let (client, token) = match client_and_token(&s, &headers, &body).await {
+        Ok(found) => found,
+        Err(response) => return response,
     };
-    let auth = match client_auth(&headers, &mut p) {
-        Ok(a) => a,
-        Err(e) => return oauth_error(&e, true),
-    };
-    let client = match auth.client(&s.tokens).await.and_then(required) {
-        Ok(c) => c,
-        Err(e) => return oauth_error(&e, auth.is_basic()),
-    };
-    let Some(token) = p.get("token") else {
-        return oauth_error(
-            &OAuthError::InvalidRequest("the `token` parameter is required".into()),
-            false,
-        );
-    };
-    match s.tokens.revoke(token, Some(&client)).await {
+    match s.tokens.revoke(&token, Some(&client)).await {
         // RFC 7009 §2.2: 200 whether or not the token was known.
         Ok(()) => no_store(StatusCode::OK.into_response()),
         Err(e) => oauth_error(&e, false),
