@@ -400,7 +400,55 @@ backend_tests!(
     store_header_is_checked_and_passed_through,
     dynamic_metadata_can_be_turned_off,
     the_principal_follows_key_updates,
+    raw_header_map_is_read_like_the_headers_map,
 );
+
+/// Envoy's `encode_raw_headers` sends headers in `header_map`, values as bytes.
+async fn raw_header_map_is_read_like_the_headers_map(backend: Backend) {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (key, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    let raw = |credential: &str| {
+        let mut req = Http::get("/v2/products").request();
+        let http = req
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .unwrap();
+        http.header_map = Some(HeaderMap {
+            headers: vec![
+                HeaderValue {
+                    key: "authorization".into(),
+                    value: String::new(),
+                    raw_value: format!("Bearer {credential}").into_bytes(),
+                },
+                HeaderValue {
+                    key: "x-latchkey-admin".into(),
+                    value: String::new(),
+                    raw_value: b"true".to_vec(),
+                },
+            ],
+        });
+        req
+    };
+    let mut client = AuthorizationClient::new(s.channel.clone());
+    let r = client.check(raw(&secret)).await.unwrap().into_inner();
+    let (headers, removed) = allow(&r);
+    assert_eq!(headers["x-latchkey-account-id"], key.account_id);
+    assert!(
+        removed.contains(&"x-latchkey-admin".to_owned()),
+        "{removed:?}"
+    );
+    let r = client
+        .check(raw("lk_test_sk_nope"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(denial(&r).0, 401);
+    s.stop().await;
+}
 
 async fn store_header_is_checked_and_passed_through(backend: Backend) {
     let s = TestServer::start_with(backend, |c| {

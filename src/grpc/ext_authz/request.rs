@@ -15,6 +15,8 @@
 //!   the last one.
 //! - Fields that are skipped are not validated (UTF-8 of strings the adapter
 //!   never reads).
+//! - With Envoy's `encode_raw_headers`, headers come in `header_map` instead;
+//!   [`CheckRequest::fold_raw_headers`] moves them into the same list.
 //!
 //! `tests::reads_what_the_envoy_types_decoder_reads` checks the two against
 //! each other on generated requests.
@@ -96,6 +98,59 @@ pub struct HttpRequest {
     /// …or as bytes (`pack_as_bytes`).
     #[prost(bytes = "vec", tag = "12")]
     pub raw_body: Vec<u8>,
+    /// The headers instead of `headers`, when Envoy's `encode_raw_headers` is on.
+    #[prost(message, optional, tag = "13")]
+    pub header_map: Option<HeaderMap>,
+}
+
+/// `envoy.config.core.v3.HeaderMap`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct HeaderMap {
+    #[prost(message, repeated, tag = "1")]
+    pub headers: Vec<RawHeader>,
+}
+
+/// `envoy.config.core.v3.HeaderValue`: the value as text, or as bytes.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct RawHeader {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(string, tag = "2")]
+    pub value: String,
+    #[prost(bytes = "vec", tag = "3")]
+    pub raw_value: Vec<u8>,
+}
+
+impl CheckRequest {
+    /// Moves `header_map` entries (Envoy's `encode_raw_headers`) into
+    /// `headers`, so every header is looked up one way. A value that is not
+    /// UTF-8 is dropped: that header then reads as absent, which can only deny.
+    pub fn fold_raw_headers(&mut self) {
+        let Some(http) = self
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+        else {
+            return;
+        };
+        let Some(map) = http.header_map.take() else {
+            return;
+        };
+        for h in map.headers {
+            let value = if h.raw_value.is_empty() {
+                Some(h.value)
+            } else {
+                String::from_utf8(h.raw_value).ok()
+            };
+            if let Some(value) = value {
+                http.headers.push(HeaderEntry {
+                    key: h.key.to_ascii_lowercase(),
+                    value,
+                });
+            }
+        }
+    }
 }
 
 /// One entry of a `map<string, string>`.
@@ -285,6 +340,37 @@ mod tests {
             let full = envoy::CheckRequest::decode(bytes.as_slice()).unwrap();
             let lean = CheckRequest::decode(bytes.as_slice()).unwrap();
             prop_assert_eq!(read_lean(&lean), read_full(&full));
+        }
+
+        /// With `encode_raw_headers`, the same headers arrive in `header_map`
+        /// (as bytes) and are read exactly as from `headers`.
+        #[test]
+        fn raw_headers_read_like_the_headers_map(
+            headers in proptest::collection::hash_map("[a-z-]{1,12}", "[ -~]{0,20}", 0..12),
+        ) {
+            let as_map = full_request(None, "GET".into(), "/".into(), "h".into(), headers.clone());
+            let mut as_raw = as_map.clone();
+            if let Some(http) = as_raw
+                .attributes
+                .as_mut()
+                .and_then(|a| a.request.as_mut())
+                .and_then(|r| r.http.as_mut())
+            {
+                http.headers.clear();
+                http.header_map = Some(core::HeaderMap {
+                    headers: headers
+                        .iter()
+                        .map(|(k, v)| core::HeaderValue {
+                            key: k.clone(),
+                            value: String::new(),
+                            raw_value: v.clone().into_bytes(),
+                        })
+                        .collect(),
+                });
+            }
+            let mut lean = CheckRequest::decode(as_raw.encode_to_vec().as_slice()).unwrap();
+            lean.fold_raw_headers();
+            prop_assert_eq!(read_lean(&lean), read_full(&as_map));
         }
 
         /// Repeated map keys and oneof fields: the last one on the wire wins in both.

@@ -173,9 +173,9 @@ impl Decoder for RequestDecoder {
             CheckRequest::decode(&mut *buf)
         };
         // As tonic-prost maps a decode error.
-        decoded
-            .map(Some)
-            .map_err(|e| Status::internal(e.to_string()))
+        let mut request = decoded.map_err(|e| Status::internal(e.to_string()))?;
+        request.fold_raw_headers();
+        Ok(Some(request))
     }
 
     fn buffer_settings(&self) -> BufferSettings {
