@@ -271,8 +271,15 @@ pub fn url_canonical(params: &[(String, String)]) -> String {
 }
 
 /// Adds `timestamp` (now) and `signature` to `url`, keeping its own query as
-/// written. The URL must not carry either already.
+/// written (a URL without one gets one). The URL must not carry either already.
 pub fn sign_url(url: &str, key: &[u8], now: Millis) -> Result<String, FormatError> {
+    let with_query;
+    let url = if url.contains('?') {
+        url
+    } else {
+        with_query = format!("{url}?");
+        &with_query
+    };
     let mut parsed = parse_url(url)?;
     for reserved in ["timestamp", "signature"] {
         if parsed.params.iter().any(|(k, _)| k == reserved) {
@@ -545,6 +552,26 @@ mod tests {
             FormatError::Fragment
         );
         assert_eq!(parse_url("https://x/").unwrap_err(), FormatError::NoQuery);
+    }
+
+    #[test]
+    fn a_url_without_a_query_gets_one() {
+        let now = parse_iso8601("2024-01-15T10:30:00.000Z").unwrap();
+        let url = sign_url("https://c.test/consent", b"k", now).unwrap();
+        assert!(
+            url.starts_with("https://c.test/consent?timestamp="),
+            "{url}"
+        );
+        let parsed = parse_url(&url).unwrap();
+        let canonical = url_canonical(&parsed.params);
+        assert_eq!(canonical, "timestamp=2024-01-15T10:30:00.000Z");
+        let signature = &parsed
+            .params
+            .iter()
+            .find(|(k, _)| k == "signature")
+            .unwrap()
+            .1;
+        assert_eq!(*signature, hex(&hmac_sha256(b"k", &[canonical.as_bytes()])));
     }
 
     #[test]
