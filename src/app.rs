@@ -565,15 +565,26 @@ pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 's
 }
 
 /// Re-reads the signing keys now and then: another replica may have rotated,
-/// and retired keys leave the JWKS once their tokens have expired.
+/// and retired keys leave the JWKS once their tokens have expired. Every
+/// hundredth round also prunes expired token rows.
 async fn reload_signing_keys(tokens: Arc<TokenManager>, mut drain: watch::Receiver<bool>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    const PRUNE_EVERY: u32 = 100;
+    let mut round: u32 = 0;
     loop {
         tokio::select! {
             _ = drain.changed() => return,
             () = tokio::time::sleep(EVERY) => {
                 if let Err(e) = tokens.reload_keys().await {
                     tracing::warn!(error = %e, "signing keys could not be re-read");
+                }
+                round = round.wrapping_add(1);
+                if round.is_multiple_of(PRUNE_EVERY) {
+                    match tokens.prune().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "pruned expired token records"),
+                        Err(e) => tracing::warn!(error = %e, "expired token records could not be pruned"),
+                    }
                 }
             }
         }

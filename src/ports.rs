@@ -180,6 +180,9 @@ pub trait TokenStore: Send + Sync + 'static {
 
     async fn revoke_jti(&self, jti: &str, expires_at: Millis) -> Result<(), StoreError>;
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError>;
+    /// Deletes codes, refresh tokens and revocations that expired before
+    /// `before`; how many rows went.
+    async fn prune_tokens(&self, before: Millis) -> Result<u64, StoreError>;
 }
 
 /// Persistence for signing secrets (`domain::signing`). Separate from

@@ -387,6 +387,26 @@ impl TokenStore for SqlStore {
         txn.commit().await.map_err(map_err)
     }
 
+    async fn prune_tokens(&self, before: Millis) -> Result<u64, StoreError> {
+        let codes = auth_code::Entity::delete_many()
+            .filter(auth_code::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        let refresh = refresh_token::Entity::delete_many()
+            .filter(refresh_token::Column::ExpiresAt.lt(before))
+            .filter(refresh_token::Column::AccessExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        let revoked = revoked_token::Entity::delete_many()
+            .filter(revoked_token::Column::ExpiresAt.lt(before))
+            .exec(&self.db)
+            .await
+            .map_err(map_err)?;
+        Ok(codes.rows_affected + refresh.rows_affected + revoked.rows_affected)
+    }
+
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         Ok(revoked_token::Entity::find_by_id(jti.to_owned())
             .one(&self.db)

@@ -1094,7 +1094,78 @@ async fn envoy_accepts_the_same_tokens(backend: Backend) {
     s.stop().await;
 }
 
+async fn expired_token_records_are_pruned(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let (verifier, challenge) = pkce();
+    let back = consent(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", c.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", "chat.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+        "allow",
+    )
+    .await;
+    let r = http(
+        s.running().http_addr,
+        "POST",
+        "/oauth2/token",
+        &[("Authorization", &basic(&c.client_id, &secret))],
+        &form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ]),
+    )
+    .await;
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    tokens(&s)
+        .revoke_token(s.admin(pb::RevokeTokenRequest { token: access }))
+        .await
+        .unwrap();
+    let count = |table: &'static str| {
+        let url = s.db.url.clone();
+        async move {
+            let db = sea_orm::Database::connect(&url).await.unwrap();
+            let row = db
+                .query_one_raw(sea_orm::Statement::from_string(
+                    db.get_database_backend(),
+                    format!("SELECT COUNT(*) AS n FROM {table}"),
+                ))
+                .await
+                .unwrap()
+                .unwrap();
+            let n: i64 = row.try_get("", "n").unwrap();
+            db.close().await.unwrap();
+            n
+        }
+    };
+    let tables = ["oauth_codes", "oauth_refresh_tokens", "revoked_tokens"];
+    for t in tables {
+        assert_eq!(count(t).await, 1, "{t}");
+    }
+    let tokens_ = &s.running().tokens;
+    // The code (60 s) and the revocation (1 h) are long past their grace
+    // day; the refresh token (30 days) is still within its.
+    s.clock.advance_secs(30 * 86_400);
+    assert_eq!(tokens_.prune().await.unwrap(), 2);
+    assert_eq!(count("oauth_refresh_tokens").await, 1);
+    s.clock.advance_secs(2 * 86_400);
+    assert_eq!(tokens_.prune().await.unwrap(), 1);
+    for t in tables {
+        assert_eq!(count(t).await, 0, "{t}");
+    }
+    s.stop().await;
+}
+
 backend_tests!(
+    expired_token_records_are_pruned,
     envoy_accepts_the_same_tokens,
     client_credentials_token_passes_check,
     token_endpoint_errors_follow_rfc_6749,
