@@ -625,6 +625,22 @@ async fn check_refuses_forged_and_stale_tokens_with_distinct_reasons(backend: Ba
         assert_eq!(reason(&r), want, "{}", r.message);
         assert!(!r.allowed);
     }
+    // Signed by our key, but for another audience: a replica configured for
+    // `billing` on the same database refuses it.
+    let other =
+        TestServer::start_on(s.db.clone(), |c| c.tokens.audience = "billing".into(), None).await;
+    assert_eq!(
+        reason(&other.check_perm(&issued, "catalog.read").await),
+        Reason::TokenClaimsInvalid
+    );
+    other.stop_keep_db().await;
+    // Not valid yet: a clock 2 minutes behind the issuer's (leeway 30 s).
+    s.clock.advance_secs(-120);
+    assert_eq!(
+        reason(&s.check_perm(&issued, "catalog.read").await),
+        Reason::TokenNotYetValid
+    );
+    s.clock.advance_secs(120);
     assert!(s.check_perm(&issued, "catalog.read").await.allowed);
     // Expiry, with the 30 s leeway.
     s.clock.advance_secs(3600 + 29);
