@@ -342,6 +342,37 @@ fn pkce() -> (String, String) {
     (verifier, challenge)
 }
 
+/// Consent as alice for `chat.read`, then trade the code: the token response.
+async fn code_flow(s: &TestServer, client_id: &str, client_secret: &str) -> Http {
+    let (verifier, challenge) = pkce();
+    let back = consent(
+        s,
+        &[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", REDIRECT),
+            ("scope", "chat.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+        "allow",
+    )
+    .await;
+    http(
+        s.running().http_addr,
+        "POST",
+        "/oauth2/token",
+        &[("Authorization", &basic(client_id, client_secret))],
+        &form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &back["code"]),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", &verifier),
+        ]),
+    )
+    .await
+}
+
 async fn authorization_code_with_pkce_and_refresh_rotation(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (c, secret) = client(&s).await;
@@ -888,36 +919,7 @@ async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend
         .unwrap()
         .into_inner();
     let oc = only_code.client.unwrap();
-    let (verifier, challenge) = pkce();
-    let back = consent(
-        &s,
-        &[
-            ("response_type", "code"),
-            ("client_id", oc.client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("scope", "chat.read"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-        "allow",
-    )
-    .await;
-    let r = http(
-        s.running().http_addr,
-        "POST",
-        "/oauth2/token",
-        &[(
-            "Authorization",
-            &basic(&oc.client_id, &only_code.client_secret),
-        )],
-        &form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &back["code"]),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ]),
-    )
-    .await;
+    let r = code_flow(&s, &oc.client_id, &only_code.client_secret).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json().get("refresh_token").is_none(), "{}", r.body);
     tokens(&s)
@@ -1113,33 +1115,7 @@ async fn envoy_accepts_the_same_tokens(backend: Backend) {
 async fn expired_token_records_are_pruned(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (c, secret) = client(&s).await;
-    let (verifier, challenge) = pkce();
-    let back = consent(
-        &s,
-        &[
-            ("response_type", "code"),
-            ("client_id", c.client_id.as_str()),
-            ("redirect_uri", REDIRECT),
-            ("scope", "chat.read"),
-            ("code_challenge", challenge.as_str()),
-            ("code_challenge_method", "S256"),
-        ],
-        "allow",
-    )
-    .await;
-    let r = http(
-        s.running().http_addr,
-        "POST",
-        "/oauth2/token",
-        &[("Authorization", &basic(&c.client_id, &secret))],
-        &form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &back["code"]),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", &verifier),
-        ]),
-    )
-    .await;
+    let r = code_flow(&s, &c.client_id, &secret).await;
     let access = r.json()["access_token"].as_str().unwrap().to_owned();
     tokens(&s)
         .revoke_token(s.admin(pb::RevokeTokenRequest { token: access }))
