@@ -96,6 +96,20 @@ fn tokens(
 
 const REDIRECT: &str = "https://app.example.com/callback";
 
+/// A client-credentials token with all the client's scopes, over gRPC.
+async fn issue(s: &TestServer, client_id: &str, client_secret: &str) -> String {
+    tokens(s)
+        .issue_token(pb::IssueTokenRequest {
+            client_id: client_id.to_owned(),
+            client_secret: client_secret.to_owned(),
+            scopes: vec![],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .access_token
+}
+
 /// An account on PRIME and a client allowed every grant and `catalog.*`, `chat.read`.
 async fn client(s: &TestServer) -> (pb::Client, String) {
     let account = s.account("PRIME").await;
@@ -593,16 +607,7 @@ fn forge(header: serde_json::Value, claims: &serde_json::Value, sig: &[u8]) -> S
 async fn check_refuses_forged_and_stale_tokens_with_distinct_reasons(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (c, secret) = client(&s).await;
-    let issued = tokens(&s)
-        .issue_token(pb::IssueTokenRequest {
-            client_id: c.client_id.clone(),
-            client_secret: secret.clone(),
-            scopes: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let issued = issue(&s, &c.client_id, &secret).await;
     let h = header(&issued);
     let body = claims(&issued);
     let kid = h["kid"].as_str().unwrap();
@@ -765,22 +770,7 @@ async fn exchanged_tokens_die_with_their_key(backend: Backend) {
 async fn rotation_keeps_old_tokens_valid_and_keys_sealed(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (c, secret) = client(&s).await;
-    let issue = || {
-        let mut t = tokens(&s);
-        let (id, secret) = (c.client_id.clone(), secret.clone());
-        async move {
-            t.issue_token(pb::IssueTokenRequest {
-                client_id: id,
-                client_secret: secret,
-                scopes: vec![],
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .access_token
-        }
-    };
-    let before = issue().await;
+    let before = issue(&s, &c.client_id, &secret).await;
     for alg in ["ES256", "EdDSA", "RS256"] {
         let key = tokens(&s)
             .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
@@ -790,7 +780,7 @@ async fn rotation_keeps_old_tokens_valid_and_keys_sealed(backend: Backend) {
             .unwrap()
             .into_inner();
         assert_eq!(key.algorithm, alg);
-        let after = issue().await;
+        let after = issue(&s, &c.client_id, &secret).await;
         assert_eq!(header(&after)["alg"], alg);
         assert_eq!(header(&after)["kid"], key.kid.as_str());
         assert!(s.check_perm(&after, "catalog.read").await.allowed, "{alg}");
@@ -944,16 +934,7 @@ async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend
         .unwrap()
         .into_inner();
     assert_eq!(got.name, "Survey Dashboard");
-    let token = tokens(&s)
-        .issue_token(pb::IssueTokenRequest {
-            client_id: c.client_id.clone(),
-            client_secret: secret.clone(),
-            scopes: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let token = issue(&s, &c.client_id, &secret).await;
     assert!(s.check_perm(&token, "chat.read").await.allowed);
     tokens(&s)
         .delete_client(s.admin(pb::DeleteClientRequest {
@@ -1081,16 +1062,7 @@ async fn envoy_accepts_the_same_tokens(backend: Backend) {
     let (c, secret) = client(&s).await;
     rule(&s, "", "GET", "/v2/catalog/{id}", "catalog.read").await;
     rule(&s, "", "GET", "/v2/offers/{id}", "offers.read").await;
-    let token = tokens(&s)
-        .issue_token(pb::IssueTokenRequest {
-            client_id: c.client_id.clone(),
-            client_secret: secret,
-            scopes: vec![],
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .access_token;
+    let token = issue(&s, &c.client_id, &secret).await;
     let (headers, _) = allow(&ext_check(&s, &Http::get("/v2/catalog/7").bearer(&token)).await);
     assert_eq!(headers["x-latchkey-key-id"], c.client_id);
     assert_eq!(headers["x-latchkey-account-id"], c.account_id);
