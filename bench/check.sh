@@ -83,40 +83,49 @@ CHECK_URL="http://$GRPC_ADDR/latchkey.v1.CheckService/Check"
 HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
 
 # The exact bytes h2load will send, once through nghttp: grpc-status 0 and
-# allowed=true. Sets CHECK_FRAME_BYTES (size of one response's DATA).
-verify_check_frame() {
-  nghttp -v -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" >"$TMP/nghttp-v.txt" 2>&1 \
-    || { cat "$TMP/nghttp-v.txt" >&2; die "nghttp Check request failed"; }
-  grep -aq 'grpc-status: 0' "$TMP/nghttp-v.txt" \
-    || { grep -aE 'recv \(stream_id=[0-9]+\)' "$TMP/nghttp-v.txt" >&2; die "raw Check frame: grpc-status is not 0"; }
-  nghttp -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" >"$TMP/check-response.bin" \
-    || die "nghttp Check request failed"
-  local decoded
-  decoded=$(python3 "$HELPER" check-response "$TMP/check-response.bin") \
-    || { printf '%s\n' "$decoded" >&2; die "raw Check frame was not allowed"; }
-  CHECK_FRAME_BYTES=$(sed -n 's/^frame_bytes=//p' <<<"$decoded")
+# an allow, decoded by `h2bench.py DECODER`. Prints the size of one
+# response's DATA.
+verify_frame() { # verify_frame LABEL BODY URL DECODER
+  local label=$1 body=$2 url=$3 decoder=$4 decoded
+  nghttp -v -d "$body" "${GRPC_HEADERS[@]}" "$url" >"$TMP/nghttp-$label-v.txt" 2>&1 \
+    || { cat "$TMP/nghttp-$label-v.txt" >&2; die "nghttp $label request failed"; }
+  grep -aq 'grpc-status: 0' "$TMP/nghttp-$label-v.txt" \
+    || { grep -aE 'recv \(stream_id=[0-9]+\)' "$TMP/nghttp-$label-v.txt" >&2; die "raw $label frame: grpc-status is not 0"; }
+  nghttp -d "$body" "${GRPC_HEADERS[@]}" "$url" >"$TMP/$label-response.bin" \
+    || die "nghttp $label request failed"
+  decoded=$(python3 "$HELPER" "$decoder" "$TMP/$label-response.bin") \
+    || { printf '%s\n' "$decoded" >&2; die "raw $label frame was not allowed"; }
+  sed -n 's/^frame_bytes=//p' <<<"$decoded"
 }
+verify_check_frame() { CHECK_FRAME_BYTES=$(verify_frame check "$CHECK_BODY" "$CHECK_URL" check-response); }
+verify_ext_frame() { EXT_FRAME_BYTES=$(verify_frame ext_authz "$EXT_BODY" "$EXT_URL" ext-authz-response); }
 verify_check_frame
-log "raw Check frame allowed; response is $CHECK_FRAME_BYTES bytes"
+verify_ext_frame
+log "raw frames allowed; responses are $CHECK_FRAME_BYTES (Check) and $EXT_FRAME_BYTES (ext_authz) bytes"
 
 # A fixed-count run (no warm-up, so h2load's data-byte count is exact) whose
 # every response must be the same allow response: catches a key that starts
 # being denied (rate limit, cache bug) under concurrency. Also warms the server.
 VERIFY_N=2000
-h2load -n "$VERIFY_N" -c 4 -m 16 -d "$CHECK_BODY" "${GRPC_HEADERS[@]}" "$CHECK_URL" \
-  >"$TMP/verify.out" 2>&1 || { cat "$TMP/verify.out" >&2; die "h2load verification run failed"; }
-read -r v_done v_ok v_failed v_errored v_timeout v_2xx v_data \
-  < <(python3 "$HELPER" h2load-summary "$TMP/verify.out") \
-  || die "cannot parse h2load verification output"
-if [[ "$v_done" != "$VERIFY_N" || "$v_ok" != "$VERIFY_N" || "$v_2xx" != "$VERIFY_N" \
-      || "$v_failed" != 0 || "$v_errored" != 0 || "$v_timeout" != 0 ]]; then
-  cat "$TMP/verify.out" >&2
-  die "h2load verification run: not all $VERIFY_N requests got 2xx"
-fi
-if [[ "$v_data" != "$((VERIFY_N * CHECK_FRAME_BYTES))" ]]; then
-  die "h2load verification run: $v_data response bytes, expected $VERIFY_N x $CHECK_FRAME_BYTES (some responses were not the allow response)"
-fi
-log "verification: $VERIFY_N concurrent Checks, all 2xx with the allow response"
+verify_fixed_count() { # verify_fixed_count LABEL BODY URL FRAME_BYTES
+  local label=$1 body=$2 url=$3 frame_bytes=$4
+  h2load -n "$VERIFY_N" -c 4 -m 16 -d "$body" "${GRPC_HEADERS[@]}" "$url" \
+    >"$TMP/verify-$label.out" 2>&1 || { cat "$TMP/verify-$label.out" >&2; die "h2load $label verification run failed"; }
+  read -r v_done v_ok v_failed v_errored v_timeout v_2xx v_data \
+    < <(python3 "$HELPER" h2load-summary "$TMP/verify-$label.out") \
+    || die "cannot parse h2load $label verification output"
+  if [[ "$v_done" != "$VERIFY_N" || "$v_ok" != "$VERIFY_N" || "$v_2xx" != "$VERIFY_N" \
+        || "$v_failed" != 0 || "$v_errored" != 0 || "$v_timeout" != 0 ]]; then
+    cat "$TMP/verify-$label.out" >&2
+    die "h2load $label verification run: not all $VERIFY_N requests got 2xx"
+  fi
+  if [[ "$v_data" != "$((VERIFY_N * frame_bytes))" ]]; then
+    die "h2load $label verification run: $v_data response bytes, expected $VERIFY_N x $frame_bytes (some responses were not the allow response)"
+  fi
+  log "verification: $VERIFY_N concurrent $label calls, all 2xx with the allow response"
+}
+verify_fixed_count check "$CHECK_BODY" "$CHECK_URL" "$CHECK_FRAME_BYTES"
+verify_fixed_count ext_authz "$EXT_BODY" "$EXT_URL" "$EXT_FRAME_BYTES"
 
 # ---------------------------------------------------------------- measure
 RUNS="$TMP/runs.tsv"
@@ -146,6 +155,7 @@ done
 # After the load the key must still be allowed (grpcurl and the raw frame).
 verify_check_grpcurl
 verify_check_frame
+verify_ext_frame
 verify_ext_authz_grpcurl
 
 echo

@@ -25,6 +25,10 @@ Subcommands:
       per target. Exit 0 if all targets pass, 2 if a target fails, 1 if a
       run is invalid.
 
+  ext-authz-response FILE
+      As check-response, for one envoy.service.auth.v3.CheckResponse:
+      exit 0 only if its status code is 0 and it carries an ok_response.
+
   stats H2LOAD_OUT LOG_FILE
       Print `rps p50_us p99_us ok bad cut` of one h2load run: its req/s and
       the latency percentiles of the HTTP 200 responses in its --log-file.
@@ -162,6 +166,43 @@ def cmd_check_response(args):
     name = REASONS[reason] if reason < len(REASONS) else str(reason)
     print(f"allowed={str(allowed).lower()} reason={name} message={message!r}")
     print(f"frame_bytes={len(body)}")
+    return 0 if allowed else 1
+
+
+def read_frame(path):
+    """The message bytes of a file holding one uncompressed gRPC frame."""
+    with open(path, "rb") as f:
+        body = f.read()
+    if len(body) < 5 or body[0] != 0:
+        raise ValueError(f"{path}: not one uncompressed gRPC frame")
+    ln = int.from_bytes(body[1:5], "big")
+    if len(body) != 5 + ln:
+        raise ValueError(f"{path}: {len(body)} bytes, frame says {5 + ln}")
+    return body[5:], len(body)
+
+
+def cmd_ext_authz_response(args):
+    """An envoy.service.auth.v3.CheckResponse: allowed = status.code 0 and
+    ok_response (field 3) present."""
+    try:
+        message, size = read_frame(args[0])
+    except ValueError as e:
+        print(e, file=sys.stderr)
+        return 1
+    code = 0
+    ok = denied = False
+    for field, wt, v in parse_message(message):
+        if field == 1 and wt == 2:
+            for f2, w2, v2 in parse_message(v):
+                if f2 == 1 and w2 == 0:
+                    code = v2
+        elif field == 2 and wt == 2:
+            denied = True
+        elif field == 3 and wt == 2:
+            ok = True
+    allowed = code == 0 and ok and not denied
+    print(f"allowed={str(allowed).lower()} status_code={code}")
+    print(f"frame_bytes={size}")
     return 0 if allowed else 1
 
 
@@ -372,6 +413,7 @@ COMMANDS = {
     "h2load-summary": (cmd_h2load_summary, 1),
     "report": (cmd_report, 3),
     "stats": (cmd_stats, 2),
+    "ext-authz-response": (cmd_ext_authz_response, 1),
 }
 
 
