@@ -6,8 +6,7 @@
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, TransactionTrait,
 };
 
 use super::entities::{auth_code, oauth_client, refresh_token, revoked_token, signing_key};
@@ -46,6 +45,7 @@ fn key_to(k: &SigningKeyRecord) -> signing_key::ActiveModel {
         public_key: Set(k.public_key.clone()),
         created_at: Set(k.created_at),
         retired_at: Set(k.retired_at),
+        active_slot: Set(k.retired_at.is_none().then_some(1)),
     }
 }
 
@@ -175,6 +175,10 @@ impl TokenStore for SqlStore {
         let txn = self.db.begin().await.map_err(map_err)?;
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, Expr::value(key.created_at))
+            .col_expr(
+                signing_key::Column::ActiveSlot,
+                Expr::value(Option::<i16>::None),
+            )
             .filter(signing_key::Column::RetiredAt.is_null())
             .exec(&txn)
             .await
@@ -187,22 +191,16 @@ impl TokenStore for SqlStore {
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
-        let active = signing_key::Entity::find()
-            .filter(signing_key::Column::RetiredAt.is_null())
-            .limit(1)
-            .all(&txn)
+        // The unique active slot decides between racing replicas.
+        match signing_key::Entity::insert(key_to(key))
+            .exec(&self.db)
             .await
-            .map_err(map_err)?;
-        if !active.is_empty() {
-            return Ok(false);
+            .map_err(map_err)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::Conflict) => Ok(false),
+            Err(e) => Err(e),
         }
-        signing_key::Entity::insert(key_to(key))
-            .exec(&txn)
-            .await
-            .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)?;
-        Ok(true)
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {

@@ -1128,7 +1128,56 @@ async fn expired_token_records_are_pruned(backend: Backend) {
     s.stop().await;
 }
 
+/// Two replicas starting at once on an empty database each try to create the
+/// first signing key: the store lets exactly one become active.
+async fn only_one_signing_key_is_ever_active(backend: Backend) {
+    use latchkey::domain::token_model::SigningKeyRecord;
+    use latchkey::ports::TokenStore;
+    let s = TestServer::start(backend).await;
+    let store = latchkey::store::SqlStore::connect(&latchkey::crypto::secret::Secret::new(
+        s.db.url.clone(),
+    ))
+    .await
+    .unwrap();
+    let record = |kid: &str| SigningKeyRecord {
+        kid: kid.into(),
+        algorithm: "RS256".into(),
+        private_sealed: vec![1],
+        public_key: vec![2],
+        created_at: 1,
+        retired_at: None,
+    };
+    // The server made the first one at start-up; a racing second one loses.
+    assert!(
+        !store
+            .insert_first_signing_key(&record("sk_late"))
+            .await
+            .unwrap()
+    );
+    let active = |keys: Vec<SigningKeyRecord>| {
+        keys.into_iter()
+            .filter(|k| k.retired_at.is_none())
+            .map(|k| k.kid)
+            .collect::<Vec<_>>()
+    };
+    let before = active(store.signing_keys().await.unwrap());
+    assert_eq!(before.len(), 1);
+    assert_ne!(before[0], "sk_late");
+    // A rotation retires it and takes the slot.
+    let rotated = tokens(&s)
+        .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
+            algorithm: "ES256".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active(store.signing_keys().await.unwrap()), [rotated.kid]);
+    store.close().await;
+    s.stop().await;
+}
+
 backend_tests!(
+    only_one_signing_key_is_ever_active,
     expired_token_records_are_pruned,
     envoy_accepts_the_same_tokens,
     client_credentials_token_passes_check,

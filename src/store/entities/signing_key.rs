@@ -12,6 +12,8 @@ pub struct Model {
     pub created_at: i64,
     /// Set when a newer key took over; the key then verifies but never signs.
     pub retired_at: Option<i64>,
+    /// 1 while active, NULL once retired; unique, so one key is active.
+    pub active_slot: Option<i16>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

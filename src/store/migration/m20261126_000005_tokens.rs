@@ -12,6 +12,7 @@ enum SigningKeys {
     PublicKey,
     CreatedAt,
     RetiredAt,
+    ActiveSlot,
 }
 
 #[derive(DeriveIden)]
@@ -94,6 +95,15 @@ impl MigrationTrait for Migration {
                     .col(bytes(SigningKeys::PublicKey))
                     .col(millis(SigningKeys::CreatedAt))
                     .col(ColumnDef::new(SigningKeys::RetiredAt).big_integer().null())
+                    // 1 for the one active key, NULL once retired: UNIQUE
+                    // lets at most one key be active, whichever replica
+                    // creates it (NULLs never collide, on either backend).
+                    .col(
+                        ColumnDef::new(SigningKeys::ActiveSlot)
+                            .small_integer()
+                            .null()
+                            .unique_key(),
+                    )
                     .to_owned(),
             )
             .await?;
