@@ -680,6 +680,19 @@ def test_authorization_code_pkce_refresh_flow_with_authlib(oauth: OAuthServer):
     refused(s, refresh1, "a rotated-out refresh token must be refused")
     refused(s, refresh2, "reusing a rotated-out refresh token must revoke its family, the newest one too")
 
+    # None of the secrets of this flow reached the server's log.
+    log = oauth.server.output(tail=100_000)
+    for name, value in [
+        ("client secret", secret),
+        ("authorization code", params["code"]),
+        ("code verifier", code_verifier),
+        ("access token", token["access_token"]),
+        ("refreshed access token", refreshed["access_token"]),
+        ("refresh token", refresh1),
+        ("rotated refresh token", refresh2),
+    ]:
+        assert value not in log, f"the {name} reached the server log"
+
 
 def refused(s: OAuth2Session, refresh_token: str, why: str) -> None:
     """authlib's refresh fails with invalid_grant (400, RFC 6749 §5.2)."""
