@@ -422,6 +422,24 @@ class OAuthServer:
         assert params.get("state") == state and params.get("code"), params
         return params["code"]
 
+    def code_tokens(self, client_id: str, secret: str) -> dict:
+        """Consent as alice, then trade the code (client_secret_basic): the token response."""
+        code_verifier = verifier()
+        code = self.code(client_id, code_verifier)
+        return assert_token_response(
+            self.token(
+                {
+                    "grant_type": "authorization_code",
+                    "code": code,
+                    "redirect_uri": REDIRECT_URI,
+                    "code_verifier": code_verifier,
+                },
+                auth=(client_id, secret),
+            ),
+            CLIENT_SCOPES,
+            refresh=True,
+        )
+
 
 def assert_token_response(resp: requests.Response, scopes: list[str], refresh: bool | None = None) -> dict:
     """RFC 6749 §5.1: 200, JSON, Bearer, expires_in, no-store."""
@@ -707,21 +725,7 @@ def refused(s: OAuth2Session, refresh_token: str, why: str) -> None:
 
 def test_refresh_with_narrower_scope_keeps_the_granted_scope(oauth: OAuthServer):
     client_id, secret = oauth.create_client(grant_types=["authorization_code", "refresh_token"])
-    code_verifier = verifier()
-    code = oauth.code(client_id, code_verifier)
-    granted = assert_token_response(
-        oauth.token(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT_URI,
-                "code_verifier": code_verifier,
-            },
-            auth=(client_id, secret),
-        ),
-        CLIENT_SCOPES,
-        refresh=True,
-    )
+    granted = oauth.code_tokens(client_id, secret)
     # RFC 6749 §6: a refresh may ask for less than was granted...
     narrowed = assert_token_response(
         oauth.token(
@@ -908,21 +912,7 @@ def test_revoke_by_another_client_leaves_the_token_alone(oauth: OAuthServer):
 
 def test_revoked_refresh_token_is_invalid_grant(oauth: OAuthServer):
     client_id, secret = oauth.create_client()
-    code_verifier = verifier()
-    code = oauth.code(client_id, code_verifier)
-    tokens = assert_token_response(
-        oauth.token(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT_URI,
-                "code_verifier": code_verifier,
-            },
-            auth=(client_id, secret),
-        ),
-        CLIENT_SCOPES,
-        refresh=True,
-    )
+    tokens = oauth.code_tokens(client_id, secret)
     revoke = oauth.http.post(
         oauth.url("/oauth2/revoke"),
         data={"token": tokens["refresh_token"], "token_type_hint": "refresh_token"},
@@ -1140,21 +1130,7 @@ def test_check_accepts_issued_jwt_until_revoked(oauth: OAuthServer, grpcurl: Grp
 
 def test_check_accepts_authorization_code_token(oauth: OAuthServer):
     client_id, secret = oauth.create_client()
-    code_verifier = verifier()
-    code = oauth.code(client_id, code_verifier)
-    tokens = assert_token_response(
-        oauth.token(
-            {
-                "grant_type": "authorization_code",
-                "code": code,
-                "redirect_uri": REDIRECT_URI,
-                "code_verifier": code_verifier,
-            },
-            auth=(client_id, secret),
-        ),
-        CLIENT_SCOPES,
-        refresh=True,
-    )
+    tokens = oauth.code_tokens(client_id, secret)
     allowed = oauth.check(tokens["access_token"], "surveys.write")
     assert allowed.get("allowed") is True, allowed
     assert allowed.get("principal", {}).get("accountId") == oauth.account_id, allowed

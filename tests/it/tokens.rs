@@ -96,6 +96,17 @@ fn tokens(
 
 const REDIRECT: &str = "https://app.example.com/callback";
 
+/// The JWK Set, as `TokenService/GetJwks` returns it.
+async fn jwks(s: &TestServer) -> serde_json::Value {
+    let text = tokens(s)
+        .get_jwks(pb::GetJwksRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .jwks_json;
+    serde_json::from_str(&text).unwrap()
+}
+
 /// A client-credentials token with all the client's scopes, over gRPC.
 async fn issue(s: &TestServer, client_id: &str, client_secret: &str) -> String {
     tokens(s)
@@ -616,15 +627,7 @@ async fn check_refuses_forged_and_stale_tokens_with_distinct_reasons(backend: Ba
     let none = forge(serde_json::json!({"alg": "none", "kid": kid}), &body, b"");
     let none = none.trim_end_matches('.').to_owned() + ".";
     // HS256 keyed with the public key (the classic algorithm confusion).
-    let jwks: serde_json::Value = serde_json::from_str(
-        &tokens(&s)
-            .get_jwks(pb::GetJwksRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .jwks_json,
-    )
-    .unwrap();
+    let jwks = jwks(&s).await;
     let public = jwks["keys"][0].to_string();
     let hs_header = serde_json::json!({"alg": "HS256", "kid": kid});
     let signing_input = format!(
@@ -786,15 +789,7 @@ async fn rotation_keeps_old_tokens_valid_and_keys_sealed(backend: Backend) {
         assert!(s.check_perm(&after, "catalog.read").await.allowed, "{alg}");
     }
     assert!(s.check_perm(&before, "catalog.read").await.allowed);
-    let jwks: serde_json::Value = serde_json::from_str(
-        &tokens(&s)
-            .get_jwks(pb::GetJwksRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .jwks_json,
-    )
-    .unwrap();
+    let jwks = jwks(&s).await;
     assert_eq!(jwks["keys"].as_array().unwrap().len(), 4);
     let err = tokens(&s)
         .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
