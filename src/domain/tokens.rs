@@ -329,8 +329,12 @@ fn check_redirect_uri(uri: &str) -> std::result::Result<(), String> {
 }
 
 impl Keyring {
+    /// The keyring for these records. Keys `previous` already holds are
+    /// reused, so a periodic reload that finds nothing new parses nothing
+    /// and opens no sealed private key.
     fn build(
         records: &[SigningKeyRecord],
+        previous: Option<&KeyringState>,
         master: &MasterKey,
         now: Millis,
         keep_ms: i64,
@@ -346,11 +350,19 @@ impl Keyring {
             if r.retired_at.is_some_and(|at| at + keep_ms <= now) {
                 continue;
             }
-            verifiers.push(Arc::new(
-                VerifyingKey::new(alg, r.kid.clone(), &r.public_key)
-                    .map_err(|e| bad(&r.kid, &e))?,
-            ));
+            let known = previous.and_then(|p| p.verifiers.iter().find(|v| v.kid == r.kid));
+            verifiers.push(match known {
+                Some(v) => v.clone(),
+                None => Arc::new(
+                    VerifyingKey::new(alg, r.kid.clone(), &r.public_key)
+                        .map_err(|e| bad(&r.kid, &e))?,
+                ),
+            });
             if r.retired_at.is_none() {
+                if let Some(p) = previous.filter(|p| p.active.kid == r.kid) {
+                    active = Some(p.active.clone());
+                    continue;
+                }
                 let der = master
                     .open(&r.private_sealed, seal_context(&r.kid).as_bytes())
                     .map_err(|e| bad(&r.kid, &e))?;
@@ -447,7 +459,7 @@ impl TokenManager {
             records = tokens.signing_keys().await?;
         }
         let keep_ms = Self::keep_retired_ms(&settings);
-        let state = Keyring::build(&records, &master_key, now, keep_ms)?;
+        let state = Keyring::build(&records, None, &master_key, now, keep_ms)?;
         Ok(Self {
             store,
             tokens,
@@ -485,8 +497,10 @@ impl TokenManager {
     /// Re-reads the signing keys from the store (another replica may have rotated).
     pub async fn reload_keys(&self) -> std::result::Result<(), StoreError> {
         let records = self.tokens.signing_keys().await?;
+        let previous = self.keyring.current();
         let state = Keyring::build(
             &records,
+            Some(&previous),
             &self.master_key,
             self.clock.now(),
             Self::keep_retired_ms(&self.settings),
