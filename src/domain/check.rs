@@ -194,6 +194,21 @@ pub struct Checker {
     signing: Option<Arc<SigningManager>>,
 }
 
+/// Why a key in this state may not be used; `None` when it is active. Shared
+/// by API keys and the tokens minted from them.
+pub fn key_status_denial(status: KeyStatus) -> Option<(Reason, &'static str)> {
+    match status {
+        KeyStatus::Active => None,
+        KeyStatus::Revoked => Some((Reason::KeyRevoked, "the key was revoked")),
+        KeyStatus::Suspended => Some((Reason::KeySuspended, "the key is suspended")),
+        KeyStatus::Expired => Some((Reason::KeyExpired, "the key has expired")),
+        KeyStatus::Rotated => Some((
+            Reason::KeyRotated,
+            "the key was rotated and its overlap window has ended",
+        )),
+    }
+}
+
 /// Strips an optional `Bearer ` scheme (RFC 6750 §2.1; the scheme is case-insensitive).
 pub fn strip_bearer(credential: &str) -> &str {
     let c = credential.trim();
@@ -367,36 +382,8 @@ impl Checker {
             ));
         }
         let now = self.clock.now();
-        match record.status_at(now) {
-            KeyStatus::Active => {}
-            KeyStatus::Revoked => {
-                return Err(Decision::deny_key(
-                    Reason::KeyRevoked,
-                    &key,
-                    "the key was revoked",
-                ));
-            }
-            KeyStatus::Suspended => {
-                return Err(Decision::deny_key(
-                    Reason::KeySuspended,
-                    &key,
-                    "the key is suspended",
-                ));
-            }
-            KeyStatus::Expired => {
-                return Err(Decision::deny_key(
-                    Reason::KeyExpired,
-                    &key,
-                    "the key has expired",
-                ));
-            }
-            KeyStatus::Rotated => {
-                return Err(Decision::deny_key(
-                    Reason::KeyRotated,
-                    &key,
-                    "the key was rotated and its overlap window has ended",
-                ));
-            }
+        if let Some((reason, message)) = key_status_denial(record.status_at(now)) {
+            return Err(Decision::deny_key(reason, &key, message));
         }
         Ok(key)
     }

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::validate_name;
 use super::cache::DigestCache;
-use super::check::Reason;
+use super::check::{Reason, key_status_denial};
 use super::error::{Error, Result};
 use super::keys::KEY_ID_PREFIX;
 use super::model::{
@@ -1397,21 +1397,14 @@ impl TokenManager {
                 "the key behind the token is gone",
             ));
         };
-        let reason = match key.record.status_at(now) {
-            KeyStatus::Active => return Ok(key),
-            KeyStatus::Revoked => Reason::KeyRevoked,
-            KeyStatus::Suspended => Reason::KeySuspended,
-            KeyStatus::Expired => Reason::KeyExpired,
-            KeyStatus::Rotated => Reason::KeyRotated,
-        };
-        Err(TokenDenial {
-            reason,
-            message: format!(
-                "the API key behind the token is {}",
-                reason.code().to_ascii_lowercase().replace("key_", "")
-            ),
-            principal: Some(key),
-        })
+        match key_status_denial(key.record.status_at(now)) {
+            None => Ok(key),
+            Some((reason, message)) => Err(TokenDenial {
+                reason,
+                message: format!("the token's API key: {message}"),
+                principal: Some(key),
+            }),
+        }
     }
 
     /// The principal a verified token speaks for: the exchanged key (with the
