@@ -1135,19 +1135,10 @@ impl TokenManager {
         if record.expires_at <= now {
             return Err(invalid("the refresh token has expired"));
         }
+        // May narrow, never widen (RFC 6749 §6): the same rule as a grant,
+        // with what was granted as the limit.
         let granted = split_scopes(&[record.scope.as_str()]);
-        let scopes = if split_scopes(requested).is_empty() {
-            granted
-        } else {
-            // May narrow, never widen (RFC 6749 §6).
-            let asked = split_scopes(requested);
-            if !asked.iter().all(|s| granted.contains(s)) {
-                return Err(OAuthError::InvalidScope(
-                    "a refresh may not widen the granted scope".into(),
-                ));
-            }
-            asked
-        };
+        let scopes = self.grant_scopes(requested, &granted)?;
         if record.holder_kind == HolderKind::Key {
             self.live_key(&record.holder_id, now)
                 .await

@@ -468,6 +468,20 @@ async fn authorization_code_with_pkce_and_refresh_rotation(backend: Backend) {
     let access2 = second["access_token"].as_str().unwrap().to_owned();
     assert_ne!(refresh2, refresh);
     assert!(s.check_perm(&access2, "chat.read").await.allowed);
+    // A refresh may not widen the grant, even within the client's scopes.
+    let r = http(
+        addr,
+        "POST",
+        "/oauth2/token",
+        &[("Authorization", &auth)],
+        &form(&[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh2),
+            ("scope", "catalog.read"),
+        ]),
+    )
+    .await;
+    assert_eq!(r.json()["error"], "invalid_scope", "{}", r.body);
 
     // The rotated-out token again: refused, and the whole family is revoked.
     let r = refresh_with(refresh.clone()).await;
