@@ -4,10 +4,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, Mode, RuleRecord};
-use crate::domain::reveal::RevealRecord;
-use crate::domain::signing::{SecretVersionRecord, SigningSecretRecord};
-use crate::domain::token_model::{AuthCodeRecord, ClientRecord, RefreshRecord, SigningKeyRecord};
+use crate::domain::model::{
+    Account, AuthCodeRecord, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
+    RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord, SigningSecretRecord,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -12,108 +12,23 @@ use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 
-use super::model::{KeyKind, KeyStatus, LiveStatus, Mode};
+use super::credential::Credential;
+use super::model::{KeyKind, LiveStatus, Mode};
 use super::network;
 use super::origin;
 use super::permissions::Permission;
+use super::reason::Reason;
+use super::reason::key_status_denial;
 use super::resolver::{KeyResolver, ResolvedKey};
 use super::routes::normalize_path;
 use super::signing::{SigningManager, VerifyReason};
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
-use crate::crypto::{self, jwt, keyfmt};
+use crate::crypto::{self, keyfmt};
 use crate::ports::Clock;
 
 /// Last-used times are kept to this resolution (milliseconds).
 const USAGE_RESOLUTION_MS: i64 = 1000;
-
-/// Why a decision came out as it did. Stable: clients switch on these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Reason {
-    Allowed,
-    CredentialMissing,
-    CredentialMalformed,
-    CredentialUnknown,
-    KeyRevoked,
-    KeyExpired,
-    KeySuspended,
-    KeyRotated,
-    ModeMismatch,
-    LiveModeInactive,
-    IpNotAllowed,
-    OriginNotAllowed,
-    PermissionDenied,
-    PlanNotEntitled,
-    StoreNotAllowed,
-    InternalError,
-    /// A JWT with `alg: none`.
-    TokenUnsigned,
-    /// A JWT whose `alg` is not its key's (e.g. HS256 with the public key as secret).
-    TokenAlgorithmMismatch,
-    /// A JWT whose `kid` names no current signing key.
-    TokenKeyUnknown,
-    TokenSignatureInvalid,
-    TokenExpired,
-    TokenNotYetValid,
-    /// Wrong `iss` or `aud`.
-    TokenClaimsInvalid,
-    TokenRevoked,
-    SignatureMissing,
-    SignatureInvalid,
-    SignatureExpired,
-    PathNotAllowed,
-}
-
-impl Reason {
-    /// The stable code, as logged and as Envoy adapters will put it in bodies.
-    pub fn code(self) -> &'static str {
-        match self {
-            Reason::Allowed => "ALLOWED",
-            Reason::CredentialMissing => "CREDENTIAL_MISSING",
-            Reason::CredentialMalformed => "CREDENTIAL_MALFORMED",
-            Reason::CredentialUnknown => "CREDENTIAL_UNKNOWN",
-            Reason::KeyRevoked => "KEY_REVOKED",
-            Reason::KeyExpired => "KEY_EXPIRED",
-            Reason::KeySuspended => "KEY_SUSPENDED",
-            Reason::KeyRotated => "KEY_ROTATED",
-            Reason::ModeMismatch => "MODE_MISMATCH",
-            Reason::LiveModeInactive => "LIVE_MODE_INACTIVE",
-            Reason::IpNotAllowed => "IP_NOT_ALLOWED",
-            Reason::OriginNotAllowed => "ORIGIN_NOT_ALLOWED",
-            Reason::PermissionDenied => "PERMISSION_DENIED",
-            Reason::PlanNotEntitled => "PLAN_NOT_ENTITLED",
-            Reason::StoreNotAllowed => "STORE_NOT_ALLOWED",
-            Reason::InternalError => "INTERNAL_ERROR",
-            Reason::TokenUnsigned => "TOKEN_UNSIGNED",
-            Reason::TokenAlgorithmMismatch => "TOKEN_ALGORITHM_MISMATCH",
-            Reason::TokenKeyUnknown => "TOKEN_KEY_UNKNOWN",
-            Reason::TokenSignatureInvalid => "TOKEN_SIGNATURE_INVALID",
-            Reason::TokenExpired => "TOKEN_EXPIRED",
-            Reason::TokenNotYetValid => "TOKEN_NOT_YET_VALID",
-            Reason::TokenClaimsInvalid => "TOKEN_CLAIMS_INVALID",
-            Reason::TokenRevoked => "TOKEN_REVOKED",
-            Reason::SignatureMissing => "SIGNATURE_MISSING",
-            Reason::SignatureInvalid => "SIGNATURE_INVALID",
-            Reason::SignatureExpired => "SIGNATURE_EXPIRED",
-            Reason::PathNotAllowed => "PATH_NOT_ALLOWED",
-        }
-    }
-
-    /// Did the caller fail to prove who it is (as opposed to being refused)?
-    pub fn is_authentication_failure(self) -> bool {
-        !matches!(
-            self,
-            Reason::Allowed
-                | Reason::PermissionDenied
-                | Reason::PlanNotEntitled
-                | Reason::ModeMismatch
-                | Reason::IpNotAllowed
-                | Reason::OriginNotAllowed
-                | Reason::StoreNotAllowed
-                | Reason::PathNotAllowed
-        )
-    }
-}
 
 /// What is being asked. Borrowed from the request: the hot path copies nothing.
 #[derive(Debug, Default, Clone, Copy)]
@@ -192,30 +107,6 @@ pub struct Checker {
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
     signing: Option<Arc<SigningManager>>,
-}
-
-/// Why a key in this state may not be used; `None` when it is active. Shared
-/// by API keys and the tokens minted from them.
-pub fn key_status_denial(status: KeyStatus) -> Option<(Reason, &'static str)> {
-    match status {
-        KeyStatus::Active => None,
-        KeyStatus::Revoked => Some((Reason::KeyRevoked, "the key was revoked")),
-        KeyStatus::Suspended => Some((Reason::KeySuspended, "the key is suspended")),
-        KeyStatus::Expired => Some((Reason::KeyExpired, "the key has expired")),
-        KeyStatus::Rotated => Some((
-            Reason::KeyRotated,
-            "the key was rotated and its overlap window has ended",
-        )),
-    }
-}
-
-/// Strips an optional `Bearer ` scheme (RFC 6750 §2.1; the scheme is case-insensitive).
-pub fn strip_bearer(credential: &str) -> &str {
-    let c = credential.trim();
-    match c.get(..7) {
-        Some(scheme) if scheme.eq_ignore_ascii_case("bearer ") => c[7..].trim_start(),
-        _ => c,
-    }
 }
 
 impl Checker {
@@ -321,32 +212,32 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
-        let credential = strip_bearer(input.credential);
-        if credential.is_empty() {
-            return Decision::deny(Reason::CredentialMissing, "no credential was presented");
-        }
-        let key = if jwt::looks_like_jwt(credential) {
-            let Some(tokens) = self.tokens.get() else {
-                return Decision::deny(
-                    Reason::InternalError,
-                    "the decision could not be made; denied",
-                );
-            };
-            match tokens.authenticate(credential).await {
-                Ok(principal) => principal,
-                Err(d) => {
-                    return Decision {
-                        reason: d.reason,
-                        key: d.principal,
-                        message: d.message.into(),
-                    };
+        let key = match Credential::classify(input.credential) {
+            Credential::Missing => {
+                return Decision::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Credential::Jwt(token) => {
+                let Some(tokens) = self.tokens.get() else {
+                    return Decision::deny(
+                        Reason::InternalError,
+                        "the decision could not be made; denied",
+                    );
+                };
+                match tokens.authenticate(token).await {
+                    Ok(principal) => principal,
+                    Err(d) => {
+                        return Decision {
+                            reason: d.reason,
+                            key: d.principal,
+                            message: d.message.into(),
+                        };
+                    }
                 }
             }
-        } else {
-            match self.api_key(credential).await {
+            Credential::ApiKey(credential) => match self.api_key(credential).await {
                 Ok(key) => key,
                 Err(denied) => return denied,
-            }
+            },
         };
         self.authorize(key, &input).await
     }

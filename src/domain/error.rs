@@ -22,6 +22,10 @@ pub enum Error {
     Conflict(&'static str),
     #[error(transparent)]
     Store(StoreError),
+    /// A fault inside the process (cryptography, randomness, a worker pool):
+    /// not the store's, and not the caller's. `cause` is for the log only.
+    #[error("internal error while {what}")]
+    Internal { what: &'static str, cause: String },
 }
 
 impl Error {
@@ -29,6 +33,13 @@ impl Error {
         Self::InvalidArgument {
             field,
             message: message.into(),
+        }
+    }
+
+    pub fn internal(what: &'static str, cause: impl std::fmt::Display) -> Self {
+        Self::Internal {
+            what,
+            cause: cause.to_string(),
         }
     }
 

@@ -11,44 +11,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::error::{Error, Result};
-use super::model::Millis;
+use super::model::{Millis, RevealRecord, reveal_context};
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::mac::random_secret;
 use crate::crypto::secret::Secret;
-use crate::crypto::{hex, sha256};
+use crate::crypto::sha256;
 use crate::ports::{Clock, RevealStore, StoreError};
 
 /// Every reveal token starts with this, so scanners can recognise one.
 pub const TOKEN_PREFIX: &str = "lkrv_";
 const TOKEN_LEN: usize = TOKEN_PREFIX.len() + 43;
 pub const DEFAULT_TTL_SECS: i64 = 60 * 60;
-
-/// What a stored reveal holds. `sealed` opens with [`reveal_context`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct RevealRecord {
-    pub token_hash: [u8; 32],
-    pub sealed: Vec<u8>,
-    /// What the secret is (`api_key`, `signing_secret`, `oauth_client_secret`).
-    pub kind: String,
-    /// The id of the credential it belongs to.
-    pub subject_id: String,
-    pub created_at: Millis,
-    pub expires_at: Millis,
-}
-
-impl fmt::Debug for RevealRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RevealRecord")
-            .field("kind", &self.kind)
-            .field("subject_id", &self.subject_id)
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
-
-pub fn reveal_context(token_hash: &[u8; 32]) -> String {
-    format!("reveal:{}", hex(token_hash))
-}
 
 /// A link to hand out in place of the plaintext.
 #[derive(Debug)]

@@ -11,13 +11,15 @@
 //! signs and verifies nothing.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::accounts::validate_name;
 use super::error::{Error, Result};
-use super::model::{KeyRecord, LiveStatus, Millis, Mode, new_id, valid_id};
+use super::model::{
+    KeyRecord, LiveStatus, Millis, Mode, SecretStatus, SecretVersionRecord, SigningSecretRecord,
+    new_id, valid_id, version_context,
+};
 use super::resolver::KeyResolver;
 use super::sigfmt::{self, FormatError};
 use crate::crypto::envelope::MasterKey;
@@ -71,78 +73,6 @@ impl Default for SigningSettings {
             feed_path_prefix: None,
         }
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretStatus {
-    Active,
-    Revoked,
-}
-
-impl SecretStatus {
-    pub fn tag(self) -> &'static str {
-        match self {
-            SecretStatus::Active => "active",
-            SecretStatus::Revoked => "revoked",
-        }
-    }
-
-    pub fn from_tag(tag: &str) -> Option<Self> {
-        match tag {
-            "active" => Some(SecretStatus::Active),
-            "revoked" => Some(SecretStatus::Revoked),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigningSecretRecord {
-    pub id: String,
-    pub account_id: String,
-    pub mode: Mode,
-    pub name: String,
-    pub status: SecretStatus,
-    /// The version that signs; versions count from 1.
-    pub current_version: i64,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
-
-/// One version of a secret, sealed with context [`version_context`].
-#[derive(Clone, PartialEq, Eq)]
-pub struct SecretVersionRecord {
-    pub secret_id: String,
-    pub version: i64,
-    pub sealed: Vec<u8>,
-    pub created_at: Millis,
-    /// When a rotation replaced it (it signed nothing after this).
-    pub retired_at: Option<Millis>,
-    /// When it stopped being active (webhook headers, signed requests).
-    pub overlap_ends_at: Option<Millis>,
-}
-
-impl fmt::Debug for SecretVersionRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SecretVersionRecord")
-            .field("secret_id", &self.secret_id)
-            .field("version", &self.version)
-            .field("retired_at", &self.retired_at)
-            .field("overlap_ends_at", &self.overlap_ends_at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl SecretVersionRecord {
-    /// Current, or retired but still inside its overlap window.
-    pub fn active_at(&self, now: Millis) -> bool {
-        self.overlap_ends_at.is_none_or(|end| now < end)
-    }
-}
-
-/// The associated data that binds a sealed version to its row.
-pub fn version_context(secret_id: &str, version: i64) -> String {
-    format!("signing_secret:{secret_id}:v{version}")
 }
 
 /// A secret with its versions, newest first.

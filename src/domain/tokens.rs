@@ -16,18 +16,18 @@ use serde::{Deserialize, Serialize};
 
 use super::accounts::validate_name;
 use super::cache::DigestCache;
-use super::check::{Reason, key_status_denial};
 use super::error::{Error, Result};
 use super::keys::KEY_ID_PREFIX;
 use super::model::{
     Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus, new_id,
     valid_id,
 };
-use super::permissions::{Permission, Policy, Scope, ScopeSet};
-use super::resolver::{KeyResolver, ResolvedKey};
-use super::token_model::{
+use super::model::{
     AuthCodeRecord, ClientRecord, GRANT_TYPES, HolderKind, RefreshRecord, SigningKeyRecord,
 };
+use super::permissions::{Permission, Policy, Scope, ScopeSet};
+use super::reason::{Reason, key_status_denial};
+use super::resolver::{KeyResolver, ResolvedKey};
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::jwt::{self, Algorithm, JwtError, SigningKey, VerifyingKey};
 use crate::crypto::pool::CpuPool;
@@ -870,7 +870,7 @@ impl TokenManager {
         requested: &[String],
     ) -> std::result::Result<IssuedTokens, OAuthError> {
         let bad = || OAuthError::InvalidClient("the API key is not valid".into());
-        let api_key = super::check::strip_bearer(api_key);
+        let api_key = super::credential::strip_bearer(api_key);
         if crypto::keyfmt::parse(api_key, &self.key_prefix).is_err() {
             return Err(bad());
         }

@@ -5,8 +5,9 @@
 use tonic::{Code, Request, Status};
 
 use crate::app::Core;
-use crate::domain::check::{CheckInput, Reason};
+use crate::domain::check::CheckInput;
 use crate::domain::permissions::Permission;
+use crate::domain::reason::Reason;
 
 /// Admin permissions, parsed once.
 pub struct AdminPermissions {

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use prost_types::Timestamp;
 
 use crate::domain::accounts::ACCOUNT_ID_PREFIX;
-use crate::domain::check::{Decision, Reason};
+use crate::domain::check::Decision;
 use crate::domain::error::{Error, Result};
 use crate::domain::keys::{KEY_ID_PREFIX, KeyChanges, NewKey};
 use crate::domain::model::{
@@ -15,6 +15,7 @@ use crate::domain::model::{
 use crate::domain::network::{parse_cidr, parse_ip_loose};
 use crate::domain::origin::OriginPattern;
 use crate::domain::permissions::{Permission, Scope};
+use crate::domain::reason::Reason;
 use crate::pb;
 use crate::ports::KeyFilter;
 
@@ -352,6 +353,11 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::SignatureInvalid => pb::Reason::SignatureInvalid,
         Reason::SignatureExpired => pb::Reason::SignatureExpired,
         Reason::PathNotAllowed => pb::Reason::PathNotAllowed,
+        // Only ext_authz decides these (it has the HTTP request); Check,
+        // which speaks this enum, never meets them.
+        Reason::RequestInvalid | Reason::PathInvalid | Reason::RouteNotAllowed => {
+            pb::Reason::Unspecified
+        }
     }
 }
 

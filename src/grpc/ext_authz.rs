@@ -30,9 +30,11 @@ use wire::{EncodedPrincipal, Reply};
 
 use crate::app::Core;
 use crate::config::ExtAuthzSettings;
-use crate::domain::check::{CheckInput, Decision, Reason, RequestFacts, strip_bearer};
+use crate::domain::check::{CheckInput, Decision, RequestFacts};
+use crate::domain::credential::strip_bearer;
 use crate::domain::network::parse_ip_loose;
 use crate::domain::permissions::Permission;
+use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
 
@@ -384,7 +386,7 @@ impl ExtAuthzApi {
             return Ok(denied(
                 400,
                 RPC_INVALID_ARGUMENT,
-                "REQUEST_INVALID",
+                Reason::RequestInvalid.code(),
                 "the check request carries no HTTP request attributes",
                 false,
             ));
@@ -395,7 +397,7 @@ impl ExtAuthzApi {
                 return Ok(denied(
                     400,
                     RPC_INVALID_ARGUMENT,
-                    "PATH_INVALID",
+                    Reason::PathInvalid.code(),
                     &e.to_string(),
                     false,
                 ));
@@ -417,7 +419,7 @@ impl ExtAuthzApi {
             return Ok(denied(
                 403,
                 RPC_PERMISSION_DENIED,
-                "ROUTE_NOT_ALLOWED",
+                Reason::RouteNotAllowed.code(),
                 "no route rule covers this request",
                 false,
             ));

@@ -13,12 +13,11 @@ use super::status::to_status;
 use crate::app::Core;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::domain::keys::KEY_ID_PREFIX;
-use crate::domain::model::{Millis, Mode, valid_id};
-use crate::domain::reveal::RevealLink;
-use crate::domain::signing::{
-    SECRET_ID_PREFIX, SecretStatus, SecretWithVersions, SigningSecretRecord, Verification,
-    valid_secret_id,
+use crate::domain::model::{
+    Millis, Mode, SecretStatus, SecretVersionRecord, SigningSecretRecord, valid_id,
 };
+use crate::domain::reveal::RevealLink;
+use crate::domain::signing::{SECRET_ID_PREFIX, SecretWithVersions, Verification, valid_secret_id};
 use crate::pb;
 use crate::pb::reveal_service_server::RevealService;
 use crate::pb::signing_service_server::SigningService;
@@ -65,10 +64,7 @@ fn mode_out(m: Mode) -> pb::Mode {
     }
 }
 
-fn secret_out(
-    s: &SigningSecretRecord,
-    versions: &[crate::domain::signing::SecretVersionRecord],
-) -> pb::SigningSecret {
+fn secret_out(s: &SigningSecretRecord, versions: &[SecretVersionRecord]) -> pb::SigningSecret {
     pb::SigningSecret {
         id: s.id.clone(),
         account_id: s.account_id.clone(),

@@ -23,6 +23,11 @@ pub fn to_status(e: Error) -> Status {
         Error::Store(StoreError::Internal(cause)) => {
             internal(Code::Internal, "internal error", &cause)
         }
+        Error::Internal { what, cause } => internal(
+            Code::Internal,
+            "internal error",
+            &format!("{what}: {cause}"),
+        ),
     }
 }
 

@@ -10,7 +10,7 @@ use super::convert;
 use super::status::to_status;
 use crate::app::Core;
 use crate::domain::error::Error;
-use crate::domain::token_model::ClientRecord;
+use crate::domain::model::ClientRecord;
 use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager};
 use crate::pb;
 use crate::pb::token_service_server::TokenService;

@@ -20,7 +20,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
 use crate::crypto::ct_eq;
-use crate::domain::token_model::ClientRecord;
+use crate::domain::model::ClientRecord;
 use crate::domain::tokens::{AuthorizeError, AuthorizeRequest, OAuthError, TokenManager};
 use crate::ports::Clock;
 

@@ -9,9 +9,9 @@ use sea_orm::{
 use super::entities::{reveal, signing_secret, signing_secret_version};
 use super::{SqlStore, corrupt, map_err, page, parse_hash};
 use crate::crypto::hex;
-use crate::domain::model::{Millis, Mode};
-use crate::domain::reveal::RevealRecord;
-use crate::domain::signing::{SecretStatus, SecretVersionRecord, SigningSecretRecord};
+use crate::domain::model::{
+    Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
+};
 use crate::ports::{RevealStore, SigningStore, StoreError};
 
 fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreError> {

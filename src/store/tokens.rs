@@ -11,9 +11,8 @@ use sea_orm::{
 
 use super::entities::{auth_code, oauth_client, refresh_token, revoked_token, signing_key};
 use super::{INVALIDATE_ALL, SqlStore, corrupt, json_list, map_err, parse_list};
-use crate::domain::model::{Millis, Mode};
-use crate::domain::token_model::{
-    AuthCodeRecord, ClientRecord, HolderKind, RefreshRecord, SigningKeyRecord,
+use crate::domain::model::{
+    AuthCodeRecord, ClientRecord, HolderKind, Millis, Mode, RefreshRecord, SigningKeyRecord,
 };
 use crate::ports::{StoreError, TokenStore};
 

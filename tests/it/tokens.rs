@@ -1140,7 +1140,7 @@ async fn expired_token_records_are_pruned(backend: Backend) {
 /// Two replicas starting at once on an empty database each try to create the
 /// first signing key: the store lets exactly one become active.
 async fn only_one_signing_key_is_ever_active(backend: Backend) {
-    use latchkey::domain::token_model::SigningKeyRecord;
+    use latchkey::domain::model::SigningKeyRecord;
     use latchkey::ports::TokenStore;
     let s = TestServer::start(backend).await;
     let store = latchkey::store::SqlStore::connect(&latchkey::crypto::secret::Secret::new(

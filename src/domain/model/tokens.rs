@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::model::{Millis, Mode};
+use super::{Millis, Mode};
 
 /// A stored JWT signing key; `private_sealed` opens only under the master key.
 #[derive(Clone, PartialEq, Eq)]

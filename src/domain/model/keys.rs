@@ -1,33 +1,8 @@
-//! The domain's nouns: accounts, keys, modes, statuses.
+//! API keys as the store holds them.
 
 use std::fmt;
 
-/// Unix time in milliseconds. The store keeps times in this form on every backend.
-pub type Millis = i64;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Mode {
-    Test,
-    Live,
-}
-
-impl Mode {
-    /// The tag used in key strings and the store.
-    pub fn tag(self) -> &'static str {
-        match self {
-            Mode::Test => "test",
-            Mode::Live => "live",
-        }
-    }
-
-    pub fn from_tag(tag: &str) -> Option<Self> {
-        match tag {
-            "test" => Some(Mode::Test),
-            "live" => Some(Mode::Live),
-            _ => None,
-        }
-    }
-}
+use super::{Millis, Mode};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -98,57 +73,6 @@ pub enum KeyStatus {
     Rotated,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LiveStatus {
-    NotRequested,
-    PendingReview,
-    Active,
-    Rejected,
-}
-
-impl LiveStatus {
-    pub fn tag(self) -> &'static str {
-        match self {
-            LiveStatus::NotRequested => "not_requested",
-            LiveStatus::PendingReview => "pending_review",
-            LiveStatus::Active => "active",
-            LiveStatus::Rejected => "rejected",
-        }
-    }
-
-    pub fn from_tag(tag: &str) -> Option<Self> {
-        match tag {
-            "not_requested" => Some(LiveStatus::NotRequested),
-            "pending_review" => Some(LiveStatus::PendingReview),
-            "active" => Some(LiveStatus::Active),
-            "rejected" => Some(LiveStatus::Rejected),
-            _ => None,
-        }
-    }
-}
-
-impl fmt::Display for LiveStatus {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.tag())
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub id: String,
-    pub name: String,
-    pub plan: String,
-    pub live_status: LiveStatus,
-    /// The deployment's own operator account, which holds admin keys. Never a tenant.
-    pub is_operator: bool,
-    /// Stores (a merchant's shops) that belong to this account, sorted.
-    pub store_ids: Vec<String>,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-    /// Optimistic-concurrency version; every update bumps it.
-    pub version: i64,
-}
-
 /// A stored API key. Holds the SHA-256 of the secret, never the secret.
 #[derive(Clone, PartialEq, Eq)]
 pub struct KeyRecord {
@@ -208,28 +132,4 @@ impl fmt::Debug for KeyRecord {
             .field("status", &self.status)
             .finish_non_exhaustive()
     }
-}
-
-/// A new id: a readable prefix and a time-ordered UUIDv7, so ids sort by creation.
-pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
-}
-
-/// Is `id` shaped like one of ours (`<prefix>_<32 hex>`)? Checked before any lookup.
-pub fn valid_id(id: &str, prefix: &str) -> bool {
-    id.strip_prefix(prefix)
-        .and_then(|rest| rest.strip_prefix('_'))
-        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// A stored route rule: (host, method, path template) → permission.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleRecord {
-    pub id: String,
-    /// `None` = any host.
-    pub host: Option<String>,
-    pub method: String,
-    pub path: String,
-    pub permission: String,
-    pub created_at: Millis,
 }
