@@ -168,6 +168,27 @@ pub fn build(
     })
 }
 
+/// What other replicas' notices do here: drop cached keys, rebuild the route
+/// matcher (the store's listener knows only the `Invalidations` port).
+struct ReplicaInvalidations {
+    resolver: Arc<KeyResolver>,
+    routes_changed: Arc<tokio::sync::Notify>,
+}
+
+impl crate::ports::Invalidations for ReplicaInvalidations {
+    fn key(&self, hash: &[u8; 32]) {
+        self.resolver.invalidate_key(hash);
+    }
+
+    fn all_keys(&self) {
+        self.resolver.invalidate_all();
+    }
+
+    fn routes(&self) {
+        self.routes_changed.notify_one();
+    }
+}
+
 /// A running server. Dropping it does not stop it; use the shutdown future.
 pub struct Running {
     pub grpc_addr: SocketAddr,
@@ -385,8 +406,10 @@ pub async fn start(
         drain_rx.clone(),
     ));
     let routes_changed = Arc::new(tokio::sync::Notify::new());
-    let listener_task =
-        store.spawn_invalidation_listener(parts.resolver.clone(), routes_changed.clone());
+    let listener_task = store.spawn_invalidation_listener(Arc::new(ReplicaInvalidations {
+        resolver: parts.resolver.clone(),
+        routes_changed: routes_changed.clone(),
+    }));
     let routes_task = tokio::spawn(reload_routes_on_notice(
         core.clone(),
         routes_changed,

@@ -93,6 +93,18 @@ pub trait Store: Send + Sync + 'static {
     async fn insert_meta(&self, name: &str, value: &[u8]) -> Result<bool, StoreError>;
 }
 
+/// What the store's cross-replica notification listener tells this process:
+/// implemented by the composition root over the caches it built, so the store
+/// knows no domain service.
+pub trait Invalidations: Send + Sync + 'static {
+    /// Another replica changed the key with this secret hash.
+    fn key(&self, hash: &[u8; 32]);
+    /// Every cached key may be stale (an account changed, or notices were missed).
+    fn all_keys(&self);
+    /// The route rules changed.
+    fn routes(&self);
+}
+
 /// Time, as a parameter: tests step it instead of sleeping.
 pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Millis;

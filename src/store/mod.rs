@@ -5,28 +5,27 @@
 //! transaction, so every replica's cache drops the entry when it commits.
 
 pub mod entities;
+mod map;
 pub mod migration;
+mod notify;
 mod signing;
 mod tokens;
 
-use std::sync::Arc;
+use map::{account_from, account_to, key_from, key_to, rule_from};
+
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
-    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, Statement,
-    TransactionTrait,
+    DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
 use sea_orm_migration::MigratorTrait;
 
 use crate::crypto::{hex, secret::Secret, secret::redact_url};
 use crate::domain::model::RuleRecord;
-use crate::domain::model::{
-    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, StoredKeyStatus,
-};
-use crate::domain::resolver::KeyResolver;
+use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, StoredKeyStatus};
 use crate::ports::{KeyFilter, Store, StoreError};
 use entities::{account, account_store, api_key, meta, route_rule};
 
@@ -117,197 +116,6 @@ impl SqlStore {
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the store failed");
         }
-    }
-
-    /// Listens for invalidations from other replicas (PostgreSQL only) until
-    /// the task is aborted. Notices may be missed while the connection is
-    /// down, so the whole cache is dropped each time listening (re)starts.
-    pub fn spawn_invalidation_listener(
-        &self,
-        resolver: Arc<KeyResolver>,
-        routes_changed: Arc<tokio::sync::Notify>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        if !self.is_postgres() {
-            return None;
-        }
-        let pool = self.db.get_postgres_connection_pool().clone();
-        Some(tokio::spawn(async move {
-            loop {
-                let mut listener = match sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(l) => l,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cache invalidation listener cannot connect; retrying");
-                        tokio::time::sleep(Duration::from_secs(1)).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = listener.listen(INVALIDATION_CHANNEL).await {
-                    tracing::warn!(error = %e, "LISTEN failed; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
-                // Notices sent before LISTEN took effect (at start, or while the
-                // connection was down) were missed: start from an empty cache.
-                resolver.invalidate_all();
-                routes_changed.notify_one();
-                loop {
-                    match listener.try_recv().await {
-                        Ok(Some(n)) if n.payload() == ROUTES_CHANGED => routes_changed.notify_one(),
-                        Ok(Some(n)) => apply_invalidation(&resolver, n.payload()),
-                        // While disconnected, cached entries still age out by their TTL;
-                        // the cache is dropped once we are listening again.
-                        Ok(None) => {
-                            tracing::warn!("cache invalidation connection lost; reconnecting");
-                            break;
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cache invalidation listener failed; reconnecting");
-                            break;
-                        }
-                    }
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }))
-    }
-
-    async fn notify<C: ConnectionTrait>(&self, conn: &C, payload: &str) -> Result<(), StoreError> {
-        if !self.is_postgres() {
-            return Ok(());
-        }
-        conn.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT pg_notify($1, $2)",
-            [INVALIDATION_CHANNEL.into(), payload.into()],
-        ))
-        .await
-        .map(|_| ())
-        .map_err(map_err)
-    }
-}
-
-fn apply_invalidation(resolver: &KeyResolver, payload: &str) {
-    if payload == INVALIDATE_ALL {
-        resolver.invalidate_all();
-        return;
-    }
-    let mut hash = [0u8; 32];
-    let ok = payload.len() == 64
-        && hash.iter_mut().enumerate().all(|(i, b)| {
-            u8::from_str_radix(&payload[i * 2..i * 2 + 2], 16)
-                .map(|v| *b = v)
-                .is_ok()
-        });
-    if ok {
-        resolver.invalidate_key(&hash);
-    } else {
-        resolver.invalidate_all();
-    }
-}
-
-fn json_list(items: &[String]) -> String {
-    serde_json::to_string(items).unwrap_or_else(|_| "[]".to_owned())
-}
-
-fn parse_list(field: &str, id: &str, s: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(s)
-        .map_err(|e| StoreError::Internal(format!("key {id}: bad {field} column: {e}")))
-}
-
-fn corrupt(what: &str, id: &str, value: &str) -> StoreError {
-    StoreError::Internal(format!("{what} of {id} has unknown value `{value}`"))
-}
-
-fn account_from(m: account::Model) -> Result<Account, StoreError> {
-    Ok(Account {
-        store_ids: Vec::new(),
-        live_status: LiveStatus::from_tag(&m.live_status)
-            .ok_or_else(|| corrupt("live_status", &m.id, &m.live_status))?,
-        id: m.id,
-        name: m.name,
-        plan: m.plan,
-        is_operator: m.is_operator,
-        created_at: m.created_at,
-        updated_at: m.updated_at,
-        version: m.version,
-    })
-}
-
-fn account_to(a: &Account) -> account::ActiveModel {
-    account::ActiveModel {
-        id: Set(a.id.clone()),
-        name: Set(a.name.clone()),
-        plan: Set(a.plan.clone()),
-        live_status: Set(a.live_status.tag().to_owned()),
-        is_operator: Set(a.is_operator),
-        created_at: Set(a.created_at),
-        updated_at: Set(a.updated_at),
-        version: Set(a.version),
-    }
-}
-
-fn parse_hash(id: &str, s: &str) -> Result<[u8; 32], StoreError> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return Err(corrupt("key_hash", id, "(wrong length)"));
-    }
-    for (i, b) in out.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[i * 2..i * 2 + 2], 16)
-            .map_err(|_| corrupt("key_hash", id, "(not hex)"))?;
-    }
-    Ok(out)
-}
-
-fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
-    Ok(KeyRecord {
-        mode: Mode::from_tag(&m.mode).ok_or_else(|| corrupt("mode", &m.id, &m.mode))?,
-        kind: KeyKind::from_tag(&m.kind).ok_or_else(|| corrupt("kind", &m.id, &m.kind))?,
-        status: StoredKeyStatus::from_tag(&m.status)
-            .ok_or_else(|| corrupt("status", &m.id, &m.status))?,
-        key_hash: parse_hash(&m.id, &m.key_hash)?,
-        scopes: parse_list("scopes", &m.id, &m.scopes)?,
-        allowed_cidrs: parse_list("allowed_cidrs", &m.id, &m.allowed_cidrs)?,
-        allowed_origins: parse_list("allowed_origins", &m.id, &m.allowed_origins)?,
-        id: m.id,
-        account_id: m.account_id,
-        name: m.name,
-        masked: m.masked,
-        role: m.role,
-        expires_at: m.expires_at,
-        created_at: m.created_at,
-        updated_at: m.updated_at,
-        last_used_at: m.last_used_at,
-        predecessor_id: m.predecessor_id,
-        successor_id: m.successor_id,
-        overlap_ends_at: m.overlap_ends_at,
-        version: m.version,
-        signing_secret_id: m.signing_secret_id,
-    })
-}
-
-fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
-    api_key::ActiveModel {
-        id: Set(k.id.clone()),
-        account_id: Set(k.account_id.clone()),
-        mode: Set(k.mode.tag().to_owned()),
-        kind: Set(k.kind.tag().to_owned()),
-        name: Set(k.name.clone()),
-        key_hash: Set(hex(&k.key_hash)),
-        masked: Set(k.masked.clone()),
-        scopes: Set(json_list(&k.scopes)),
-        role: Set(k.role.clone()),
-        allowed_cidrs: Set(json_list(&k.allowed_cidrs)),
-        allowed_origins: Set(json_list(&k.allowed_origins)),
-        status: Set(k.status.tag().to_owned()),
-        expires_at: Set(k.expires_at),
-        created_at: Set(k.created_at),
-        updated_at: Set(k.updated_at),
-        last_used_at: Set(k.last_used_at),
-        predecessor_id: Set(k.predecessor_id.clone()),
-        successor_id: Set(k.successor_id.clone()),
-        overlap_ends_at: Set(k.overlap_ends_at),
-        version: Set(k.version),
-        signing_secret_id: Set(k.signing_secret_id.clone()),
     }
 }
 
@@ -648,16 +456,5 @@ impl Store for SqlStore {
         self.notify(&txn, ROUTES_CHANGED).await?;
         txn.commit().await.map_err(map_err)?;
         Ok(result.rows_affected == 1)
-    }
-}
-
-fn rule_from(m: route_rule::Model) -> RuleRecord {
-    RuleRecord {
-        id: m.id,
-        host: (!m.host.is_empty()).then_some(m.host),
-        method: m.method,
-        path: m.path,
-        permission: m.permission,
-        created_at: m.created_at,
     }
 }

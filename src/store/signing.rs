@@ -7,7 +7,8 @@ use sea_orm::{
 };
 
 use super::entities::{reveal, signing_secret, signing_secret_version};
-use super::{SqlStore, corrupt, map_err, page, parse_hash};
+use super::map::{parse_hash, parse_tag};
+use super::{SqlStore, map_err, page};
 use crate::crypto::hex;
 use crate::domain::model::{
     Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
@@ -16,9 +17,8 @@ use crate::ports::{RevealStore, SigningStore, StoreError};
 
 fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreError> {
     Ok(SigningSecretRecord {
-        mode: Mode::from_tag(&m.mode).ok_or_else(|| corrupt("mode", &m.id, &m.mode))?,
-        status: SecretStatus::from_tag(&m.status)
-            .ok_or_else(|| corrupt("status", &m.id, &m.status))?,
+        mode: parse_tag("mode", &m.id, &m.mode, Mode::from_tag)?,
+        status: parse_tag("status", &m.id, &m.status, SecretStatus::from_tag)?,
         id: m.id,
         account_id: m.account_id,
         name: m.name,
@@ -206,7 +206,7 @@ impl SigningStore for SqlStore {
 
 fn reveal_from(m: reveal::Model) -> Result<RevealRecord, StoreError> {
     Ok(RevealRecord {
-        token_hash: parse_hash("reveal", &m.token_hash)?,
+        token_hash: parse_hash("token_hash", "reveal", &m.token_hash)?,
         sealed: m.sealed,
         kind: m.kind,
         subject_id: m.subject_id,

@@ -10,7 +10,8 @@ use sea_orm::{
 };
 
 use super::entities::{auth_code, oauth_client, refresh_token, revoked_token, signing_key};
-use super::{INVALIDATE_ALL, SqlStore, corrupt, json_list, map_err, parse_list};
+use super::map::{json_list, parse_list, parse_tag};
+use super::{INVALIDATE_ALL, SqlStore, map_err};
 use crate::domain::model::{
     AuthCodeRecord, ClientRecord, HolderKind, Millis, Mode, RefreshRecord, SigningKeyRecord,
 };
@@ -22,7 +23,7 @@ fn hash32(what: &str, v: &[u8]) -> Result<[u8; 32], StoreError> {
 }
 
 fn mode(id: &str, tag: &str) -> Result<Mode, StoreError> {
-    Mode::from_tag(tag).ok_or_else(|| corrupt("mode", id, tag))
+    parse_tag("mode", id, tag, Mode::from_tag)
 }
 
 fn key_from(m: signing_key::Model) -> SigningKeyRecord {
@@ -80,8 +81,12 @@ fn code_from(m: auth_code::Model) -> Result<AuthCodeRecord, StoreError> {
 fn refresh_from(m: refresh_token::Model) -> Result<RefreshRecord, StoreError> {
     Ok(RefreshRecord {
         token_hash: hash32("refresh token", &m.token_hash)?,
-        holder_kind: HolderKind::from_tag(&m.holder_kind)
-            .ok_or_else(|| corrupt("holder kind", &m.family_id, &m.holder_kind))?,
+        holder_kind: parse_tag(
+            "holder kind",
+            &m.family_id,
+            &m.holder_kind,
+            HolderKind::from_tag,
+        )?,
         mode: mode(&m.family_id, &m.mode)?,
         family_id: m.family_id,
         holder_id: m.holder_id,
