@@ -1,0 +1,207 @@
+//! A tenant's keys: create, read, update, status changes and rotation.
+
+use super::*;
+
+impl KeyManager {
+    pub async fn create(&self, new: NewKey) -> Result<IssuedKey> {
+        let name = validate_name("name", &new.name)?;
+        let ttl = self.check_ttl(
+            "expires_in_seconds",
+            new.expires_in_secs
+                .unwrap_or(self.settings.default_ttl_secs),
+        )?;
+        let account = self.tenant(&new.account_id).await?;
+        if new.mode == Mode::Live && account.live_status != LiveStatus::Active {
+            return Err(Error::FailedPrecondition(format!(
+                "live keys need live mode to be active for the account; it is `{}`",
+                account.live_status
+            )));
+        }
+        let now = self.clock.now();
+        let (secret, key_hash, masked) = self.issue(new.mode, new.kind)?;
+        let record = KeyRecord {
+            id: new_id(KEY_ID_PREFIX),
+            account_id: account.id,
+            mode: new.mode,
+            kind: new.kind,
+            name,
+            key_hash,
+            masked,
+            scopes: strings(&new.scopes),
+            role: new.role,
+            allowed_cidrs: strings(&new.allowed_cidrs),
+            allowed_origins: strings(&new.allowed_origins),
+            status: StoredKeyStatus::Active,
+            expires_at: now + ttl * 1000,
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            predecessor_id: None,
+            successor_id: None,
+            overlap_ends_at: None,
+            version: 1,
+            signing_secret_id: None,
+        };
+        self.check_shape(&record)?;
+        self.store.insert_key(&record).await?;
+        // A negative-cache entry for this hash is astronomically unlikely, but free to drop.
+        self.resolver.invalidate_key(&record.key_hash);
+        Ok(IssuedKey { record, secret })
+    }
+
+    pub async fn get(&self, id: &str) -> Result<KeyRecord> {
+        self.store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| Error::not_found("key", id))
+    }
+
+    pub async fn list(
+        &self,
+        filter: &KeyFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<KeyRecord>> {
+        Ok(self
+            .store
+            .list_keys(filter, self.clock.now(), after, limit)
+            .await?)
+    }
+
+    pub async fn update(&self, id: &str, changes: KeyChanges) -> Result<KeyRecord> {
+        let mut key = self.get(id).await?;
+        if key.account_id == OPERATOR_ACCOUNT_ID {
+            // Otherwise a token holding only `admin.keys.write` could widen itself to `admin.*`.
+            return Err(Error::PermissionDenied(
+                "admin tokens cannot be changed; create a new one with `latchkey admin create-token`"
+                    .to_owned(),
+            ));
+        }
+        if key.status == StoredKeyStatus::Revoked {
+            return Err(Error::FailedPrecondition(
+                "a revoked key cannot be changed".to_owned(),
+            ));
+        }
+        let now = self.clock.now();
+        if let Some(name) = changes.name {
+            key.name = validate_name("name", &name)?;
+        }
+        if let Some(scopes) = changes.scopes {
+            key.scopes = strings(&scopes);
+        }
+        if let Some(role) = changes.role {
+            key.role = role;
+        }
+        if let Some(cidrs) = changes.allowed_cidrs {
+            key.allowed_cidrs = strings(&cidrs);
+        }
+        if let Some(origins) = changes.allowed_origins {
+            key.allowed_origins = strings(&origins);
+        }
+        if let Some(secs) = changes.expires_in_secs {
+            key.expires_at = now + self.check_ttl("expires_in_seconds", secs)? * 1000;
+        }
+        self.check_shape(&key)?;
+        self.save(key, now).await
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<KeyRecord> {
+        let key = self.get(id).await?;
+        if key.status == StoredKeyStatus::Revoked {
+            return Ok(key);
+        }
+        self.set_status(key, StoredKeyStatus::Revoked).await
+    }
+
+    pub async fn suspend(&self, id: &str) -> Result<KeyRecord> {
+        let key = self.get(id).await?;
+        match key.status {
+            StoredKeyStatus::Suspended => Ok(key),
+            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
+                "a revoked key cannot be suspended".to_owned(),
+            )),
+            StoredKeyStatus::Active => self.set_status(key, StoredKeyStatus::Suspended).await,
+        }
+    }
+
+    pub async fn resume(&self, id: &str) -> Result<KeyRecord> {
+        let key = self.get(id).await?;
+        match key.status {
+            StoredKeyStatus::Active => Ok(key),
+            StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
+                "a revoked key cannot be resumed".to_owned(),
+            )),
+            StoredKeyStatus::Suspended => self.set_status(key, StoredKeyStatus::Active).await,
+        }
+    }
+
+    /// Issues a successor with the same settings and lifetime; the old key
+    /// keeps working for `overlap_secs` (0 = it stops at once).
+    pub async fn rotate(
+        &self,
+        id: &str,
+        overlap_secs: Option<i64>,
+    ) -> Result<(IssuedKey, KeyRecord)> {
+        let overlap = overlap_secs.unwrap_or(self.settings.default_overlap_secs);
+        if !(0..=self.settings.max_overlap_secs).contains(&overlap) {
+            return Err(Error::invalid(
+                "overlap_seconds",
+                format!("must be between 0 and {}", self.settings.max_overlap_secs),
+            ));
+        }
+        let mut old = self.get(id).await?;
+        let now = self.clock.now();
+        if old.successor_id.is_some() {
+            return Err(Error::FailedPrecondition(
+                "the key was already rotated; rotate its successor instead".to_owned(),
+            ));
+        }
+        if old.account_id == OPERATOR_ACCOUNT_ID {
+            return Err(Error::PermissionDenied(
+                "operator keys are managed with `latchkey admin`".to_owned(),
+            ));
+        }
+        match old.status_at(now) {
+            crate::domain::model::KeyStatus::Active => {}
+            other => {
+                return Err(Error::FailedPrecondition(
+                    format!("only an active key can be rotated; it is {other:?}").to_lowercase(),
+                ));
+            }
+        }
+        let (secret, key_hash, masked) = self.issue(old.mode, old.kind)?;
+        let lifetime = (old.expires_at - old.created_at).max(1000);
+        let successor = KeyRecord {
+            id: new_id(KEY_ID_PREFIX),
+            key_hash,
+            masked,
+            status: StoredKeyStatus::Active,
+            expires_at: now + lifetime,
+            created_at: now,
+            updated_at: now,
+            last_used_at: None,
+            predecessor_id: Some(old.id.clone()),
+            successor_id: None,
+            overlap_ends_at: None,
+            version: 1,
+            ..old.clone()
+        };
+        old.successor_id = Some(successor.id.clone());
+        old.overlap_ends_at = Some(now + overlap * 1000);
+        old.updated_at = now;
+        old.version += 1;
+        match self.store.rotate_key(&old, &successor).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
+            Err(e) => return Err(e.into()),
+        }
+        self.resolver.invalidate_key(&old.key_hash);
+        Ok((
+            IssuedKey {
+                record: successor,
+                secret,
+            },
+            old,
+        ))
+    }
+}
