@@ -3,11 +3,6 @@
 //!
 //! Data flows one way: `grpc`/`http`/`cli` adapters call `domain`, which
 //! depends only on the traits in `ports`; `store` implements those traits.
-#![forbid(unsafe_code)]
-#![cfg_attr(
-    not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
-)]
 
 pub mod app;
 pub mod cli;

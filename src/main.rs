@@ -1,5 +1,4 @@
 //! The `latchkey` binary: parse the command line and dispatch. No logic here.
-#![forbid(unsafe_code)]
 
 use std::process::ExitCode;
 

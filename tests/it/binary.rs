@@ -88,6 +88,8 @@ impl Served {
                 std::time::Instant::now() < deadline,
                 "no exit within 15 s of SIGTERM"
             );
+            // Polls a real child process, not time passing in the service.
+            #[allow(clippy::disallowed_methods)]
             std::thread::sleep(Duration::from_millis(50));
         };
         (status, std::fs::read_to_string(&self.stderr_path).unwrap())
