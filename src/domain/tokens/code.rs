@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
+use super::mint::Grant;
 use super::{
     CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager, join_scopes, random_token,
     split_scopes,
@@ -12,6 +13,19 @@ use super::{
 use crate::crypto::secret::Secret;
 use crate::crypto::{self, ct_eq};
 use crate::domain::model::{AuthCodeRecord, ClientRecord, HolderKind, new_id, valid_id};
+
+/// The parameters of an `/oauth2/authorize` request as they arrived, each
+/// absent or as sent; [`TokenManager::authorize_request`] validates them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AuthorizeParams<'a> {
+    pub response_type: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub redirect_uri: Option<&'a str>,
+    pub scope: Option<&'a str>,
+    pub state: Option<&'a str>,
+    pub code_challenge: Option<&'a str>,
+    pub code_challenge_method: Option<&'a str>,
+}
 
 /// A validated `/oauth2/authorize` request.
 #[derive(Debug, Clone)]
@@ -39,17 +53,19 @@ pub enum AuthorizeError {
 
 impl TokenManager {
     /// Validates an authorization request (RFC 6749 §4.1.1, RFC 7636 §4.3).
-    #[allow(clippy::too_many_arguments)]
     pub async fn authorize_request(
         &self,
-        response_type: Option<&str>,
-        client_id: Option<&str>,
-        redirect_uri: Option<&str>,
-        scope: Option<&str>,
-        state: Option<&str>,
-        code_challenge: Option<&str>,
-        code_challenge_method: Option<&str>,
+        params: AuthorizeParams<'_>,
     ) -> std::result::Result<AuthorizeRequest, AuthorizeError> {
+        let AuthorizeParams {
+            response_type,
+            client_id,
+            redirect_uri,
+            scope,
+            state,
+            code_challenge,
+            code_challenge_method,
+        } = params;
         let client_id = client_id.unwrap_or_default();
         let client = if valid_id(client_id, CLIENT_ID_PREFIX) {
             self.tokens.get_client(client_id).await.map_err(|e| {
@@ -212,12 +228,14 @@ impl TokenManager {
         let scopes = split_scopes(&[record.scope.as_str()]);
         let mut issued = self
             .mint_pair(
-                HolderKind::Client,
-                &client.client_id,
-                &client.account_id,
-                client.mode,
-                &record.subject,
-                &scopes,
+                &Grant {
+                    holder: HolderKind::Client,
+                    holder_id: &client.client_id,
+                    account_id: &client.account_id,
+                    mode: client.mode,
+                    subject: &record.subject,
+                    scopes: &scopes,
+                },
                 &record.family_id,
                 None,
             )

@@ -27,6 +27,18 @@ pub(super) fn within(requested: &[String], allowed: &ScopeSet, allowed_strings: 
     })
 }
 
+/// Who a token is for and what it may do: the holder (an OAuth2 client or
+/// an exchanged API key), the account and mode it acts in, its subject and
+/// its scopes.
+pub(super) struct Grant<'a> {
+    pub(super) holder: HolderKind,
+    pub(super) holder_id: &'a str,
+    pub(super) account_id: &'a str,
+    pub(super) mode: Mode,
+    pub(super) subject: &'a str,
+    pub(super) scopes: &'a [String],
+}
+
 impl TokenManager {
     /// Requested scopes, or all of the client's when none are named.
     pub(super) fn grant_scopes(
@@ -48,15 +60,9 @@ impl TokenManager {
         Ok(requested)
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn mint(
         &self,
-        holder: HolderKind,
-        holder_id: &str,
-        account_id: &str,
-        mode: Mode,
-        subject: &str,
-        scopes: &[String],
+        grant: &Grant<'_>,
         ttl_secs: i64,
         now: Millis,
     ) -> std::result::Result<(Secret<String>, Claims), OAuthError> {
@@ -65,16 +71,16 @@ impl TokenManager {
         let claims = Claims {
             iss: self.settings.issuer.clone(),
             aud: Audience::One(self.settings.audience.clone()),
-            sub: subject.to_owned(),
-            scope: join_scopes(scopes),
+            sub: grant.subject.to_owned(),
+            scope: join_scopes(grant.scopes),
             exp: iat + ttl_secs,
             iat,
             nbf: Some(iat),
             jti: uuid::Uuid::new_v4().simple().to_string(),
-            client_id: holder_id.to_owned(),
-            lk_account: account_id.to_owned(),
-            lk_mode: mode.tag().to_owned(),
-            lk_holder: holder.tag().to_owned(),
+            client_id: grant.holder_id.to_owned(),
+            lk_account: grant.account_id.to_owned(),
+            lk_mode: grant.mode.tag().to_owned(),
+            lk_holder: grant.holder.tag().to_owned(),
         };
         let signed = claims.clone();
         let token = self
@@ -107,12 +113,14 @@ impl TokenManager {
         let now = self.clock.now();
         let (token, _) = self
             .mint(
-                HolderKind::Client,
-                &client.client_id,
-                &client.account_id,
-                client.mode,
-                &client.client_id,
-                &scopes,
+                &Grant {
+                    holder: HolderKind::Client,
+                    holder_id: &client.client_id,
+                    account_id: &client.account_id,
+                    mode: client.mode,
+                    subject: &client.client_id,
+                    scopes: &scopes,
+                },
                 self.settings.access_ttl_secs,
                 now,
             )
@@ -127,20 +135,14 @@ impl TokenManager {
     }
 
     /// An access token with a refresh token in `family_id`.
-    #[allow(clippy::too_many_arguments)]
     pub(super) async fn mint_pair(
         &self,
-        holder: HolderKind,
-        holder_id: &str,
-        account_id: &str,
-        mode: Mode,
-        subject: &str,
-        scopes: &[String],
+        grant: &Grant<'_>,
         family_id: &str,
         previous: Option<&RefreshRecord>,
     ) -> std::result::Result<IssuedTokens, OAuthError> {
         let now = self.clock.now();
-        let (access_ttl, refresh_ttl) = match holder {
+        let (access_ttl, refresh_ttl) = match grant.holder {
             // The Inbenta flow: refresh before the access token expires, or start again.
             HolderKind::Key => (
                 self.settings.exchange_ttl_secs,
@@ -151,22 +153,18 @@ impl TokenManager {
                 self.settings.refresh_ttl_secs,
             ),
         };
-        let (access, claims) = self
-            .mint(
-                holder, holder_id, account_id, mode, subject, scopes, access_ttl, now,
-            )
-            .await?;
+        let (access, claims) = self.mint(grant, access_ttl, now).await?;
         let refresh = Secret::new(format!("lkrt_{}", random_token(32)?));
         let record = RefreshRecord {
             token_hash: crypto::sha256(refresh.expose().as_bytes()),
             family_id: family_id.to_owned(),
-            holder_kind: holder,
-            holder_id: holder_id.to_owned(),
-            account_id: account_id.to_owned(),
-            mode,
-            subject: subject.to_owned(),
+            holder_kind: grant.holder,
+            holder_id: grant.holder_id.to_owned(),
+            account_id: grant.account_id.to_owned(),
+            mode: grant.mode,
+            subject: grant.subject.to_owned(),
             // A refresh may narrow the access token, never the grant (RFC 6749 §6).
-            scope: previous.map_or_else(|| join_scopes(scopes), |p| p.scope.clone()),
+            scope: previous.map_or_else(|| join_scopes(grant.scopes), |p| p.scope.clone()),
             access_jti: claims.jti.clone(),
             access_expires_at: claims.exp * 1000,
             expires_at: now + refresh_ttl * 1000,
@@ -192,7 +190,7 @@ impl TokenManager {
             token_type: "Bearer",
             expires_in: access_ttl,
             refresh_token: Some(refresh),
-            scope: join_scopes(scopes),
+            scope: join_scopes(grant.scopes),
         })
     }
 
@@ -221,12 +219,14 @@ impl TokenManager {
         let scopes = self.grant_scopes(requested, &key.scope_strings)?;
         let family = new_id("fam");
         self.mint_pair(
-            HolderKind::Key,
-            &key.record.id,
-            &key.account.id,
-            key.record.mode,
-            &key.record.id,
-            &scopes,
+            &Grant {
+                holder: HolderKind::Key,
+                holder_id: &key.record.id,
+                account_id: &key.account.id,
+                mode: key.record.mode,
+                subject: &key.record.id,
+                scopes: &scopes,
+            },
             &family,
             None,
         )

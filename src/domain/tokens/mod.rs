@@ -39,7 +39,7 @@ mod refresh;
 mod tests;
 mod verify;
 
-pub use code::{AuthorizeError, AuthorizeRequest};
+pub use code::{AuthorizeError, AuthorizeParams, AuthorizeRequest};
 pub use introspect::Introspection;
 pub use verify::TokenDenial;
 
@@ -188,6 +188,23 @@ impl Audience {
     }
 }
 
+/// What a [`TokenManager`] is built from.
+pub struct TokenDeps {
+    pub store: Arc<dyn Store>,
+    pub tokens: Arc<dyn TokenStore>,
+    pub policy: Arc<Policy>,
+    pub clock: Arc<dyn Clock>,
+    /// Resolves the API keys behind exchanged tokens; its epoch invalidates
+    /// the caches of verified tokens and clients.
+    pub resolver: Arc<KeyResolver>,
+    /// Seals and opens the signing keys' private halves.
+    pub master_key: Arc<MasterKey>,
+    pub settings: TokenSettings,
+    /// The deployment's API key prefix (`lk` by default), checked before an
+    /// API key is exchanged for tokens.
+    pub key_prefix: String,
+}
+
 pub struct TokenManager {
     store: Arc<dyn Store>,
     tokens: Arc<dyn TokenStore>,
@@ -233,17 +250,17 @@ const MAX_SIGNING_IN_FLIGHT: usize = 4096;
 
 impl TokenManager {
     /// Loads the signing keys, creating the first one if there is none.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn load(
-        store: Arc<dyn Store>,
-        tokens: Arc<dyn TokenStore>,
-        policy: Arc<Policy>,
-        clock: Arc<dyn Clock>,
-        resolver: Arc<KeyResolver>,
-        master_key: Arc<MasterKey>,
-        settings: TokenSettings,
-        key_prefix: String,
-    ) -> std::result::Result<Self, StoreError> {
+    pub async fn load(deps: TokenDeps) -> std::result::Result<Self, StoreError> {
+        let TokenDeps {
+            store,
+            tokens,
+            policy,
+            clock,
+            resolver,
+            master_key,
+            settings,
+            key_prefix,
+        } = deps;
         let keyring = Keyring::load(tokens.as_ref(), &master_key, &settings, clock.now()).await?;
         Ok(Self {
             store,

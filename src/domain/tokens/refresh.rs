@@ -1,6 +1,7 @@
 //! The refresh token grant (RFC 6749 §6) with rotation: each use returns a
 //! new pair, and a rotated-out token presented again revokes its family.
 
+use super::mint::Grant;
 use super::{IssuedTokens, OAuthError, TokenManager, split_scopes};
 use crate::crypto;
 use crate::domain::model::{ClientRecord, HolderKind};
@@ -58,12 +59,14 @@ impl TokenManager {
                 .map_err(|_| invalid("the API key behind this token no longer works"))?;
         }
         self.mint_pair(
-            record.holder_kind,
-            &record.holder_id,
-            &record.account_id,
-            record.mode,
-            &record.subject,
-            &scopes,
+            &Grant {
+                holder: record.holder_kind,
+                holder_id: &record.holder_id,
+                account_id: &record.account_id,
+                mode: record.mode,
+                subject: &record.subject,
+                scopes: &scopes,
+            },
             &record.family_id,
             Some(&record),
         )
