@@ -5,12 +5,12 @@
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use super::{TokenManager, TokenSettings};
+use super::{TokenManager, TokenSettings, log_internal};
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::jwt::{Algorithm, SigningKey, VerifyingKey};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Millis, SigningKeyRecord, new_id};
-use crate::ports::{StoreError, TokenStore};
+use crate::ports::TokenStore;
 
 /// How often an unknown `kid` may make this replica re-read the signing keys.
 const KEYRING_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
@@ -35,14 +35,14 @@ impl Keyring {
         master_key: &Arc<MasterKey>,
         settings: &TokenSettings,
         now: Millis,
-    ) -> std::result::Result<Self, StoreError> {
+    ) -> Result<Self> {
         let mut records = tokens.signing_keys().await?;
         if !records.iter().any(|r| r.retired_at.is_none()) {
             let alg = settings.algorithm;
             let master = master_key.clone();
             let record = tokio::task::spawn_blocking(move || new_signing_record(alg, &master, now))
                 .await
-                .map_err(|e| StoreError::Internal(e.to_string()))??;
+                .map_err(|e| Error::internal("generating a signing key", e))??;
             if tokens.insert_first_signing_key(&record).await? {
                 tracing::info!(kid = %record.kid, algorithm = %record.algorithm, "created the first JWT signing key");
             }
@@ -64,9 +64,9 @@ impl Keyring {
         master: &MasterKey,
         now: Millis,
         keep_ms: i64,
-    ) -> std::result::Result<KeyringState, StoreError> {
+    ) -> Result<KeyringState> {
         let bad = |kid: &str, e: &dyn std::fmt::Display| {
-            StoreError::Internal(format!("signing key {kid}: {e}"))
+            Error::internal("loading a signing key", format!("{kid}: {e}"))
         };
         let mut active = None;
         let mut verifiers = Vec::new();
@@ -98,7 +98,8 @@ impl Keyring {
                 ));
             }
         }
-        let active = active.ok_or_else(|| StoreError::Internal("no active signing key".into()))?;
+        let active = active
+            .ok_or_else(|| Error::internal("loading the signing keys", "no active signing key"))?;
         let keys: Vec<&serde_json::Value> = verifiers.iter().map(|v| v.jwk()).collect();
         let jwks = serde_json::json!({ "keys": keys }).to_string();
         Ok(KeyringState {
@@ -142,17 +143,13 @@ fn seal_context(kid: &str) -> String {
     format!("signing_key:{kid}")
 }
 
-fn new_signing_record(
-    alg: Algorithm,
-    master: &MasterKey,
-    now: Millis,
-) -> std::result::Result<SigningKeyRecord, StoreError> {
+fn new_signing_record(alg: Algorithm, master: &MasterKey, now: Millis) -> Result<SigningKeyRecord> {
     let kid = new_id("sk");
-    let (key, pkcs8) =
-        SigningKey::generate(alg, kid.clone()).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let (key, pkcs8) = SigningKey::generate(alg, kid.clone())
+        .map_err(|e| Error::internal("generating a signing key", e))?;
     let sealed = master
         .seal(&pkcs8, seal_context(&kid).as_bytes())
-        .map_err(|e| StoreError::Internal(e.to_string()))?;
+        .map_err(|e| Error::internal("sealing a signing key", e))?;
     Ok(SigningKeyRecord {
         kid,
         algorithm: alg.name().to_owned(),
@@ -170,7 +167,13 @@ fn keep_retired_ms(settings: &TokenSettings) -> i64 {
 
 impl TokenManager {
     /// Re-reads the signing keys from the store (another replica may have rotated).
-    pub async fn reload_keys(&self) -> std::result::Result<(), StoreError> {
+    pub async fn reload_keys(&self) -> Result<()> {
+        self.reread_keys().await.inspect_err(log_internal)
+    }
+
+    /// [`Self::reload_keys`] without the log, for callers that report the error
+    /// through a transport's table.
+    async fn reread_keys(&self) -> Result<()> {
         let records = self.tokens.signing_keys().await?;
         let previous = self.keyring.current();
         let state = Keyring::build(
@@ -202,9 +205,9 @@ impl TokenManager {
         let master = self.master_key.clone();
         let record = tokio::task::spawn_blocking(move || new_signing_record(alg, &master, now))
             .await
-            .map_err(|e| Error::Store(StoreError::Internal(e.to_string())))??;
+            .map_err(|e| Error::internal("generating a signing key", e))??;
         self.tokens.rotate_signing_key(&record).await?;
-        self.reload_keys().await?;
+        self.reread_keys().await?;
         tracing::info!(kid = %record.kid, algorithm = %record.algorithm, "rotated the JWT signing key");
         Ok(record)
     }

@@ -21,6 +21,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 use serde::{Deserialize, Serialize};
 
 use super::cache::DigestCache;
+use super::error::{Error, Result};
 use super::permissions::Policy;
 use super::resolver::KeyResolver;
 use crate::crypto::envelope::MasterKey;
@@ -115,6 +116,28 @@ impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "token store failed");
         OAuthError::ServerError
+    }
+}
+
+/// A fault inside a grant (randomness, say) is the server's, never the
+/// client's: its cause goes to the log, `server_error` to the client.
+impl From<Error> for OAuthError {
+    fn from(e: Error) -> Self {
+        match &e {
+            Error::Internal { .. } => log_internal(&e),
+            other => tracing::error!(error = %other, "token operation failed"),
+        }
+        OAuthError::ServerError
+    }
+}
+
+/// Logs the cause of an internal fault. Its text names only what was being
+/// done, and start-up, the periodic key reload and the token endpoints show
+/// nothing more (only the gRPC table logs causes), so the cause is logged
+/// where the fault leaves this module.
+fn log_internal(e: &Error) {
+    if let Error::Internal { what, cause } = e {
+        tracing::error!(%cause, "internal error while {what}");
     }
 }
 
@@ -222,9 +245,9 @@ pub struct TokenManager {
     clients: DigestCache<Arc<ClientEntry>>,
 }
 
-fn random_token(bytes: usize) -> std::result::Result<String, StoreError> {
+fn random_token(bytes: usize) -> Result<String> {
     let mut buf = vec![0u8; bytes];
-    getrandom::fill(&mut buf).map_err(|e| StoreError::Internal(e.to_string()))?;
+    getrandom::fill(&mut buf).map_err(|e| Error::internal("drawing random bytes", e))?;
     Ok(B64.encode(buf))
 }
 
@@ -250,7 +273,7 @@ const MAX_SIGNING_IN_FLIGHT: usize = 4096;
 
 impl TokenManager {
     /// Loads the signing keys, creating the first one if there is none.
-    pub async fn load(deps: TokenDeps) -> std::result::Result<Self, StoreError> {
+    pub async fn load(deps: TokenDeps) -> Result<Self> {
         let TokenDeps {
             store,
             tokens,
@@ -261,7 +284,16 @@ impl TokenManager {
             settings,
             key_prefix,
         } = deps;
-        let keyring = Keyring::load(tokens.as_ref(), &master_key, &settings, clock.now()).await?;
+        let keyring = Keyring::load(tokens.as_ref(), &master_key, &settings, clock.now())
+            .await
+            .inspect_err(log_internal)?;
+        let signer = CpuPool::new(
+            "jwt-signer",
+            std::thread::available_parallelism().map_or(2, usize::from),
+            MAX_SIGNING_IN_FLIGHT,
+        )
+        .map_err(|e| Error::internal("starting the signing threads", e))
+        .inspect_err(log_internal)?;
         Ok(Self {
             store,
             tokens,
@@ -274,12 +306,7 @@ impl TokenManager {
             verified: DigestCache::new(100_000, Duration::from_secs(300)),
             key_hashes: DigestCache::new(100_000, Duration::from_secs(3600)),
             key_prefix,
-            signer: CpuPool::new(
-                "jwt-signer",
-                std::thread::available_parallelism().map_or(2, usize::from),
-                MAX_SIGNING_IN_FLIGHT,
-            )
-            .map_err(|e| StoreError::Internal(format!("cannot start signing threads: {e}")))?,
+            signer,
             clients: DigestCache::new(10_000, Duration::from_secs(60)),
         })
     }
