@@ -285,16 +285,16 @@ pub async fn start(
         .clone()
         .unwrap_or_else(|| format!("http://{http_addr}"));
     let tokens = Arc::new(
-        TokenManager::load(
-            store_port.clone(),
-            Arc::new(store.clone()),
-            parts.policy.clone(),
-            parts.core.clock.clone(),
-            parts.resolver.clone(),
-            parts.core.master_key.clone(),
-            token_settings,
-            settings.keys.prefix.clone(),
-        )
+        TokenManager::load(crate::domain::tokens::TokenDeps {
+            store: store_port.clone(),
+            tokens: Arc::new(store.clone()),
+            policy: parts.policy.clone(),
+            clock: parts.core.clock.clone(),
+            resolver: parts.resolver.clone(),
+            master_key: parts.core.master_key.clone(),
+            settings: token_settings,
+            key_prefix: settings.keys.prefix.clone(),
+        })
         .await?,
     );
     parts.core.checker.set_tokens(tokens.clone());

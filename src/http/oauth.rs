@@ -505,15 +505,15 @@ async fn validate(
 ) -> Result<AuthorizeRequest, AuthorizeError> {
     let get = |k: &str| p.get(k).map(String::as_str);
     s.tokens
-        .authorize_request(
-            get("response_type"),
-            get("client_id"),
-            get("redirect_uri"),
-            get("scope"),
-            get("state"),
-            get("code_challenge"),
-            get("code_challenge_method"),
-        )
+        .authorize_request(crate::domain::tokens::AuthorizeParams {
+            response_type: get("response_type"),
+            client_id: get("client_id"),
+            redirect_uri: get("redirect_uri"),
+            scope: get("scope"),
+            state: get("state"),
+            code_challenge: get("code_challenge"),
+            code_challenge_method: get("code_challenge_method"),
+        })
         .await
 }
 

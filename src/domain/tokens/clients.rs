@@ -1,0 +1,215 @@
+//! Registered OAuth2 clients (RFC 6749 §2): registration with its redirect
+//! URIs (§3.1.2, RFC 8252 §7.3), look-up, deletion, and client
+//! authentication by secret (§2.3.1).
+
+use std::sync::Arc;
+
+use super::OAuthError;
+use super::{CLIENT_ID_PREFIX, TokenManager, random_token, split_scopes};
+use crate::crypto::secret::Secret;
+use crate::crypto::{self, ct_eq};
+use crate::domain::accounts::validate_name;
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{ClientRecord, GRANT_TYPES, LiveStatus, Mode, new_id, valid_id};
+use crate::domain::permissions::Scope;
+use crate::ports::StoreError;
+
+const MAX_REDIRECT_URIS: usize = 20;
+const MAX_SCOPES: usize = 100;
+
+fn parse_scopes(field: &'static str, scopes: &[String]) -> Result<Vec<String>> {
+    if scopes.len() > MAX_SCOPES {
+        return Err(Error::invalid(
+            field,
+            format!("at most {MAX_SCOPES} scopes are allowed"),
+        ));
+    }
+    for s in scopes {
+        Scope::parse(s).map_err(|e| Error::invalid(field, format!("scope {e}")))?;
+    }
+    Ok(scopes.to_vec())
+}
+
+/// A redirect URI we accept: absolute, no fragment (RFC 6749 §3.1.2), https
+/// unless it points at this machine (RFC 8252 §7.3).
+pub(super) fn check_redirect_uri(uri: &str) -> std::result::Result<(), String> {
+    if uri.len() > 2000 || uri.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(format!("`{uri}` is not a valid URI"));
+    }
+    if uri.contains('#') {
+        return Err(format!("`{uri}` must not contain a fragment"));
+    }
+    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
+    let rest_ok = |prefix: &str| {
+        uri.strip_prefix(prefix)
+            .is_some_and(|r| r.is_empty() || r.starts_with(':') || r.starts_with('/'))
+    };
+    if uri.starts_with("https://") && uri.len() > "https://".len() {
+        return Ok(());
+    }
+    if loopback.iter().any(|p| rest_ok(p)) {
+        return Ok(());
+    }
+    Err(format!(
+        "`{uri}` must be an https URL (plain http only for 127.0.0.1, [::1] or localhost)"
+    ))
+}
+
+/// A verified client, cached by the SHA-256 of its id.
+pub(super) struct ClientEntry {
+    client: ClientRecord,
+    epoch: u64,
+}
+
+impl TokenManager {
+    pub async fn create_client(
+        &self,
+        account_id: &str,
+        mode: Mode,
+        name: &str,
+        redirect_uris: &[String],
+        grant_types: &[String],
+        scopes: &[String],
+    ) -> Result<(ClientRecord, Secret<String>)> {
+        let name = validate_name("name", name)?;
+        let account = match self.store.get_account(account_id).await? {
+            Some(a) if !a.is_operator => a,
+            _ => return Err(Error::not_found("account", account_id)),
+        };
+        if mode == Mode::Live && account.live_status != LiveStatus::Active {
+            return Err(Error::FailedPrecondition(format!(
+                "live clients need live mode to be active for the account; it is `{}`",
+                account.live_status
+            )));
+        }
+        if grant_types.is_empty() {
+            return Err(Error::invalid(
+                "grant_types",
+                format!("name at least one of {}", GRANT_TYPES.join(", ")),
+            ));
+        }
+        for g in grant_types {
+            if !GRANT_TYPES.contains(&g.as_str()) {
+                return Err(Error::invalid(
+                    "grant_types",
+                    format!("`{g}` is not one of {}", GRANT_TYPES.join(", ")),
+                ));
+            }
+        }
+        if redirect_uris.len() > MAX_REDIRECT_URIS {
+            return Err(Error::invalid(
+                "redirect_uris",
+                format!("at most {MAX_REDIRECT_URIS} are allowed"),
+            ));
+        }
+        for uri in redirect_uris {
+            check_redirect_uri(uri).map_err(|m| Error::invalid("redirect_uris", m))?;
+        }
+        if grant_types.iter().any(|g| g == "authorization_code") && redirect_uris.is_empty() {
+            return Err(Error::invalid(
+                "redirect_uris",
+                "the authorization_code grant needs at least one redirect URI",
+            ));
+        }
+        let scopes = parse_scopes("scopes", &split_scopes(scopes))?;
+        if scopes.is_empty() {
+            return Err(Error::invalid("scopes", "name at least one scope"));
+        }
+        let mut grants = grant_types.to_vec();
+        grants.sort();
+        grants.dedup();
+        let secret = Secret::new(format!("lkcs_{}", random_token(32)?));
+        let client = ClientRecord {
+            client_id: new_id(CLIENT_ID_PREFIX),
+            account_id: account.id,
+            mode,
+            name,
+            secret_hash: crypto::sha256(secret.expose().as_bytes()),
+            redirect_uris: redirect_uris.to_vec(),
+            grant_types: grants,
+            scopes,
+            created_at: self.clock.now(),
+        };
+        self.tokens.insert_client(&client).await?;
+        Ok((client, secret))
+    }
+
+    pub async fn get_client(&self, client_id: &str) -> Result<ClientRecord> {
+        if !valid_id(client_id, CLIENT_ID_PREFIX) {
+            return Err(Error::invalid("client_id", "is not a client id"));
+        }
+        self.tokens
+            .get_client(client_id)
+            .await?
+            .ok_or_else(|| Error::not_found("client", client_id))
+    }
+
+    pub async fn list_clients(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<ClientRecord>> {
+        Ok(self.tokens.list_clients(account_id, after, limit).await?)
+    }
+
+    pub async fn delete_client(&self, client_id: &str) -> Result<()> {
+        if !valid_id(client_id, CLIENT_ID_PREFIX) {
+            return Err(Error::invalid("client_id", "is not a client id"));
+        }
+        if !self
+            .tokens
+            .delete_client(client_id, self.clock.now())
+            .await?
+        {
+            return Err(Error::not_found("client", client_id));
+        }
+        // Cached tokens of this client are re-checked (and now refused).
+        self.resolver.invalidate_all();
+        Ok(())
+    }
+
+    /// The client, if the secret is its own. Client secrets are 256 random
+    /// bits, so a SHA-256 compare in constant time is the right check.
+    pub async fn authenticate_client(
+        &self,
+        client_id: &str,
+        secret: &str,
+    ) -> std::result::Result<ClientRecord, OAuthError> {
+        let unknown = || OAuthError::InvalidClient("client authentication failed".into());
+        if !valid_id(client_id, CLIENT_ID_PREFIX) {
+            return Err(unknown());
+        }
+        let client = self.client(client_id).await?.ok_or_else(unknown)?;
+        if !ct_eq(&crypto::sha256(secret.as_bytes()), &client.secret_hash) {
+            return Err(unknown());
+        }
+        Ok(client)
+    }
+
+    /// A client by id, cached until the next invalidation (a deleted client
+    /// invalidates everything, on every replica).
+    pub(super) async fn client(
+        &self,
+        client_id: &str,
+    ) -> std::result::Result<Option<ClientRecord>, StoreError> {
+        let epoch = self.resolver.epoch();
+        let slot = crypto::sha256(client_id.as_bytes());
+        if let Some(hit) = self.clients.get(&slot)
+            && hit.epoch == epoch
+        {
+            return Ok(Some(hit.client.clone()));
+        }
+        let Some(client) = self.tokens.get_client(client_id).await? else {
+            return Ok(None);
+        };
+        self.clients.insert(
+            slot,
+            Arc::new(ClientEntry {
+                client: client.clone(),
+                epoch,
+            }),
+        );
+        Ok(Some(client))
+    }
+}

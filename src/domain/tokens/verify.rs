@@ -1,0 +1,313 @@
+//! A presented JWT for Check: signature (RFC 7515), the registered claims
+//! (RFC 7519 §4.1), revocation, and the principal it speaks for, the same
+//! `ResolvedKey` an API key resolves to.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicI64;
+
+use super::{Claims, TokenManager, split_scopes};
+use crate::crypto::{self, jwt};
+use crate::domain::keys::KEY_ID_PREFIX;
+use crate::domain::model::{
+    Account, HolderKind, KeyKind, KeyRecord, Millis, StoredKeyStatus, valid_id,
+};
+use crate::domain::permissions::ScopeSet;
+use crate::domain::reason::{Reason, key_status_denial};
+use crate::domain::resolver::ResolvedKey;
+use crate::ports::StoreError;
+
+/// A verified token, cached by the SHA-256 of its text.
+pub(super) struct TokenEntry {
+    principal: Arc<ResolvedKey>,
+    exp: Millis,
+    epoch: u64,
+}
+
+/// Why a presented JWT was not accepted.
+pub struct TokenDenial {
+    pub reason: Reason,
+    pub message: String,
+    pub principal: Option<Arc<ResolvedKey>>,
+}
+
+fn denial(reason: Reason, message: impl Into<String>) -> TokenDenial {
+    TokenDenial {
+        reason,
+        message: message.into(),
+        principal: None,
+    }
+}
+
+impl TokenManager {
+    pub(super) fn verify_signature(&self, token: &str) -> std::result::Result<Claims, TokenDenial> {
+        let parts = jwt::split(token).map_err(|e| {
+            denial(
+                Reason::CredentialMalformed,
+                format!("the token is malformed: {e}"),
+            )
+        })?;
+        if parts.header.alg.eq_ignore_ascii_case("none") {
+            return Err(denial(
+                Reason::TokenUnsigned,
+                "unsigned tokens (alg `none`) are never accepted",
+            ));
+        }
+        if parts.header.crit.is_some() {
+            return Err(denial(
+                Reason::CredentialMalformed,
+                "the token names critical header parameters this server does not support",
+            ));
+        }
+        let kid = parts.header.kid.as_deref().unwrap_or_default();
+        let state = self.keyring.current();
+        let Some(key) = state.verifiers.iter().find(|v| v.kid == kid) else {
+            return Err(denial(
+                Reason::TokenKeyUnknown,
+                "the token's `kid` names no current signing key",
+            ));
+        };
+        if parts.header.alg != key.alg.name() {
+            return Err(denial(
+                Reason::TokenAlgorithmMismatch,
+                format!(
+                    "the token says `{}` but its key is {}",
+                    parts.header.alg.chars().take(16).collect::<String>(),
+                    key.alg
+                ),
+            ));
+        }
+        key.verify(&parts).map_err(|_| {
+            denial(
+                Reason::TokenSignatureInvalid,
+                "the token's signature does not verify",
+            )
+        })?;
+        serde_json::from_slice::<Claims>(&parts.claims).map_err(|_| {
+            denial(
+                Reason::CredentialMalformed,
+                "the token's claims are not the ones this server issues",
+            )
+        })
+    }
+
+    /// Signature, then `exp`/`nbf` (with leeway), `iss`, `aud`, and revocation.
+    pub(super) async fn verify_claims(
+        &self,
+        token: &str,
+        now: Millis,
+    ) -> std::result::Result<Claims, TokenDenial> {
+        let claims = match self.verify_signature(token) {
+            Err(d) if d.reason == Reason::TokenKeyUnknown && self.keyring.may_reload() => {
+                // Another replica may have rotated: look once more.
+                if let Err(e) = self.reload_keys().await {
+                    tracing::warn!(error = %e, "signing keys could not be re-read");
+                }
+                self.verify_signature(token)?
+            }
+            other => other?,
+        };
+        let now_s = now / 1000;
+        let leeway = self.settings.leeway_secs;
+        if claims.exp + leeway <= now_s {
+            return Err(denial(Reason::TokenExpired, "the token has expired"));
+        }
+        if claims.nbf.is_some_and(|nbf| nbf - leeway > now_s) {
+            return Err(denial(
+                Reason::TokenNotYetValid,
+                "the token is not valid yet",
+            ));
+        }
+        if claims.iss != self.settings.issuer || !claims.aud.contains(&self.settings.audience) {
+            return Err(denial(
+                Reason::TokenClaimsInvalid,
+                "the token was issued for another issuer or audience",
+            ));
+        }
+        match self.tokens.is_revoked(&claims.jti).await {
+            Ok(false) => Ok(claims),
+            Ok(true) => Err(denial(Reason::TokenRevoked, "the token was revoked")),
+            Err(e) => {
+                tracing::error!(error = %e, "revocation lookup failed; denying");
+                Err(denial(
+                    Reason::InternalError,
+                    "the decision could not be made; denied",
+                ))
+            }
+        }
+    }
+
+    /// The key with this id, if it works right now.
+    pub(super) async fn live_key(
+        &self,
+        key_id: &str,
+        now: Millis,
+    ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
+        let internal = |e: StoreError| {
+            tracing::error!(error = %e, "key lookup failed; denying");
+            denial(
+                Reason::InternalError,
+                "the decision could not be made; denied",
+            )
+        };
+        let slot = crypto::sha256(key_id.as_bytes());
+        let hash = match self.key_hashes.get(&slot) {
+            Some(h) => h,
+            None => {
+                if !valid_id(key_id, KEY_ID_PREFIX) {
+                    return Err(denial(Reason::CredentialUnknown, "no such key"));
+                }
+                let record: Option<KeyRecord> =
+                    self.store.get_key(key_id).await.map_err(internal)?;
+                let Some(record) = record else {
+                    return Err(denial(
+                        Reason::CredentialUnknown,
+                        "the key behind the token is gone",
+                    ));
+                };
+                self.key_hashes.insert(slot, record.key_hash);
+                record.key_hash
+            }
+        };
+        let Some(key) = self.resolver.resolve(&hash).await.map_err(internal)? else {
+            return Err(denial(
+                Reason::CredentialUnknown,
+                "the key behind the token is gone",
+            ));
+        };
+        match key_status_denial(key.record.status_at(now)) {
+            None => Ok(key),
+            Some((reason, message)) => Err(TokenDenial {
+                reason,
+                message: format!("the token's API key: {message}"),
+                principal: Some(key),
+            }),
+        }
+    }
+
+    /// The principal a verified token speaks for: the exchanged key (with the
+    /// token's narrower scopes), or the client in its account.
+    pub(super) async fn principal_for(
+        &self,
+        claims: &Claims,
+        now: Millis,
+    ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
+        let scopes = split_scopes(&[claims.scope.as_str()]);
+        let scope_set = Arc::new(ScopeSet::parse_all(&scopes).map_err(|_| {
+            denial(
+                Reason::CredentialMalformed,
+                "the token carries a malformed scope",
+            )
+        })?);
+        let internal = |e: StoreError| {
+            tracing::error!(error = %e, "token principal lookup failed; denying");
+            denial(
+                Reason::InternalError,
+                "the decision could not be made; denied",
+            )
+        };
+        match HolderKind::from_tag(&claims.lk_holder) {
+            Some(HolderKind::Key) => {
+                let key = self.live_key(&claims.client_id, now).await?;
+                Ok(Arc::new(ResolvedKey {
+                    record: key.record.clone(),
+                    account: key.account.clone(),
+                    scope_strings: scope_set.strings(),
+                    scopes: scope_set,
+                    entitlements: key.entitlements.clone(),
+                    cidrs: key.cidrs.clone(),
+                    origins: key.origins.clone(),
+                    last_reported: AtomicI64::new(i64::MIN),
+                }))
+            }
+            Some(HolderKind::Client) => {
+                let client = self.client(&claims.client_id).await.map_err(internal)?;
+                let Some(client) = client else {
+                    return Err(denial(
+                        Reason::TokenRevoked,
+                        "the token's client was deleted",
+                    ));
+                };
+                let account: Option<Account> = self
+                    .store
+                    .get_account(&client.account_id)
+                    .await
+                    .map_err(internal)?;
+                let Some(account) = account else {
+                    return Err(denial(
+                        Reason::CredentialUnknown,
+                        "the client's account is gone",
+                    ));
+                };
+                let entitlements = self.policy.plan(&account.plan).cloned();
+                Ok(Arc::new(ResolvedKey {
+                    record: KeyRecord {
+                        id: client.client_id.clone(),
+                        account_id: client.account_id.clone(),
+                        mode: client.mode,
+                        kind: KeyKind::Secret,
+                        name: client.name.clone(),
+                        key_hash: [0; 32],
+                        masked: String::new(),
+                        scopes: scopes.clone(),
+                        role: None,
+                        allowed_cidrs: Vec::new(),
+                        allowed_origins: Vec::new(),
+                        status: StoredKeyStatus::Active,
+                        expires_at: claims.exp * 1000,
+                        created_at: claims.iat * 1000,
+                        updated_at: claims.iat * 1000,
+                        last_used_at: None,
+                        predecessor_id: None,
+                        successor_id: None,
+                        overlap_ends_at: None,
+                        version: 1,
+                        signing_secret_id: None,
+                    },
+                    account,
+                    scope_strings: scope_set.strings(),
+                    scopes: scope_set,
+                    entitlements,
+                    cidrs: Vec::new(),
+                    origins: Vec::new(),
+                    // Not an API key: no last-used times to record.
+                    last_reported: AtomicI64::new(i64::MAX),
+                }))
+            }
+            None => Err(denial(
+                Reason::CredentialMalformed,
+                "the token names no holder this server knows",
+            )),
+        }
+    }
+
+    /// A presented JWT → the principal `decide` goes on with. Verified tokens
+    /// are cached; any invalidation (key change, revocation, deleted client)
+    /// makes the next use check again.
+    pub async fn authenticate(
+        &self,
+        token: &str,
+    ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
+        let epoch = self.resolver.epoch();
+        let now = self.clock.now();
+        let slot = crypto::sha256(token.as_bytes());
+        if let Some(entry) = self.verified.get(&slot)
+            && entry.epoch == epoch
+        {
+            if entry.exp + self.settings.leeway_secs * 1000 <= now {
+                return Err(denial(Reason::TokenExpired, "the token has expired"));
+            }
+            return Ok(entry.principal.clone());
+        }
+        let claims = self.verify_claims(token, now).await?;
+        let principal = self.principal_for(&claims, now).await?;
+        self.verified.insert(
+            slot,
+            Arc::new(TokenEntry {
+                principal: principal.clone(),
+                exp: claims.exp * 1000,
+                epoch,
+            }),
+        );
+        Ok(principal)
+    }
+}
