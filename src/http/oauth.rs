@@ -410,6 +410,39 @@ fn page(status: StatusCode, title: &str, body: &str) -> Response {
     response
 }
 
+/// The consent page's policy: `page`'s, with the origin of this request's
+/// redirect URI beside 'self' in `form-action`, which Chrome applies to the
+/// redirect that follows the form's POST as well. The origin is rebuilt from
+/// the URI as a browser parses it and written only when it fits CSP's
+/// host-source grammar, so nothing in a URI can add a source or a directive.
+/// CSP cannot write an IPv6 literal (Chrome drops `http://[::1]:8000`), so
+/// such a URI gets its scheme; anything else gets 'self' alone.
+fn consent_policy(redirect_uri: &str) -> HeaderValue {
+    let target = url::Url::parse(redirect_uri).ok().and_then(|u| {
+        let scheme = u.scheme();
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        match (scheme, u.host()?) {
+            ("https" | "http", url::Host::Ipv6(_)) => Some(format!(" {scheme}:")),
+            ("https" | "http", url::Host::Ipv4(ip)) => Some(format!(" {scheme}://{ip}{port}")),
+            ("https" | "http", url::Host::Domain(d))
+                if d.split('.').all(|l| {
+                    !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                }) =>
+            {
+                Some(format!(" {scheme}://{d}{port}"))
+            }
+            _ => None,
+        }
+    });
+    let policy = format!(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'{}; frame-ancestors 'none'",
+        target.unwrap_or_default()
+    );
+    HeaderValue::from_str(&policy).unwrap_or(HeaderValue::from_static(
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    ))
+}
+
 fn error_page(status: StatusCode, message: &str) -> Response {
     page(
         status,
@@ -610,7 +643,12 @@ async fn authorize_page(
         client = escape(&request.client.name),
         user = escape(&user),
     );
-    page(StatusCode::OK, "Authorize access", &body)
+    let mut response = page(StatusCode::OK, "Authorize access", &body);
+    response.headers_mut().insert(
+        header::CONTENT_SECURITY_POLICY,
+        consent_policy(&request.redirect_uri),
+    );
+    response
 }
 
 async fn authorize_decision(
@@ -686,6 +724,73 @@ mod tests {
         );
         assert_eq!(describe_scope("orders.*"), "Full access to your orders");
         assert_eq!(describe_scope("*"), "Everything your plan allows");
+    }
+
+    #[test]
+    fn consent_policy_lets_the_form_reach_the_redirect_origin_only() {
+        let form_action = |uri: &str| {
+            let policy = consent_policy(uri).to_str().unwrap().to_owned();
+            let base = page(StatusCode::OK, "t", "b");
+            let base = base.headers()[header::CONTENT_SECURITY_POLICY]
+                .to_str()
+                .unwrap();
+            let (head, tail) = base.split_once("form-action 'self'").unwrap();
+            let middle = policy
+                .strip_prefix(head)
+                .unwrap()
+                .strip_suffix(tail)
+                .unwrap();
+            middle
+                .strip_prefix("form-action 'self'")
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            form_action("https://app.example.com/cb?x=1"),
+            " https://app.example.com"
+        );
+        assert_eq!(
+            form_action("https://App.Example.COM:443/cb"),
+            " https://app.example.com"
+        );
+        assert_eq!(
+            form_action("https://app.example.com:8443/cb"),
+            " https://app.example.com:8443"
+        );
+        assert_eq!(
+            form_action("http://127.0.0.1:8000/cb"),
+            " http://127.0.0.1:8000"
+        );
+        assert_eq!(form_action("http://localhost/cb"), " http://localhost");
+        assert_eq!(
+            form_action("https://bücher.example/cb"),
+            " https://xn--bcher-kva.example"
+        );
+        // Where the browser really goes, not what the URI seems to say.
+        assert_eq!(
+            form_action("https://app.example\\@evil.example/"),
+            " https://app.example"
+        );
+        assert_eq!(
+            form_action("http://localhost:80@evil.example/cb"),
+            " http://evil.example"
+        );
+        // CSP has no syntax for an IPv6 literal: the scheme stands in.
+        assert_eq!(form_action("http://[::1]:8000/cb"), " http:");
+        // Nothing in a URI becomes CSP syntax.
+        for hostile in [
+            "https://a.example;script-src/cb",
+            "https://a.example,script-src/cb",
+            "https://a.example'unsafe-inline'/cb",
+            "https://a.example%20*/cb",
+            "https://*.example/cb",
+            "https://a_b.example/cb",
+            "com.example.app:/cb",
+            "javascript:alert(1)",
+            "not a uri",
+        ] {
+            assert_eq!(form_action(hostile), "", "{hostile}");
+        }
     }
 
     #[test]

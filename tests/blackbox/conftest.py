@@ -2,9 +2,15 @@
 test (own temp data dir, SQLite, ports picked by the OS) and a grpcurl
 runner bound to it.
 
+For the real-browser tests: a Chromium driven by Playwright (one per
+session) and a small HTTP receiver on the loopback interface that stands in
+for an OAuth2 client's redirect URI.
+
 Environment:
-  LATCHKEY_BIN  the built binary (scripts/test.sh sets it)
-  GRPCURL       the grpcurl binary; default: `grpcurl` on PATH
+  LATCHKEY_BIN        the built binary (scripts/test.sh sets it)
+  GRPCURL             the grpcurl binary; default: `grpcurl` on PATH
+  LATCHKEY_ARTIFACTS  where tests leave artifacts such as screenshots;
+                      default /tmp/latchkey-artifacts
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -277,3 +286,114 @@ class Grpcurl:
 @pytest.fixture
 def grpcurl(grpcurl_exe: str, server: Latchkey) -> Grpcurl:
     return Grpcurl(grpcurl_exe, server)
+
+
+# ---------------------------------------------------------------------------
+# Real browsers
+
+# Debian's chromium (scripts/test.sh installs it with apt-get); Playwright's
+# own browser download (`playwright install`) is not used.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    path = Path(os.environ.get("LATCHKEY_ARTIFACTS") or "/tmp/latchkey-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A headless Chromium (Playwright's sync API) for the whole session;
+    each test opens its own context in it."""
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium (scripts/test.sh does)")
+    # Imported here so that the other black-box tests run without Playwright.
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+class Receiver:
+    """A one-purpose HTTP server on a loopback address: it records every
+    GET (path and query; not the browser's favicon fetch) and answers 200
+    with a small page. It stands in for an OAuth2 client's redirect URI."""
+
+    def __init__(self, host: str):
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        self.arrived = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                if parts.path == "/favicon.ico":  # the browser's own, not the test's
+                    self.send_error(404)
+                    return
+                body = (
+                    b'<!doctype html><title>client</title><link rel="icon" href="data:,">'
+                    b"<p>The client received the answer.</p>"
+                )
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                with receiver.arrived:
+                    receiver.requests.append((parts.path, parse_qs(parts.query, keep_blank_values=True)))
+                    receiver.arrived.notify_all()
+
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+
+        class Server(ThreadingHTTPServer):
+            address_family = family
+            daemon_threads = True
+
+        self.httpd = Server((host, 0), Handler)
+        port = self.httpd.server_address[1]
+        self.origin = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return self.origin + path
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def receiver(request):
+    """A Receiver on 127.0.0.1, or on the address given with indirect
+    parametrization (`"::1"`: skipped where the host has no IPv6 loopback)."""
+    host = getattr(request, "param", "127.0.0.1")
+    try:
+        r = Receiver(host)
+    except OSError as e:
+        if ":" in host:
+            pytest.skip(f"no IPv6 loopback here: {e}")
+        raise
+    try:
+        yield r
+    finally:
+        r.close()
