@@ -18,7 +18,7 @@ use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::reveal::RevealManager;
-use crate::domain::route_table::RouteTable;
+use crate::domain::routes::RouteTable;
 use crate::domain::signing::SigningManager;
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;

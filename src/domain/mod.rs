@@ -14,7 +14,6 @@ pub mod permissions;
 pub mod reason;
 pub mod resolver;
 pub mod reveal;
-pub mod route_table;
 pub mod routes;
 pub mod sigfmt;
 pub mod signing;
