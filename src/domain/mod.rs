@@ -15,7 +15,6 @@ pub mod reason;
 pub mod resolver;
 pub mod reveal;
 pub mod routes;
-pub mod sigfmt;
 pub mod signing;
 pub mod tokens;
 pub mod usage;
