@@ -85,7 +85,9 @@ impl SigningManager {
                 plaintext.expose().as_bytes(),
                 version_context(id, version).as_bytes(),
             )
-            .map_err(|e| Error::Store(StoreError::Internal(format!("sealing secret {id}: {e}"))))
+            .map_err(|e| {
+                Error::internal("sealing a signing secret", format!("{id} v{version}: {e}"))
+            })
     }
 
     pub(super) fn open(&self, v: &SecretVersionRecord) -> Result<OpenVersion> {
@@ -96,10 +98,10 @@ impl SigningManager {
                 version_context(&v.secret_id, v.version).as_bytes(),
             )
             .map_err(|e| {
-                Error::Store(StoreError::Internal(format!(
-                    "secret {} v{} does not open: {e}",
-                    v.secret_id, v.version
-                )))
+                Error::internal(
+                    "opening a signing secret",
+                    format!("{} v{}: {e}", v.secret_id, v.version),
+                )
             })?;
         Ok(OpenVersion {
             version: v.version,
@@ -111,8 +113,7 @@ impl SigningManager {
     }
 
     fn new_plaintext() -> Result<Secret<String>> {
-        random_secret(SECRET_PREFIX)
-            .map_err(|e| Error::Store(StoreError::Internal(format!("random source failed: {e}"))))
+        random_secret(SECRET_PREFIX).map_err(|e| Error::internal("generating a signing secret", e))
     }
 
     fn forget(&self, id: &str) {
