@@ -12,6 +12,8 @@
 //! - Signed request: the signature header's `v1` is computed over the
 //!   canonical request of [`canonical_request`] instead of a body.
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
+
 use crate::crypto::mac::{hmac_sha256, parse_hex32};
 use crate::crypto::{ct_eq, hex};
 use crate::domain::model::Millis;
@@ -336,117 +338,69 @@ pub fn url_signature(url: &str) -> Result<UrlSignature, FormatError> {
 // ---------------------------------------------------------------------------
 // ISO 8601 (RFC 3339 profile), UTC
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (
-        if m <= 2 {
-            yoe + era * 400 + 1
-        } else {
-            yoe + era * 400
-        },
-        m,
-        d,
-    )
-}
-
-/// `2024-01-15T10:30:00.000Z`.
+/// `2024-01-15T10:30:00.000Z`. A time beyond chrono's range (about ±262 000
+/// years, so never a clock's) is written as the range's nearest end.
 pub fn format_iso8601(ms: Millis) -> String {
-    let days = ms.div_euclid(86_400_000);
-    let rem = ms.rem_euclid(86_400_000);
-    let (y, m, d) = civil_from_days(days);
+    let at = DateTime::<Utc>::from_timestamp_millis(ms).unwrap_or(if ms < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    });
+    // Written field by field rather than with `%Y`, which would add a `+` to
+    // years past 9999: the text stays what it has always been.
     format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3_600_000,
-        rem / 60_000 % 60,
-        rem / 1000 % 60,
-        rem % 1000
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        at.year(),
+        at.month(),
+        at.day(),
+        at.hour(),
+        at.minute(),
+        at.second(),
+        at.timestamp_subsec_millis()
     )
 }
 
-/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` → unix milliseconds.
+/// `YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)` → unix milliseconds (a
+/// fraction past the millisecond is cut off, not rounded).
 pub fn parse_iso8601(s: &str) -> Option<Millis> {
-    let b = s.as_bytes();
-    let num = |range: std::ops::Range<usize>| -> Option<i64> {
-        let part = b.get(range)?;
-        if !part.iter().all(u8::is_ascii_digit) {
-            return None;
-        }
-        std::str::from_utf8(part).ok()?.parse().ok()
+    if !in_profile(s) {
+        return None;
+    }
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|at| at.timestamp_millis())
+}
+
+/// The shape Latchkey accepts, narrower than what chrono's RFC 3339 parser
+/// takes: `T` (or `t`) between date and time, never a space; no leap second
+/// (`:60`); a fraction of 1 to 9 digits; `Z` (or `z`) or `±HH:MM` with an
+/// ASCII sign. Whether the fields are a real date, time and offset is
+/// chrono's to say.
+fn in_profile(s: &str) -> bool {
+    let Some((head, tail)) = s.split_at_checked(19) else {
+        return false;
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't') {
-        return None;
+    let fixed = head.bytes().enumerate().all(|(i, c)| match i {
+        4 | 7 => c == b'-',
+        10 => matches!(c, b'T' | b't'),
+        13 | 16 => c == b':',
+        _ => c.is_ascii_digit(),
+    });
+    if !fixed || head.ends_with("60") {
+        return false;
     }
-    if b[13] != b':' || b[16] != b':' {
-        return None;
-    }
-    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if !(1..=12).contains(&mo) || d < 1 || d > *month_days.get(usize::try_from(mo - 1).ok()?)? {
-        return None;
-    }
-    if h > 23 || mi > 59 || sec > 59 {
-        return None;
-    }
-    let mut i = 19;
-    let mut millis = 0;
-    if b.get(i) == Some(&b'.') {
-        let start = i + 1;
-        i = start;
-        while b.get(i).is_some_and(u8::is_ascii_digit) {
-            i += 1;
-        }
-        if i == start || i - start > 9 {
-            return None;
-        }
-        let digits = &s[start..i.min(start + 3)];
-        millis = format!("{digits:0<3}").parse::<i64>().ok()?;
-    }
-    let offset = match b.get(i..)? {
-        [b'Z' | b'z'] => 0,
-        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-            let oh = num(i + 1..i + 3)?;
-            let om = num(i + 4..i + 6)?;
-            if oh > 23 || om > 59 {
-                return None;
+    let zone = match tail.strip_prefix('.') {
+        Some(fraction) => {
+            let rest = fraction.trim_start_matches(|c: char| c.is_ascii_digit());
+            if !(1..=9).contains(&(fraction.len() - rest.len())) {
+                return false;
             }
-            let off = (oh * 60 + om) * 60_000;
-            if *sign == b'+' { off } else { -off }
+            rest
         }
-        _ => return None,
+        None => tail,
     };
-    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec;
-    Some(secs * 1000 + millis - offset)
+    matches!(
+        zone.as_bytes(),
+        [b'Z' | b'z'] | [b'+' | b'-', _, _, b':', _, _]
+    )
 }

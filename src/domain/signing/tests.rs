@@ -1,4 +1,5 @@
-//! The wire formats (`formats.rs`): round trips and every refusal named.
+//! The wire formats (`formats.rs`): round trips, every refusal named, and the
+//! edges of the ISO 8601 profile signed URLs carry.
 
 use super::formats::*;
 use crate::crypto::hex;
@@ -170,6 +171,136 @@ fn iso8601_round_trips_and_rejects_nonsense() {
         "x",
     ] {
         assert_eq!(parse_iso8601(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn iso8601_leap_years_follow_the_gregorian_rules() {
+    for (text, valid) in [
+        ("2024-02-29T00:00:00Z", true),
+        ("2000-02-29T00:00:00Z", true),
+        ("2023-02-29T00:00:00Z", false),
+        ("1900-02-29T00:00:00Z", false),
+        ("2100-02-29T00:00:00Z", false),
+        ("2024-04-31T00:00:00Z", false),
+        ("2024-00-10T00:00:00Z", false),
+        ("2024-01-00T00:00:00Z", false),
+        ("2024-12-31T23:59:59.999Z", true),
+    ] {
+        assert_eq!(parse_iso8601(text).is_some(), valid, "{text}");
+    }
+    assert_eq!(
+        parse_iso8601("2024-02-29T00:00:00Z"),
+        Some(1_709_164_800_000)
+    );
+    assert_eq!(
+        format_iso8601(1_709_164_800_000),
+        "2024-02-29T00:00:00.000Z"
+    );
+    let feb_28 = parse_iso8601("2023-02-28T12:00:00Z").unwrap();
+    assert_eq!(
+        format_iso8601(feb_28 + 86_400_000),
+        "2023-03-01T12:00:00.000Z"
+    );
+}
+
+#[test]
+fn iso8601_offsets_are_converted_to_utc() {
+    let want = Some(1_705_314_600_000);
+    for text in [
+        "2024-01-15T10:30:00Z",
+        "2024-01-15t10:30:00z",
+        "2024-01-15T10:30:00+00:00",
+        "2024-01-15T10:30:00-00:00",
+        "2024-01-15T05:00:00-05:30",
+        "2024-01-16T10:29:00+23:59",
+        "2024-01-14T10:31:00-23:59",
+    ] {
+        assert_eq!(parse_iso8601(text), want, "{text}");
+    }
+    // An offset can move the instant across a year boundary.
+    let new_year = parse_iso8601("2024-01-01T00:30:00+01:00").unwrap();
+    assert_eq!(format_iso8601(new_year), "2023-12-31T23:30:00.000Z");
+    for bad in [
+        "2024-01-15T10:30:00+24:00",
+        "2024-01-15T10:30:00+01:60",
+        "2024-01-15T10:30:00+0100",
+        "2024-01-15T10:30:00+01",
+        "2024-01-15T10:30:00+01:00:00",
+        "2024-01-15T10:30:00\u{2212}01:00",
+        "2024-01-15T10:30:00UTC",
+        "2024-01-15T10:30:00 Z",
+        "2024-01-15T10:30:00Z ",
+        " 2024-01-15T10:30:00Z",
+    ] {
+        assert_eq!(parse_iso8601(bad), None, "{bad}");
+    }
+}
+
+#[test]
+fn iso8601_fractions_are_cut_to_milliseconds() {
+    let base = 1_705_314_600_000;
+    for (fraction, millis) in [
+        (".5", 500),
+        (".05", 50),
+        (".123", 123),
+        (".9999", 999),
+        (".123456789", 123),
+    ] {
+        let text = format!("2024-01-15T10:30:00{fraction}Z");
+        assert_eq!(parse_iso8601(&text), Some(base + millis), "{text}");
+    }
+    assert_eq!(parse_iso8601("2024-01-15T10:30:00.1234567891Z"), None);
+    assert_eq!(parse_iso8601("2024-01-15T10:30:00.+01:00"), None);
+    // Before 1970 the fraction still counts forward from the second.
+    assert_eq!(parse_iso8601("1969-12-31T23:59:59.999Z"), Some(-1));
+    assert_eq!(format_iso8601(-1), "1969-12-31T23:59:59.999Z");
+}
+
+#[test]
+fn iso8601_edges_of_the_range() {
+    // No leap second: a signed URL's timestamp never has one.
+    assert_eq!(parse_iso8601("2016-12-31T23:59:60Z"), None);
+    assert_eq!(parse_iso8601("2024-01-15T10:60:00Z"), None);
+    assert_eq!(parse_iso8601("2024-01-15T10:30:61Z"), None);
+    let first = -62_167_219_200_000;
+    let last = 253_402_300_799_999;
+    assert_eq!(parse_iso8601("0000-01-01T00:00:00Z"), Some(first));
+    assert_eq!(format_iso8601(first), "0000-01-01T00:00:00.000Z");
+    assert_eq!(parse_iso8601("9999-12-31T23:59:59.999Z"), Some(last));
+    assert_eq!(format_iso8601(last), "9999-12-31T23:59:59.999Z");
+    // Past year 9999 the text has five digits and no `+`, as it always had;
+    // it is outside the accepted shape.
+    assert_eq!(format_iso8601(last + 1), "10000-01-01T00:00:00.000Z");
+    assert_eq!(parse_iso8601(&format_iso8601(last + 1)), None);
+    assert_eq!(parse_iso8601("+10000-01-01T00:00:00Z"), None);
+    assert_eq!(format_iso8601(first - 1), "-001-12-31T23:59:59.999Z");
+    // Beyond chrono's range the nearest end is written, without a panic.
+    let max = chrono::DateTime::<chrono::Utc>::MAX_UTC.timestamp_millis();
+    let min = chrono::DateTime::<chrono::Utc>::MIN_UTC.timestamp_millis();
+    assert_eq!(format_iso8601(i64::MAX), format_iso8601(max));
+    assert_eq!(format_iso8601(i64::MIN), format_iso8601(min));
+    assert_ne!(format_iso8601(max), format_iso8601(min));
+}
+
+proptest::proptest! {
+    #[test]
+    fn iso8601_round_trips_over_years_0000_to_9999(
+        ms in -62_167_219_200_000i64..253_402_300_800_000,
+    ) {
+        proptest::prop_assert_eq!(parse_iso8601(&format_iso8601(ms)), Some(ms));
+    }
+
+    #[test]
+    fn iso8601_local_times_with_an_offset_name_the_same_instant(
+        ms in 0i64..4_102_444_800_000,
+        offset_minutes in -1439i64..=1439,
+    ) {
+        let local = format_iso8601(ms + offset_minutes * 60_000);
+        let sign = if offset_minutes < 0 { '-' } else { '+' };
+        let (h, m) = (offset_minutes.abs() / 60, offset_minutes.abs() % 60);
+        let text = format!("{}{sign}{h:02}:{m:02}", local.trim_end_matches('Z'));
+        proptest::prop_assert_eq!(parse_iso8601(&text), Some(ms), "{}", text);
     }
 }
 
