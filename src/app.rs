@@ -18,8 +18,8 @@ use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::reveal::RevealManager;
-use crate::domain::route_table::RouteTable;
-use crate::domain::signing::SigningManager;
+use crate::domain::routes::RouteTable;
+use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::grpc::auth::AdminPermissions;
@@ -113,14 +113,14 @@ pub fn build(
     ));
     let usage = Arc::new(UsageRecorder::default());
     let admin = AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?;
-    let signing = Arc::new(SigningManager::new(
-        features.clone(),
-        store.clone(),
-        resolver.clone(),
-        master_key.clone(),
-        clock.clone(),
-        settings.signing.signing.clone(),
-    ));
+    let signing = Arc::new(SigningManager::new(SigningDeps {
+        store: features.clone(),
+        keys: store.clone(),
+        resolver: resolver.clone(),
+        master_key: master_key.clone(),
+        clock: clock.clone(),
+        settings: settings.signing.signing.clone(),
+    }));
     let reveals = RevealManager::new(
         features,
         master_key.clone(),

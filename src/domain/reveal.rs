@@ -7,7 +7,6 @@
 //!
 //! Other features hand out reveal links through [`RevealManager::create`].
 
-use std::fmt;
 use std::sync::Arc;
 
 use super::error::{Error, Result};
@@ -16,7 +15,7 @@ use crate::crypto::envelope::MasterKey;
 use crate::crypto::mac::random_secret;
 use crate::crypto::secret::Secret;
 use crate::crypto::sha256;
-use crate::ports::{Clock, RevealStore, StoreError};
+use crate::ports::{Clock, RevealStore};
 
 /// Every reveal token starts with this, so scanners can recognise one.
 pub const TOKEN_PREFIX: &str = "lkrv_";
@@ -46,10 +45,6 @@ pub struct RevealManager {
     ttl_secs: i64,
 }
 
-fn internal(what: &str, e: impl fmt::Display) -> Error {
-    Error::Store(StoreError::Internal(format!("{what}: {e}")))
-}
-
 impl RevealManager {
     pub fn new(
         store: Arc<dyn RevealStore>,
@@ -74,7 +69,8 @@ impl RevealManager {
         kind: &str,
         subject_id: &str,
     ) -> Result<RevealLink> {
-        let token = random_secret(TOKEN_PREFIX).map_err(|e| internal("random source", e))?;
+        let token = random_secret(TOKEN_PREFIX)
+            .map_err(|e| Error::internal("generating a reveal token", e))?;
         let token_hash = sha256(token.expose().as_bytes());
         let sealed = self
             .master_key
@@ -82,7 +78,7 @@ impl RevealManager {
                 plaintext.expose().as_bytes(),
                 reveal_context(&token_hash).as_bytes(),
             )
-            .map_err(|e| internal("sealing a reveal", e))?;
+            .map_err(|e| Error::internal("sealing a reveal", e))?;
         let now = self.clock.now();
         let record = RevealRecord {
             token_hash,
@@ -132,9 +128,9 @@ impl RevealManager {
         let plain = self
             .master_key
             .open(&record.sealed, reveal_context(&token_hash).as_bytes())
-            .map_err(|e| internal("opening a reveal", e))?;
-        let secret =
-            String::from_utf8(plain.to_vec()).map_err(|e| internal("reveal is not UTF-8", e))?;
+            .map_err(|e| Error::internal("opening a reveal", e))?;
+        let secret = String::from_utf8(plain.to_vec())
+            .map_err(|e| Error::internal("decoding a revealed secret", e))?;
         Ok(Revealed {
             secret: Secret::new(secret),
             kind: record.kind,

@@ -11,7 +11,7 @@ use super::status::to_status;
 use crate::app::Core;
 use crate::domain::error::Error;
 use crate::domain::model::{RuleRecord, valid_id};
-use crate::domain::route_table::RULE_ID_PREFIX;
+use crate::domain::routes::RULE_ID_PREFIX;
 use crate::pb;
 use crate::pb::route_service_server::RouteService;
 

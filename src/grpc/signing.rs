@@ -116,7 +116,7 @@ pub fn reveal_out(core: &Core, link: &RevealLink) -> pb::RevealLink {
 }
 
 fn expires(ms: Millis) -> String {
-    crate::domain::sigfmt::format_iso8601(ms)
+    crate::domain::signing::formats::format_iso8601(ms)
 }
 
 #[tonic::async_trait]

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use latchkey::crypto::mac::hmac_sha256;
 use latchkey::crypto::{hex, sha256};
 use latchkey::domain::permissions::Scope;
-use latchkey::domain::sigfmt;
+use latchkey::domain::signing::formats as sigfmt;
 use latchkey::pb;
 use sea_orm::{ConnectionTrait, Database, Statement};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,12 +6,12 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::error::{Error, Result};
-use super::model::{RuleRecord, new_id};
-use super::permissions::Permission;
-use super::routes::{
-    RouteError, RouteMatcher, RouteRule, validate_host, validate_method, validate_template,
-};
+use super::RouteError;
+use super::matcher::{RouteMatcher, RouteRule};
+use super::template::{validate_host, validate_method, validate_template};
+use crate::domain::error::{Error, Result};
+use crate::domain::model::{RuleRecord, new_id};
+use crate::domain::permissions::Permission;
 use crate::ports::{Clock, Store, StoreError};
 
 pub const RULE_ID_PREFIX: &str = "rule";
