@@ -23,8 +23,9 @@ pub enum Error {
     #[error(transparent)]
     Store(StoreError),
     /// A fault inside the process (cryptography, randomness, a worker pool):
-    /// not the store's, and not the caller's. `cause` is for the log only.
-    #[error("internal error while {what}")]
+    /// not the store's, and not the caller's. The text (with `cause`) is for
+    /// logs: transports show the caller only a correlation id.
+    #[error("internal error while {what}: {cause}")]
     Internal { what: &'static str, cause: String },
 }
 
