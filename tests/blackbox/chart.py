@@ -94,6 +94,12 @@ class Rendered:
         found = [d for d in self.all if d["kind"] == kind]
         return found[0] if found else None
 
+    def service(self, headless: bool = False) -> dict:
+        found = [d for d in self.all if d["kind"] == "Service"
+                 and (d["spec"].get("clusterIP") == "None") == headless]
+        assert len(found) == 1, [d["metadata"]["name"] for d in self.all if d["kind"] == "Service"]
+        return found[0]
+
     def toml(self) -> str:
         return self.one("ConfigMap")["data"]["latchkey.toml"]
 

@@ -141,7 +141,9 @@ def test_shape_files_define_every_value():
                     out |= paths(v, f"{prefix}{k}.")
         return out
 
-    base = paths(yaml.safe_load((CHART / "values.yaml").read_text()))
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert yaml.safe_load((CHART / "values-sqlite.yaml").read_text()) == defaults, "the SQLite shape is the defaults"
+    base = paths(defaults)
     for values_file in ("values-sqlite.yaml", "values-postgres.yaml"):
         shape = paths(yaml.safe_load((CHART / values_file).read_text()))
         assert shape == base, f"{values_file}: missing {sorted(base - shape)}, extra {sorted(shape - base)}"
@@ -155,7 +157,7 @@ def test_sqlite_shape_resources(rendered):
     for shape in ("default", "sqlite"):
         r = rendered[shape]
         assert r.kinds() == sorted(
-            ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "ServiceAccount"]
+            ["ConfigMap", "Deployment", "NetworkPolicy", "PersistentVolumeClaim", "Service", "Service", "ServiceAccount"]
         ), (shape, r.kinds())
         dep = r.one("Deployment")
         assert dep["spec"]["replicas"] == 1
@@ -169,7 +171,7 @@ def test_postgres_shape_resources(rendered):
     r = rendered["postgres"]
     assert r.kinds() == sorted(
         ["ConfigMap", "Deployment", "HorizontalPodAutoscaler", "Job", "NetworkPolicy",
-         "PodDisruptionBudget", "Service", "ServiceAccount"]
+         "PodDisruptionBudget", "Service", "Service", "ServiceAccount"]
     ), r.kinds()
     dep = r.one("Deployment")
     assert "replicas" not in dep["spec"], "the HorizontalPodAutoscaler owns the replica count"
@@ -232,8 +234,15 @@ def test_native_grpc_probes(rendered, shape):
         assert spec["grpc"] == {"port": grpc_port}, (probe, spec)
         assert not ({"httpGet", "tcpSocket", "exec"} & set(spec)), (probe, spec)
     assert server["livenessProbe"]["periodSeconds"] * server["livenessProbe"]["failureThreshold"] >= 60
-    service = rendered[shape].one("Service")
+    service = rendered[shape].service()
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 50051, "http": 8080}
+    # The headless Service: one DNS record per ready pod, gRPC only, for
+    # Envoy's STRICT_DNS cluster and client-side balancing.
+    headless = rendered[shape].service(headless=True)
+    assert headless["metadata"]["name"] == service["metadata"]["name"] + "-headless"
+    assert [(p["name"], p["port"]) for p in headless["spec"]["ports"]] == [("grpc", 50051)]
+    assert headless["spec"]["selector"] == service["spec"]["selector"]
+    assert not headless["spec"].get("publishNotReadyAddresses")
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
@@ -506,7 +515,7 @@ def test_network_policy(rendered, shape):
 
 def test_metrics_port_is_off_by_default_and_opt_in(rendered, tmp_path):
     for r in rendered.values():
-        assert all(p["name"] != "metrics" for p in r.one("Service")["spec"]["ports"])
+        assert all(p["name"] != "metrics" for p in r.service()["spec"]["ports"])
         assert "--metrics-addr" not in r.server()["args"]
         assert r.maybe("ServiceMonitor") is None
     values = {"metrics": {"enabled": True}, "serviceMonitor": {"enabled": True}}
@@ -514,7 +523,7 @@ def test_metrics_port_is_off_by_default_and_opt_in(rendered, tmp_path):
     assert release is None and "monitoring.coreos.com/v1 ServiceMonitor CRD" in error, error
     release, error = render_with(tmp_path / "crd", values, apis=("monitoring.coreos.com/v1/ServiceMonitor",))
     assert release, error
-    assert {p["name"]: p["port"] for p in release.one("Service")["spec"]["ports"]}["metrics"] == 9464
+    assert {p["name"]: p["port"] for p in release.service()["spec"]["ports"]}["metrics"] == 9464
     assert release.server()["args"][-2:] == ["--metrics-addr", "0.0.0.0:9464"]
     monitor = release.one("ServiceMonitor")
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
