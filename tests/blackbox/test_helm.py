@@ -532,3 +532,17 @@ def test_metrics_port_is_off_by_default_and_opt_in(rendered, tmp_path):
     for doc in release.all:
         if doc["kind"] != "ServiceMonitor":  # a CRD: not in kubernetes-validate's schemas
             kubernetes_validate.validate(doc, KUBE_VERSIONS[-1], strict=True)
+
+
+def test_ingress_exposes_only_the_http_port(tmp_path):
+    values = {"ingress": {"enabled": True, "className": "nginx",
+                          "hosts": [{"host": "auth.example.com", "paths": [{"path": "/", "pathType": "Prefix"}]}],
+                          "tls": [{"hosts": ["auth.example.com"], "secretName": "auth-tls"}]}}
+    release, error = render_with(tmp_path, values)
+    assert release, error
+    ingress = release.one("Ingress")
+    backends = [p["backend"]["service"] for rule in ingress["spec"]["rules"] for p in rule["http"]["paths"]]
+    assert backends == [{"name": release.service()["metadata"]["name"], "port": {"name": "http"}}]
+    assert ingress["spec"]["ingressClassName"] == "nginx"
+    for version in KUBE_VERSIONS:
+        kubernetes_validate.validate(ingress, version, strict=True)
