@@ -471,7 +471,8 @@ def test_container_args_are_accepted_by_the_binary(rendered, latchkey_bin, shape
         ({"autoscaling": {"enabled": True}}, "autoscaling.enabled must be false"),
         ({"migrations": {"strategy": "hook"}}, "store.type sqlite needs migrations.strategy initContainer"),
         ({"store": {"type": "postgres"}}, "store.type postgres needs store.postgres.existingSecret"),
-        ({"terminationGracePeriodSeconds": 20}, "must exceed config.shutdown_grace_seconds"),
+        ({"terminationGracePeriodSeconds": 20}, "must exceed config.shutdown_grace_seconds (20)"),
+        ({"config": {"shutdown_grace_seconds": 40}}, "terminationGracePeriodSeconds (30) must exceed config.shutdown_grace_seconds (40)"),
         ({"serviceMonitor": {"enabled": True}}, "serviceMonitor.enabled needs metrics.enabled"),
     ],
 )
@@ -484,6 +485,12 @@ def test_refused_shapes(tmp_path, values, message):
 def test_sqlite_shape_file_refuses_more_replicas(tmp_path):
     release, error = render_with(tmp_path, {"replicaCount": 3}, shape="sqlite")
     assert release is None and "exactly one replica" in error, error
+
+
+def test_zero_shutdown_grace_needs_little_termination_grace(tmp_path):
+    release, error = render_with(tmp_path, {"config": {"shutdown_grace_seconds": 0}, "terminationGracePeriodSeconds": 5})
+    assert release, error
+    assert "shutdown_grace_seconds = 0" in release.toml().splitlines()
 
 
 def test_postgres_runs_many_replicas_without_autoscaling(tmp_path):

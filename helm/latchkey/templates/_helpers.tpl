@@ -90,8 +90,10 @@ that depends on them, so `helm lint` and `helm install` both stop here.
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled (the metrics port to scrape)" }}
 {{- end }}
-{{- if le (int .Values.terminationGracePeriodSeconds) (int (default 20 .Values.config.shutdown_grace_seconds)) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown_grace_seconds (%v), or the kubelet kills the pod mid-drain" .Values.terminationGracePeriodSeconds (default 20 .Values.config.shutdown_grace_seconds)) }}
+{{- $grace := 20 }}{{/* Latchkey's default shutdown_grace_seconds */}}
+{{- if hasKey .Values.config "shutdown_grace_seconds" }}{{ $grace = int .Values.config.shutdown_grace_seconds }}{{ end }}
+{{- if le (int .Values.terminationGracePeriodSeconds) $grace }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed config.shutdown_grace_seconds (%d), or the kubelet kills the pod mid-drain" .Values.terminationGracePeriodSeconds $grace) }}
 {{- end }}
 {{- end }}
 
