@@ -7,7 +7,6 @@ use tonic::{Request, Response, Status};
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
 use crate::app::Core;
 use crate::domain::check::{CheckInput, RequestFacts};
 use crate::pb;
@@ -25,7 +24,7 @@ impl CheckService for CheckApi {
             authorize(&self.0, &req, &self.0.admin.check).await?;
         }
         let r = req.into_inner();
-        let parts = convert::check_parts(&r).map_err(to_status)?;
+        let parts = convert::check_parts(&r)?;
         let headers = r.context.as_ref().map(|c| &c.headers);
         let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
         let credential = if r.credential.is_empty() {

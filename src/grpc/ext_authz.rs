@@ -2,11 +2,11 @@
 //! authorization, decided by the same engine as `latchkey.v1.CheckService`.
 //!
 //! A denial is a normal `CheckResponse` carrying an HTTP response for Envoy
-//! to send. A gRPC error is returned only when Latchkey cannot decide (its
-//! store is unreachable): then Envoy's `failure_mode_allow` decides, which
-//! the example configuration sets to `false`, so the request is refused.
+//! to send; a gRPC error only when Latchkey cannot decide (see `respond.rs`,
+//! the one table from reason to answer).
 
 mod request;
+mod respond;
 mod wire;
 
 use std::cell::RefCell;
@@ -16,15 +16,11 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::ext_authz::v3::pb::{
-    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
-    HttpResponse, HttpStatus,
-};
 use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use envoy_types::pb::google::rpc;
 use tonic::Status;
 
 use request::{AddressKind, CheckRequest, Headers};
+use respond::{Answer, answer, header};
 pub use wire::AuthorizationService;
 use wire::{EncodedPrincipal, Reply};
 
@@ -37,11 +33,6 @@ use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
-
-/// gRPC status codes (google.rpc.Code) for the `status` field.
-const RPC_PERMISSION_DENIED: i32 = 7;
-const RPC_UNAUTHENTICATED: i32 = 16;
-const RPC_INVALID_ARGUMENT: i32 = 3;
 
 pub struct ExtAuthzApi {
     /// Tells this adapter's entries in the per-thread principal cache apart
@@ -176,75 +167,10 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
     })
 }
 
-fn header(name: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: name.to_owned(),
-            value,
-            raw_value: Vec::new(),
-        }),
-        append_action: action as i32,
-        ..Default::default()
-    }
-}
-
 fn string_value(s: &str) -> Value {
     Value {
         kind: Some(Kind::StringValue(s.to_owned())),
     }
-}
-
-fn denied(
-    status: u16,
-    rpc_code: i32,
-    reason: &str,
-    message: &str,
-    www_authenticate: bool,
-) -> Reply {
-    let error = match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        429 => "rate_limited",
-        _ => "forbidden",
-    };
-    let body =
-        serde_json::json!({ "error": error, "reason": reason, "message": message }).to_string();
-    let mut headers = vec![header(
-        "content-type",
-        "application/json".to_owned(),
-        HeaderAppendAction::OverwriteIfExistsOrAdd,
-    )];
-    if www_authenticate {
-        // RFC 6750 §3.1: a request with no credential gets no error code.
-        let challenge = if reason == Reason::CredentialMissing.code() {
-            "Bearer realm=\"latchkey\"".to_owned()
-        } else {
-            format!(
-                "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"{reason}\""
-            )
-        };
-        headers.push(header(
-            "www-authenticate",
-            challenge,
-            HeaderAppendAction::OverwriteIfExistsOrAdd,
-        ));
-    }
-    CheckResponse {
-        status: Some(rpc::Status {
-            code: rpc_code,
-            message: reason.to_owned(),
-            details: Vec::new(),
-        }),
-        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus {
-                code: i32::from(status),
-            }),
-            headers,
-            body,
-        })),
-        dynamic_metadata: None,
-    }
-    .into()
 }
 
 /// The client's address: Envoy's source address, or with `trusted_hops = N`
@@ -314,11 +240,7 @@ impl ExtAuthzApi {
                     .fields
                     .insert(field.to_owned(), string_value(&value));
             }
-            headers.push(header(
-                name,
-                value,
-                HeaderAppendAction::OverwriteIfExistsOrAdd,
-            ));
+            headers.push(header(name, value));
         }
         EncodedPrincipal::new(headers, (!metadata.fields.is_empty()).then_some(metadata))
     }
@@ -383,24 +305,15 @@ impl ExtAuthzApi {
     /// could not be made (then Envoy's `failure_mode_allow` decides).
     async fn check(&self, req: CheckRequest) -> Result<Reply, Status> {
         let Some(view) = view(&req) else {
-            return Ok(denied(
-                400,
-                RPC_INVALID_ARGUMENT,
-                Reason::RequestInvalid.code(),
+            return Ok(Reply::deny(
+                Reason::RequestInvalid,
                 "the check request carries no HTTP request attributes",
-                false,
             ));
         };
         let path = match normalize_path(view.path) {
             Ok(p) => p,
             Err(e) => {
-                return Ok(denied(
-                    400,
-                    RPC_INVALID_ARGUMENT,
-                    Reason::PathInvalid.code(),
-                    &e.to_string(),
-                    false,
-                ));
+                return Ok(Reply::deny(Reason::PathInvalid, &e.to_string()));
             }
         };
         let (credential_header, credential) = self.credential(&view);
@@ -416,31 +329,22 @@ impl ExtAuthzApi {
             .routes
             .permission_for(Some(view.host), view.method, &path)
         else {
-            return Ok(denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                Reason::RouteNotAllowed.code(),
+            return Ok(Reply::deny(
+                Reason::RouteNotAllowed,
                 "no route rule covers this request",
-                false,
             ));
         };
         let Some(credential) = credential else {
-            return Ok(denied(
-                401,
-                RPC_UNAUTHENTICATED,
-                Reason::CredentialMissing.code(),
+            return Ok(Reply::deny(
+                Reason::CredentialMissing,
                 "no credential was presented",
-                true,
             ));
         };
         // Rules were validated when created; an unparsable one denies.
         let Ok(permission) = Permission::parse(&required) else {
-            return Ok(denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                Reason::InternalError.code(),
+            return Ok(Reply::deny(
+                Reason::InternalError,
                 "the matching rule is invalid",
-                false,
             ));
         };
         let decision = self
@@ -469,21 +373,10 @@ impl ExtAuthzApi {
                 }),
             })
             .await;
-        let response = match decision.reason {
-            Reason::Allowed => self.allowed(&view, Some(&decision), credential_header),
-            Reason::InternalError => {
-                return Err(Status::unavailable("the decision could not be made"));
-            }
-            r if r.is_authentication_failure() => {
-                denied(401, RPC_UNAUTHENTICATED, r.code(), &decision.message, true)
-            }
-            r => denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                r.code(),
-                &decision.message,
-                false,
-            ),
+        let response = match answer(decision.reason) {
+            Answer::Allow => self.allowed(&view, Some(&decision), credential_header),
+            Answer::Refuse(_) => Reply::deny(decision.reason, &decision.message),
+            Answer::Unavailable => return Err(Reply::unavailable()),
         };
         Ok(response)
     }

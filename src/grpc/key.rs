@@ -7,7 +7,6 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
 use crate::app::Core;
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::KeyRecord;
@@ -31,8 +30,8 @@ impl KeyApi {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = crate::domain::error::Result<KeyRecord>>,
     {
-        let id = convert::key_id("id", id).map_err(to_status)?;
-        let key = op(id).await.map_err(to_status)?;
+        let id = convert::key_id("id", id)?;
+        let key = op(id).await?;
         tracing::info!(key_id = %key.id, account_id = %key.account_id, action, "key changed");
         Ok(Response::new(self.out(&key)))
     }
@@ -46,8 +45,8 @@ impl KeyService for KeyApi {
         req: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
-        let new = convert::new_key(req.into_inner(), self.0.max_list_items).map_err(to_status)?;
-        let issued = self.0.keys.create(new).await.map_err(to_status)?;
+        let new = convert::new_key(req.into_inner(), self.0.max_list_items)?;
+        let issued = self.0.keys.create(new).await?;
         tracing::info!(key_id = %issued.record.id, account_id = %issued.record.account_id, masked = %issued.record.masked, "key created");
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(self.out(&issued.record)),
@@ -58,8 +57,8 @@ impl KeyService for KeyApi {
     #[instrument(skip_all)]
     async fn get_key(&self, req: Request<pb::GetKeyRequest>) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
-        let id = convert::key_id("id", &req.get_ref().id).map_err(to_status)?;
-        let key = self.0.keys.get(&id).await.map_err(to_status)?;
+        let id = convert::key_id("id", &req.get_ref().id)?;
+        let key = self.0.keys.get(&id).await?;
         Ok(Response::new(self.out(&key)))
     }
 
@@ -70,15 +69,13 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
         let r = req.get_ref();
-        let filter = convert::key_filter(r).map_err(to_status)?;
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX).map_err(to_status)?;
+        let filter = convert::key_filter(r)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX)?;
         let rows = self
             .0
             .keys
             .list(&filter, after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |k| &k.id);
         Ok(Response::new(pb::ListKeysResponse {
             keys: rows.iter().map(|k| self.out(k)).collect(),
@@ -93,7 +90,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
-        let changes = convert::key_changes(r, self.0.max_list_items).map_err(to_status)?;
+        let changes = convert::key_changes(r, self.0.max_list_items)?;
         self.by_id(&r.id, "updated", |id| async move {
             self.0.keys.update(&id, changes).await
         })
@@ -107,21 +104,15 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::RotateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
-        let id = convert::key_id("id", &r.id).map_err(to_status)?;
-        let (issued, previous) = self
-            .0
-            .keys
-            .rotate(&id, r.overlap_seconds)
-            .await
-            .map_err(to_status)?;
+        let id = convert::key_id("id", &r.id)?;
+        let (issued, previous) = self.0.keys.rotate(&id, r.overlap_seconds).await?;
         tracing::info!(key_id = %previous.id, successor_id = %issued.record.id, "key rotated");
         let (secret, reveal) = if r.reveal_link {
             let link = self
                 .0
                 .reveals
                 .create(&issued.secret, "api_key", &issued.record.id)
-                .await
-                .map_err(to_status)?;
+                .await?;
             (
                 String::new(),
                 Some(super::signing::reveal_out(&self.0, &link)),

@@ -7,7 +7,6 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
 use crate::app::Core;
 use crate::domain::error::Error;
 use crate::domain::model::{RuleRecord, valid_id};
@@ -41,8 +40,7 @@ impl RouteService for RouteApi {
             .0
             .routes
             .create(&r.host, &r.method, &r.path, &r.permission)
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(rule_id = %rule.id, method = %rule.method, path = %rule.path, "route rule created");
         Ok(Response::new(rule_out(&rule)))
     }
@@ -54,14 +52,8 @@ impl RouteService for RouteApi {
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.routes_read).await?;
         let r = req.get_ref();
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, RULE_ID_PREFIX).map_err(to_status)?;
-        let rows = self
-            .0
-            .routes
-            .list(after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, RULE_ID_PREFIX)?;
+        let rows = self.0.routes.list(after.as_deref(), limit + 1).await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |r| &r.id);
         Ok(Response::new(pb::ListRulesResponse {
             rules: rows.iter().map(rule_out).collect(),
@@ -77,9 +69,9 @@ impl RouteService for RouteApi {
         authorize(&self.0, &req, &self.0.admin.routes_write).await?;
         let id = &req.get_ref().id;
         if !valid_id(id, RULE_ID_PREFIX) {
-            return Err(to_status(Error::invalid("id", "is not a rule id (rule_…)")));
+            return Err(Error::invalid("id", "is not a rule id (rule_…)").into());
         }
-        self.0.routes.delete(id).await.map_err(to_status)?;
+        self.0.routes.delete(id).await?;
         tracing::info!(rule_id = %id, "route rule deleted");
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }

@@ -2,16 +2,15 @@
 
 use std::sync::Arc;
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
 use crate::app::Core;
 use crate::domain::error::Error;
 use crate::domain::model::ClientRecord;
-use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager};
+use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, TokenManager};
 use crate::pb;
 use crate::pb::token_service_server::TokenService;
 
@@ -47,18 +46,6 @@ fn tokens_out(t: IssuedTokens) -> pb::TokenResponse {
     }
 }
 
-/// OAuth2 errors on the gRPC side: the RFC code leads the message.
-fn oauth_status(e: OAuthError) -> Status {
-    let code = match e {
-        OAuthError::InvalidClient(_) => Code::Unauthenticated,
-        OAuthError::UnauthorizedClient(_) => Code::PermissionDenied,
-        OAuthError::InvalidGrant(_) => Code::FailedPrecondition,
-        OAuthError::ServerError => Code::Unavailable,
-        _ => Code::InvalidArgument,
-    };
-    Status::new(code, format!("{}: {e}", e.code()))
-}
-
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     #[instrument(skip_all)]
@@ -68,8 +55,8 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::CreateClientResponse>, Status> {
         authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
         let r = req.get_ref();
-        let account_id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
-        let mode = convert::required_mode("mode", r.mode).map_err(to_status)?;
+        let account_id = convert::account_id("account_id", &r.account_id)?;
+        let mode = convert::required_mode("mode", r.mode)?;
         let (client, secret) = self
             .tokens
             .create_client(
@@ -80,16 +67,14 @@ impl TokenService for TokenApi {
                 &r.grant_types,
                 &r.scopes,
             )
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
         let (client_secret, reveal) = if r.reveal_link {
             let link = self
                 .core
                 .reveals
                 .create(&secret, "oauth_client_secret", &client.client_id)
-                .await
-                .map_err(to_status)?;
+                .await?;
             (
                 String::new(),
                 Some(super::signing::reveal_out(&self.core, &link)),
@@ -110,11 +95,7 @@ impl TokenService for TokenApi {
         req: Request<pb::GetClientRequest>,
     ) -> Result<Response<pb::Client>, Status> {
         authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
-        let client = self
-            .tokens
-            .get_client(&req.get_ref().client_id)
-            .await
-            .map_err(to_status)?;
+        let client = self.tokens.get_client(&req.get_ref().client_id).await?;
         Ok(Response::new(client_out(&client)))
     }
 
@@ -128,15 +109,13 @@ impl TokenService for TokenApi {
         let account = if r.account_id.is_empty() {
             None
         } else {
-            Some(convert::account_id("account_id", &r.account_id).map_err(to_status)?)
+            Some(convert::account_id("account_id", &r.account_id)?)
         };
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX).map_err(to_status)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX)?;
         let rows = self
             .tokens
             .list_clients(account.as_deref(), after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |c| &c.client_id);
         Ok(Response::new(pb::ListClientsResponse {
             clients: rows.iter().map(client_out).collect(),
@@ -151,7 +130,7 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
         authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
         let id = &req.get_ref().client_id;
-        self.tokens.delete_client(id).await.map_err(to_status)?;
+        self.tokens.delete_client(id).await?;
         tracing::info!(client_id = %id, "OAuth2 client deleted");
         Ok(Response::new(pb::DeleteClientResponse {}))
     }
@@ -166,13 +145,8 @@ impl TokenService for TokenApi {
         let client = self
             .tokens
             .authenticate_client(&r.client_id, &r.client_secret)
-            .await
-            .map_err(oauth_status)?;
-        let issued = self
-            .tokens
-            .client_credentials(&client, &r.scopes)
-            .await
-            .map_err(oauth_status)?;
+            .await?;
+        let issued = self.tokens.client_credentials(&client, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -183,11 +157,7 @@ impl TokenService for TokenApi {
         req: Request<pb::ExchangeSecretRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
-        let issued = self
-            .tokens
-            .exchange_secret(&r.api_key, &r.scopes)
-            .await
-            .map_err(oauth_status)?;
+        let issued = self.tokens.exchange_secret(&r.api_key, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -222,12 +192,9 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
         authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
         if req.get_ref().token.is_empty() {
-            return Err(to_status(Error::invalid("token", "must not be empty")));
+            return Err(Error::invalid("token", "must not be empty").into());
         }
-        self.tokens
-            .revoke(&req.get_ref().token, None)
-            .await
-            .map_err(oauth_status)?;
+        self.tokens.revoke(&req.get_ref().token, None).await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
@@ -251,8 +218,7 @@ impl TokenService for TokenApi {
         let key = self
             .tokens
             .rotate_signing_key(Some(&req.get_ref().algorithm))
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(pb::SigningKey {
             kid: key.kid,
             algorithm: key.algorithm,

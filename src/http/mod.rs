@@ -1,8 +1,8 @@
 //! The public HTTP side: liveness and readiness probes, and the OAuth2
 //! endpoints (`oauth`).
 
+pub mod error;
 pub mod oauth;
-
 pub mod reveal;
 
 use std::sync::Arc;

@@ -19,6 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
+use super::error::{json_response, no_store, oauth_error};
 use crate::crypto::ct_eq;
 use crate::domain::model::ClientRecord;
 use crate::domain::tokens::{AuthorizeError, AuthorizeRequest, OAuthError, TokenManager};
@@ -73,48 +74,6 @@ fn params(raw: &[u8]) -> Result<HashMap<String, String>, String> {
         }
     }
     Ok(out)
-}
-
-fn no_store(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
-    response
-}
-
-fn json_response(status: StatusCode, body: serde_json::Value) -> Response {
-    no_store(
-        (
-            status,
-            [(header::CONTENT_TYPE, "application/json")],
-            body.to_string(),
-        )
-            .into_response(),
-    )
-}
-
-/// RFC 6749 §5.2. `basic` = the client tried HTTP Basic, so a 401 names the scheme.
-fn oauth_error(e: &OAuthError, basic: bool) -> Response {
-    let status = match e {
-        OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
-        OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
-        _ => StatusCode::BAD_REQUEST,
-    };
-    let mut response = json_response(
-        status,
-        serde_json::json!({ "error": e.code(), "error_description": e.to_string() }),
-    );
-    if status == StatusCode::UNAUTHORIZED {
-        let scheme = if basic {
-            r#"Basic realm="latchkey""#
-        } else {
-            r#"Basic realm="latchkey", error="invalid_client""#
-        };
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(scheme));
-    }
-    response
 }
 
 /// Client credentials from `Authorization: Basic` (RFC 6749 §2.3.1: each
@@ -648,7 +607,9 @@ async fn authorize_decision(
                 }
                 redirect_with(&request.redirect_uri, &pairs)
             }
-            Err(_) => {
+            Err(e) => {
+                // The redirect has room for the code only; the cause goes to the log.
+                crate::telemetry::log_internal("the authorization code could not be issued", &e);
                 pairs.push(("error", "server_error"));
                 if let Some(state) = state {
                     pairs.push(("state", state));
