@@ -5,31 +5,26 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::serve::ListenerExt;
+use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic_health::ServingStatus;
 
 use crate::config::Settings;
 use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
+use crate::domain::permissions::Policy;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::reveal::RevealManager;
 use crate::domain::route_table::RouteTable;
+use crate::domain::services::Services;
 use crate::domain::signing::SigningManager;
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
-use crate::grpc::auth::AdminPermissions;
-use crate::grpc::conn::GrpcConn;
-use crate::grpc::{
-    AccountApi, CheckApi, ExtAuthzApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi,
-};
-use crate::http::Readiness;
-use crate::pb;
-use crate::ports::{Clock, RevealStore, SigningStore, Store, StoreError};
+use crate::grpc::{self, GrpcState, auth::AdminPermissions};
+use crate::http::{HttpState, Readiness};
+use crate::ports::{Clock, RevealStore, SigningStore, Store, StoreError, SystemClock};
 use crate::store::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -54,26 +49,6 @@ pub enum AppError {
     Server(String),
 }
 
-/// What the adapters call: one instance per process.
-pub struct Core {
-    pub accounts: AccountManager,
-    pub keys: KeyManager,
-    pub routes: RouteTable,
-    pub checker: Checker,
-    pub clock: Arc<dyn Clock>,
-    pub admin: AdminPermissions,
-    pub check_requires_auth: bool,
-    /// The header naming a store, checked against the key's account.
-    pub store_header: Option<String>,
-    pub max_list_items: usize,
-    /// Seals every secret that must be read back (signing keys, HMAC secrets).
-    pub master_key: Arc<MasterKey>,
-    pub signing: Arc<SigningManager>,
-    pub reveals: RevealManager,
-    /// Prefix of reveal links (`https://…`); `None` = the path alone.
-    pub reveal_base_url: Option<String>,
-}
-
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
 pub trait FeatureStores: SigningStore + RevealStore {}
@@ -90,11 +65,22 @@ pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
     Ok(SqlStore::connect(&settings.database_url).await?)
 }
 
+/// The managers that need only the store, built before the listeners are
+/// bound (start-up registers the bootstrap token and loads the route rules
+/// with them); [`Parts::into_services`] adds the checker once the token
+/// manager, whose issuer is the bound HTTP address, is loaded.
 pub struct Parts {
-    pub core: Arc<Core>,
-    pub policy: Arc<crate::domain::permissions::Policy>,
+    pub policy: Arc<Policy>,
     pub resolver: Arc<KeyResolver>,
     pub usage: Arc<UsageRecorder>,
+    pub accounts: AccountManager,
+    pub keys: KeyManager,
+    pub routes: RouteTable,
+    pub signing: Arc<SigningManager>,
+    pub reveals: RevealManager,
+    clock: Arc<dyn Clock>,
+    key_prefix: String,
+    trusted_proxies: Vec<IpNet>,
 }
 
 pub fn build(
@@ -103,16 +89,13 @@ pub fn build(
     clock: Arc<dyn Clock>,
     master_key: Arc<MasterKey>,
     features: Arc<impl FeatureStores>,
-) -> Result<Parts, AppError> {
+) -> Parts {
     let policy = Arc::new(settings.policy.clone());
-    let policy_for_parts = policy.clone();
     let resolver = Arc::new(KeyResolver::new(
         store.clone(),
         policy.clone(),
         settings.cache,
     ));
-    let usage = Arc::new(UsageRecorder::default());
-    let admin = AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?;
     let signing = Arc::new(SigningManager::new(
         features.clone(),
         store.clone(),
@@ -123,11 +106,11 @@ pub fn build(
     ));
     let reveals = RevealManager::new(
         features,
-        master_key.clone(),
+        master_key,
         clock.clone(),
         settings.signing.reveal_ttl_secs,
     );
-    let core = Arc::new(Core {
+    Parts {
         accounts: AccountManager::new(
             store.clone(),
             policy.clone(),
@@ -137,42 +120,69 @@ pub fn build(
         routes: RouteTable::new(store.clone(), clock.clone()),
         keys: KeyManager::new(
             store,
-            policy,
+            policy.clone(),
             clock.clone(),
             resolver.clone(),
             settings.keys.clone(),
         ),
-        checker: Checker::new(
-            resolver.clone(),
-            clock.clone(),
-            usage.clone(),
-            settings.keys.prefix.clone(),
-            settings.trusted_proxies.clone(),
-        )
-        .with_signed_requests(signing.clone()),
-        clock,
-        admin,
-        check_requires_auth: settings.check_requires_auth,
-        store_header: settings.store_header.clone(),
-        max_list_items: settings.max_list_items,
-        master_key,
+        policy,
+        resolver,
+        usage: Arc::new(UsageRecorder::default()),
         signing,
         reveals,
-        reveal_base_url: settings.signing.reveal_base_url.clone(),
-    });
-    Ok(Parts {
-        policy: policy_for_parts,
-        core,
-        resolver,
-        usage,
-    })
+        clock,
+        key_prefix: settings.keys.prefix.clone(),
+        trusted_proxies: settings.trusted_proxies.clone(),
+    }
+}
+
+impl Parts {
+    /// The services, with the checker built on `tokens` (`None` = JWTs are
+    /// denied: one-shot CLI commands load no signing keys).
+    pub fn into_services(self, tokens: Option<Arc<TokenManager>>) -> Services {
+        let checker = Checker::new(
+            self.resolver.clone(),
+            self.clock.clone(),
+            self.usage.clone(),
+            self.key_prefix,
+            self.trusted_proxies,
+            tokens.clone(),
+        )
+        .with_signed_requests(self.signing.clone());
+        Services {
+            accounts: self.accounts,
+            keys: self.keys,
+            routes: self.routes,
+            checker,
+            signing: self.signing,
+            reveals: self.reveals,
+            tokens,
+            resolver: self.resolver,
+            usage: self.usage,
+            clock: self.clock,
+        }
+    }
+}
+
+/// The services without listeners or signing keys, for one-shot commands.
+pub async fn offline_services(settings: &Settings, db: &SqlStore) -> Result<Services, AppError> {
+    let store: Arc<dyn Store> = Arc::new(db.clone());
+    let master_key = Arc::new(crate::master_key::resolve(settings, store.as_ref()).await?);
+    let parts = build(
+        settings,
+        store,
+        Arc::new(SystemClock),
+        master_key,
+        Arc::new(db.clone()),
+    );
+    Ok(parts.into_services(None))
 }
 
 /// A running server. Dropping it does not stop it; use the shutdown future.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
-    pub core: Arc<Core>,
+    pub services: Arc<Services>,
     pub tokens: Arc<TokenManager>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
 }
@@ -183,28 +193,6 @@ impl Running {
         self.task
             .await
             .map_err(|e| AppError::Server(e.to_string()))?
-    }
-}
-
-const SERVICES: [&str; 9] = [
-    "",
-    "latchkey.v1.TokenService",
-    "latchkey.v1.AccountService",
-    "latchkey.v1.KeyService",
-    "latchkey.v1.CheckService",
-    "latchkey.v1.RouteService",
-    "envoy.service.auth.v3.Authorization",
-    "latchkey.v1.SigningService",
-    "latchkey.v1.RevealService",
-];
-
-/// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
-const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
-    tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
-
-async fn set_health(reporter: &tonic_health::server::HealthReporter, status: ServingStatus) {
-    for service in SERVICES {
-        reporter.set_service_status(service, status).await;
     }
 }
 
@@ -226,17 +214,15 @@ pub async fn start(
     let parts = build(
         &settings,
         store_port.clone(),
-        clock,
-        master_key,
+        clock.clone(),
+        master_key.clone(),
         Arc::new(store.clone()),
-    )?;
+    );
     if let Some(token) = &settings.bootstrap_admin_token {
-        let key = parts.core.keys.register_operator_token(token).await?;
+        let key = parts.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
     }
-    parts.core.routes.reload().await?;
-    let ext_authz = ExtAuthzApi::new(parts.core.clone(), settings.ext_authz.clone())
-        .map_err(|e| AppError::Server(format!("ext_authz.public_routes: {e}")))?;
+    parts.routes.reload().await?;
 
     let grpc_listener = TcpListener::bind(settings.grpc_addr)
         .await
@@ -268,127 +254,73 @@ pub async fn start(
             store_port.clone(),
             Arc::new(store.clone()),
             parts.policy.clone(),
-            parts.core.clock.clone(),
+            clock,
             parts.resolver.clone(),
-            parts.core.master_key.clone(),
+            master_key.clone(),
             token_settings,
             settings.keys.prefix.clone(),
         )
         .await?,
     );
-    parts.core.checker.set_tokens(tokens.clone());
-    let csrf_secret = crate::master_key::shared_secret(
-        store_port.as_ref(),
-        &parts.core.master_key,
-        "oauth_csrf_key",
-    )
-    .await?;
-    let oauth_http = Arc::new(crate::http::oauth::OAuthHttp::new(
+    let services = Arc::new(parts.into_services(Some(tokens.clone())));
+    let csrf_secret =
+        crate::master_key::shared_secret(store_port.as_ref(), &master_key, "oauth_csrf_key")
+            .await?;
+    let http_state = Arc::new(HttpState::new(
+        services.clone(),
         tokens.clone(),
         settings.tokens.user_header.clone(),
-        parts.core.clock.clone(),
         &csrf_secret,
     ));
-
-    let (reporter, health_service) = tonic_health::server::health_reporter();
-    set_health(&reporter, ServingStatus::Serving).await;
+    let grpc_state = Arc::new(GrpcState {
+        services: services.clone(),
+        tokens: tokens.clone(),
+        admin: AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?,
+        check_requires_auth: settings.check_requires_auth,
+        store_header: settings.store_header.clone(),
+        max_list_items: settings.max_list_items,
+        max_message_bytes: settings.max_message_bytes,
+        reveal_base_url: settings.signing.reveal_base_url.clone(),
+        ext_authz: settings.ext_authz.clone(),
+    });
+    let (grpc_server, health) =
+        grpc::Server::new(grpc_state).map_err(|e| AppError::Server(e.to_string()))?;
+    health.set_serving(true).await;
     let readiness = Readiness::default();
     readiness.set(true);
 
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| AppError::Server(e.to_string()))?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| AppError::Server(e.to_string()))?;
-
-    let max = settings.max_message_bytes;
-    let core = parts.core.clone();
     let (drain_tx, drain_rx) = watch::channel(false);
     let drained = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|draining| *draining).await;
     };
-
-    let grpc = tonic::transport::Server::builder()
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(
-            pb::account_service_server::AccountServiceServer::new(AccountApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::key_service_server::KeyServiceServer::new(KeyApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::check_service_server::CheckServiceServer::new(CheckApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::route_service_server::RouteServiceServer::new(RouteApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::token_service_server::TokenServiceServer::new(TokenApi {
-                core: core.clone(),
-                tokens: tokens.clone(),
-            })
-            .max_decoding_message_size(max),
-        )
-        .add_service(
-            // Not the generated `AuthorizationServer`: this one encodes an
-            // allow's principal once per key (see grpc/ext_authz/wire.rs).
-            crate::grpc::ext_authz::AuthorizationService::new(ext_authz, max),
-        )
-        .add_service(
-            pb::signing_service_server::SigningServiceServer::new(SigningApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .add_service(
-            pb::reveal_service_server::RevealServiceServer::new(RevealApi(core.clone()))
-                .max_decoding_message_size(max),
-        )
-        .serve_with_incoming_shutdown(
-            // TCP_NODELAY, and small responses batched into shared writes: see grpc/conn.rs.
-            TcpListenerStream::new(grpc_listener).map(|conn| conn.map(GrpcConn::new)),
-            drained(drain_rx.clone()),
-        );
+    let grpc_task = tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
     let http = axum::serve(
         http_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        crate::http::router(readiness.clone(), oauth_http)
-            .merge(crate::http::reveal::router(core.clone())),
+        crate::http::router(readiness.clone(), http_state),
     )
     .with_graceful_shutdown(drained(drain_rx.clone()));
-    let grpc_task = tokio::spawn(grpc);
     let http_task = tokio::spawn(async move { http.await });
 
     let health_task = tokio::spawn(monitor_store(
         store_port.clone(),
-        reporter.clone(),
+        health.clone(),
         readiness.clone(),
         settings.health_interval,
         drain_rx.clone(),
     ));
     let flush_task = tokio::spawn(flush_usage_periodically(
         store_port.clone(),
-        parts.usage.clone(),
+        services.usage.clone(),
         settings.usage_flush_interval,
         drain_rx.clone(),
     ));
     let routes_changed = Arc::new(tokio::sync::Notify::new());
     let listener_task =
-        store.spawn_invalidation_listener(parts.resolver.clone(), routes_changed.clone());
+        store.spawn_invalidation_listener(services.resolver.clone(), routes_changed.clone());
     let routes_task = tokio::spawn(reload_routes_on_notice(
-        core.clone(),
+        services.clone(),
         routes_changed,
         drain_rx.clone(),
     ));
@@ -396,12 +328,12 @@ pub async fn start(
     let keyring_task = tokio::spawn(reload_signing_keys(tokens.clone(), drain_rx.clone()));
 
     let grace = settings.shutdown_grace;
-    let usage = parts.usage.clone();
+    let usage = services.usage.clone();
     let task = tokio::spawn(async move {
         shutdown.await;
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
         readiness.set(false);
-        set_health(&reporter, ServingStatus::NotServing).await;
+        health.set_serving(false).await;
         let _ = drain_tx.send(true);
         let servers = async {
             let grpc = grpc_task.await;
@@ -436,15 +368,15 @@ pub async fn start(
     Ok(Running {
         grpc_addr,
         http_addr,
+        services,
         tokens,
-        core,
         task,
     })
 }
 
 async fn monitor_store(
     store: Arc<dyn Store>,
-    reporter: tonic_health::server::HealthReporter,
+    health: grpc::Health,
     readiness: Readiness,
     every: std::time::Duration,
     mut drain: watch::Receiver<bool>,
@@ -483,29 +415,21 @@ async fn monitor_store(
                 tracing::info!("store reachable again: SERVING");
             }
             readiness.set(ok);
-            set_health(
-                &reporter,
-                if ok {
-                    ServingStatus::Serving
-                } else {
-                    ServingStatus::NotServing
-                },
-            )
-            .await;
+            health.set_serving(ok).await;
         }
     }
 }
 
 /// Rebuilds the route matcher when another replica changed the rules.
 async fn reload_routes_on_notice(
-    core: Arc<Core>,
+    services: Arc<Services>,
     notice: Arc<tokio::sync::Notify>,
     mut drain: watch::Receiver<bool>,
 ) {
     loop {
         tokio::select! {
             _ = notice.notified() => {
-                if let Err(e) = core.routes.reload().await {
+                if let Err(e) = services.routes.reload().await {
                     tracing::error!(error = %e, "could not reload route rules; keeping the previous ones");
                 }
             }

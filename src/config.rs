@@ -19,6 +19,7 @@ use crate::domain::network::parse_cidr;
 use crate::domain::permissions::{PlanDef, Policy, default_plans, default_roles};
 use crate::domain::resolver::CacheSettings;
 use crate::domain::tokens::TokenSettings;
+use crate::grpc::ext_authz::ExtAuthzSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -488,19 +489,6 @@ pub struct Settings {
     pub ext_authz: ExtAuthzSettings,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
-}
-
-/// Validated ext_authz settings.
-#[derive(Debug, Clone)]
-pub struct ExtAuthzSettings {
-    pub api_key_header: String,
-    pub query_param: Option<String>,
-    pub strip_credential: bool,
-    pub header_prefix: String,
-    /// Parsed `public_routes`: (method, path template).
-    pub public_routes: Vec<(String, String)>,
-    pub trusted_hops: u8,
-    pub dynamic_metadata: bool,
 }
 
 fn header_name(field: &'static str, s: &str) -> Result<String, ConfigError> {

@@ -16,6 +16,7 @@ pub mod resolver;
 pub mod reveal;
 pub mod route_table;
 pub mod routes;
+pub mod services;
 pub mod sigfmt;
 pub mod signing;
 pub mod tokens;

@@ -4,7 +4,7 @@
 
 use tonic::Request;
 
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::check::CheckInput;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
@@ -63,7 +63,7 @@ pub enum AdminAuthError {
 }
 
 pub async fn authorize<T>(
-    core: &Core,
+    state: &GrpcState,
     request: &Request<T>,
     permission: &Permission<'_>,
 ) -> Result<(), AdminAuthError> {
@@ -73,7 +73,8 @@ pub async fn authorize<T>(
     let Ok(credential) = value.to_str() else {
         return Err(AdminAuthError::NotAscii);
     };
-    let decision = core
+    let decision = state
+        .services
         .checker
         .decide(CheckInput {
             credential,

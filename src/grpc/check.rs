@@ -7,12 +7,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::authorize;
 use super::convert;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::check::{CheckInput, RequestFacts};
 use crate::pb;
 use crate::pb::check_service_server::CheckService;
 
-pub struct CheckApi(pub Arc<Core>);
+pub struct CheckApi(pub Arc<GrpcState>);
 
 #[tonic::async_trait]
 impl CheckService for CheckApi {
@@ -41,10 +41,11 @@ impl CheckService for CheckApi {
             path: &c.path,
             body_sha256: parts.body_sha256,
             body: None,
-            signature: header(&self.0.signing.settings().request_header),
+            signature: header(&self.0.services.signing.settings().request_header),
         });
         let decision = self
             .0
+            .services
             .checker
             .decide(CheckInput {
                 credential,

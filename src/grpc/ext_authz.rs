@@ -24,8 +24,7 @@ use respond::{Answer, answer, header};
 pub use wire::AuthorizationService;
 use wire::{EncodedPrincipal, Reply};
 
-use crate::app::Core;
-use crate::config::ExtAuthzSettings;
+use super::state::GrpcState;
 use crate::domain::check::{CheckInput, Decision, RequestFacts};
 use crate::domain::credential::strip_bearer;
 use crate::domain::network::parse_ip_loose;
@@ -33,12 +32,28 @@ use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
+use crate::domain::services::Services;
+
+/// Validated `[ext_authz]` settings.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzSettings {
+    pub api_key_header: String,
+    pub query_param: Option<String>,
+    pub strip_credential: bool,
+    pub header_prefix: String,
+    /// Parsed `public_routes`: (method, path template).
+    pub public_routes: Vec<(String, String)>,
+    pub trusted_hops: u8,
+    pub dynamic_metadata: bool,
+}
 
 pub struct ExtAuthzApi {
     /// Tells this adapter's entries in the per-thread principal cache apart
     /// (tests run several servers, with different settings, in one process).
     id: u64,
-    core: Arc<Core>,
+    services: Arc<Services>,
+    /// The header naming a store, checked against the key's account.
+    store_header: Option<String>,
     settings: ExtAuthzSettings,
     public: RouteMatcher,
     /// The principal headers' full names, built once: account, key, mode, scopes, plan.
@@ -93,10 +108,8 @@ const PRINCIPAL_FIELDS: [&str; 5] = ["account-id", "key-id", "mode", "scopes", "
 const METADATA_FIELDS: [&str; 5] = ["account_id", "key_id", "mode", "scopes", "plan"];
 
 impl ExtAuthzApi {
-    pub fn new(
-        core: Arc<Core>,
-        settings: ExtAuthzSettings,
-    ) -> Result<Self, crate::domain::routes::RouteError> {
+    pub fn new(state: &GrpcState) -> Result<Self, crate::domain::routes::RouteError> {
+        let settings = state.ext_authz.clone();
         let rules: Vec<RouteRule> = settings
             .public_routes
             .iter()
@@ -115,7 +128,8 @@ impl ExtAuthzApi {
             id: NEXT_API_ID.fetch_add(1, Ordering::Relaxed),
             names,
             public: RouteMatcher::new(&rules)?,
-            core,
+            services: state.services.clone(),
+            store_header: state.store_header.clone(),
             settings,
         })
     }
@@ -324,10 +338,10 @@ impl ExtAuthzApi {
         {
             return Ok(self.allowed(&view, None, credential_header));
         }
-        let Some(required) = self
-            .core
-            .routes
-            .permission_for(Some(view.host), view.method, &path)
+        let Some(required) =
+            self.services
+                .routes
+                .permission_for(Some(view.host), view.method, &path)
         else {
             return Ok(Reply::deny(
                 Reason::RouteNotAllowed,
@@ -348,7 +362,7 @@ impl ExtAuthzApi {
             ));
         };
         let decision = self
-            .core
+            .services
             .checker
             .decide(CheckInput {
                 credential,
@@ -358,7 +372,6 @@ impl ExtAuthzApi {
                 forwarded_for: None,
                 origin: view.headers.get("origin"),
                 store_id: self
-                    .core
                     .store_header
                     .as_deref()
                     .and_then(|h| view.headers.get(h)),
@@ -369,7 +382,7 @@ impl ExtAuthzApi {
                     body: view.body,
                     signature: view
                         .headers
-                        .get(&self.core.signing.settings().request_header),
+                        .get(&self.services.signing.settings().request_header),
                 }),
             })
             .await;

@@ -7,17 +7,17 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::KeyRecord;
 use crate::pb;
 use crate::pb::key_service_server::KeyService;
 
-pub struct KeyApi(pub Arc<Core>);
+pub struct KeyApi(pub Arc<GrpcState>);
 
 impl KeyApi {
     fn out(&self, key: &KeyRecord) -> pb::Key {
-        convert::key_out(key, self.0.clock.now())
+        convert::key_out(key, self.0.services.clock.now())
     }
 
     async fn by_id<F, Fut>(
@@ -46,7 +46,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let new = convert::new_key(req.into_inner(), self.0.max_list_items)?;
-        let issued = self.0.keys.create(new).await?;
+        let issued = self.0.services.keys.create(new).await?;
         tracing::info!(key_id = %issued.record.id, account_id = %issued.record.account_id, masked = %issued.record.masked, "key created");
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(self.out(&issued.record)),
@@ -58,7 +58,7 @@ impl KeyService for KeyApi {
     async fn get_key(&self, req: Request<pb::GetKeyRequest>) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
         let id = convert::key_id("id", &req.get_ref().id)?;
-        let key = self.0.keys.get(&id).await?;
+        let key = self.0.services.keys.get(&id).await?;
         Ok(Response::new(self.out(&key)))
     }
 
@@ -73,6 +73,7 @@ impl KeyService for KeyApi {
         let (limit, after) = convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .keys
             .list(&filter, after.as_deref(), limit + 1)
             .await?;
@@ -92,7 +93,7 @@ impl KeyService for KeyApi {
         let r = req.get_ref();
         let changes = convert::key_changes(r, self.0.max_list_items)?;
         self.by_id(&r.id, "updated", |id| async move {
-            self.0.keys.update(&id, changes).await
+            self.0.services.keys.update(&id, changes).await
         })
         .await
     }
@@ -105,11 +106,12 @@ impl KeyService for KeyApi {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
         let id = convert::key_id("id", &r.id)?;
-        let (issued, previous) = self.0.keys.rotate(&id, r.overlap_seconds).await?;
+        let (issued, previous) = self.0.services.keys.rotate(&id, r.overlap_seconds).await?;
         tracing::info!(key_id = %previous.id, successor_id = %issued.record.id, "key rotated");
         let (secret, reveal) = if r.reveal_link {
             let link = self
                 .0
+                .services
                 .reveals
                 .create(&issued.secret, "api_key", &issued.record.id)
                 .await?;
@@ -135,7 +137,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "revoked", |id| async move {
-            self.0.keys.revoke(&id).await
+            self.0.services.keys.revoke(&id).await
         })
         .await
     }
@@ -147,7 +149,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "suspended", |id| async move {
-            self.0.keys.suspend(&id).await
+            self.0.services.keys.suspend(&id).await
         })
         .await
     }
@@ -159,7 +161,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "resumed", |id| async move {
-            self.0.keys.resume(&id).await
+            self.0.services.keys.resume(&id).await
         })
         .await
     }

@@ -8,7 +8,9 @@ pub mod convert;
 pub mod ext_authz;
 pub mod key;
 pub mod route;
+pub mod server;
 pub mod signing;
+pub mod state;
 pub mod status;
 pub mod token;
 
@@ -17,5 +19,7 @@ pub use check::CheckApi;
 pub use ext_authz::ExtAuthzApi;
 pub use key::KeyApi;
 pub use route::RouteApi;
+pub use server::{Health, Server};
 pub use signing::{RevealApi, SigningApi};
+pub use state::GrpcState;
 pub use token::TokenApi;

@@ -7,14 +7,14 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::Error;
 use crate::domain::model::{RuleRecord, valid_id};
 use crate::domain::route_table::RULE_ID_PREFIX;
 use crate::pb;
 use crate::pb::route_service_server::RouteService;
 
-pub struct RouteApi(pub Arc<Core>);
+pub struct RouteApi(pub Arc<GrpcState>);
 
 fn rule_out(r: &RuleRecord) -> pb::Rule {
     pb::Rule {
@@ -38,6 +38,7 @@ impl RouteService for RouteApi {
         let r = req.get_ref();
         let rule = self
             .0
+            .services
             .routes
             .create(&r.host, &r.method, &r.path, &r.permission)
             .await?;
@@ -53,7 +54,12 @@ impl RouteService for RouteApi {
         authorize(&self.0, &req, &self.0.admin.routes_read).await?;
         let r = req.get_ref();
         let (limit, after) = convert::page(r.page_size, &r.page_token, RULE_ID_PREFIX)?;
-        let rows = self.0.routes.list(after.as_deref(), limit + 1).await?;
+        let rows = self
+            .0
+            .services
+            .routes
+            .list(after.as_deref(), limit + 1)
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |r| &r.id);
         Ok(Response::new(pb::ListRulesResponse {
             rules: rows.iter().map(rule_out).collect(),
@@ -71,7 +77,7 @@ impl RouteService for RouteApi {
         if !valid_id(id, RULE_ID_PREFIX) {
             return Err(Error::invalid("id", "is not a rule id (rule_…)").into());
         }
-        self.0.routes.delete(id).await?;
+        self.0.services.routes.delete(id).await?;
         tracing::info!(rule_id = %id, "route rule deleted");
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }

@@ -9,7 +9,7 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert::{self, timestamp};
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::{
@@ -24,8 +24,8 @@ use crate::pb::signing_service_server::SigningService;
 /// Longest URL SignUrl / VerifyUrl accept.
 const MAX_URL_LEN: usize = 8192;
 
-pub struct SigningApi(pub Arc<Core>);
-pub struct RevealApi(pub Arc<Core>);
+pub struct SigningApi(pub Arc<GrpcState>);
+pub struct RevealApi(pub Arc<GrpcState>);
 
 fn secret_id(field: &'static str, id: &str) -> DomainResult<String> {
     if id.is_empty() {
@@ -102,11 +102,11 @@ fn verify_out(v: &Verification) -> pb::VerifyResponse {
 }
 
 /// A reveal link as the wire shows it (also used by `KeyService/RotateKey`).
-pub fn reveal_out(core: &Core, link: &RevealLink) -> pb::RevealLink {
+pub fn reveal_out(state: &GrpcState, link: &RevealLink) -> pb::RevealLink {
     let path = format!("/reveal/{}", link.token.expose());
     pb::RevealLink {
         token: link.token.expose().clone(),
-        url: match &core.reveal_base_url {
+        url: match &state.reveal_base_url {
             Some(base) => format!("{base}{path}"),
             None => path,
         },
@@ -131,7 +131,12 @@ impl SigningService for SigningApi {
         let mode = convert::mode_in("mode", r.mode).and_then(|m| {
             m.ok_or_else(|| Error::invalid("mode", "is required (MODE_TEST or MODE_LIVE)"))
         })?;
-        let issued = self.0.signing.create(&account, mode, &r.name).await?;
+        let issued = self
+            .0
+            .services
+            .signing
+            .create(&account, mode, &r.name)
+            .await?;
         tracing::info!(secret_id = %issued.secret.secret.id, account_id = %account, "signing secret created");
         Ok(Response::new(pb::CreateSecretResponse {
             secret_id: issued.secret.secret.id.clone(),
@@ -148,11 +153,17 @@ impl SigningService for SigningApi {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
         let r = req.get_ref();
         let id = secret_id("secret_id", &r.secret_id)?;
-        let issued = self.0.signing.rotate(&id, r.overlap_seconds).await?;
+        let issued = self
+            .0
+            .services
+            .signing
+            .rotate(&id, r.overlap_seconds)
+            .await?;
         tracing::info!(secret_id = %id, version = issued.secret.secret.current_version, "signing secret rotated");
         let (secret, reveal) = if r.reveal_link {
             let link = self
                 .0
+                .services
                 .reveals
                 .create(&issued.plaintext, "signing_secret", &id)
                 .await?;
@@ -184,6 +195,7 @@ impl SigningService for SigningApi {
         let (limit, after) = convert::page(r.page_size, &r.page_token, SECRET_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .signing
             .list(account.as_deref(), mode, after.as_deref(), limit + 1)
             .await?;
@@ -201,7 +213,7 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::SigningSecret>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
         let id = secret_id("secret_id", &req.get_ref().secret_id)?;
-        let s = self.0.signing.revoke(&id).await?;
+        let s = self.0.services.signing.revoke(&id).await?;
         tracing::info!(secret_id = %id, "signing secret revoked");
         Ok(Response::new(full_out(&s)))
     }
@@ -214,7 +226,7 @@ impl SigningService for SigningApi {
         authorize(&self.0, &req, &self.0.admin.signing_sign).await?;
         let r = req.get_ref();
         let id = secret_id("secret_id", &r.secret_id)?;
-        let header = self.0.signing.sign(&id, &r.payload).await?;
+        let header = self.0.services.signing.sign(&id, &r.payload).await?;
         Ok(Response::new(pb::SignResponse { header }))
     }
 
@@ -226,7 +238,12 @@ impl SigningService for SigningApi {
         authorize(&self.0, &req, &self.0.admin.signing_verify).await?;
         let r = req.get_ref();
         let id = secret_id("secret_id", &r.secret_id)?;
-        let v = self.0.signing.verify(&id, &r.payload, &r.header).await?;
+        let v = self
+            .0
+            .services
+            .signing
+            .verify(&id, &r.payload, &r.header)
+            .await?;
         Ok(Response::new(verify_out(&v)))
     }
 
@@ -239,7 +256,7 @@ impl SigningService for SigningApi {
         let r = req.get_ref();
         let id = secret_id("secret_id", &r.secret_id)?;
         let url = url_in(&r.url)?;
-        let url = self.0.signing.sign_url(&id, url).await?;
+        let url = self.0.services.signing.sign_url(&id, url).await?;
         Ok(Response::new(pb::SignUrlResponse { url }))
     }
 
@@ -252,7 +269,7 @@ impl SigningService for SigningApi {
         let r = req.get_ref();
         let id = secret_id("secret_id", &r.secret_id)?;
         let url = url_in(&r.url)?;
-        let v = self.0.signing.verify_url(&id, url).await?;
+        let v = self.0.services.signing.verify_url(&id, url).await?;
         Ok(Response::new(verify_out(&v)))
     }
 
@@ -266,6 +283,7 @@ impl SigningService for SigningApi {
         let id = secret_id("secret_id", &r.secret_id)?;
         let v = self
             .0
+            .services
             .signing
             .verify_webhook(&id, &r.body, &r.headers)
             .await?;
@@ -289,6 +307,7 @@ impl SigningService for SigningApi {
         };
         let key = self
             .0
+            .services
             .signing
             .require_signed_requests(&r.key_id, secret.as_deref())
             .await?;
@@ -307,7 +326,7 @@ impl RevealService for RevealApi {
         &self,
         req: Request<pb::RevealSecretRequest>,
     ) -> Result<Response<pb::RevealSecretResponse>, Status> {
-        let revealed = self.0.reveals.redeem(&req.get_ref().token).await?;
+        let revealed = self.0.services.reveals.redeem(&req.get_ref().token).await?;
         tracing::info!(kind = %revealed.kind, subject_id = %revealed.subject_id, "reveal link redeemed");
         Ok(Response::new(pb::RevealSecretResponse {
             secret: revealed.secret.expose().clone(),

@@ -7,17 +7,14 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::Error;
 use crate::domain::model::ClientRecord;
-use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, TokenManager};
+use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens};
 use crate::pb;
 use crate::pb::token_service_server::TokenService;
 
-pub struct TokenApi {
-    pub core: Arc<Core>,
-    pub tokens: Arc<TokenManager>,
-}
+pub struct TokenApi(pub Arc<GrpcState>);
 
 fn client_out(c: &ClientRecord) -> pb::Client {
     pb::Client {
@@ -53,11 +50,12 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::CreateClientRequest>,
     ) -> Result<Response<pb::CreateClientResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let r = req.get_ref();
         let account_id = convert::account_id("account_id", &r.account_id)?;
         let mode = convert::required_mode("mode", r.mode)?;
         let (client, secret) = self
+            .0
             .tokens
             .create_client(
                 &account_id,
@@ -71,13 +69,14 @@ impl TokenService for TokenApi {
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
         let (client_secret, reveal) = if r.reveal_link {
             let link = self
-                .core
+                .0
+                .services
                 .reveals
                 .create(&secret, "oauth_client_secret", &client.client_id)
                 .await?;
             (
                 String::new(),
-                Some(super::signing::reveal_out(&self.core, &link)),
+                Some(super::signing::reveal_out(&self.0, &link)),
             )
         } else {
             (secret.expose().clone(), None)
@@ -94,8 +93,8 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::GetClientRequest>,
     ) -> Result<Response<pb::Client>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
-        let client = self.tokens.get_client(&req.get_ref().client_id).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
+        let client = self.0.tokens.get_client(&req.get_ref().client_id).await?;
         Ok(Response::new(client_out(&client)))
     }
 
@@ -104,7 +103,7 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
         let r = req.get_ref();
         let account = if r.account_id.is_empty() {
             None
@@ -113,6 +112,7 @@ impl TokenService for TokenApi {
         };
         let (limit, after) = convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX)?;
         let rows = self
+            .0
             .tokens
             .list_clients(account.as_deref(), after.as_deref(), limit + 1)
             .await?;
@@ -128,9 +128,9 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::DeleteClientRequest>,
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let id = &req.get_ref().client_id;
-        self.tokens.delete_client(id).await?;
+        self.0.tokens.delete_client(id).await?;
         tracing::info!(client_id = %id, "OAuth2 client deleted");
         Ok(Response::new(pb::DeleteClientResponse {}))
     }
@@ -143,10 +143,11 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
         let client = self
+            .0
             .tokens
             .authenticate_client(&r.client_id, &r.client_secret)
             .await?;
-        let issued = self.tokens.client_credentials(&client, &r.scopes).await?;
+        let issued = self.0.tokens.client_credentials(&client, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -157,7 +158,7 @@ impl TokenService for TokenApi {
         req: Request<pb::ExchangeSecretRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
-        let issued = self.tokens.exchange_secret(&r.api_key, &r.scopes).await?;
+        let issued = self.0.tokens.exchange_secret(&r.api_key, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -166,8 +167,8 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
-        let Some(i) = self.tokens.introspect(&req.get_ref().token).await else {
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
+        let Some(i) = self.0.tokens.introspect(&req.get_ref().token).await else {
             return Ok(Response::new(pb::IntrospectResponse::default()));
         };
         Ok(Response::new(pb::IntrospectResponse {
@@ -190,11 +191,11 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         if req.get_ref().token.is_empty() {
             return Err(Error::invalid("token", "must not be empty").into());
         }
-        self.tokens.revoke(&req.get_ref().token, None).await?;
+        self.0.tokens.revoke(&req.get_ref().token, None).await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
@@ -205,7 +206,7 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
         // Public keys: the same document the HTTP side serves to anyone.
         Ok(Response::new(pb::GetJwksResponse {
-            jwks_json: self.tokens.jwks_json(),
+            jwks_json: self.0.tokens.jwks_json(),
         }))
     }
 
@@ -214,8 +215,9 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::SigningKey>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let key = self
+            .0
             .tokens
             .rotate_signing_key(Some(&req.get_ref().algorithm))
             .await?;

@@ -19,39 +19,16 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use zeroize::Zeroizing;
 
+use super::HttpState;
 use super::error::{json_response, no_store, oauth_error};
 use crate::crypto::ct_eq;
 use crate::domain::model::ClientRecord;
 use crate::domain::tokens::{AuthorizeError, AuthorizeRequest, OAuthError, TokenManager};
-use crate::ports::Clock;
 
 /// How long a consent form may be submitted after it was shown.
 const CSRF_TTL_SECS: i64 = 600;
 
-pub struct OAuthHttp {
-    pub tokens: Arc<TokenManager>,
-    pub user_header: String,
-    pub clock: Arc<dyn Clock>,
-    csrf_key: hmac::Key,
-}
-
-impl OAuthHttp {
-    pub fn new(
-        tokens: Arc<TokenManager>,
-        user_header: String,
-        clock: Arc<dyn Clock>,
-        csrf_secret: &Zeroizing<[u8; 32]>,
-    ) -> Self {
-        Self {
-            tokens,
-            user_header,
-            clock,
-            csrf_key: hmac::Key::new(hmac::HMAC_SHA256, csrf_secret.as_ref()),
-        }
-    }
-}
-
-pub fn routes(state: Arc<OAuthHttp>) -> Router {
+pub fn routes(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/oauth2/token", post(token))
         .route(
@@ -166,7 +143,7 @@ fn required(client: Option<ClientRecord>) -> Result<ClientRecord, OAuthError> {
     client.ok_or_else(|| OAuthError::InvalidClient("client authentication is required".into()))
 }
 
-async fn token(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn token(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut p = match params(&body) {
         Ok(p) => p,
         Err(m) => return oauth_error(&OAuthError::InvalidRequest(m), false),
@@ -226,7 +203,7 @@ async fn token(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes)
 /// The prelude of introspection and revocation: an authenticated client and
 /// the `token` parameter, or the error response.
 async fn client_and_token(
-    s: &OAuthHttp,
+    s: &HttpState,
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<(ClientRecord, String), Response> {
@@ -246,7 +223,7 @@ async fn client_and_token(
     Ok((client, token))
 }
 
-async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn introspect(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let (client, token) = match client_and_token(&s, &headers, &body).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -274,7 +251,7 @@ async fn introspect(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: B
     }
 }
 
-async fn revoke(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn revoke(State(s): State<Arc<HttpState>>, headers: HeaderMap, body: Bytes) -> Response {
     let (client, token) = match client_and_token(&s, &headers, &body).await {
         Ok(found) => found,
         Err(response) => return response,
@@ -286,7 +263,7 @@ async fn revoke(State(s): State<Arc<OAuthHttp>>, headers: HeaderMap, body: Bytes
     }
 }
 
-async fn metadata(State(s): State<Arc<OAuthHttp>>) -> Response {
+async fn metadata(State(s): State<Arc<HttpState>>) -> Response {
     let issuer = &s.tokens.settings().issuer;
     (
         [
@@ -312,7 +289,7 @@ async fn metadata(State(s): State<Arc<OAuthHttp>>) -> Response {
         .into_response()
 }
 
-async fn jwks(State(s): State<Arc<OAuthHttp>>) -> Response {
+async fn jwks(State(s): State<Arc<HttpState>>) -> Response {
     (
         [
             (header::CONTENT_TYPE, "application/jwk-set+json"),
@@ -439,7 +416,7 @@ fn capitalize(s: &str) -> String {
         .unwrap_or_default()
 }
 
-fn user(s: &OAuthHttp, headers: &HeaderMap) -> Option<String> {
+fn user(s: &HttpState, headers: &HeaderMap) -> Option<String> {
     headers
         .get(s.user_header.as_str())
         .and_then(|v| v.to_str().ok())
@@ -448,7 +425,7 @@ fn user(s: &OAuthHttp, headers: &HeaderMap) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn not_signed_in(s: &OAuthHttp) -> Response {
+fn not_signed_in(s: &HttpState) -> Response {
     error_page(
         StatusCode::UNAUTHORIZED,
         &format!(
@@ -459,7 +436,7 @@ fn not_signed_in(s: &OAuthHttp) -> Response {
 }
 
 async fn validate(
-    s: &OAuthHttp,
+    s: &HttpState,
     p: &HashMap<String, String>,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
     let get = |k: &str| p.get(k).map(String::as_str);
@@ -477,7 +454,7 @@ async fn validate(
 }
 
 /// The CSRF token binds the signed-in user, the exact request and a time.
-fn csrf_mac(s: &OAuthHttp, user: &str, r: &AuthorizeRequest, issued: i64) -> String {
+fn csrf_mac(s: &HttpState, user: &str, r: &AuthorizeRequest, issued: i64) -> String {
     let mut msg = String::new();
     for part in [
         "consent-v1",
@@ -496,25 +473,25 @@ fn csrf_mac(s: &OAuthHttp, user: &str, r: &AuthorizeRequest, issued: i64) -> Str
     URL_SAFE_NO_PAD.encode(hmac::sign(&s.csrf_key, msg.as_bytes()).as_ref())
 }
 
-fn csrf_token(s: &OAuthHttp, user: &str, r: &AuthorizeRequest) -> String {
-    let issued = s.clock.now() / 1000;
+fn csrf_token(s: &HttpState, user: &str, r: &AuthorizeRequest) -> String {
+    let issued = s.services.clock.now() / 1000;
     format!("{issued}.{}", csrf_mac(s, user, r, issued))
 }
 
-fn csrf_ok(s: &OAuthHttp, user: &str, r: &AuthorizeRequest, token: &str) -> bool {
+fn csrf_ok(s: &HttpState, user: &str, r: &AuthorizeRequest, token: &str) -> bool {
     let Some((issued, mac)) = token.split_once('.') else {
         return false;
     };
     let Ok(issued) = issued.parse::<i64>() else {
         return false;
     };
-    let now = s.clock.now() / 1000;
+    let now = s.services.clock.now() / 1000;
     (issued..=issued + CSRF_TTL_SECS).contains(&now)
         && ct_eq(csrf_mac(s, user, r, issued).as_bytes(), mac.as_bytes())
 }
 
 async fn authorize_page(
-    State(s): State<Arc<OAuthHttp>>,
+    State(s): State<Arc<HttpState>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
@@ -573,7 +550,7 @@ async fn authorize_page(
 }
 
 async fn authorize_decision(
-    State(s): State<Arc<OAuthHttp>>,
+    State(s): State<Arc<HttpState>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {

@@ -10,26 +10,31 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
+use super::HttpState;
 use super::error::{ApiError, json_response};
-use crate::app::Core;
 use crate::domain::error::Error;
 
-pub fn router(core: Arc<Core>) -> Router {
+pub fn routes(state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/reveal/{token}", get(reveal))
-        .with_state(core)
+        .with_state(state)
 }
 
 async fn reveal(
-    State(core): State<Arc<Core>>,
+    State(state): State<Arc<HttpState>>,
     Path(token): Path<String>,
 ) -> Result<Response, ApiError> {
-    let revealed = core.reveals.redeem(&token).await.map_err(|e| match e {
-        Error::NotFound { .. } => {
-            ApiError::not_found("this reveal link is unknown, expired or already used")
-        }
-        e => e.into(),
-    })?;
+    let revealed = state
+        .services
+        .reveals
+        .redeem(&token)
+        .await
+        .map_err(|e| match e {
+            Error::NotFound { .. } => {
+                ApiError::not_found("this reveal link is unknown, expired or already used")
+            }
+            e => e.into(),
+        })?;
     tracing::info!(kind = %revealed.kind, subject_id = %revealed.subject_id, "reveal link redeemed");
     let body = serde_json::json!({
         "secret": revealed.secret.expose(),
