@@ -149,7 +149,7 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
 }
 
 fn master_key_from_env() -> Option<Secret<String>> {
-    std::env::var(crate::master_key::ENV_VAR)
+    std::env::var(crate::app::master_key::ENV_VAR)
         .ok()
         .filter(|k| !k.is_empty())
         .map(Secret::new)

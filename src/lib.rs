@@ -16,7 +16,6 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod http;
-pub mod master_key;
 pub mod ports;
 pub mod store;
 pub mod telemetry;
