@@ -25,7 +25,7 @@ pub struct HttpState {
     /// The trusted header naming the signed-in user on the consent page, set
     /// by the platform's login proxy.
     pub user_header: String,
-    csrf_key: aws_lc_rs::hmac::Key,
+    csrf: oauth::csrf::CsrfKey,
 }
 
 impl HttpState {
@@ -40,7 +40,7 @@ impl HttpState {
             services,
             tokens,
             user_header,
-            csrf_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, csrf_secret.as_ref()),
+            csrf: oauth::csrf::CsrfKey::new(csrf_secret),
         }
     }
 }
