@@ -5,32 +5,29 @@
 //! to send; a gRPC error only when Latchkey cannot decide (see `respond.rs`,
 //! the one table from reason to answer).
 
+mod principal;
 mod request;
 mod respond;
 mod wire;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
 use tonic::Status;
 
+use principal::PRINCIPAL_FIELDS;
 use request::{AddressKind, CheckRequest, Headers};
-use respond::{Answer, answer, header};
+use respond::{Answer, answer};
 pub use wire::AuthorizationService;
-use wire::{EncodedPrincipal, Reply};
+use wire::Reply;
 
 use super::state::GrpcState;
+use crate::domain::cache::SlotOwner;
 use crate::domain::check::{CheckInput, Decision, RequestFacts};
 use crate::domain::credential::strip_bearer;
 use crate::domain::network::parse_ip_loose;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
-use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
 use crate::domain::services::Services;
 
@@ -48,9 +45,9 @@ pub struct ExtAuthzSettings {
 }
 
 pub struct ExtAuthzApi {
-    /// Tells this adapter's entries in the per-thread principal cache apart
-    /// (tests run several servers, with different settings, in one process).
-    id: u64,
+    /// This adapter's entries in the per-thread principal cache (the
+    /// principal depends on its settings).
+    owner: SlotOwner,
     services: Arc<Services>,
     /// The header naming a store, checked against the key's account.
     store_header: Option<String>,
@@ -59,53 +56,6 @@ pub struct ExtAuthzApi {
     /// The principal headers' full names, built once: account, key, mode, scopes, plan.
     names: [String; 5],
 }
-
-static NEXT_API_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Most principals a thread keeps encoded before it starts over.
-const PRINCIPAL_CACHE_CAPACITY: usize = 4096;
-
-/// Hashes the first bytes of a key hash (a SHA-256: already uniform) and the adapter id.
-#[derive(Default)]
-struct SlotHasher(u64);
-
-impl Hasher for SlotHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(head) = bytes.first_chunk::<8>() {
-            self.0 ^= u64::from_le_bytes(*head);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n.rotate_left(32);
-    }
-
-    // The slice length that `[u8; 32]: Hash` writes first carries no information.
-    fn write_usize(&mut self, _: usize) {}
-}
-
-/// A key's encoded principal, valid for exactly that resolved key: the entry
-/// holds the `Arc` it was built from, so a match by pointer cannot be a newer
-/// key (or account) that reuses the allocation.
-struct PrincipalEntry {
-    key: Arc<ResolvedKey>,
-    principal: Arc<EncodedPrincipal>,
-}
-
-type PrincipalCache = HashMap<(u64, [u8; 32]), PrincipalEntry, BuildHasherDefault<SlotHasher>>;
-
-thread_local! {
-    /// Per thread, like the resolver's copies of hot keys: a hit touches no
-    /// memory that another core writes.
-    static PRINCIPALS: RefCell<PrincipalCache> = RefCell::new(PrincipalCache::default());
-}
-
-const PRINCIPAL_FIELDS: [&str; 5] = ["account-id", "key-id", "mode", "scopes", "plan"];
-const METADATA_FIELDS: [&str; 5] = ["account_id", "key_id", "mode", "scopes", "plan"];
 
 impl ExtAuthzApi {
     pub fn new(state: &GrpcState) -> Result<Self, crate::domain::routes::RouteError> {
@@ -125,7 +75,7 @@ impl ExtAuthzApi {
             .collect();
         let names = PRINCIPAL_FIELDS.map(|f| format!("{}{f}", settings.header_prefix));
         Ok(Self {
-            id: NEXT_API_ID.fetch_add(1, Ordering::Relaxed),
+            owner: SlotOwner::next(),
             names,
             public: RouteMatcher::new(&rules)?,
             services: state.services.clone(),
@@ -181,12 +131,6 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
     })
 }
 
-fn string_value(s: &str) -> Value {
-    Value {
-        kind: Some(Kind::StringValue(s.to_owned())),
-    }
-}
-
 /// The client's address: Envoy's source address, or with `trusted_hops = N`
 /// the N-th `X-Forwarded-For` entry from the right (the one the outermost
 /// trusted proxy appended).
@@ -229,63 +173,6 @@ impl ExtAuthzApi {
             return (None, Some(v));
         }
         (None, None)
-    }
-
-    /// The principal headers and dynamic metadata for `key`, encoded.
-    fn encode_principal(&self, key: &ResolvedKey) -> EncodedPrincipal {
-        let values = [
-            key.record.account_id.clone(),
-            key.record.id.clone(),
-            key.record.mode.tag().to_owned(),
-            key.scope_strings.join(","),
-            key.account.plan.clone(),
-        ];
-        let mut headers = Vec::with_capacity(values.len());
-        let mut metadata = Struct {
-            fields: HashMap::with_capacity(if self.settings.dynamic_metadata {
-                values.len()
-            } else {
-                0
-            }),
-        };
-        for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
-            if self.settings.dynamic_metadata {
-                metadata
-                    .fields
-                    .insert(field.to_owned(), string_value(&value));
-            }
-            headers.push(header(name, value));
-        }
-        EncodedPrincipal::new(headers, (!metadata.fields.is_empty()).then_some(metadata))
-    }
-
-    /// `key`'s encoded principal, from this thread's cache when it was built
-    /// for this very resolved key.
-    fn principal(&self, key: &Arc<ResolvedKey>) -> Arc<EncodedPrincipal> {
-        let slot = (self.id, key.record.key_hash);
-        let hit = PRINCIPALS.with_borrow(|cache| {
-            cache
-                .get(&slot)
-                .filter(|e| Arc::ptr_eq(&e.key, key))
-                .map(|e| e.principal.clone())
-        });
-        if let Some(hit) = hit {
-            return hit;
-        }
-        let principal = Arc::new(self.encode_principal(key));
-        PRINCIPALS.with_borrow_mut(|cache| {
-            if cache.len() >= PRINCIPAL_CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(
-                slot,
-                PrincipalEntry {
-                    key: key.clone(),
-                    principal: principal.clone(),
-                },
-            );
-        });
-        principal
     }
 
     fn allowed(
