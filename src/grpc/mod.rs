@@ -1,4 +1,6 @@
-//! gRPC adapters: parse, call one domain method, map the result.
+//! gRPC adapters: parse, call one domain method, map the result. Each
+//! service holds the shared [`GrpcState`]; [`Server`] assembles them with
+//! health and reflection; `status.rs` is the one error table.
 
 pub mod account;
 pub mod auth;
