@@ -149,7 +149,7 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
 }
 
 fn master_key_from_env() -> Option<Secret<String>> {
-    std::env::var(crate::master_key::ENV_VAR)
+    std::env::var(crate::app::master_key::ENV_VAR)
         .ok()
         .filter(|k| !k.is_empty())
         .map(Secret::new)
@@ -257,22 +257,6 @@ async fn migrate(store: StoreArgs) -> ExitCode {
     }
 }
 
-/// The service's parts without its listeners, for one-shot admin commands.
-async fn build_offline(
-    settings: &Settings,
-    db: &crate::store::SqlStore,
-) -> Result<crate::app::Parts, crate::app::AppError> {
-    let store: Arc<dyn crate::ports::Store> = Arc::new(db.clone());
-    let master_key = Arc::new(crate::master_key::resolve(settings, store.as_ref()).await?);
-    crate::app::build(
-        settings,
-        store,
-        Arc::new(SystemClock),
-        master_key,
-        Arc::new(db.clone()),
-    )
-}
-
 async fn create_token(
     store: StoreArgs,
     name: String,
@@ -312,9 +296,8 @@ async fn create_token(
     if let Err(e) = db.migrate().await {
         return fail(e);
     }
-    let result = match build_offline(&settings, &db).await {
-        Ok(parts) => parts
-            .core
+    let result = match crate::app::offline_services(&settings, &db).await {
+        Ok(services) => services
             .keys
             .create_operator_key(&name, scopes, ttl_days.map(|d| d.saturating_mul(86_400)))
             .await

@@ -1,8 +1,12 @@
-//! Latchkey: a gRPC authorization service. API keys, the Check decision,
-//! and (in later work) Envoy ext_authz, OAuth2 and HMAC signatures.
+//! Latchkey: a gRPC authorization service. API keys and the Check decision,
+//! Envoy ext_authz, OAuth2 with JWT access tokens, and HMAC signatures
+//! (webhooks, signed URLs, signed requests).
 //!
-//! Data flows one way: `grpc`/`http`/`cli` adapters call `domain`, which
-//! depends only on the traits in `ports`; `store` implements those traits.
+//! Data flows one way: `grpc`/`http`/`cli` adapters call `domain` (through
+//! `domain::services::Services`), which depends only on the traits in
+//! `ports`; `store` implements those traits. `app` and `config` are the
+//! composition root: they build the domain's settings and services and each
+//! adapter's state. `crypto` and `telemetry` are leaves.
 
 pub mod app;
 pub mod cli;
@@ -11,7 +15,6 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod http;
-pub mod master_key;
 pub mod ports;
 pub mod store;
 pub mod telemetry;

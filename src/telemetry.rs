@@ -23,3 +23,12 @@ pub fn init(json: bool) {
         builder.try_init()
     };
 }
+
+/// Logs an internal `cause` under a fresh correlation id and returns the id:
+/// the one way every transport reports a fault it cannot show its caller
+/// (the wire carries the id, the log the cause).
+pub fn log_internal(summary: &str, cause: &dyn std::fmt::Display) -> String {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    tracing::error!(correlation_id = %id, %cause, "{summary}");
+    id
+}

@@ -7,8 +7,8 @@
 
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 
@@ -100,8 +100,8 @@ impl Decision {
 
 pub struct Checker {
     resolver: Arc<KeyResolver>,
-    /// Set once the signing keys are loaded; until then a JWT is denied.
-    tokens: OnceLock<Arc<TokenManager>>,
+    /// Verifies JWT access tokens; `None` (one-shot CLI commands) denies them.
+    tokens: Option<Arc<TokenManager>>,
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
     key_prefix: String,
@@ -116,10 +116,11 @@ impl Checker {
         usage: Arc<UsageRecorder>,
         key_prefix: String,
         trusted_proxies: Vec<IpNet>,
+        tokens: Option<Arc<TokenManager>>,
     ) -> Self {
         Self {
             resolver,
-            tokens: OnceLock::new(),
+            tokens,
             clock,
             usage,
             key_prefix,
@@ -206,18 +207,13 @@ impl Checker {
         &self.key_prefix
     }
 
-    /// Lets `decide` accept JWT access tokens.
-    pub fn set_tokens(&self, tokens: Arc<TokenManager>) {
-        let _ = self.tokens.set(tokens);
-    }
-
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
             }
             Credential::Jwt(token) => {
-                let Some(tokens) = self.tokens.get() else {
+                let Some(tokens) = &self.tokens else {
                     return Decision::deny(
                         Reason::InternalError,
                         "the decision could not be made; denied",

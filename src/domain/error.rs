@@ -1,5 +1,5 @@
 //! Errors of the management operations. Each transport maps them in one table
-//! (`grpc/status.rs`); the messages are safe to show a caller.
+//! (`grpc/status.rs`, `http/error.rs`); the messages are safe to show a caller.
 
 use crate::ports::StoreError;
 

@@ -15,6 +15,7 @@ pub mod reason;
 pub mod resolver;
 pub mod reveal;
 pub mod routes;
+pub mod services;
 pub mod signing;
 pub mod tokens;
 pub mod usage;

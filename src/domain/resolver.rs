@@ -6,15 +6,13 @@
 //! counter keeps a load that raced with an invalidation from caching stale data.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
-use super::cache::{DigestCache, DigestHasher};
+use super::cache::{DigestCache, SlotOwner, ThreadSlots};
 use super::model::{Account, KeyKind, KeyRecord};
 use super::network::parse_cidr;
 use super::origin::OriginPattern;
@@ -56,7 +54,8 @@ impl Default for CacheSettings {
 }
 
 pub struct KeyResolver {
-    id: u64,
+    /// This resolver's entries in the per-thread copies.
+    owner: SlotOwner,
     store: Arc<dyn Store>,
     policy: Arc<Policy>,
     known: DigestCache<Arc<ResolvedKey>>,
@@ -64,27 +63,18 @@ pub struct KeyResolver {
     epoch: AtomicU64,
 }
 
-/// Each resolver's entries in the per-thread caches are told apart by its id
-/// (tests run several servers in one process).
-static NEXT_RESOLVER_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Most entries a thread keeps for itself before it starts over.
-const THREAD_CACHE_CAPACITY: usize = 4096;
-
 struct ThreadEntry {
     key: Arc<ResolvedKey>,
     epoch: u64,
     expires: Instant,
 }
 
-type ThreadCache = HashMap<(u64, [u8; 32]), ThreadEntry, BuildHasherDefault<DigestHasher>>;
-
 thread_local! {
     /// A per-thread copy of hot entries. A hit touches no memory that another
     /// core writes: no lock word and no shared reference count, which under
     /// load cost more than the rest of the decision. An entry is trusted only
     /// while the resolver's epoch is the one it was copied under.
-    static THREAD_CACHE: RefCell<ThreadCache> = RefCell::new(ThreadCache::default());
+    static THREAD_CACHE: RefCell<ThreadSlots<ThreadEntry>> = RefCell::default();
 }
 
 impl ResolvedKey {
@@ -106,7 +96,7 @@ impl ResolvedKey {
 impl KeyResolver {
     pub fn new(store: Arc<dyn Store>, policy: Arc<Policy>, settings: CacheSettings) -> Self {
         Self {
-            id: NEXT_RESOLVER_ID.fetch_add(1, Ordering::Relaxed),
+            owner: SlotOwner::next(),
             store,
             policy,
             known: DigestCache::new(settings.max_entries, settings.ttl),
@@ -119,11 +109,10 @@ impl KeyResolver {
         // Read before anything else: an entry copied from the shared cache is
         // tagged with this epoch, so an invalidation after this point re-checks it.
         let epoch = self.epoch.load(Ordering::Acquire);
-        let slot = (self.id, *hash);
         let now = Instant::now();
         let local = THREAD_CACHE.with_borrow(|cache| {
             cache
-                .get(&slot)
+                .get(self.owner, hash)
                 .filter(|e| e.epoch == epoch && e.expires > now)
                 .map(|e| e.key.clone())
         });
@@ -133,11 +122,9 @@ impl KeyResolver {
         if let Some((shared, expires)) = self.known.get_with_expiry(hash) {
             let key = Arc::new(shared.thread_copy());
             THREAD_CACHE.with_borrow_mut(|cache| {
-                if cache.len() >= THREAD_CACHE_CAPACITY {
-                    cache.clear();
-                }
                 cache.insert(
-                    slot,
+                    self.owner,
+                    *hash,
                     ThreadEntry {
                         key: key.clone(),
                         epoch,

@@ -7,13 +7,12 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::accounts::ACCOUNT_ID_PREFIX;
 use crate::pb;
 use crate::pb::account_service_server::AccountService;
 
-pub struct AccountApi(pub Arc<Core>);
+pub struct AccountApi(pub Arc<GrpcState>);
 
 #[tonic::async_trait]
 impl AccountService for AccountApi {
@@ -24,12 +23,7 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
         let r = req.into_inner();
-        let account = self
-            .0
-            .accounts
-            .create(&r.name, &r.plan)
-            .await
-            .map_err(to_status)?;
+        let account = self.0.services.accounts.create(&r.name, &r.plan).await?;
         tracing::info!(account_id = %account.id, plan = %account.plan, "account created");
         Ok(Response::new(convert::account_out(&account)))
     }
@@ -40,8 +34,8 @@ impl AccountService for AccountApi {
         req: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_read).await?;
-        let id = convert::account_id("id", &req.get_ref().id).map_err(to_status)?;
-        let account = self.0.accounts.get(&id).await.map_err(to_status)?;
+        let id = convert::account_id("id", &req.get_ref().id)?;
+        let account = self.0.services.accounts.get(&id).await?;
         Ok(Response::new(convert::account_out(&account)))
     }
 
@@ -52,14 +46,13 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::ListAccountsResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_read).await?;
         let r = req.get_ref();
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, ACCOUNT_ID_PREFIX).map_err(to_status)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, ACCOUNT_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .accounts
             .list(after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |a| &a.id);
         Ok(Response::new(pb::ListAccountsResponse {
             accounts: rows.iter().map(convert::account_out).collect(),
@@ -74,13 +67,8 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
         let r = req.get_ref();
-        let id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
-        let account = self
-            .0
-            .accounts
-            .add_store(&id, &r.store_id)
-            .await
-            .map_err(to_status)?;
+        let id = convert::account_id("account_id", &r.account_id)?;
+        let account = self.0.services.accounts.add_store(&id, &r.store_id).await?;
         tracing::info!(account_id = %account.id, store_id = %r.store_id, "store added");
         Ok(Response::new(convert::account_out(&account)))
     }
@@ -92,13 +80,13 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
         let r = req.get_ref();
-        let id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
+        let id = convert::account_id("account_id", &r.account_id)?;
         let account = self
             .0
+            .services
             .accounts
             .remove_store(&id, &r.store_id)
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(account_id = %account.id, store_id = %r.store_id, "store removed");
         Ok(Response::new(convert::account_out(&account)))
     }
@@ -109,8 +97,8 @@ impl AccountService for AccountApi {
         req: Request<pb::RequestLiveModeRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.accounts_write).await?;
-        let id = convert::account_id("id", &req.get_ref().id).map_err(to_status)?;
-        let account = self.0.accounts.request_live(&id).await.map_err(to_status)?;
+        let id = convert::account_id("id", &req.get_ref().id)?;
+        let account = self.0.services.accounts.request_live(&id).await?;
         tracing::info!(account_id = %account.id, "live mode requested");
         Ok(Response::new(convert::account_out(&account)))
     }
@@ -122,13 +110,8 @@ impl AccountService for AccountApi {
     ) -> Result<Response<pb::Account>, Status> {
         authorize(&self.0, &req, &self.0.admin.live_mode_review).await?;
         let r = req.get_ref();
-        let id = convert::account_id("id", &r.id).map_err(to_status)?;
-        let account = self
-            .0
-            .accounts
-            .review_live(&id, r.approve)
-            .await
-            .map_err(to_status)?;
+        let id = convert::account_id("id", &r.id)?;
+        let account = self.0.services.accounts.review_live(&id, r.approve).await?;
         tracing::info!(account_id = %account.id, live_status = %account.live_status, "live mode reviewed");
         Ok(Response::new(convert::account_out(&account)))
     }

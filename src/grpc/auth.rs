@@ -2,9 +2,9 @@
 //! Admin tokens are Latchkey keys of the operator account holding `admin.*`
 //! scopes, decided by the same engine as every other credential.
 
-use tonic::{Code, Request, Status};
+use tonic::Request;
 
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::check::CheckInput;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
@@ -48,22 +48,33 @@ impl AdminPermissions {
     }
 }
 
+/// Why a management call's admin token did not pass (`grpc/status.rs` maps it).
+#[derive(Debug)]
+pub enum AdminAuthError {
+    /// No `authorization` metadata.
+    Missing,
+    NotAscii,
+    /// The decision could not be made (the store is unreachable).
+    Undecided,
+    /// The token does not authenticate: unknown, revoked, expired…
+    Rejected(Reason),
+    /// A valid token without this permission.
+    NotGranted(String),
+}
+
 pub async fn authorize<T>(
-    core: &Core,
+    state: &GrpcState,
     request: &Request<T>,
     permission: &Permission<'_>,
-) -> Result<(), Status> {
+) -> Result<(), AdminAuthError> {
     let Some(value) = request.metadata().get("authorization") else {
-        return Err(Status::unauthenticated(
-            "missing `authorization: Bearer <admin token>` metadata",
-        ));
+        return Err(AdminAuthError::Missing);
     };
     let Ok(credential) = value.to_str() else {
-        return Err(Status::unauthenticated(
-            "the authorization metadata is not ASCII",
-        ));
+        return Err(AdminAuthError::NotAscii);
     };
-    let decision = core
+    let decision = state
+        .services
         .checker
         .decide(CheckInput {
             credential,
@@ -74,16 +85,8 @@ pub async fn authorize<T>(
         .await;
     match decision.reason {
         Reason::Allowed => Ok(()),
-        Reason::InternalError => Err(Status::new(
-            Code::Unavailable,
-            "cannot verify the admin token right now",
-        )),
-        r if r.is_authentication_failure() => Err(Status::unauthenticated(format!(
-            "the admin token was rejected ({})",
-            r.code()
-        ))),
-        _ => Err(Status::permission_denied(format!(
-            "the admin token does not grant `{permission}`"
-        ))),
+        Reason::InternalError => Err(AdminAuthError::Undecided),
+        r if r.is_authentication_failure() => Err(AdminAuthError::Rejected(r)),
+        _ => Err(AdminAuthError::NotGranted(permission.to_string())),
     }
 }

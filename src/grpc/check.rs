@@ -7,13 +7,12 @@ use tonic::{Request, Response, Status};
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::check::{CheckInput, RequestFacts};
 use crate::pb;
 use crate::pb::check_service_server::CheckService;
 
-pub struct CheckApi(pub Arc<Core>);
+pub struct CheckApi(pub Arc<GrpcState>);
 
 #[tonic::async_trait]
 impl CheckService for CheckApi {
@@ -25,7 +24,7 @@ impl CheckService for CheckApi {
             authorize(&self.0, &req, &self.0.admin.check).await?;
         }
         let r = req.into_inner();
-        let parts = convert::check_parts(&r).map_err(to_status)?;
+        let parts = convert::check_parts(&r)?;
         let headers = r.context.as_ref().map(|c| &c.headers);
         let header = |name: &str| headers.and_then(|h| h.get(name)).map(String::as_str);
         let credential = if r.credential.is_empty() {
@@ -42,10 +41,11 @@ impl CheckService for CheckApi {
             path: &c.path,
             body_sha256: parts.body_sha256,
             body: None,
-            signature: header(&self.0.signing.settings().request_header),
+            signature: header(&self.0.services.signing.settings().request_header),
         });
         let decision = self
             .0
+            .services
             .checker
             .decide(CheckInput {
                 credential,

@@ -2,110 +2,64 @@
 //! authorization, decided by the same engine as `latchkey.v1.CheckService`.
 //!
 //! A denial is a normal `CheckResponse` carrying an HTTP response for Envoy
-//! to send. A gRPC error is returned only when Latchkey cannot decide (its
-//! store is unreachable): then Envoy's `failure_mode_allow` decides, which
-//! the example configuration sets to `false`, so the request is refused.
+//! to send; a gRPC error only when Latchkey cannot decide (see `respond.rs`,
+//! the one table from reason to answer).
 
+mod principal;
 mod request;
+mod respond;
 mod wire;
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
-use envoy_types::ext_authz::v3::pb::{
-    CheckResponse, DeniedHttpResponse, HeaderAppendAction, HeaderValue, HeaderValueOption,
-    HttpResponse, HttpStatus,
-};
-use envoy_types::pb::google::protobuf::{Struct, Value, value::Kind};
-use envoy_types::pb::google::rpc;
 use tonic::Status;
 
+use principal::PRINCIPAL_FIELDS;
 use request::{AddressKind, CheckRequest, Headers};
+use respond::{Answer, answer};
 pub use wire::AuthorizationService;
-use wire::{EncodedPrincipal, Reply};
+use wire::Reply;
 
-use crate::app::Core;
-use crate::config::ExtAuthzSettings;
+use super::state::GrpcState;
+use crate::domain::cache::SlotOwner;
 use crate::domain::check::{CheckInput, Decision, RequestFacts};
 use crate::domain::credential::strip_bearer;
 use crate::domain::network::parse_ip_loose;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
-use crate::domain::resolver::ResolvedKey;
 use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
+use crate::domain::services::Services;
 
-/// gRPC status codes (google.rpc.Code) for the `status` field.
-const RPC_PERMISSION_DENIED: i32 = 7;
-const RPC_UNAUTHENTICATED: i32 = 16;
-const RPC_INVALID_ARGUMENT: i32 = 3;
+/// Validated `[ext_authz]` settings.
+#[derive(Debug, Clone)]
+pub struct ExtAuthzSettings {
+    pub api_key_header: String,
+    pub query_param: Option<String>,
+    pub strip_credential: bool,
+    pub header_prefix: String,
+    /// Parsed `public_routes`: (method, path template).
+    pub public_routes: Vec<(String, String)>,
+    pub trusted_hops: u8,
+    pub dynamic_metadata: bool,
+}
 
 pub struct ExtAuthzApi {
-    /// Tells this adapter's entries in the per-thread principal cache apart
-    /// (tests run several servers, with different settings, in one process).
-    id: u64,
-    core: Arc<Core>,
+    /// This adapter's entries in the per-thread principal cache (the
+    /// principal depends on its settings).
+    owner: SlotOwner,
+    services: Arc<Services>,
+    /// The header naming a store, checked against the key's account.
+    store_header: Option<String>,
     settings: ExtAuthzSettings,
     public: RouteMatcher,
     /// The principal headers' full names, built once: account, key, mode, scopes, plan.
     names: [String; 5],
 }
 
-static NEXT_API_ID: AtomicU64 = AtomicU64::new(1);
-
-/// Most principals a thread keeps encoded before it starts over.
-const PRINCIPAL_CACHE_CAPACITY: usize = 4096;
-
-/// Hashes the first bytes of a key hash (a SHA-256: already uniform) and the adapter id.
-#[derive(Default)]
-struct SlotHasher(u64);
-
-impl Hasher for SlotHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        if let Some(head) = bytes.first_chunk::<8>() {
-            self.0 ^= u64::from_le_bytes(*head);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 ^= n.rotate_left(32);
-    }
-
-    // The slice length that `[u8; 32]: Hash` writes first carries no information.
-    fn write_usize(&mut self, _: usize) {}
-}
-
-/// A key's encoded principal, valid for exactly that resolved key: the entry
-/// holds the `Arc` it was built from, so a match by pointer cannot be a newer
-/// key (or account) that reuses the allocation.
-struct PrincipalEntry {
-    key: Arc<ResolvedKey>,
-    principal: Arc<EncodedPrincipal>,
-}
-
-type PrincipalCache = HashMap<(u64, [u8; 32]), PrincipalEntry, BuildHasherDefault<SlotHasher>>;
-
-thread_local! {
-    /// Per thread, like the resolver's copies of hot keys: a hit touches no
-    /// memory that another core writes.
-    static PRINCIPALS: RefCell<PrincipalCache> = RefCell::new(PrincipalCache::default());
-}
-
-const PRINCIPAL_FIELDS: [&str; 5] = ["account-id", "key-id", "mode", "scopes", "plan"];
-const METADATA_FIELDS: [&str; 5] = ["account_id", "key_id", "mode", "scopes", "plan"];
-
 impl ExtAuthzApi {
-    pub fn new(
-        core: Arc<Core>,
-        settings: ExtAuthzSettings,
-    ) -> Result<Self, crate::domain::routes::RouteError> {
+    pub fn new(state: &GrpcState) -> Result<Self, crate::domain::routes::RouteError> {
+        let settings = state.ext_authz.clone();
         let rules: Vec<RouteRule> = settings
             .public_routes
             .iter()
@@ -121,10 +75,11 @@ impl ExtAuthzApi {
             .collect();
         let names = PRINCIPAL_FIELDS.map(|f| format!("{}{f}", settings.header_prefix));
         Ok(Self {
-            id: NEXT_API_ID.fetch_add(1, Ordering::Relaxed),
+            owner: SlotOwner::next(),
             names,
             public: RouteMatcher::new(&rules)?,
-            core,
+            services: state.services.clone(),
+            store_header: state.store_header.clone(),
             settings,
         })
     }
@@ -176,77 +131,6 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
     })
 }
 
-fn header(name: &str, value: String, action: HeaderAppendAction) -> HeaderValueOption {
-    HeaderValueOption {
-        header: Some(HeaderValue {
-            key: name.to_owned(),
-            value,
-            raw_value: Vec::new(),
-        }),
-        append_action: action as i32,
-        ..Default::default()
-    }
-}
-
-fn string_value(s: &str) -> Value {
-    Value {
-        kind: Some(Kind::StringValue(s.to_owned())),
-    }
-}
-
-fn denied(
-    status: u16,
-    rpc_code: i32,
-    reason: &str,
-    message: &str,
-    www_authenticate: bool,
-) -> Reply {
-    let error = match status {
-        400 => "bad_request",
-        401 => "unauthorized",
-        429 => "rate_limited",
-        _ => "forbidden",
-    };
-    let body =
-        serde_json::json!({ "error": error, "reason": reason, "message": message }).to_string();
-    let mut headers = vec![header(
-        "content-type",
-        "application/json".to_owned(),
-        HeaderAppendAction::OverwriteIfExistsOrAdd,
-    )];
-    if www_authenticate {
-        // RFC 6750 §3.1: a request with no credential gets no error code.
-        let challenge = if reason == Reason::CredentialMissing.code() {
-            "Bearer realm=\"latchkey\"".to_owned()
-        } else {
-            format!(
-                "Bearer realm=\"latchkey\", error=\"invalid_token\", error_description=\"{reason}\""
-            )
-        };
-        headers.push(header(
-            "www-authenticate",
-            challenge,
-            HeaderAppendAction::OverwriteIfExistsOrAdd,
-        ));
-    }
-    CheckResponse {
-        status: Some(rpc::Status {
-            code: rpc_code,
-            message: reason.to_owned(),
-            details: Vec::new(),
-        }),
-        http_response: Some(HttpResponse::DeniedResponse(DeniedHttpResponse {
-            status: Some(HttpStatus {
-                code: i32::from(status),
-            }),
-            headers,
-            body,
-        })),
-        dynamic_metadata: None,
-    }
-    .into()
-}
-
 /// The client's address: Envoy's source address, or with `trusted_hops = N`
 /// the N-th `X-Forwarded-For` entry from the right (the one the outermost
 /// trusted proxy appended).
@@ -291,67 +175,6 @@ impl ExtAuthzApi {
         (None, None)
     }
 
-    /// The principal headers and dynamic metadata for `key`, encoded.
-    fn encode_principal(&self, key: &ResolvedKey) -> EncodedPrincipal {
-        let values = [
-            key.record.account_id.clone(),
-            key.record.id.clone(),
-            key.record.mode.tag().to_owned(),
-            key.scope_strings.join(","),
-            key.account.plan.clone(),
-        ];
-        let mut headers = Vec::with_capacity(values.len());
-        let mut metadata = Struct {
-            fields: HashMap::with_capacity(if self.settings.dynamic_metadata {
-                values.len()
-            } else {
-                0
-            }),
-        };
-        for ((name, field), value) in self.names.iter().zip(METADATA_FIELDS).zip(values) {
-            if self.settings.dynamic_metadata {
-                metadata
-                    .fields
-                    .insert(field.to_owned(), string_value(&value));
-            }
-            headers.push(header(
-                name,
-                value,
-                HeaderAppendAction::OverwriteIfExistsOrAdd,
-            ));
-        }
-        EncodedPrincipal::new(headers, (!metadata.fields.is_empty()).then_some(metadata))
-    }
-
-    /// `key`'s encoded principal, from this thread's cache when it was built
-    /// for this very resolved key.
-    fn principal(&self, key: &Arc<ResolvedKey>) -> Arc<EncodedPrincipal> {
-        let slot = (self.id, key.record.key_hash);
-        let hit = PRINCIPALS.with_borrow(|cache| {
-            cache
-                .get(&slot)
-                .filter(|e| Arc::ptr_eq(&e.key, key))
-                .map(|e| e.principal.clone())
-        });
-        if let Some(hit) = hit {
-            return hit;
-        }
-        let principal = Arc::new(self.encode_principal(key));
-        PRINCIPALS.with_borrow_mut(|cache| {
-            if cache.len() >= PRINCIPAL_CACHE_CAPACITY {
-                cache.clear();
-            }
-            cache.insert(
-                slot,
-                PrincipalEntry {
-                    key: key.clone(),
-                    principal: principal.clone(),
-                },
-            );
-        });
-        principal
-    }
-
     fn allowed(
         &self,
         view: &HttpView<'_>,
@@ -383,24 +206,15 @@ impl ExtAuthzApi {
     /// could not be made (then Envoy's `failure_mode_allow` decides).
     async fn check(&self, req: CheckRequest) -> Result<Reply, Status> {
         let Some(view) = view(&req) else {
-            return Ok(denied(
-                400,
-                RPC_INVALID_ARGUMENT,
-                Reason::RequestInvalid.code(),
+            return Ok(Reply::deny(
+                Reason::RequestInvalid,
                 "the check request carries no HTTP request attributes",
-                false,
             ));
         };
         let path = match normalize_path(view.path) {
             Ok(p) => p,
             Err(e) => {
-                return Ok(denied(
-                    400,
-                    RPC_INVALID_ARGUMENT,
-                    Reason::PathInvalid.code(),
-                    &e.to_string(),
-                    false,
-                ));
+                return Ok(Reply::deny(Reason::PathInvalid, &e.to_string()));
             }
         };
         let (credential_header, credential) = self.credential(&view);
@@ -411,40 +225,31 @@ impl ExtAuthzApi {
         {
             return Ok(self.allowed(&view, None, credential_header));
         }
-        let Some(required) = self
-            .core
-            .routes
-            .permission_for(Some(view.host), view.method, &path)
+        let Some(required) =
+            self.services
+                .routes
+                .permission_for(Some(view.host), view.method, &path)
         else {
-            return Ok(denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                Reason::RouteNotAllowed.code(),
+            return Ok(Reply::deny(
+                Reason::RouteNotAllowed,
                 "no route rule covers this request",
-                false,
             ));
         };
         let Some(credential) = credential else {
-            return Ok(denied(
-                401,
-                RPC_UNAUTHENTICATED,
-                Reason::CredentialMissing.code(),
+            return Ok(Reply::deny(
+                Reason::CredentialMissing,
                 "no credential was presented",
-                true,
             ));
         };
         // Rules were validated when created; an unparsable one denies.
         let Ok(permission) = Permission::parse(&required) else {
-            return Ok(denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                Reason::InternalError.code(),
+            return Ok(Reply::deny(
+                Reason::InternalError,
                 "the matching rule is invalid",
-                false,
             ));
         };
         let decision = self
-            .core
+            .services
             .checker
             .decide(CheckInput {
                 credential,
@@ -454,7 +259,6 @@ impl ExtAuthzApi {
                 forwarded_for: None,
                 origin: view.headers.get("origin"),
                 store_id: self
-                    .core
                     .store_header
                     .as_deref()
                     .and_then(|h| view.headers.get(h)),
@@ -465,25 +269,14 @@ impl ExtAuthzApi {
                     body: view.body,
                     signature: view
                         .headers
-                        .get(&self.core.signing.settings().request_header),
+                        .get(&self.services.signing.settings().request_header),
                 }),
             })
             .await;
-        let response = match decision.reason {
-            Reason::Allowed => self.allowed(&view, Some(&decision), credential_header),
-            Reason::InternalError => {
-                return Err(Status::unavailable("the decision could not be made"));
-            }
-            r if r.is_authentication_failure() => {
-                denied(401, RPC_UNAUTHENTICATED, r.code(), &decision.message, true)
-            }
-            r => denied(
-                403,
-                RPC_PERMISSION_DENIED,
-                r.code(),
-                &decision.message,
-                false,
-            ),
+        let response = match answer(decision.reason) {
+            Answer::Allow => self.allowed(&view, Some(&decision), credential_header),
+            Answer::Refuse(_) => Reply::deny(decision.reason, &decision.message),
+            Answer::Unavailable => return Err(Reply::unavailable()),
         };
         Ok(response)
     }

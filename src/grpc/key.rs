@@ -7,18 +7,17 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::KeyRecord;
 use crate::pb;
 use crate::pb::key_service_server::KeyService;
 
-pub struct KeyApi(pub Arc<Core>);
+pub struct KeyApi(pub Arc<GrpcState>);
 
 impl KeyApi {
     fn out(&self, key: &KeyRecord) -> pb::Key {
-        convert::key_out(key, self.0.clock.now())
+        convert::key_out(key, self.0.services.clock.now())
     }
 
     async fn by_id<F, Fut>(
@@ -31,8 +30,8 @@ impl KeyApi {
         F: FnOnce(String) -> Fut,
         Fut: Future<Output = crate::domain::error::Result<KeyRecord>>,
     {
-        let id = convert::key_id("id", id).map_err(to_status)?;
-        let key = op(id).await.map_err(to_status)?;
+        let id = convert::key_id("id", id)?;
+        let key = op(id).await?;
         tracing::info!(key_id = %key.id, account_id = %key.account_id, action, "key changed");
         Ok(Response::new(self.out(&key)))
     }
@@ -46,8 +45,8 @@ impl KeyService for KeyApi {
         req: Request<pb::CreateKeyRequest>,
     ) -> Result<Response<pb::CreateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
-        let new = convert::new_key(req.into_inner(), self.0.max_list_items).map_err(to_status)?;
-        let issued = self.0.keys.create(new).await.map_err(to_status)?;
+        let new = convert::new_key(req.into_inner(), self.0.max_list_items)?;
+        let issued = self.0.services.keys.create(new).await?;
         tracing::info!(key_id = %issued.record.id, account_id = %issued.record.account_id, masked = %issued.record.masked, "key created");
         Ok(Response::new(pb::CreateKeyResponse {
             key: Some(self.out(&issued.record)),
@@ -58,8 +57,8 @@ impl KeyService for KeyApi {
     #[instrument(skip_all)]
     async fn get_key(&self, req: Request<pb::GetKeyRequest>) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
-        let id = convert::key_id("id", &req.get_ref().id).map_err(to_status)?;
-        let key = self.0.keys.get(&id).await.map_err(to_status)?;
+        let id = convert::key_id("id", &req.get_ref().id)?;
+        let key = self.0.services.keys.get(&id).await?;
         Ok(Response::new(self.out(&key)))
     }
 
@@ -70,15 +69,14 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::ListKeysResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_read).await?;
         let r = req.get_ref();
-        let filter = convert::key_filter(r).map_err(to_status)?;
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX).map_err(to_status)?;
+        let filter = convert::key_filter(r)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, KEY_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .keys
             .list(&filter, after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |k| &k.id);
         Ok(Response::new(pb::ListKeysResponse {
             keys: rows.iter().map(|k| self.out(k)).collect(),
@@ -93,9 +91,9 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
-        let changes = convert::key_changes(r, self.0.max_list_items).map_err(to_status)?;
+        let changes = convert::key_changes(r, self.0.max_list_items)?;
         self.by_id(&r.id, "updated", |id| async move {
-            self.0.keys.update(&id, changes).await
+            self.0.services.keys.update(&id, changes).await
         })
         .await
     }
@@ -107,21 +105,16 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::RotateKeyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         let r = req.get_ref();
-        let id = convert::key_id("id", &r.id).map_err(to_status)?;
-        let (issued, previous) = self
-            .0
-            .keys
-            .rotate(&id, r.overlap_seconds)
-            .await
-            .map_err(to_status)?;
+        let id = convert::key_id("id", &r.id)?;
+        let (issued, previous) = self.0.services.keys.rotate(&id, r.overlap_seconds).await?;
         tracing::info!(key_id = %previous.id, successor_id = %issued.record.id, "key rotated");
         let (secret, reveal) = if r.reveal_link {
             let link = self
                 .0
+                .services
                 .reveals
                 .create(&issued.secret, "api_key", &issued.record.id)
-                .await
-                .map_err(to_status)?;
+                .await?;
             (
                 String::new(),
                 Some(super::signing::reveal_out(&self.0, &link)),
@@ -144,7 +137,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "revoked", |id| async move {
-            self.0.keys.revoke(&id).await
+            self.0.services.keys.revoke(&id).await
         })
         .await
     }
@@ -156,7 +149,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "suspended", |id| async move {
-            self.0.keys.suspend(&id).await
+            self.0.services.keys.suspend(&id).await
         })
         .await
     }
@@ -168,7 +161,7 @@ impl KeyService for KeyApi {
     ) -> Result<Response<pb::Key>, Status> {
         authorize(&self.0, &req, &self.0.admin.keys_write).await?;
         self.by_id(&req.get_ref().id, "resumed", |id| async move {
-            self.0.keys.resume(&id).await
+            self.0.services.keys.resume(&id).await
         })
         .await
     }

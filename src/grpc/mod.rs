@@ -1,4 +1,6 @@
-//! gRPC adapters: parse, call one domain method, map the result.
+//! gRPC adapters: parse, call one domain method, map the result. Each
+//! service holds the shared [`GrpcState`]; [`Server`] assembles them with
+//! health and reflection; `status.rs` is the one error table.
 
 pub mod account;
 pub mod auth;
@@ -8,7 +10,9 @@ pub mod convert;
 pub mod ext_authz;
 pub mod key;
 pub mod route;
+pub mod server;
 pub mod signing;
+pub mod state;
 pub mod status;
 pub mod token;
 
@@ -17,5 +21,7 @@ pub use check::CheckApi;
 pub use ext_authz::ExtAuthzApi;
 pub use key::KeyApi;
 pub use route::RouteApi;
+pub use server::{Health, Server};
 pub use signing::{RevealApi, SigningApi};
+pub use state::GrpcState;
 pub use token::TokenApi;

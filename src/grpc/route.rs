@@ -7,15 +7,14 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::Error;
 use crate::domain::model::{RuleRecord, valid_id};
 use crate::domain::routes::RULE_ID_PREFIX;
 use crate::pb;
 use crate::pb::route_service_server::RouteService;
 
-pub struct RouteApi(pub Arc<Core>);
+pub struct RouteApi(pub Arc<GrpcState>);
 
 fn rule_out(r: &RuleRecord) -> pb::Rule {
     pb::Rule {
@@ -39,10 +38,10 @@ impl RouteService for RouteApi {
         let r = req.get_ref();
         let rule = self
             .0
+            .services
             .routes
             .create(&r.host, &r.method, &r.path, &r.permission)
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(rule_id = %rule.id, method = %rule.method, path = %rule.path, "route rule created");
         Ok(Response::new(rule_out(&rule)))
     }
@@ -54,14 +53,13 @@ impl RouteService for RouteApi {
     ) -> Result<Response<pb::ListRulesResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.routes_read).await?;
         let r = req.get_ref();
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, RULE_ID_PREFIX).map_err(to_status)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, RULE_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .routes
             .list(after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |r| &r.id);
         Ok(Response::new(pb::ListRulesResponse {
             rules: rows.iter().map(rule_out).collect(),
@@ -77,9 +75,9 @@ impl RouteService for RouteApi {
         authorize(&self.0, &req, &self.0.admin.routes_write).await?;
         let id = &req.get_ref().id;
         if !valid_id(id, RULE_ID_PREFIX) {
-            return Err(to_status(Error::invalid("id", "is not a rule id (rule_…)")));
+            return Err(Error::invalid("id", "is not a rule id (rule_…)").into());
         }
-        self.0.routes.delete(id).await.map_err(to_status)?;
+        self.0.services.routes.delete(id).await?;
         tracing::info!(rule_id = %id, "route rule deleted");
         Ok(Response::new(pb::DeleteRuleResponse {}))
     }

@@ -9,8 +9,7 @@ use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert::{self, timestamp};
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::{
@@ -25,8 +24,8 @@ use crate::pb::signing_service_server::SigningService;
 /// Longest URL SignUrl / VerifyUrl accept.
 const MAX_URL_LEN: usize = 8192;
 
-pub struct SigningApi(pub Arc<Core>);
-pub struct RevealApi(pub Arc<Core>);
+pub struct SigningApi(pub Arc<GrpcState>);
+pub struct RevealApi(pub Arc<GrpcState>);
 
 fn secret_id(field: &'static str, id: &str) -> DomainResult<String> {
     if id.is_empty() {
@@ -103,11 +102,11 @@ fn verify_out(v: &Verification) -> pb::VerifyResponse {
 }
 
 /// A reveal link as the wire shows it (also used by `KeyService/RotateKey`).
-pub fn reveal_out(core: &Core, link: &RevealLink) -> pb::RevealLink {
+pub fn reveal_out(state: &GrpcState, link: &RevealLink) -> pb::RevealLink {
     let path = format!("/reveal/{}", link.token.expose());
     pb::RevealLink {
         token: link.token.expose().clone(),
-        url: match &core.reveal_base_url {
+        url: match &state.reveal_base_url {
             Some(base) => format!("{base}{path}"),
             None => path,
         },
@@ -128,18 +127,16 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::CreateSecretResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
         let r = req.get_ref();
-        let account = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
-        let mode = convert::mode_in("mode", r.mode)
-            .and_then(|m| {
-                m.ok_or_else(|| Error::invalid("mode", "is required (MODE_TEST or MODE_LIVE)"))
-            })
-            .map_err(to_status)?;
+        let account = convert::account_id("account_id", &r.account_id)?;
+        let mode = convert::mode_in("mode", r.mode).and_then(|m| {
+            m.ok_or_else(|| Error::invalid("mode", "is required (MODE_TEST or MODE_LIVE)"))
+        })?;
         let issued = self
             .0
+            .services
             .signing
             .create(&account, mode, &r.name)
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(secret_id = %issued.secret.secret.id, account_id = %account, "signing secret created");
         Ok(Response::new(pb::CreateSecretResponse {
             secret_id: issued.secret.secret.id.clone(),
@@ -155,21 +152,21 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::RotateSecretResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
         let issued = self
             .0
+            .services
             .signing
             .rotate(&id, r.overlap_seconds)
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(secret_id = %id, version = issued.secret.secret.current_version, "signing secret rotated");
         let (secret, reveal) = if r.reveal_link {
             let link = self
                 .0
+                .services
                 .reveals
                 .create(&issued.plaintext, "signing_secret", &id)
-                .await
-                .map_err(to_status)?;
+                .await?;
             tracing::info!(secret_id = %id, expires = %expires(link.expires_at), "reveal link issued");
             (String::new(), Some(reveal_out(&self.0, &link)))
         } else {
@@ -192,17 +189,16 @@ impl SigningService for SigningApi {
         let account = if r.account_id.is_empty() {
             None
         } else {
-            Some(convert::account_id("account_id", &r.account_id).map_err(to_status)?)
+            Some(convert::account_id("account_id", &r.account_id)?)
         };
-        let mode = convert::mode_in("mode", r.mode).map_err(to_status)?;
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, SECRET_ID_PREFIX).map_err(to_status)?;
+        let mode = convert::mode_in("mode", r.mode)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, SECRET_ID_PREFIX)?;
         let rows = self
             .0
+            .services
             .signing
             .list(account.as_deref(), mode, after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |s| &s.id);
         Ok(Response::new(pb::ListSecretsResponse {
             secrets: rows.iter().map(|s| secret_out(s, &[])).collect(),
@@ -216,8 +212,8 @@ impl SigningService for SigningApi {
         req: Request<pb::RevokeSecretRequest>,
     ) -> Result<Response<pb::SigningSecret>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
-        let id = secret_id("secret_id", &req.get_ref().secret_id).map_err(to_status)?;
-        let s = self.0.signing.revoke(&id).await.map_err(to_status)?;
+        let id = secret_id("secret_id", &req.get_ref().secret_id)?;
+        let s = self.0.services.signing.revoke(&id).await?;
         tracing::info!(secret_id = %id, "signing secret revoked");
         Ok(Response::new(full_out(&s)))
     }
@@ -229,13 +225,8 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::SignResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_sign).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
-        let header = self
-            .0
-            .signing
-            .sign(&id, &r.payload)
-            .await
-            .map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
+        let header = self.0.services.signing.sign(&id, &r.payload).await?;
         Ok(Response::new(pb::SignResponse { header }))
     }
 
@@ -246,13 +237,13 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_verify).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
         let v = self
             .0
+            .services
             .signing
             .verify(&id, &r.payload, &r.header)
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(verify_out(&v)))
     }
 
@@ -263,9 +254,9 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::SignUrlResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_sign).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
-        let url = url_in(&r.url).map_err(to_status)?;
-        let url = self.0.signing.sign_url(&id, url).await.map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
+        let url = url_in(&r.url)?;
+        let url = self.0.services.signing.sign_url(&id, url).await?;
         Ok(Response::new(pb::SignUrlResponse { url }))
     }
 
@@ -276,14 +267,9 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_verify).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
-        let url = url_in(&r.url).map_err(to_status)?;
-        let v = self
-            .0
-            .signing
-            .verify_url(&id, url)
-            .await
-            .map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
+        let url = url_in(&r.url)?;
+        let v = self.0.services.signing.verify_url(&id, url).await?;
         Ok(Response::new(verify_out(&v)))
     }
 
@@ -294,13 +280,13 @@ impl SigningService for SigningApi {
     ) -> Result<Response<pb::VerifyResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.signing_verify).await?;
         let r = req.get_ref();
-        let id = secret_id("secret_id", &r.secret_id).map_err(to_status)?;
+        let id = secret_id("secret_id", &r.secret_id)?;
         let v = self
             .0
+            .services
             .signing
             .verify_webhook(&id, &r.body, &r.headers)
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(verify_out(&v)))
     }
 
@@ -312,22 +298,19 @@ impl SigningService for SigningApi {
         authorize(&self.0, &req, &self.0.admin.signing_write).await?;
         let r = req.get_ref();
         if !valid_id(&r.key_id, KEY_ID_PREFIX) {
-            return Err(to_status(Error::invalid(
-                "key_id",
-                "is not a key id (key_…)",
-            )));
+            return Err(Error::invalid("key_id", "is not a key id (key_…)").into());
         }
         let secret = if r.secret_id.is_empty() {
             None
         } else {
-            Some(secret_id("secret_id", &r.secret_id).map_err(to_status)?)
+            Some(secret_id("secret_id", &r.secret_id)?)
         };
         let key = self
             .0
+            .services
             .signing
             .require_signed_requests(&r.key_id, secret.as_deref())
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(key_id = %key.id, signing_secret_id = ?key.signing_secret_id, "key signing requirement changed");
         Ok(Response::new(pb::SetKeySigningResponse {
             key_id: key.id,
@@ -343,12 +326,7 @@ impl RevealService for RevealApi {
         &self,
         req: Request<pb::RevealSecretRequest>,
     ) -> Result<Response<pb::RevealSecretResponse>, Status> {
-        let revealed = self
-            .0
-            .reveals
-            .redeem(&req.get_ref().token)
-            .await
-            .map_err(to_status)?;
+        let revealed = self.0.services.reveals.redeem(&req.get_ref().token).await?;
         tracing::info!(kind = %revealed.kind, subject_id = %revealed.subject_id, "reveal link redeemed");
         Ok(Response::new(pb::RevealSecretResponse {
             secret: revealed.secret.expose().clone(),

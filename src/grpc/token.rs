@@ -2,23 +2,19 @@
 
 use std::sync::Arc;
 
-use tonic::{Code, Request, Response, Status};
+use tonic::{Request, Response, Status};
 use tracing::instrument;
 
 use super::auth::authorize;
 use super::convert;
-use super::status::to_status;
-use crate::app::Core;
+use super::state::GrpcState;
 use crate::domain::error::Error;
 use crate::domain::model::ClientRecord;
-use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager};
+use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens};
 use crate::pb;
 use crate::pb::token_service_server::TokenService;
 
-pub struct TokenApi {
-    pub core: Arc<Core>,
-    pub tokens: Arc<TokenManager>,
-}
+pub struct TokenApi(pub Arc<GrpcState>);
 
 fn client_out(c: &ClientRecord) -> pb::Client {
     pb::Client {
@@ -47,18 +43,6 @@ fn tokens_out(t: IssuedTokens) -> pb::TokenResponse {
     }
 }
 
-/// OAuth2 errors on the gRPC side: the RFC code leads the message.
-fn oauth_status(e: OAuthError) -> Status {
-    let code = match e {
-        OAuthError::InvalidClient(_) => Code::Unauthenticated,
-        OAuthError::UnauthorizedClient(_) => Code::PermissionDenied,
-        OAuthError::InvalidGrant(_) => Code::FailedPrecondition,
-        OAuthError::ServerError => Code::Unavailable,
-        _ => Code::InvalidArgument,
-    };
-    Status::new(code, format!("{}: {e}", e.code()))
-}
-
 #[tonic::async_trait]
 impl TokenService for TokenApi {
     #[instrument(skip_all)]
@@ -66,11 +50,12 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::CreateClientRequest>,
     ) -> Result<Response<pb::CreateClientResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let r = req.get_ref();
-        let account_id = convert::account_id("account_id", &r.account_id).map_err(to_status)?;
-        let mode = convert::required_mode("mode", r.mode).map_err(to_status)?;
+        let account_id = convert::account_id("account_id", &r.account_id)?;
+        let mode = convert::required_mode("mode", r.mode)?;
         let (client, secret) = self
+            .0
             .tokens
             .create_client(
                 &account_id,
@@ -80,19 +65,18 @@ impl TokenService for TokenApi {
                 &r.grant_types,
                 &r.scopes,
             )
-            .await
-            .map_err(to_status)?;
+            .await?;
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
         let (client_secret, reveal) = if r.reveal_link {
             let link = self
-                .core
+                .0
+                .services
                 .reveals
                 .create(&secret, "oauth_client_secret", &client.client_id)
-                .await
-                .map_err(to_status)?;
+                .await?;
             (
                 String::new(),
-                Some(super::signing::reveal_out(&self.core, &link)),
+                Some(super::signing::reveal_out(&self.0, &link)),
             )
         } else {
             (secret.expose().clone(), None)
@@ -109,12 +93,8 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::GetClientRequest>,
     ) -> Result<Response<pb::Client>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
-        let client = self
-            .tokens
-            .get_client(&req.get_ref().client_id)
-            .await
-            .map_err(to_status)?;
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
+        let client = self.0.tokens.get_client(&req.get_ref().client_id).await?;
         Ok(Response::new(client_out(&client)))
     }
 
@@ -123,20 +103,19 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::ListClientsRequest>,
     ) -> Result<Response<pb::ListClientsResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
         let r = req.get_ref();
         let account = if r.account_id.is_empty() {
             None
         } else {
-            Some(convert::account_id("account_id", &r.account_id).map_err(to_status)?)
+            Some(convert::account_id("account_id", &r.account_id)?)
         };
-        let (limit, after) =
-            convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX).map_err(to_status)?;
+        let (limit, after) = convert::page(r.page_size, &r.page_token, CLIENT_ID_PREFIX)?;
         let rows = self
+            .0
             .tokens
             .list_clients(account.as_deref(), after.as_deref(), limit + 1)
-            .await
-            .map_err(to_status)?;
+            .await?;
         let (rows, next_page_token) = convert::next_page(rows, limit, |c| &c.client_id);
         Ok(Response::new(pb::ListClientsResponse {
             clients: rows.iter().map(client_out).collect(),
@@ -149,9 +128,9 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::DeleteClientRequest>,
     ) -> Result<Response<pb::DeleteClientResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let id = &req.get_ref().client_id;
-        self.tokens.delete_client(id).await.map_err(to_status)?;
+        self.0.tokens.delete_client(id).await?;
         tracing::info!(client_id = %id, "OAuth2 client deleted");
         Ok(Response::new(pb::DeleteClientResponse {}))
     }
@@ -164,15 +143,11 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
         let client = self
+            .0
             .tokens
             .authenticate_client(&r.client_id, &r.client_secret)
-            .await
-            .map_err(oauth_status)?;
-        let issued = self
-            .tokens
-            .client_credentials(&client, &r.scopes)
-            .await
-            .map_err(oauth_status)?;
+            .await?;
+        let issued = self.0.tokens.client_credentials(&client, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -183,11 +158,7 @@ impl TokenService for TokenApi {
         req: Request<pb::ExchangeSecretRequest>,
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
-        let issued = self
-            .tokens
-            .exchange_secret(&r.api_key, &r.scopes)
-            .await
-            .map_err(oauth_status)?;
+        let issued = self.0.tokens.exchange_secret(&r.api_key, &r.scopes).await?;
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -196,8 +167,8 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_read).await?;
-        let Some(i) = self.tokens.introspect(&req.get_ref().token).await else {
+        authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
+        let Some(i) = self.0.tokens.introspect(&req.get_ref().token).await else {
             return Ok(Response::new(pb::IntrospectResponse::default()));
         };
         Ok(Response::new(pb::IntrospectResponse {
@@ -220,14 +191,11 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::RevokeTokenRequest>,
     ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         if req.get_ref().token.is_empty() {
-            return Err(to_status(Error::invalid("token", "must not be empty")));
+            return Err(Error::invalid("token", "must not be empty").into());
         }
-        self.tokens
-            .revoke(&req.get_ref().token, None)
-            .await
-            .map_err(oauth_status)?;
+        self.0.tokens.revoke(&req.get_ref().token, None).await?;
         Ok(Response::new(pb::RevokeTokenResponse {}))
     }
 
@@ -238,7 +206,7 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::GetJwksResponse>, Status> {
         // Public keys: the same document the HTTP side serves to anyone.
         Ok(Response::new(pb::GetJwksResponse {
-            jwks_json: self.tokens.jwks_json(),
+            jwks_json: self.0.tokens.jwks_json(),
         }))
     }
 
@@ -247,12 +215,12 @@ impl TokenService for TokenApi {
         &self,
         req: Request<pb::RotateSigningKeyRequest>,
     ) -> Result<Response<pb::SigningKey>, Status> {
-        authorize(&self.core, &req, &self.core.admin.tokens_write).await?;
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
         let key = self
+            .0
             .tokens
             .rotate_signing_key(Some(&req.get_ref().algorithm))
-            .await
-            .map_err(to_status)?;
+            .await?;
         Ok(Response::new(pb::SigningKey {
             kid: key.kid,
             algorithm: key.algorithm,

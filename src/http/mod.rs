@@ -1,8 +1,8 @@
-//! The public HTTP side: liveness and readiness probes, and the OAuth2
-//! endpoints (`oauth`).
+//! The public HTTP side: liveness and readiness probes, the OAuth2
+//! endpoints (`oauth`) and one-time reveal links (`reveal`).
 
+pub mod error;
 pub mod oauth;
-
 pub mod reveal;
 
 use std::sync::Arc;
@@ -13,6 +13,37 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use zeroize::Zeroizing;
+
+use crate::domain::services::Services;
+use crate::domain::tokens::TokenManager;
+
+/// What the HTTP handlers share: the domain's services and this side's settings.
+pub struct HttpState {
+    pub services: Arc<Services>,
+    pub tokens: Arc<TokenManager>,
+    /// The trusted header naming the signed-in user on the consent page, set
+    /// by the platform's login proxy.
+    pub user_header: String,
+    csrf: oauth::csrf::CsrfKey,
+}
+
+impl HttpState {
+    /// `csrf_secret` keys the consent form's CSRF tokens (shared by every replica).
+    pub fn new(
+        services: Arc<Services>,
+        tokens: Arc<TokenManager>,
+        user_header: String,
+        csrf_secret: &Zeroizing<[u8; 32]>,
+    ) -> Self {
+        Self {
+            services,
+            tokens,
+            user_header,
+            csrf: oauth::csrf::CsrfKey::new(csrf_secret),
+        }
+    }
+}
 
 /// Shared readiness: false while the store is unreachable or shutting down.
 #[derive(Debug, Default, Clone)]
@@ -28,12 +59,13 @@ impl Readiness {
     }
 }
 
-pub fn router(ready: Readiness, oauth: Arc<oauth::OAuthHttp>) -> Router {
+pub fn router(ready: Readiness, state: Arc<HttpState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(ready)
-        .merge(oauth::routes(oauth))
+        .merge(oauth::routes(state.clone()))
+        .merge(reveal::routes(state))
 }
 
 fn json(status: StatusCode, body: &'static str) -> impl IntoResponse {

@@ -82,7 +82,7 @@ async fn admin_scopes_are_enforced_per_call(backend: Backend) {
     let (key, _) = s.simple_key("PRIME", &[]).await;
     let reader = s
         .running()
-        .core
+        .services
         .keys
         .create_operator_key(
             "auditor",
@@ -117,7 +117,7 @@ async fn admin_scopes_are_enforced_per_call(backend: Backend) {
     // A narrow admin token cannot be widened through the API, not even by a full admin.
     let writer = s
         .running()
-        .core
+        .services
         .keys
         .create_operator_key(
             "key manager",
@@ -148,7 +148,7 @@ async fn revoked_admin_tokens_stop_working_at_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let second = s
         .running()
-        .core
+        .services
         .keys
         .create_operator_key("ci", vec![Scope::parse("admin.*").unwrap()], None)
         .await

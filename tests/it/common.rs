@@ -191,7 +191,7 @@ impl TestServer {
         .await
         .unwrap();
         let admin = running
-            .core
+            .services
             .keys
             .create_operator_key("test admin", vec![Scope::parse("admin.*").unwrap()], None)
             .await

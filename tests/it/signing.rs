@@ -589,7 +589,7 @@ async fn signing_admin_permissions_and_bad_input(backend: Backend) {
     let (id, _) = new_secret(&s, &account.id).await;
     let verifier = s
         .running()
-        .core
+        .services
         .keys
         .create_operator_key(
             "verifier",

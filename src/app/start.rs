@@ -1,0 +1,194 @@
+//! `start`: binds the listeners, builds each adapter's state on the
+//! services, and spawns the servers and the background tasks.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use super::build::{build, open_store};
+use super::shutdown::Stopping;
+use super::{AppError, master_key, tasks};
+use crate::config::Settings;
+use crate::domain::services::Services;
+use crate::domain::tokens::{TokenDeps, TokenManager};
+use crate::grpc::{self, GrpcState, auth::AdminPermissions};
+use crate::http::{HttpState, Readiness};
+use crate::ports::{Clock, Store};
+
+/// A running server. Dropping it does not stop it; use the shutdown future.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub services: Arc<Services>,
+    pub tokens: Arc<TokenManager>,
+    task: tokio::task::JoinHandle<Result<(), AppError>>,
+}
+
+impl Running {
+    /// Waits until the server has drained and stopped.
+    pub async fn wait(self) -> Result<(), AppError> {
+        self.task
+            .await
+            .map_err(|e| AppError::Server(e.to_string()))?
+    }
+}
+
+/// Starts gRPC and HTTP on the configured addresses (port 0 picks a free one)
+/// and returns once both listen. When `shutdown` completes: health turns
+/// NOT_SERVING, in-flight calls drain under the grace timeout, buffered
+/// last-used times are flushed, and the store is closed.
+pub async fn start(
+    settings: Settings,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<Running, AppError> {
+    let store = open_store(&settings).await?;
+    if settings.migrate_on_start {
+        store.migrate().await?;
+    }
+    let store_port: Arc<dyn Store> = Arc::new(store.clone());
+    let master_key = Arc::new(master_key::resolve(&settings, store_port.as_ref()).await?);
+    let parts = build(
+        &settings,
+        store_port.clone(),
+        clock.clone(),
+        master_key.clone(),
+        Arc::new(store.clone()),
+    );
+    if let Some(token) = &settings.bootstrap_admin_token {
+        let key = parts.keys.register_operator_token(token).await?;
+        tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");
+    }
+    parts.routes.reload().await?;
+
+    let grpc_listener = TcpListener::bind(settings.grpc_addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.grpc_addr,
+            source,
+        })?;
+    let http_listener = TcpListener::bind(settings.http_addr)
+        .await
+        .map_err(|source| AppError::Bind {
+            addr: settings.http_addr,
+            source,
+        })?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|e| AppError::Server(e.to_string()))?;
+    let http_addr = http_listener
+        .local_addr()
+        .map_err(|e| AppError::Server(e.to_string()))?;
+
+    let mut token_settings = settings.tokens.tokens.clone();
+    token_settings.issuer = settings
+        .tokens
+        .issuer
+        .clone()
+        .unwrap_or_else(|| format!("http://{http_addr}"));
+    let tokens = Arc::new(
+        TokenManager::load(TokenDeps {
+            store: store_port.clone(),
+            tokens: Arc::new(store.clone()),
+            policy: parts.policy.clone(),
+            clock,
+            resolver: parts.resolver.clone(),
+            master_key: master_key.clone(),
+            settings: token_settings,
+            key_prefix: settings.keys.prefix.clone(),
+        })
+        .await?,
+    );
+    let services = Arc::new(parts.into_services(Some(tokens.clone())));
+    let csrf_secret =
+        master_key::shared_secret(store_port.as_ref(), &master_key, "oauth_csrf_key").await?;
+    let http_state = Arc::new(HttpState::new(
+        services.clone(),
+        tokens.clone(),
+        settings.tokens.user_header.clone(),
+        &csrf_secret,
+    ));
+    let grpc_state = Arc::new(GrpcState {
+        services: services.clone(),
+        tokens: tokens.clone(),
+        admin: AdminPermissions::new().map_err(|e| AppError::Server(e.to_string()))?,
+        check_requires_auth: settings.check_requires_auth,
+        store_header: settings.store_header.clone(),
+        max_list_items: settings.max_list_items,
+        max_message_bytes: settings.max_message_bytes,
+        reveal_base_url: settings.signing.reveal_base_url.clone(),
+        ext_authz: settings.ext_authz.clone(),
+    });
+    let (grpc_server, health) =
+        grpc::Server::new(grpc_state).map_err(|e| AppError::Server(e.to_string()))?;
+    health.set_serving(true).await;
+    let readiness = Readiness::default();
+    readiness.set(true);
+
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let drained = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|draining| *draining).await;
+    };
+    let grpc_task = tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
+    let http = axum::serve(
+        http_listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        crate::http::router(readiness.clone(), http_state),
+    )
+    .with_graceful_shutdown(drained(drain_rx.clone()));
+    let http_task = tokio::spawn(async move { http.await });
+
+    let health_task = tokio::spawn(tasks::monitor_store(
+        store_port.clone(),
+        health.clone(),
+        readiness.clone(),
+        settings.health_interval,
+        drain_rx.clone(),
+    ));
+    let flush_task = tokio::spawn(tasks::flush_usage_periodically(
+        store_port.clone(),
+        services.usage.clone(),
+        settings.usage_flush_interval,
+        drain_rx.clone(),
+    ));
+    let routes_changed = Arc::new(tokio::sync::Notify::new());
+    let listener_task = store.spawn_invalidation_listener(Arc::new(tasks::ReplicaInvalidations {
+        resolver: services.resolver.clone(),
+        routes_changed: routes_changed.clone(),
+    }));
+    let routes_task = tokio::spawn(tasks::reload_routes_on_notice(
+        services.clone(),
+        routes_changed,
+        drain_rx.clone(),
+    ));
+
+    let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
+
+    let stopping = Stopping {
+        readiness,
+        health,
+        drain: drain_tx,
+        grpc: grpc_task,
+        http: http_task,
+        grace: settings.shutdown_grace,
+        before_listener: [health_task, flush_task],
+        listener: listener_task,
+        after_listener: [routes_task, keyring_task],
+        usage: services.usage.clone(),
+        store_port,
+        store,
+    };
+    let task = tokio::spawn(stopping.after(shutdown));
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        services,
+        tokens,
+        task,
+    })
+}

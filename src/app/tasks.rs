@@ -1,0 +1,156 @@
+//! What runs beside the servers until the drain: store health, usage
+//! flushing, and reloads of route rules and signing keys.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::domain::resolver::KeyResolver;
+use crate::domain::services::Services;
+use crate::domain::tokens::TokenManager;
+use crate::domain::usage::UsageRecorder;
+use crate::grpc;
+use crate::http::Readiness;
+use crate::ports::Store;
+
+pub(super) async fn monitor_store(
+    store: Arc<dyn Store>,
+    health: grpc::Health,
+    readiness: Readiness,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut healthy = true;
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = drain.changed() => return,
+        }
+        let ok =
+            match tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping())
+                .await
+            {
+                Ok(Ok(())) => true,
+                Ok(Err(e)) => {
+                    if healthy {
+                        tracing::error!(error = %e, "store unreachable: NOT_SERVING");
+                    }
+                    false
+                }
+                Err(_) => {
+                    if healthy {
+                        tracing::error!("store ping timed out: NOT_SERVING");
+                    }
+                    false
+                }
+            };
+        if *drain.borrow() {
+            return;
+        }
+        if ok != healthy {
+            healthy = ok;
+            if ok {
+                tracing::info!("store reachable again: SERVING");
+            }
+            readiness.set(ok);
+            health.set_serving(ok).await;
+        }
+    }
+}
+
+/// Rebuilds the route matcher when another replica changed the rules.
+pub(super) async fn reload_routes_on_notice(
+    services: Arc<Services>,
+    notice: Arc<tokio::sync::Notify>,
+    mut drain: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            _ = notice.notified() => {
+                if let Err(e) = services.routes.reload().await {
+                    tracing::error!(error = %e, "could not reload route rules; keeping the previous ones");
+                }
+            }
+            _ = drain.changed() => return,
+        }
+    }
+}
+
+pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder) {
+    let batch = usage.drain();
+    if batch.is_empty() {
+        return;
+    }
+    if let Err(e) = store.record_key_usage(&batch).await {
+        tracing::warn!(error = %e, keys = batch.len(), "could not write last-used times; will retry");
+        usage.restore(batch);
+    }
+}
+
+pub(super) async fn flush_usage_periodically(
+    store: Arc<dyn Store>,
+    usage: Arc<UsageRecorder>,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => flush_usage(store.as_ref(), &usage).await,
+            _ = drain.changed() => return,
+        }
+    }
+}
+
+/// Re-reads the signing keys now and then: another replica may have rotated,
+/// and retired keys leave the JWKS once their tokens have expired. Every
+/// hundredth round also prunes expired token rows.
+pub(super) async fn reload_signing_keys(
+    tokens: Arc<TokenManager>,
+    mut drain: watch::Receiver<bool>,
+) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+    const PRUNE_EVERY: u32 = 100;
+    let mut round: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = drain.changed() => return,
+            () = tokio::time::sleep(EVERY) => {
+                if let Err(e) = tokens.reload_keys().await {
+                    tracing::warn!(error = %e, "signing keys could not be re-read");
+                }
+                round = round.wrapping_add(1);
+                if round.is_multiple_of(PRUNE_EVERY) {
+                    match tokens.prune().await {
+                        Ok(0) => {}
+                        Ok(n) => tracing::info!(rows = n, "pruned expired token records"),
+                        Err(e) => tracing::warn!(error = %e, "expired token records could not be pruned"),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// What other replicas' notices do here: drop cached keys, rebuild the route
+/// matcher (the store's listener knows only the `Invalidations` port).
+pub(super) struct ReplicaInvalidations {
+    pub(super) resolver: Arc<KeyResolver>,
+    pub(super) routes_changed: Arc<tokio::sync::Notify>,
+}
+
+impl crate::ports::Invalidations for ReplicaInvalidations {
+    fn key(&self, hash: &[u8; 32]) {
+        self.resolver.invalidate_key(hash);
+    }
+
+    fn all_keys(&self) {
+        self.resolver.invalidate_all();
+    }
+
+    fn routes(&self) {
+        self.routes_changed.notify_one();
+    }
+}

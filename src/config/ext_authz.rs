@@ -1,0 +1,85 @@
+//! `[ext_authz]`: Envoy external authorization; builds the adapter's
+//! `ExtAuthzSettings`.
+
+use serde::Deserialize;
+
+use super::{ConfigError, header_name, invalid};
+use crate::grpc::ext_authz::ExtAuthzSettings;
+
+/// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExtAuthzConfig {
+    /// A header that may carry the API key besides `Authorization: Bearer`. Default `x-api-key`.
+    pub api_key_header: String,
+    /// A query parameter that may carry the API key. Off by default: URLs end up in logs.
+    pub query_param: Option<String>,
+    /// Remove the credential header before the request goes upstream. Default false.
+    pub strip_credential: bool,
+    /// Prefix of the principal headers added on allow (and stripped from requests). Default `x-latchkey-`.
+    pub header_prefix: String,
+    /// Routes served without a credential, as `METHOD /path/template`. Default none.
+    pub public_routes: Vec<String>,
+    /// How many proxies in front of Envoy append to `X-Forwarded-For`; 0 = use
+    /// Envoy's source address. Default 0.
+    pub trusted_hops: u8,
+    /// Also return the principal as dynamic metadata (for Envoy's logs and other
+    /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
+    pub dynamic_metadata: bool,
+}
+
+impl Default for ExtAuthzConfig {
+    fn default() -> Self {
+        Self {
+            api_key_header: "x-api-key".to_owned(),
+            query_param: None,
+            strip_credential: false,
+            header_prefix: "x-latchkey-".to_owned(),
+            public_routes: Vec::new(),
+            trusted_hops: 0,
+            dynamic_metadata: true,
+        }
+    }
+}
+
+impl ExtAuthzConfig {
+    pub(super) fn validate(&self) -> Result<ExtAuthzSettings, ConfigError> {
+        let public_routes = self
+            .public_routes
+            .iter()
+            .map(|r| {
+                let (method, path) = r.trim().split_once(' ').ok_or_else(|| {
+                    invalid(
+                        "ext_authz.public_routes",
+                        format!("`{r}` is not `METHOD /path`"),
+                    )
+                })?;
+                let method = crate::domain::routes::validate_method(method)
+                    .map_err(|e| invalid("ext_authz.public_routes", e.to_string()))?;
+                crate::domain::routes::validate_template(path.trim())
+                    .map_err(|e| invalid("ext_authz.public_routes", e.to_string()))?;
+                Ok((method, path.trim().to_owned()))
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let prefix = header_name(
+            "ext_authz.header_prefix",
+            self.header_prefix.trim_end_matches('-'),
+        )?;
+        if !prefix.starts_with("x-") {
+            return Err(invalid("ext_authz.header_prefix", "must start with `x-`"));
+        }
+        Ok(ExtAuthzSettings {
+            api_key_header: header_name("ext_authz.api_key_header", &self.api_key_header)?,
+            query_param: self
+                .query_param
+                .as_deref()
+                .map(|q| header_name("ext_authz.query_param", q).map(|_| q.to_owned()))
+                .transpose()?,
+            strip_credential: self.strip_credential,
+            header_prefix: format!("{prefix}-"),
+            public_routes,
+            trusted_hops: self.trusted_hops,
+            dynamic_metadata: self.dynamic_metadata,
+        })
+    }
+}

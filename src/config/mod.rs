@@ -1,0 +1,259 @@
+//! Typed configuration. Precedence: defaults < TOML file < `LATCHKEY_*`
+//! environment < command-line flags (the last two merged by clap).
+//! Unknown fields in the file are errors; `validate` turns a `Config` into
+//! the `Settings` the service runs with.
+//!
+//! Part of the composition layer, with `app`: each section (one file here)
+//! validates itself and builds the settings type of what it configures —
+//! the domain's (`KeySettings`, `CacheSettings`, `TokenSettings`,
+//! `SigningSettings`, the plan `Policy`) or an adapter's (`ExtAuthzSettings`),
+//! so neither the domain nor the adapters depend on the file's shape.
+
+mod cache;
+mod check;
+mod ext_authz;
+mod keys;
+mod limits;
+mod signing;
+mod tokens;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+use crate::crypto::secret::Secret;
+use crate::domain::keys::KeySettings;
+use crate::domain::permissions::{PlanDef, Policy, default_plans, default_roles};
+use crate::domain::resolver::CacheSettings;
+use crate::grpc::ext_authz::ExtAuthzSettings;
+
+pub use cache::CacheConfig;
+pub use check::CheckConfig;
+pub use ext_authz::ExtAuthzConfig;
+pub use keys::KeysConfig;
+pub use limits::LimitsConfig;
+pub use signing::{SigningConfig, SigningSection};
+pub use tokens::{TokensConfig, TokensSettings};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{field}: {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn header_name(field: &'static str, s: &str) -> Result<String, ConfigError> {
+    let lower = s.to_ascii_lowercase();
+    if lower.is_empty()
+        || !lower
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        return Err(invalid(field, format!("`{s}` is not a header name")));
+    }
+    Ok(lower)
+}
+
+/// The configuration file's schema. Every field has a default.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// gRPC listener (internal only). Default `127.0.0.1:50051`.
+    pub grpc_addr: String,
+    /// HTTP listener (health, OAuth2, JWKS, reveal links). Default `127.0.0.1:8080`.
+    pub http_addr: String,
+    /// Where the embedded SQLite database lives. Default `./latchkey-data`.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; unset = SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Run migrations when `serve` starts. Default true.
+    pub migrate_on_start: bool,
+    /// `text` or `json`. Default `text`.
+    pub log_format: String,
+    /// How long in-flight calls may take to finish on shutdown. Default 20.
+    pub shutdown_grace_seconds: u64,
+    /// How often the store is pinged for health. Default 2000.
+    pub health_interval_ms: u64,
+    pub keys: KeysConfig,
+    pub check: CheckConfig,
+    pub cache: CacheConfig,
+    /// How often batched last-used times are written. Default 5000.
+    pub usage_flush_interval_ms: u64,
+    pub limits: LimitsConfig,
+    pub ext_authz: ExtAuthzConfig,
+    pub tokens: TokensConfig,
+    /// Replaces the default plans (the five BEEP! packages) when set.
+    pub plans: Option<Vec<PlanDef>>,
+    /// Replaces the default roles (`read_only`, `full_access`) when set.
+    pub roles: Option<BTreeMap<String, Vec<String>>>,
+    pub signing: SigningConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            grpc_addr: "127.0.0.1:50051".to_owned(),
+            http_addr: "127.0.0.1:8080".to_owned(),
+            data_dir: PathBuf::from("./latchkey-data"),
+            database_url: None,
+            migrate_on_start: true,
+            log_format: "text".to_owned(),
+            shutdown_grace_seconds: 20,
+            health_interval_ms: 2000,
+            keys: KeysConfig::default(),
+            check: CheckConfig::default(),
+            cache: CacheConfig::default(),
+            usage_flush_interval_ms: 5000,
+            limits: LimitsConfig::default(),
+            ext_authz: ExtAuthzConfig::default(),
+            tokens: TokensConfig::default(),
+            plans: None,
+            roles: None,
+            signing: SigningConfig::default(),
+        }
+    }
+}
+
+/// Validated settings: what the service actually runs with.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub data_dir: PathBuf,
+    pub database_url: Secret<String>,
+    pub migrate_on_start: bool,
+    pub json_logs: bool,
+    pub shutdown_grace: Duration,
+    pub health_interval: Duration,
+    pub keys: KeySettings,
+    pub check_requires_auth: bool,
+    pub trusted_proxies: Vec<IpNet>,
+    pub store_header: Option<String>,
+    pub cache: CacheSettings,
+    pub usage_flush_interval: Duration,
+    pub max_list_items: usize,
+    pub max_message_bytes: usize,
+    pub policy: Policy,
+    pub bootstrap_admin_token: Option<Secret<String>>,
+    /// `LATCHKEY_MASTER_KEY` (base64); unset = development key file in `data_dir`.
+    pub master_key: Option<Secret<String>>,
+    pub ext_authz: ExtAuthzSettings,
+    pub tokens: TokensSettings,
+    pub signing: SigningSection,
+}
+
+impl Config {
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// The database URL in effect: the configured one, or SQLite in the data directory.
+    pub fn effective_database_url(&self) -> Secret<String> {
+        match &self.database_url {
+            Some(url) => Secret::new(url.clone()),
+            None => Secret::new(format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("latchkey.db").display()
+            )),
+        }
+    }
+
+    pub fn validate(&self) -> Result<Settings, ConfigError> {
+        let addr = |field: &'static str, s: &str| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                invalid(
+                    field,
+                    format!("`{s}` is not an address like 127.0.0.1:50051"),
+                )
+            })
+        };
+        let database_url = self.effective_database_url();
+        let url = database_url.expose();
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
+            return Err(invalid(
+                "database_url",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let json_logs = match self.log_format.as_str() {
+            "text" => false,
+            "json" => true,
+            other => {
+                return Err(invalid(
+                    "log_format",
+                    format!("`{other}` is not `text` or `json`"),
+                ));
+            }
+        };
+        let keys = self.keys.validate()?;
+        let trusted_proxies = self.check.trusted_proxies()?;
+        let cache = self.cache.validate()?;
+        if self.usage_flush_interval_ms < 10 {
+            return Err(invalid("usage_flush_interval_ms", "must be at least 10"));
+        }
+        if self.health_interval_ms < 10 {
+            return Err(invalid("health_interval_ms", "must be at least 10"));
+        }
+        self.limits.validate()?;
+        let plans = self.plans.clone().unwrap_or_else(default_plans);
+        let roles = self.roles.clone().unwrap_or_else(default_roles);
+        let policy = Policy::new(&plans, &roles).map_err(|e| invalid("plans", e.to_string()))?;
+        Ok(Settings {
+            grpc_addr: addr("grpc_addr", &self.grpc_addr)?,
+            http_addr: addr("http_addr", &self.http_addr)?,
+            data_dir: self.data_dir.clone(),
+            database_url,
+            migrate_on_start: self.migrate_on_start,
+            json_logs,
+            shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            health_interval: Duration::from_millis(self.health_interval_ms),
+            keys,
+            check_requires_auth: self.check.require_auth,
+            store_header: self.check.store_header()?,
+            trusted_proxies,
+            cache,
+            usage_flush_interval: Duration::from_millis(self.usage_flush_interval_ms),
+            max_list_items: self.limits.max_list_items,
+            max_message_bytes: self.limits.max_message_bytes,
+            policy,
+            bootstrap_admin_token: None,
+            master_key: None,
+            ext_authz: self.ext_authz.validate()?,
+            tokens: self.tokens.validate()?,
+            signing: self.signing.validate()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

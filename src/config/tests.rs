@@ -1,0 +1,116 @@
+use super::*;
+
+#[test]
+fn defaults_validate() {
+    let s = Config::default().validate().unwrap();
+    assert_eq!(s.grpc_addr.to_string(), "127.0.0.1:50051");
+    assert!(s.database_url.expose().starts_with("sqlite://"));
+    assert_eq!(s.keys.default_ttl_secs, 90 * 86_400);
+    assert!(s.policy.plan("PRIME").is_some());
+}
+
+#[test]
+fn unknown_fields_are_refused() {
+    let err = toml::from_str::<Config>("grpc_adr = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("grpc_adr"), "{err}");
+    let err = toml::from_str::<Config>("[keys]\nprefx = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("prefx"), "{err}");
+}
+
+#[test]
+fn bad_values_name_their_field() {
+    let mut c = Config::default();
+    c.keys.prefix = "Bad_Prefix".into();
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("keys.prefix")
+    );
+    let mut c = Config::default();
+    c.check.trusted_proxies = vec!["not-an-ip".into()];
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("check.trusted_proxies")
+    );
+    let c = Config {
+        database_url: Some("mysql://x".into()),
+        ..Config::default()
+    };
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("database_url")
+    );
+}
+
+#[test]
+fn signing_section_is_validated() {
+    let s = Config::default().validate().unwrap();
+    assert_eq!(s.signing.signing.tolerance_secs, 300);
+    assert_eq!(s.signing.signing.url_validity_secs, 30 * 86_400);
+    assert_eq!(s.signing.reveal_ttl_secs, 3600);
+    let c: Config = toml::from_str(
+        "[signing]\ntolerance_seconds = 60\nfeed_path_prefix = \"/feeds/\"\nwebhook_headers = [\"X-Hook-Sig\"]",
+    )
+    .unwrap();
+    let s = c.validate().unwrap();
+    assert_eq!(s.signing.signing.tolerance_secs, 60);
+    assert_eq!(s.signing.signing.webhook_headers, ["x-hook-sig"]);
+    assert_eq!(
+        s.signing.signing.feed_path_prefix.as_deref(),
+        Some("/feeds/")
+    );
+    for (toml, field) in [
+        (
+            "[signing]\ntolerance_seconds = 0",
+            "signing.tolerance_seconds",
+        ),
+        (
+            "[signing]\nfeed_path_prefix = \"feeds\"",
+            "signing.feed_path_prefix",
+        ),
+        (
+            "[signing]\nreveal_base_url = \"ftp://x\"",
+            "signing.reveal_base_url",
+        ),
+        (
+            "[signing]\ndefault_overlap_seconds = -1",
+            "signing.default_overlap_seconds",
+        ),
+        ("[signing]\nwebhook_headers = []", "signing.webhook_headers"),
+    ] {
+        let err = toml::from_str::<Config>(toml)
+            .unwrap()
+            .validate()
+            .unwrap_err();
+        assert!(err.to_string().starts_with(field), "{toml}: {err}");
+    }
+    assert!(toml::from_str::<Config>("[signing]\ntolerance = 1").is_err());
+}
+
+#[test]
+fn plans_from_a_file_replace_the_defaults() {
+    let c: Config = toml::from_str(
+        r#"
+        [[plans]]
+        name = "basic"
+        permissions = ["feedback.read"]
+        [[plans]]
+        name = "pro"
+        extends = "basic"
+        permissions = ["feedback.*", "webhooks.manage"]
+        "#,
+    )
+    .unwrap();
+    let s = c.validate().unwrap();
+    assert!(s.policy.plan("PRIME").is_none());
+    assert_eq!(s.policy.plan_names(), ["basic", "pro"]);
+}

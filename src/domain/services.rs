@@ -1,0 +1,36 @@
+//! `Services`: the domain's managers and the clock, one instance per process.
+//!
+//! What both `serve` and the one-shot CLI commands build (the composition
+//! root, `app`, does); each adapter holds it beside its own settings
+//! (`grpc::GrpcState`, `http::HttpState`), as Kanidm's `ServerState` holds
+//! its query engines.
+
+use std::sync::Arc;
+
+use super::accounts::AccountManager;
+use super::check::Checker;
+use super::keys::KeyManager;
+use super::resolver::KeyResolver;
+use super::reveal::RevealManager;
+use super::routes::RouteTable;
+use super::signing::SigningManager;
+use super::tokens::TokenManager;
+use super::usage::UsageRecorder;
+use crate::ports::Clock;
+
+pub struct Services {
+    pub accounts: AccountManager,
+    pub keys: KeyManager,
+    pub routes: RouteTable,
+    pub checker: Checker,
+    pub signing: Arc<SigningManager>,
+    pub reveals: RevealManager,
+    /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
+    /// commands: the token issuer is the bound HTTP address, and they bind none.
+    pub tokens: Option<Arc<TokenManager>>,
+    /// The principal cache every manager invalidates.
+    pub resolver: Arc<KeyResolver>,
+    /// Last-used times waiting to be written.
+    pub usage: Arc<UsageRecorder>,
+    pub clock: Arc<dyn Clock>,
+}

@@ -1,0 +1,135 @@
+//! The gRPC server: every service, health and reflection on one router, on
+//! connections set up as `conn.rs` explains.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::Router;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use super::conn::GrpcConn;
+use super::ext_authz::{AuthorizationService, ExtAuthzApi};
+use super::state::GrpcState;
+use super::{AccountApi, CheckApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi};
+use crate::pb;
+
+/// Every service `grpc.health.v1.Health` reports on ("" = the server).
+const SERVICES: [&str; 9] = [
+    "",
+    "latchkey.v1.TokenService",
+    "latchkey.v1.AccountService",
+    "latchkey.v1.KeyService",
+    "latchkey.v1.CheckService",
+    "latchkey.v1.RouteService",
+    "envoy.service.auth.v3.Authorization",
+    "latchkey.v1.SigningService",
+    "latchkey.v1.RevealService",
+];
+
+/// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
+const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
+    tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("ext_authz.public_routes: {0}")]
+    PublicRoutes(#[from] crate::domain::routes::RouteError),
+    #[error("{0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+}
+
+/// Sets what `grpc.health.v1.Health` answers for every service.
+#[derive(Clone)]
+pub struct Health(HealthReporter);
+
+impl Health {
+    pub async fn set_serving(&self, serving: bool) {
+        let status = if serving {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        for service in SERVICES {
+            self.0.set_service_status(service, status).await;
+        }
+    }
+}
+
+/// The assembled server, not yet listening.
+pub struct Server(Router);
+
+impl Server {
+    /// Builds every service on `state`. Health starts as tonic-health's
+    /// default until [`Health::set_serving`] is called.
+    pub fn new(state: Arc<GrpcState>) -> Result<(Self, Health), ServerError> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(ENVOY_FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+        let ext_authz = ExtAuthzApi::new(&state)?;
+        let max = state.max_message_bytes;
+        let router = tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(
+                pb::account_service_server::AccountServiceServer::new(AccountApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::key_service_server::KeyServiceServer::new(KeyApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::check_service_server::CheckServiceServer::new(CheckApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::route_service_server::RouteServiceServer::new(RouteApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::token_service_server::TokenServiceServer::new(TokenApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                // Not the generated `AuthorizationServer`: this one encodes an
+                // allow's principal once per key (see ext_authz/wire.rs).
+                AuthorizationService::new(ext_authz, max),
+            )
+            .add_service(
+                pb::signing_service_server::SigningServiceServer::new(SigningApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::reveal_service_server::RevealServiceServer::new(RevealApi(state))
+                    .max_decoding_message_size(max),
+            );
+        Ok((Self(router), Health(reporter)))
+    }
+
+    /// Serves on `listener` until `shutdown` completes, then lets in-flight
+    /// calls finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        self.0
+            .serve_with_incoming_shutdown(
+                // TCP_NODELAY, and small responses batched into shared writes: see conn.rs.
+                TcpListenerStream::new(listener).map(|conn| conn.map(GrpcConn::new)),
+                shutdown,
+            )
+            .await
+    }
+}
