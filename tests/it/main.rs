@@ -11,6 +11,7 @@ mod binary;
 mod check;
 mod ext_authz;
 mod keys;
+mod layers;
 mod replicas;
 mod server;
 mod signing;
