@@ -1,0 +1,152 @@
+//! `decide`: may this caller do this, here, now?
+//!
+//! A pipeline of cheap steps in a fixed order; the first failing step decides
+//! (DESIGN.md §4). Nothing here writes to the store or blocks: the key comes
+//! from the resolver's cache, and last-used times go to an in-memory batch.
+//! Any error on the way is a denial.
+//!
+//! `input` says what is asked and what comes back; this file authenticates
+//! (API key or JWT); `pipeline` runs the steps after that; `request` holds the
+//! steps that need the HTTP request itself (feed paths, signed requests).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use ipnet::IpNet;
+
+use super::credential::Credential;
+use super::model::{KeyKind, LiveStatus, Mode};
+use super::network;
+use super::origin;
+use super::permissions::Permission;
+use super::reason::Reason;
+use super::reason::key_status_denial;
+use super::resolver::{KeyResolver, ResolvedKey};
+use super::routes::normalize_path;
+use super::signing::{SigningManager, VerifyReason};
+use super::tokens::TokenManager;
+use super::usage::UsageRecorder;
+use crate::crypto::{self, keyfmt};
+use crate::ports::Clock;
+
+/// Last-used times are kept to this resolution (milliseconds).
+mod input;
+mod pipeline;
+mod request;
+
+pub use input::{CheckInput, Decision, RequestFacts};
+pub use request::feed_path_allowed;
+
+const USAGE_RESOLUTION_MS: i64 = 1000;
+
+pub struct Checker {
+    resolver: Arc<KeyResolver>,
+    /// Verifies JWT access tokens; `None` (one-shot CLI commands) denies them.
+    tokens: Option<Arc<TokenManager>>,
+    clock: Arc<dyn Clock>,
+    usage: Arc<UsageRecorder>,
+    key_prefix: String,
+    trusted_proxies: Vec<IpNet>,
+    signing: Option<Arc<SigningManager>>,
+}
+
+impl Checker {
+    pub fn new(
+        resolver: Arc<KeyResolver>,
+        clock: Arc<dyn Clock>,
+        usage: Arc<UsageRecorder>,
+        key_prefix: String,
+        trusted_proxies: Vec<IpNet>,
+        tokens: Option<Arc<TokenManager>>,
+    ) -> Self {
+        Self {
+            resolver,
+            tokens,
+            clock,
+            usage,
+            key_prefix,
+            trusted_proxies,
+            signing: None,
+        }
+    }
+
+    /// Enables signed requests and feed keys; without it, keys that need
+    /// either are denied.
+    pub fn with_signed_requests(mut self, signing: Arc<SigningManager>) -> Self {
+        self.signing = Some(signing);
+        self
+    }
+
+    pub fn key_prefix(&self) -> &str {
+        &self.key_prefix
+    }
+
+    pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        let key = match Credential::classify(input.credential) {
+            Credential::Missing => {
+                return Decision::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Credential::Jwt(token) => {
+                let Some(tokens) = &self.tokens else {
+                    return Decision::deny(
+                        Reason::InternalError,
+                        "the decision could not be made; denied",
+                    );
+                };
+                match tokens.authenticate(token).await {
+                    Ok(principal) => principal,
+                    Err(d) => {
+                        return Decision {
+                            reason: d.reason,
+                            key: d.principal,
+                            message: d.message.into(),
+                        };
+                    }
+                }
+            }
+            Credential::ApiKey(credential) => match self.api_key(credential).await {
+                Ok(key) => key,
+                Err(denied) => return denied,
+            },
+        };
+        self.authorize(key, &input).await
+    }
+
+    /// An API key's principal, if the key exists and works right now.
+    async fn api_key(&self, credential: &str) -> Result<Arc<ResolvedKey>, Decision> {
+        let parts = match keyfmt::parse(credential, &self.key_prefix) {
+            Ok(parts) => parts,
+            Err(e) => return Err(Decision::deny(Reason::CredentialMalformed, e.to_string())),
+        };
+        let hash = crypto::sha256(credential.as_bytes());
+        let key = match self.resolver.resolve(&hash).await {
+            Ok(Some(key)) => key,
+            Ok(None) => return Err(Decision::deny(Reason::CredentialUnknown, "no such key")),
+            Err(e) => {
+                tracing::error!(error = %e, "key resolution failed; denying");
+                return Err(Decision::deny(
+                    Reason::InternalError,
+                    "the decision could not be made; denied",
+                ));
+            }
+        };
+        let record = &key.record;
+        // The store found this hash; these can only differ if the store lies.
+        if !crypto::ct_eq(&record.key_hash, &hash)
+            || parts.mode != record.mode.tag()
+            || parts.kind != record.kind.tag()
+        {
+            tracing::error!(key_id = %record.id, "stored key does not match its credential; denying");
+            return Err(Decision::deny(
+                Reason::InternalError,
+                "the decision could not be made; denied",
+            ));
+        }
+        let now = self.clock.now();
+        if let Some((reason, message)) = key_status_denial(record.status_at(now)) {
+            return Err(Decision::deny_key(reason, &key, message));
+        }
+        Ok(key)
+    }
+}
