@@ -171,7 +171,7 @@ impl KeyManager {
 
     fn issue(&self, mode: Mode, kind: KeyKind) -> Result<(Secret<String>, [u8; 32], String)> {
         let secret = keyfmt::generate(&self.settings.prefix, mode.tag(), kind.tag())
-            .map_err(|e| Error::Store(StoreError::Internal(e.to_string())))?;
+            .map_err(|e| Error::internal("generating a key", e))?;
         let hash = crypto::sha256(secret.expose().as_bytes());
         let masked = keyfmt::mask(
             &self.settings.prefix,
