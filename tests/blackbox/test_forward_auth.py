@@ -21,7 +21,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from conftest import Grpcurl, Latchkey
+from conftest import Grpcurl, Latchkey, run
 from proxies import Proxy, ScriptedAuthorizer, Upstream, request, start_caddy, start_nginx
 
 PRINCIPAL_HEADERS = [
@@ -245,11 +245,16 @@ def test_no_credential_is_401(stack, upstream):
 
 @pytest.mark.parametrize(
     ("credential", "reason"),
-    [("lk_test_sk_" + "A" * 36, "CREDENTIAL_UNKNOWN"), ("not-a-key", "CREDENTIAL_MALFORMED")],
+    [("unknown", "CREDENTIAL_UNKNOWN"), ("lk_test_sk_" + "A" * 36, "CREDENTIAL_MALFORMED")],
     ids=["unknown", "malformed"],
 )
-def test_bad_credential_is_401(stack, upstream, credential, reason):
+def test_bad_credential_is_401(stack, upstream, latchkey_bin, credential, reason):
     proxy, _, _ = stack
+    if credential == "unknown":
+        # Well-formed (its checksum holds), never stored.
+        made = run([latchkey_bin, "admin", "generate-token"])
+        assert made.returncode == 0, made.describe()
+        credential = made.stdout.strip()
     r = request(proxy.addr, "/v2/surveys/42", headers=[("Authorization", f"Bearer {credential}")])
     assert_denied(r, 401, reason)
     assert f'error_description="{reason}"' in (r.header("www-authenticate") or ""), r.describe()
