@@ -241,6 +241,9 @@ fn serve_forward_auth(
 ) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, AppError> {
     let api = ForwardAuth::new(gate, config.settings.clone())
         .map_err(|e| AppError::Server(format!("ext_authz.header_prefix: {e}")))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, flavor = config.settings.flavor.name(), "forward auth listening");
+    }
     let server = axum::serve(
         listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);

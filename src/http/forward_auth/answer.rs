@@ -136,7 +136,7 @@ impl Names {
 }
 
 /// 200, with the principal headers (empty without a key).
-pub fn allowed(names: &Names, key: Option<&ResolvedKey>) -> Response {
+pub fn allowed(names: &Names, style: Style, key: Option<&ResolvedKey>) -> Response {
     let mut headers = HeaderMap::with_capacity(names.principal.len());
     match key {
         Some(key) => {
@@ -152,7 +152,7 @@ pub fn allowed(names: &Names, key: Option<&ResolvedKey>) -> Response {
                     // Only a plan name with characters a header cannot
                     // carry gets here: deny rather than drop the field.
                     tracing::error!(header = %name, "a principal field cannot be sent as a header; denying");
-                    return unavailable(names, Style::Plain);
+                    return unavailable(names, style);
                 };
                 headers.insert(name.clone(), value);
             }
@@ -404,7 +404,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_allow_without_a_key_sends_the_five_headers_empty() {
-        let (status, h, body) = parts(allowed(&names(), None)).await;
+        let (status, h, body) = parts(allowed(&names(), Style::Plain, None)).await;
         assert_eq!((status, body.as_str()), (200, ""));
         for f in PRINCIPAL_FIELDS {
             assert_eq!(get(&h, &format!("x-latchkey-{f}")), Some(""), "{f}");

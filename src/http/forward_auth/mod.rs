@@ -139,7 +139,7 @@ impl ForwardAuth {
             body: Body::Withheld,
         };
         match self.gate.decide(&request).await {
-            Verdict::Allow { key, .. } => answer::allowed(&self.names, key.as_deref()),
+            Verdict::Allow { key, .. } => answer::allowed(&self.names, style, key.as_deref()),
             Verdict::Deny { reason, message } => {
                 answer::denied(&self.names, style, reason, &message)
             }
