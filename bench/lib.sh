@@ -87,7 +87,8 @@ bench_cleanup() {
   exit "$rc"
 }
 
-# A server on SQLite in a fresh temp dir, ports picked by the OS.
+# A server on SQLite in a fresh temp dir, ports picked by the OS; any
+# arguments are added to `latchkey serve`.
 start_server() {
   TMP=$(mktemp -d "${TMPDIR:-/tmp}/latchkey-bench.XXXXXX")
   trap bench_cleanup EXIT
@@ -100,7 +101,7 @@ start_server() {
   TOKEN=$(printf '%s' "$TOKEN" | tr -d '[:space:]')
   [[ -n "$TOKEN" ]] || die "admin create-token printed nothing"
   AUTH=(-H "authorization: Bearer $TOKEN")
-  "$BIN" serve --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 \
+  "$BIN" serve --data-dir "$data" --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 "$@" \
     >"$TMP/server.out" 2>"$TMP/server.err" &
   SERVER_PID=$!
   GRPC_ADDR=""

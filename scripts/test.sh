@@ -7,7 +7,8 @@
 #      kubernetes-validate for the Helm chart), checkov in a venv of its own,
 #      and Debian's chromium for the real-browser tests (apt-get, as root,
 #      when /usr/bin/chromium is missing: Playwright's own browser download
-#      does not work everywhere);
+#      does not work everywhere), and Debian's nginx and caddy for the
+#      forward-auth tests (the same way, when missing; one apt-get update);
 #   2. a PostgreSQL server for the store tests (see scripts/lib-postgres.sh);
 #   3. cargo fmt --check, cargo clippy -D warnings, cargo nextest (or cargo test);
 #   4. the black-box tests in tests/blackbox, which drive the built binary
@@ -48,6 +49,7 @@ STEPS=(
   "rust tools"
   "python tools"
   "browser"
+  "proxies"
   "services"
   "cargo fmt --check"
   "cargo clippy"
@@ -214,31 +216,62 @@ setup_python() {
 # chromium (/usr/bin/chromium) with Playwright's driver.
 
 CHROMIUM=/usr/bin/chromium
+APT_UPDATED=""
+
+# apt_install PACKAGE...: installs Debian packages as root (directly or via
+# sudo -n), non-interactively, running apt-get update once per run.
+apt_install() {
+  local as_root=()
+  if [[ $(id -u) -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      as_root=(sudo -n)
+    else
+      printf 'installing %s needs root: apt-get install %s\n' "$*" "$*" >&2
+      return 1
+    fi
+  fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    printf '%s missing and there is no apt-get to install it\n' "$*" >&2
+    return 1
+  fi
+  if [[ -z "$APT_UPDATED" ]]; then
+    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+    APT_UPDATED=1
+  fi
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  NOTES+=("installed $* with apt-get")
+}
 
 setup_browser() {
   if [[ ! -x "$CHROMIUM" ]]; then
-    local as_root=()
-    if [[ $(id -u) -ne 0 ]]; then
-      if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
-        as_root=(sudo -n)
-      else
-        printf '%s is missing and installing it needs root: apt-get install chromium\n' "$CHROMIUM" >&2
-        return 1
-      fi
-    fi
-    if ! command -v apt-get >/dev/null 2>&1; then
-      printf '%s is missing and there is no apt-get to install it\n' "$CHROMIUM" >&2
-      return 1
-    fi
     printf 'installing chromium from the distribution (apt-get)\n' >&2
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
-    NOTES+=("installed chromium with apt-get")
+    apt_install chromium
   fi
   local v
   v=$("$CHROMIUM" --version 2>/dev/null || true)
   printf '%s: %s\n' "$CHROMIUM" "$v" >&2
   NOTES+=("browser: ${v:-$CHROMIUM}")
+}
+
+# ---------------------------------------------------------------------------
+# 1c. The proxies: tests/blackbox/test_forward_auth.py runs Debian's nginx
+# and caddy with the example configurations in deploy/, as their own
+# processes on free ports; the services the packages may start (on a host
+# with systemd) are not used.
+
+setup_proxies() {
+  local missing=()
+  command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+  command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+  if ((${#missing[@]})); then
+    printf 'installing %s from the distribution (apt-get)\n' "${missing[*]}" >&2
+    apt_install "${missing[@]}"
+  fi
+  local nv cv
+  nv=$({ nginx -v || /usr/sbin/nginx -v; } 2>&1 | head -n1)
+  cv=$(caddy version 2>/dev/null | head -n1)
+  printf '%s\ncaddy %s\n' "$nv" "$cv" >&2
+  NOTES+=("proxies: $nv, caddy $cv")
 }
 
 # ---------------------------------------------------------------------------
@@ -312,6 +345,7 @@ blackbox_tests() {
 step "rust tools" setup_rust_tools
 step "python tools" setup_python
 step "browser" setup_browser
+step "proxies" setup_proxies
 step "services" setup_services
 step "cargo fmt --check" cargo fmt --check
 step "cargo clippy" cargo clippy --all-targets --locked -- -D warnings

@@ -61,6 +61,10 @@ pub struct ServeArgs {
     /// HTTP listen address [default: 127.0.0.1:8080].
     #[arg(long, env = "LATCHKEY_HTTP_ADDR")]
     pub http_addr: Option<String>,
+    /// Serve forward auth (nginx, Traefik, Caddy) on this internal address,
+    /// never the public HTTP port [default when `forward_auth.enabled`: 127.0.0.1:8081].
+    #[arg(long, env = "LATCHKEY_FORWARD_AUTH_ADDR")]
+    pub forward_auth_addr: Option<String>,
     /// Key prefix (`lk` in `lk_live_sk_…`) [default: lk].
     #[arg(long, env = "LATCHKEY_KEY_PREFIX")]
     pub key_prefix: Option<String>,
@@ -129,6 +133,10 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
     }
     if let Some(a) = &args.http_addr {
         config.http_addr = a.clone();
+    }
+    if let Some(a) = &args.forward_auth_addr {
+        config.forward_auth.addr = a.clone();
+        config.forward_auth.enabled = true;
     }
     if let Some(p) = &args.key_prefix {
         config.keys.prefix = p.clone();
@@ -221,7 +229,11 @@ async fn serve(args: ServeArgs) -> ExitCode {
             return fail(e);
         }
     };
-    // One line on stdout, for scripts and tests that start on port 0.
+    // Lines on stdout, for scripts and tests that start on port 0; the
+    // forward-auth one (when on) first, so the main line comes last.
+    if let Some(addr) = running.forward_auth_addr {
+        println!("latchkey listening forward-auth={addr}");
+    }
     println!(
         "latchkey listening grpc={} http={}",
         running.grpc_addr, running.http_addr

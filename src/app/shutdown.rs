@@ -27,6 +27,8 @@ pub(super) struct Stopping {
     pub drain: watch::Sender<bool>,
     pub grpc: JoinHandle<Result<(), tonic::transport::Error>>,
     pub http: JoinHandle<std::io::Result<()>>,
+    /// Forward auth's listener, when it is on.
+    pub forward_auth: Option<JoinHandle<std::io::Result<()>>>,
     /// How long in-flight calls may take.
     pub grace: Duration,
     /// Store health and usage flushing.
@@ -51,13 +53,17 @@ impl Stopping {
         let servers = async {
             let grpc = self.grpc.await;
             let http = self.http.await;
-            (grpc, http)
+            let forward_auth = match self.forward_auth {
+                Some(task) => task.await,
+                None => Ok(Ok(())),
+            };
+            (grpc, http, forward_auth)
         };
         let grace = self.grace;
         let result = match tokio::time::timeout(grace, servers).await {
-            Ok((Ok(Ok(())), Ok(Ok(())))) => Ok(()),
-            Ok((grpc, http)) => Err(AppError::Server(format!(
-                "server ended badly: grpc={grpc:?} http={http:?}"
+            Ok((Ok(Ok(())), Ok(Ok(())), Ok(Ok(())))) => Ok(()),
+            Ok((grpc, http, forward_auth)) => Err(AppError::Server(format!(
+                "server ended badly: grpc={grpc:?} http={http:?} forward_auth={forward_auth:?}"
             ))),
             Err(_) => {
                 tracing::warn!(

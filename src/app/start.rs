@@ -1,5 +1,7 @@
 //! `start`: binds the listeners, builds each adapter's state on the
-//! services, and spawns the servers and the background tasks.
+//! services, and spawns the servers and the background tasks. The gate that
+//! judges proxied requests is built once and shared by ext_authz and forward
+//! auth, so both decide a request the same way.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -12,10 +14,12 @@ use tokio::sync::watch;
 use super::build::{build, open_store};
 use super::shutdown::Stopping;
 use super::{AppError, master_key, tasks};
-use crate::config::Settings;
+use crate::config::{ForwardAuthListener, Settings};
+use crate::domain::gate::Gate;
 use crate::domain::services::Services;
 use crate::domain::tokens::{TokenDeps, TokenManager};
 use crate::grpc::{self, GrpcState, auth::AdminPermissions};
+use crate::http::forward_auth::{self, ForwardAuth};
 use crate::http::{HttpState, Readiness};
 use crate::ports::{Clock, Store};
 
@@ -23,6 +27,8 @@ use crate::ports::{Clock, Store};
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    /// The forward-auth listener, when forward auth is on.
+    pub forward_auth_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     pub tokens: Arc<TokenManager>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
@@ -77,6 +83,22 @@ pub async fn start(
             addr: settings.http_addr,
             source,
         })?;
+    let forward_auth_listener = match &settings.forward_auth {
+        Some(fa) => Some(
+            TcpListener::bind(fa.addr)
+                .await
+                .map_err(|source| AppError::Bind {
+                    addr: fa.addr,
+                    source,
+                })?,
+        ),
+        None => None,
+    };
+    let forward_auth_addr = forward_auth_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| AppError::Server(e.to_string()))?;
     let grpc_addr = grpc_listener
         .local_addr()
         .map_err(|e| AppError::Server(e.to_string()))?;
@@ -104,6 +126,10 @@ pub async fn start(
         .await?,
     );
     let services = Arc::new(parts.into_services(Some(tokens.clone())));
+    let gate = Arc::new(
+        Gate::new(services.clone(), settings.gate.clone())
+            .map_err(|e| AppError::Server(format!("ext_authz.public_routes: {e}")))?,
+    );
     let csrf_secret =
         master_key::shared_secret(store_port.as_ref(), &master_key, "oauth_csrf_key").await?;
     let http_state = Arc::new(HttpState::new(
@@ -122,6 +148,7 @@ pub async fn start(
         max_message_bytes: settings.max_message_bytes,
         reveal_base_url: settings.signing.reveal_base_url.clone(),
         ext_authz: settings.ext_authz.clone(),
+        gate: gate.clone(),
     });
     let (grpc_server, health) =
         grpc::Server::new(grpc_state).map_err(|e| AppError::Server(e.to_string()))?;
@@ -142,6 +169,15 @@ pub async fn start(
     )
     .with_graceful_shutdown(drained(drain_rx.clone()));
     let http_task = tokio::spawn(async move { http.await });
+    let forward_auth_task = match (forward_auth_listener, &settings.forward_auth) {
+        (Some(listener), Some(fa)) => Some(serve_forward_auth(
+            listener,
+            fa,
+            gate,
+            drained(drain_rx.clone()),
+        )?),
+        _ => None,
+    };
 
     let health_task = tokio::spawn(tasks::monitor_store(
         store_port.clone(),
@@ -175,6 +211,7 @@ pub async fn start(
         drain: drain_tx,
         grpc: grpc_task,
         http: http_task,
+        forward_auth: forward_auth_task,
         grace: settings.shutdown_grace,
         before_listener: [health_task, flush_task],
         listener: listener_task,
@@ -187,8 +224,32 @@ pub async fn start(
     Ok(Running {
         grpc_addr,
         http_addr,
+        forward_auth_addr,
         services,
         tokens,
         task,
     })
+}
+
+/// Serves forward auth on its own listener until `shutdown` completes. The
+/// peer address goes to the handler: only trusted proxies may ask.
+fn serve_forward_auth(
+    listener: TcpListener,
+    config: &ForwardAuthListener,
+    gate: Arc<Gate>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<std::io::Result<()>>, AppError> {
+    let api = ForwardAuth::new(gate, config.settings.clone())
+        .map_err(|e| AppError::Server(format!("ext_authz.header_prefix: {e}")))?;
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, flavor = config.settings.flavor.name(), "forward auth listening");
+    }
+    let server = axum::serve(
+        listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        }),
+        forward_auth::router(Arc::new(api)).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
+    Ok(tokio::spawn(async move { server.await }))
 }

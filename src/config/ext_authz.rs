@@ -1,9 +1,11 @@
-//! `[ext_authz]`: Envoy external authorization; builds the adapter's
-//! `ExtAuthzSettings`.
+//! `[ext_authz]`: how the requests a proxy describes are read (the gate's
+//! `GateSettings`, shared by Envoy's ext_authz and forward auth) and what
+//! Envoy's answers carry (the adapter's `ExtAuthzSettings`).
 
 use serde::Deserialize;
 
 use super::{ConfigError, header_name, invalid};
+use crate::domain::gate::GateSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 
 /// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
@@ -20,8 +22,9 @@ pub struct ExtAuthzConfig {
     pub header_prefix: String,
     /// Routes served without a credential, as `METHOD /path/template`. Default none.
     pub public_routes: Vec<String>,
-    /// How many proxies in front of Envoy append to `X-Forwarded-For`; 0 = use
-    /// Envoy's source address. Default 0.
+    /// How many proxies in front of Envoy (or of the forward-auth proxy)
+    /// append to `X-Forwarded-For`; 0 = use Envoy's source address (behind
+    /// forward auth: the entry the proxy appended). Default 0.
     pub trusted_hops: u8,
     /// Also return the principal as dynamic metadata (for Envoy's logs and other
     /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
@@ -43,7 +46,11 @@ impl Default for ExtAuthzConfig {
 }
 
 impl ExtAuthzConfig {
-    pub(super) fn validate(&self) -> Result<ExtAuthzSettings, ConfigError> {
+    /// `store_header` is `[check]`'s, validated.
+    pub(super) fn validate(
+        &self,
+        store_header: Option<String>,
+    ) -> Result<(GateSettings, ExtAuthzSettings), ConfigError> {
         let public_routes = self
             .public_routes
             .iter()
@@ -68,18 +75,22 @@ impl ExtAuthzConfig {
         if !prefix.starts_with("x-") {
             return Err(invalid("ext_authz.header_prefix", "must start with `x-`"));
         }
-        Ok(ExtAuthzSettings {
+        let gate = GateSettings {
             api_key_header: header_name("ext_authz.api_key_header", &self.api_key_header)?,
             query_param: self
                 .query_param
                 .as_deref()
                 .map(|q| header_name("ext_authz.query_param", q).map(|_| q.to_owned()))
                 .transpose()?,
-            strip_credential: self.strip_credential,
-            header_prefix: format!("{prefix}-"),
             public_routes,
             trusted_hops: self.trusted_hops,
+            store_header,
+        };
+        let envoy = ExtAuthzSettings {
+            strip_credential: self.strip_credential,
+            header_prefix: format!("{prefix}-"),
             dynamic_metadata: self.dynamic_metadata,
-        })
+        };
+        Ok((gate, envoy))
     }
 }

@@ -12,6 +12,7 @@
 mod cache;
 mod check;
 mod ext_authz;
+mod forward_auth;
 mod keys;
 mod limits;
 mod signing;
@@ -26,6 +27,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 
 use crate::crypto::secret::Secret;
+use crate::domain::gate::GateSettings;
 use crate::domain::keys::KeySettings;
 use crate::domain::permissions::{PlanDef, Policy, default_plans, default_roles};
 use crate::domain::resolver::CacheSettings;
@@ -34,6 +36,7 @@ use crate::grpc::ext_authz::ExtAuthzSettings;
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
 pub use ext_authz::ExtAuthzConfig;
+pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use signing::{SigningConfig, SigningSection};
@@ -101,6 +104,7 @@ pub struct Config {
     pub usage_flush_interval_ms: u64,
     pub limits: LimitsConfig,
     pub ext_authz: ExtAuthzConfig,
+    pub forward_auth: ForwardAuthConfig,
     pub tokens: TokensConfig,
     /// Replaces the default plans (the five BEEP! packages) when set.
     pub plans: Option<Vec<PlanDef>>,
@@ -126,6 +130,7 @@ impl Default for Config {
             usage_flush_interval_ms: 5000,
             limits: LimitsConfig::default(),
             ext_authz: ExtAuthzConfig::default(),
+            forward_auth: ForwardAuthConfig::default(),
             tokens: TokensConfig::default(),
             plans: None,
             roles: None,
@@ -157,7 +162,11 @@ pub struct Settings {
     pub bootstrap_admin_token: Option<Secret<String>>,
     /// `LATCHKEY_MASTER_KEY` (base64); unset = development key file in `data_dir`.
     pub master_key: Option<Secret<String>>,
+    /// How the requests a proxy describes are read (ext_authz and forward auth).
+    pub gate: GateSettings,
     pub ext_authz: ExtAuthzSettings,
+    /// `None` when forward auth is off.
+    pub forward_auth: Option<ForwardAuthListener>,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
 }
@@ -228,9 +237,23 @@ impl Config {
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
         let policy = Policy::new(&plans, &roles).map_err(|e| invalid("plans", e.to_string()))?;
+        let grpc_addr = addr("grpc_addr", &self.grpc_addr)?;
+        let http_addr = addr("http_addr", &self.http_addr)?;
+        let store_header = self.check.store_header()?;
+        let (gate, ext_authz) = self.ext_authz.validate(store_header.clone())?;
+        let forward_auth = self.forward_auth.validate(&ext_authz.header_prefix)?;
+        if let Some(fa) = &forward_auth
+            && fa.addr.port() != 0
+            && (fa.addr == http_addr || fa.addr == grpc_addr)
+        {
+            return Err(invalid(
+                "forward_auth.addr",
+                "must be a listener of its own, never the public HTTP port (nor the gRPC one)",
+            ));
+        }
         Ok(Settings {
-            grpc_addr: addr("grpc_addr", &self.grpc_addr)?,
-            http_addr: addr("http_addr", &self.http_addr)?,
+            grpc_addr,
+            http_addr,
             data_dir: self.data_dir.clone(),
             database_url,
             migrate_on_start: self.migrate_on_start,
@@ -239,7 +262,7 @@ impl Config {
             health_interval: Duration::from_millis(self.health_interval_ms),
             keys,
             check_requires_auth: self.check.require_auth,
-            store_header: self.check.store_header()?,
+            store_header,
             trusted_proxies,
             cache,
             usage_flush_interval: Duration::from_millis(self.usage_flush_interval_ms),
@@ -248,7 +271,9 @@ impl Config {
             policy,
             bootstrap_admin_token: None,
             master_key: None,
-            ext_authz: self.ext_authz.validate()?,
+            gate,
+            ext_authz,
+            forward_auth,
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
         })

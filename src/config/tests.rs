@@ -114,3 +114,47 @@ fn plans_from_a_file_replace_the_defaults() {
     assert!(s.policy.plan("PRIME").is_none());
     assert_eq!(s.policy.plan_names(), ["basic", "pro"]);
 }
+
+#[test]
+fn forward_auth_is_off_by_default_and_validated_when_on() {
+    assert!(Config::default().validate().unwrap().forward_auth.is_none());
+    let on: Config = toml::from_str(
+        "[forward_auth]\nenabled = true\nflavor = \"traefik\"\ntrusted_proxies = [\"10.42.0.0/16\"]\n\
+         [ext_authz]\nheader_prefix = \"x-acme-\"",
+    )
+    .unwrap();
+    let fa = on.validate().unwrap().forward_auth.unwrap();
+    assert_eq!(fa.addr.to_string(), "127.0.0.1:8081");
+    assert_eq!(
+        fa.settings.flavor,
+        crate::http::forward_auth::Flavor::Traefik
+    );
+    assert_eq!(fa.settings.trusted_proxies.len(), 1);
+    assert_eq!(fa.settings.header_prefix, "x-acme-");
+    let defaults = ForwardAuthConfig::default();
+    assert_eq!(defaults.trusted_proxies, ["127.0.0.0/8", "::1/128"]);
+    assert_eq!(defaults.flavor, "auto");
+
+    let field = |tweak: fn(&mut Config)| {
+        let mut c = Config::default();
+        c.forward_auth.enabled = true;
+        tweak(&mut c);
+        c.validate().unwrap_err().to_string()
+    };
+    assert!(field(|c| c.forward_auth.flavor = "envoy".into()).starts_with("forward_auth.flavor"));
+    assert!(field(|c| c.forward_auth.addr = "8081".into()).starts_with("forward_auth.addr"));
+    assert!(
+        field(|c| c.forward_auth.trusted_proxies = vec!["proxy".into()])
+            .starts_with("forward_auth.trusted_proxies")
+    );
+    assert!(
+        field(|c| c.forward_auth.trusted_proxies = Vec::new())
+            .starts_with("forward_auth.trusted_proxies")
+    );
+    // Never the public port.
+    assert!(field(|c| c.forward_auth.addr = c.http_addr.clone()).starts_with("forward_auth.addr"));
+    // Off, nothing in it is read.
+    let mut c = Config::default();
+    c.forward_auth.flavor = "envoy".into();
+    assert!(c.validate().is_ok());
+}

@@ -6,6 +6,7 @@ pub mod cache;
 pub mod check;
 pub mod credential;
 pub mod error;
+pub mod gate;
 pub mod keys;
 pub mod model;
 pub mod network;

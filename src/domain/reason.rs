@@ -45,6 +45,11 @@ pub enum Reason {
     PathInvalid,
     /// ext_authz: no route rule covers the request.
     RouteNotAllowed,
+    /// Forward auth: the key's requests must be signed over their body,
+    /// which a forward-auth proxy never sends.
+    BodyUnavailable,
+    /// Forward auth: asked by an address outside `forward_auth.trusted_proxies`.
+    ProxyNotTrusted,
 }
 
 impl Reason {
@@ -82,6 +87,8 @@ impl Reason {
             Reason::RequestInvalid => "REQUEST_INVALID",
             Reason::PathInvalid => "PATH_INVALID",
             Reason::RouteNotAllowed => "ROUTE_NOT_ALLOWED",
+            Reason::BodyUnavailable => "BODY_UNAVAILABLE",
+            Reason::ProxyNotTrusted => "PROXY_NOT_TRUSTED",
         }
     }
 
@@ -100,6 +107,8 @@ impl Reason {
                 | Reason::RequestInvalid
                 | Reason::PathInvalid
                 | Reason::RouteNotAllowed
+                | Reason::BodyUnavailable
+                | Reason::ProxyNotTrusted
         )
     }
 }

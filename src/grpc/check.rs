@@ -41,6 +41,7 @@ impl CheckService for CheckApi {
             path: &c.path,
             body_sha256: parts.body_sha256,
             body: None,
+            body_withheld: false,
             signature: header(&self.0.services.signing.settings().request_header),
         });
         let decision = self

@@ -353,11 +353,14 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::SignatureInvalid => pb::Reason::SignatureInvalid,
         Reason::SignatureExpired => pb::Reason::SignatureExpired,
         Reason::PathNotAllowed => pb::Reason::PathNotAllowed,
-        // Only ext_authz decides these (it has the HTTP request); Check,
-        // which speaks this enum, never meets them.
-        Reason::RequestInvalid | Reason::PathInvalid | Reason::RouteNotAllowed => {
-            pb::Reason::Unspecified
-        }
+        // Only the proxy adapters (ext_authz, forward auth) decide these:
+        // they have the HTTP request. Check, which speaks this enum, never
+        // meets them.
+        Reason::RequestInvalid
+        | Reason::PathInvalid
+        | Reason::RouteNotAllowed
+        | Reason::BodyUnavailable
+        | Reason::ProxyNotTrusted => pb::Reason::Unspecified,
     }
 }
 

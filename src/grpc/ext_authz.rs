@@ -1,5 +1,9 @@
 //! `envoy.service.auth.v3.Authorization/Check`: Envoy's external
-//! authorization, decided by the same engine as `latchkey.v1.CheckService`.
+//! authorization. The request Envoy describes is judged by the gate
+//! (`domain::gate`: route rules, path normalisation, credential sources,
+//! the client-address rule, then the same engine as
+//! `latchkey.v1.CheckService`), which forward auth for nginx, Traefik and
+//! Caddy shares; this adapter reads Envoy's message and writes its answer.
 //!
 //! A denial is a normal `CheckResponse` carrying an HTTP response for Envoy
 //! to send; a gRPC error only when Latchkey cannot decide (see `respond.rs`,
@@ -10,37 +14,27 @@ mod request;
 mod respond;
 mod wire;
 
-use std::net::IpAddr;
 use std::sync::Arc;
 
 use tonic::Status;
 
 use principal::PRINCIPAL_FIELDS;
 use request::{AddressKind, CheckRequest, Headers};
-use respond::{Answer, answer};
 pub use wire::AuthorizationService;
 use wire::Reply;
 
 use super::state::GrpcState;
 use crate::domain::cache::SlotOwner;
-use crate::domain::check::{CheckInput, Decision, RequestFacts};
-use crate::domain::credential::strip_bearer;
-use crate::domain::network::parse_ip_loose;
-use crate::domain::permissions::Permission;
+use crate::domain::gate::{self, Body, CredentialSource, Gate, Verdict};
 use crate::domain::reason::Reason;
-use crate::domain::routes::{RouteMatcher, RouteRule, normalize_path};
-use crate::domain::services::Services;
+use crate::domain::resolver::ResolvedKey;
 
-/// Validated `[ext_authz]` settings.
+/// Validated `[ext_authz]` settings that only Envoy's answers use; how a
+/// request is read is the gate's (`domain::gate::GateSettings`).
 #[derive(Debug, Clone)]
 pub struct ExtAuthzSettings {
-    pub api_key_header: String,
-    pub query_param: Option<String>,
     pub strip_credential: bool,
     pub header_prefix: String,
-    /// Parsed `public_routes`: (method, path template).
-    pub public_routes: Vec<(String, String)>,
-    pub trusted_hops: u8,
     pub dynamic_metadata: bool,
 }
 
@@ -48,40 +42,28 @@ pub struct ExtAuthzApi {
     /// This adapter's entries in the per-thread principal cache (the
     /// principal depends on its settings).
     owner: SlotOwner,
-    services: Arc<Services>,
-    /// The header naming a store, checked against the key's account.
-    store_header: Option<String>,
+    gate: Arc<Gate>,
     settings: ExtAuthzSettings,
-    public: RouteMatcher,
     /// The principal headers' full names, built once: account, key, mode, scopes, plan.
     names: [String; 5],
 }
 
 impl ExtAuthzApi {
-    pub fn new(state: &GrpcState) -> Result<Self, crate::domain::routes::RouteError> {
+    pub fn new(state: &GrpcState) -> Self {
         let settings = state.ext_authz.clone();
-        let rules: Vec<RouteRule> = settings
-            .public_routes
-            .iter()
-            .enumerate()
-            .map(|(i, (method, path))| RouteRule {
-                id: format!("public-{i}"),
-                host: None,
-                method: method.clone(),
-                path: path.clone(),
-                // Never checked: a public route needs no permission.
-                permission: "public.route".to_owned(),
-            })
-            .collect();
         let names = PRINCIPAL_FIELDS.map(|f| format!("{}{f}", settings.header_prefix));
-        Ok(Self {
+        Self {
             owner: SlotOwner::next(),
             names,
-            public: RouteMatcher::new(&rules)?,
-            services: state.services.clone(),
-            store_header: state.store_header.clone(),
+            gate: state.gate.clone(),
             settings,
-        })
+        }
+    }
+}
+
+impl gate::Headers for Headers<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Headers::get(self, name)
     }
 }
 
@@ -131,57 +113,13 @@ fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
     })
 }
 
-/// The client's address: Envoy's source address, or with `trusted_hops = N`
-/// the N-th `X-Forwarded-For` entry from the right (the one the outermost
-/// trusted proxy appended).
-fn client_ip(view: &HttpView<'_>, trusted_hops: u8) -> Option<IpAddr> {
-    if trusted_hops == 0 {
-        return view.source.and_then(parse_ip_loose);
-    }
-    let xff = view.headers.get("x-forwarded-for")?;
-    let hops: Vec<&str> = xff.split(',').collect();
-    let i = hops.len().checked_sub(usize::from(trusted_hops))?;
-    parse_ip_loose(hops[i])
-}
-
-fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
-    let query = path.split_once('?')?.1.split('#').next()?;
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .find(|(k, _)| *k == name)
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_empty())
-}
-
 impl ExtAuthzApi {
-    /// Which header carried the credential (to strip it), and the credential.
-    fn credential<'a>(&'a self, view: &HttpView<'a>) -> (Option<&'a str>, Option<&'a str>) {
-        if let Some(auth) = view.headers.get("authorization") {
-            let token = strip_bearer(auth);
-            if token.len() != auth.trim().len() {
-                return (Some("authorization"), Some(token));
-            }
-        }
-        let api_key_header = self.settings.api_key_header.as_str();
-        if let Some(v) = view.headers.get(api_key_header) {
-            return (Some(api_key_header), Some(v));
-        }
-        if let Some(param) = &self.settings.query_param
-            && let Some(v) = query_value(view.path, param)
-        {
-            return (None, Some(v));
-        }
-        (None, None)
-    }
-
     fn allowed(
         &self,
         view: &HttpView<'_>,
-        decision: Option<&Decision>,
-        credential_header: Option<&str>,
+        key: Option<&Arc<ResolvedKey>>,
+        credential: Option<CredentialSource>,
     ) -> Reply {
-        let key = decision.and_then(|d| d.key.as_ref());
         let principal = key.map_or_else(Default::default, |k| self.principal(k));
         // A client must never be able to forge a principal header: those we
         // set are overwritten, any other incoming one of ours goes.
@@ -192,10 +130,14 @@ impl ExtAuthzApi {
             .filter(|h| key.is_none() || !self.names.iter().any(|n| n == h))
             .map(str::to_owned)
             .collect();
-        if self.settings.strip_credential
-            && let Some(h) = credential_header
-        {
-            remove.push(h.to_owned());
+        if self.settings.strip_credential {
+            match credential {
+                Some(CredentialSource::Authorization) => remove.push("authorization".to_owned()),
+                Some(CredentialSource::ApiKeyHeader) => {
+                    remove.push(self.gate.settings().api_key_header.clone());
+                }
+                Some(CredentialSource::QueryParam) | None => {}
+            }
         }
         Reply::Allowed { principal, remove }
     }
@@ -211,73 +153,19 @@ impl ExtAuthzApi {
                 "the check request carries no HTTP request attributes",
             ));
         };
-        let path = match normalize_path(view.path) {
-            Ok(p) => p,
-            Err(e) => {
-                return Ok(Reply::deny(Reason::PathInvalid, &e.to_string()));
-            }
+        let request = gate::Request {
+            method: view.method,
+            host: view.host,
+            path: view.path,
+            headers: view.headers,
+            source: view.source,
+            own_hops: 0,
+            body: view.body.map_or(Body::Absent, Body::Bytes),
         };
-        let (credential_header, credential) = self.credential(&view);
-        if self
-            .public
-            .find(Some(view.host), view.method, &path)
-            .is_some()
-        {
-            return Ok(self.allowed(&view, None, credential_header));
+        match self.gate.decide(&request).await {
+            Verdict::Allow { key, credential } => Ok(self.allowed(&view, key.as_ref(), credential)),
+            Verdict::Deny { reason, message } => Ok(Reply::deny(reason, &message)),
+            Verdict::Unavailable => Err(Reply::unavailable()),
         }
-        let Some(required) =
-            self.services
-                .routes
-                .permission_for(Some(view.host), view.method, &path)
-        else {
-            return Ok(Reply::deny(
-                Reason::RouteNotAllowed,
-                "no route rule covers this request",
-            ));
-        };
-        let Some(credential) = credential else {
-            return Ok(Reply::deny(
-                Reason::CredentialMissing,
-                "no credential was presented",
-            ));
-        };
-        // Rules were validated when created; an unparsable one denies.
-        let Ok(permission) = Permission::parse(&required) else {
-            return Ok(Reply::deny(
-                Reason::InternalError,
-                "the matching rule is invalid",
-            ));
-        };
-        let decision = self
-            .services
-            .checker
-            .decide(CheckInput {
-                credential,
-                permission: Some(&permission),
-                required_mode: None,
-                peer_ip: client_ip(&view, self.settings.trusted_hops),
-                forwarded_for: None,
-                origin: view.headers.get("origin"),
-                store_id: self
-                    .store_header
-                    .as_deref()
-                    .and_then(|h| view.headers.get(h)),
-                request: Some(&RequestFacts {
-                    method: view.method,
-                    path: view.path,
-                    body_sha256: None,
-                    body: view.body,
-                    signature: view
-                        .headers
-                        .get(&self.services.signing.settings().request_header),
-                }),
-            })
-            .await;
-        let response = match answer(decision.reason) {
-            Answer::Allow => self.allowed(&view, Some(&decision), credential_header),
-            Answer::Refuse(_) => Reply::deny(decision.reason, &decision.message),
-            Answer::Unavailable => return Err(Reply::unavailable()),
-        };
-        Ok(response)
     }
 }

@@ -36,8 +36,6 @@ const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("ext_authz.public_routes: {0}")]
-    PublicRoutes(#[from] crate::domain::routes::RouteError),
     #[error("{0}")]
     Reflection(#[from] tonic_reflection::server::Error),
 }
@@ -75,7 +73,7 @@ impl Server {
         };
         let reflection_v1 = reflection().build_v1()?;
         let reflection_v1alpha = reflection().build_v1alpha()?;
-        let ext_authz = ExtAuthzApi::new(&state)?;
+        let ext_authz = ExtAuthzApi::new(&state);
         let max = state.max_message_bytes;
         let router = tonic::transport::Server::builder()
             .add_service(health_service)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::auth::AdminPermissions;
 use super::ext_authz::ExtAuthzSettings;
+use crate::domain::gate::Gate;
 use crate::domain::services::Services;
 use crate::domain::tokens::TokenManager;
 
@@ -24,4 +25,6 @@ pub struct GrpcState {
     /// Prefix of reveal links (`https://…`); `None` = the path alone.
     pub reveal_base_url: Option<String>,
     pub ext_authz: ExtAuthzSettings,
+    /// Judges the requests Envoy describes (shared with forward auth).
+    pub gate: Arc<Gate>,
 }

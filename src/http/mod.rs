@@ -1,7 +1,10 @@
 //! The public HTTP side: liveness and readiness probes, the OAuth2
-//! endpoints (`oauth`) and one-time reveal links (`reveal`).
+//! endpoints (`oauth`) and one-time reveal links (`reveal`); and, on an
+//! internal listener of its own, forward auth for nginx, Traefik and Caddy
+//! (`forward_auth`).
 
 pub mod error;
+pub mod forward_auth;
 pub mod oauth;
 pub mod reveal;
 

@@ -41,12 +41,12 @@ impl<'a> Http<'a> {
         self
     }
 
-    fn header(mut self, name: &'a str, value: &str) -> Self {
+    pub fn header(mut self, name: &'a str, value: &str) -> Self {
         self.headers.push((name, value.to_owned()));
         self
     }
 
-    fn method(mut self, m: &'a str) -> Self {
+    pub fn method(mut self, m: &'a str) -> Self {
         self.method = m;
         self
     }

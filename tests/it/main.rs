@@ -10,6 +10,7 @@ mod bad_input;
 mod binary;
 mod check;
 mod ext_authz;
+mod forward_auth;
 mod keys;
 mod layers;
 mod replicas;

@@ -30,7 +30,7 @@ fn reveals(s: &TestServer) -> pb::reveal_service_client::RevealServiceClient<Cha
     pb::reveal_service_client::RevealServiceClient::new(s.channel.clone())
 }
 
-fn now_secs(s: &TestServer) -> i64 {
+pub fn now_secs(s: &TestServer) -> i64 {
     use latchkey::ports::Clock;
     s.clock.now().div_euclid(1000)
 }
@@ -50,7 +50,7 @@ fn webhook_header(keys: &[&str], t: i64, body: &[u8]) -> String {
     h
 }
 
-async fn new_secret(s: &TestServer, account_id: &str) -> (String, String) {
+pub async fn new_secret(s: &TestServer, account_id: &str) -> (String, String) {
     let r = signing(s)
         .create_secret(s.admin(pb::CreateSecretRequest {
             account_id: account_id.into(),
@@ -838,7 +838,7 @@ async fn concurrent_redemptions_have_one_winner(backend: Backend) {
 // ---------------------------------------------------------------------------
 // Signed requests through Check and ext_authz
 
-fn request_header(key: &str, t: i64, method: &str, path: &str, body: &[u8]) -> String {
+pub fn request_header(key: &str, t: i64, method: &str, path: &str, body: &[u8]) -> String {
     let (p, q) = path.split_once('?').unwrap_or((path, ""));
     let mut pairs: Vec<(&str, &str)> = q
         .split('&')
@@ -880,7 +880,7 @@ fn signed_check(
     }
 }
 
-async fn set_key_signing(
+pub async fn set_key_signing(
     s: &TestServer,
     key_id: &str,
     secret_id: &str,

@@ -39,6 +39,9 @@ pub struct RequestFacts<'a> {
     /// The body itself, hashed only if a signature needs it. Neither this
     /// nor `body_sha256` = the body is empty.
     pub body: Option<&'a [u8]>,
+    /// The asker never sees the body (forward auth): a key whose requests
+    /// are signed over it is refused, since no signature can be checked.
+    pub body_withheld: bool,
     /// The signature header's value (`signing.request_header`), if present.
     pub signature: Option<&'a str>,
 }

@@ -30,6 +30,14 @@ impl Checker {
             }
         }
         let secret_id = record.signing_secret_id.as_deref()?;
+        if request.is_some_and(|r| r.body_withheld) {
+            return Some(Decision::deny_key(
+                Reason::BodyUnavailable,
+                key,
+                "the key's requests must be signed over their body, which forward auth never \
+                 receives; send them through Envoy's ext_authz with the request body",
+            ));
+        }
         let (Some(signing), Some(request)) = (self.signing.as_ref(), request) else {
             return Some(Decision::deny_key(
                 Reason::SignatureMissing,

@@ -74,7 +74,9 @@ pub fn answer(reason: Reason) -> Answer {
         | Reason::PlanNotEntitled
         | Reason::StoreNotAllowed
         | Reason::PathNotAllowed
-        | Reason::RouteNotAllowed => Answer::Refuse(Forbidden),
+        | Reason::RouteNotAllowed
+        | Reason::BodyUnavailable
+        | Reason::ProxyNotTrusted => Answer::Refuse(Forbidden),
     }
 }
 
@@ -176,7 +178,7 @@ impl Reply {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 31] = [
+    const ALL: [Reason; 33] = [
         Reason::Allowed,
         Reason::CredentialMissing,
         Reason::CredentialMalformed,
@@ -208,6 +210,8 @@ mod tests {
         Reason::RequestInvalid,
         Reason::PathInvalid,
         Reason::RouteNotAllowed,
+        Reason::BodyUnavailable,
+        Reason::ProxyNotTrusted,
     ];
 
     /// 401 exactly where the gRPC side says UNAUTHENTICATED for an admin token.
