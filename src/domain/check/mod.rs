@@ -16,6 +16,7 @@ use std::sync::atomic::Ordering;
 use ipnet::IpNet;
 
 use super::credential::Credential;
+use super::limits::{KeyLimits, counts_as_failure};
 use super::model::{KeyKind, LiveStatus, Mode};
 use super::network;
 use super::origin;
@@ -49,6 +50,8 @@ pub struct Checker {
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
     signing: Option<Arc<SigningManager>>,
+    /// Per-key rate limits; `None` = none are enforced.
+    limits: Option<Arc<KeyLimits>>,
 }
 
 impl Checker {
@@ -68,7 +71,14 @@ impl Checker {
             key_prefix,
             trusted_proxies,
             signing: None,
+            limits: None,
         }
+    }
+
+    /// Enforces per-key rate limits, the last step before an allow.
+    pub fn with_rate_limits(mut self, limits: Arc<KeyLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Enables signed requests and feed keys; without it, keys that need
@@ -83,6 +93,40 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        // An address that failed too often is refused before any lookup.
+        let budget = self.limits.as_ref().and_then(|l| Some((l, l.failures?)));
+        let client = budget.and_then(|_| {
+            network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies)
+        });
+        if let (Some((limits, budget)), Some(ip)) = (budget, client)
+            && let Some(state) = limits.limiter.failures_blocked(&budget, ip)
+        {
+            return Decision {
+                reason: Reason::TooManyFailures,
+                key: None,
+                message: Cow::Borrowed(
+                    "too many failed authentications from this address; retry after the time given",
+                ),
+                rate_limit: Some(state),
+            };
+        }
+        let mut decision = self.judge(input).await;
+        if let (Some((limits, budget)), Some(ip)) = (budget, client)
+            && counts_as_failure(decision.reason)
+        {
+            limits.limiter.failed(&budget, ip);
+        }
+        // Every answer for a limited key says where its limit stands; a
+        // request denied before the limit step consumed nothing.
+        if decision.rate_limit.is_none()
+            && let (Some(limits), Some(key)) = (&self.limits, &decision.key)
+        {
+            decision.rate_limit = limits.peek(key);
+        }
+        decision
+    }
+
+    async fn judge(&self, input: CheckInput<'_>) -> Decision {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
@@ -101,6 +145,7 @@ impl Checker {
                             reason: d.reason,
                             key: d.principal,
                             message: d.message.into(),
+                            rate_limit: None,
                         };
                     }
                 }

@@ -122,6 +122,7 @@ impl KeyManager {
             overlap_ends_at: None,
             version: 1,
             signing_secret_id: None,
+            rate_limit: None,
         })
     }
 }

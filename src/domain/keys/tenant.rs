@@ -41,6 +41,7 @@ impl KeyManager {
             overlap_ends_at: None,
             version: 1,
             signing_secret_id: None,
+            rate_limit: new.rate_limit,
         };
         self.check_shape(&record)?;
         self.store.insert_key(&record).await?;
@@ -97,6 +98,9 @@ impl KeyManager {
         }
         if let Some(origins) = changes.allowed_origins {
             key.allowed_origins = strings(&origins);
+        }
+        if let Some(limit) = changes.rate_limit {
+            key.rate_limit = limit;
         }
         if let Some(secs) = changes.expires_in_secs {
             key.expires_at = now + self.check_ttl("expires_in_seconds", secs)? * 1000;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Millis, Mode};
+use super::{Millis, Mode, RatePolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -99,6 +99,8 @@ pub struct KeyRecord {
     /// "Requests must be signed": the signing secret whose active versions
     /// must sign every request this key makes.
     pub signing_secret_id: Option<String>,
+    /// The key's own rate limit, overriding its plan's (`None` = the plan's).
+    pub rate_limit: Option<RatePolicy>,
 }
 
 impl KeyRecord {

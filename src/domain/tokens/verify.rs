@@ -262,6 +262,7 @@ impl TokenManager {
                         overlap_ends_at: None,
                         version: 1,
                         signing_secret_id: None,
+                        rate_limit: None,
                     },
                     account,
                     scope_strings: scope_set.strings(),
