@@ -219,8 +219,13 @@ pub struct KeyLimits {
 }
 
 impl KeyLimits {
-    /// The limit `key` (or a token minted from it) runs under; `None` = unlimited.
+    /// The limit `key` (or a token minted from it) runs under; `None` =
+    /// unlimited. Admin tokens (the operator account) have none: a plan
+    /// default must never lock operators out of the management API.
     pub fn quota(&self, key: &ResolvedKey) -> Option<Quota> {
+        if key.account.is_operator {
+            return None;
+        }
         self.plans.for_key(&key.record, &key.account.plan)
     }
 
