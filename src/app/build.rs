@@ -12,6 +12,7 @@ use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::limits::{Descriptors, KeyLimits, Limiter};
+use crate::domain::model::RatePolicy;
 use crate::domain::permissions::Policy;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::reveal::RevealManager;
@@ -57,6 +58,7 @@ pub struct Parts {
     trusted_proxies: Vec<IpNet>,
     limits: Arc<KeyLimits>,
     descriptors: Arc<Descriptors>,
+    bad_signatures: Option<RatePolicy>,
 }
 
 pub fn build(
@@ -114,6 +116,7 @@ pub fn build(
             failures: settings.rate_limits.failures,
         }),
         descriptors: Arc::new(settings.rate_limits.descriptors.clone()),
+        bad_signatures: settings.rate_limits.bad_signatures,
         clock,
     }
 }
@@ -132,6 +135,10 @@ impl Parts {
         )
         .with_signed_requests(self.signing.clone())
         .with_rate_limits(self.limits.clone());
+        let checker = match self.bad_signatures {
+            Some(budget) => checker.with_auto_suspend(self.keys.clone(), budget),
+            None => checker,
+        };
         Services {
             accounts: self.accounts,
             keys: self.keys,

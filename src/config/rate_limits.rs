@@ -22,6 +22,10 @@ pub struct RateLimitsConfig {
     pub failed_auth: String,
     /// How long an address that spent that budget is refused. Default 300.
     pub failed_auth_cooldown_seconds: u64,
+    /// Requests with a missing or invalid signature a valid key may make
+    /// before it is suspended (`auto_suspended_brute_force`). Default
+    /// `10/h`; `unlimited` = never.
+    pub bad_signatures: String,
     /// Limits for Envoy's rate-limit service (`ShouldRateLimit`).
     pub descriptors: Vec<DescriptorConfig>,
 }
@@ -32,6 +36,7 @@ impl Default for RateLimitsConfig {
             default: "1200/min".to_owned(),
             failed_auth: "20/min".to_owned(),
             failed_auth_cooldown_seconds: 300,
+            bad_signatures: "10/h".to_owned(),
             descriptors: Vec::new(),
         }
     }
@@ -66,6 +71,8 @@ pub struct EntryConfig {
 pub struct RateLimitSettings {
     pub plans: PlanLimits,
     pub failures: Option<FailureBudget>,
+    /// Bad signatures a key may send before it is suspended; `None` = never.
+    pub bad_signatures: Option<RatePolicy>,
     pub descriptors: Descriptors,
 }
 
@@ -135,6 +142,7 @@ impl RateLimitsConfig {
         Ok(RateLimitSettings {
             plans: plan_limits,
             failures,
+            bad_signatures: policy("rate_limits.bad_signatures", "", &self.bad_signatures)?,
             descriptors: Descriptors::new(rules),
         })
     }

@@ -300,6 +300,7 @@ pub fn key_out(k: &KeyRecord, now: Millis) -> pb::Key {
         predecessor_id: k.predecessor_id.clone().unwrap_or_default(),
         signing_secret_id: k.signing_secret_id.clone().unwrap_or_default(),
         rate_limit: k.rate_limit.as_ref().map(rate_policy_out),
+        suspension_cause: k.suspension_cause.clone().unwrap_or_default(),
     }
 }
 

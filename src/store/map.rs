@@ -94,6 +94,7 @@ pub(super) fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
         overlap_ends_at: m.overlap_ends_at,
         version: m.version,
         rate_limit,
+        suspension_cause: m.suspension_cause,
         signing_secret_id: m.signing_secret_id,
     })
 }
@@ -146,6 +147,7 @@ pub(super) fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
         rate_limit_requests: Set(k.rate_limit.map(|p| stored(p.requests))),
         rate_limit_per_seconds: Set(k.rate_limit.map(|p| stored(p.per_seconds))),
         rate_limit_burst: Set(k.rate_limit.map(|p| stored(p.burst))),
+        suspension_cause: Set(k.suspension_cause.clone()),
     }
 }
 

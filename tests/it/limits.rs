@@ -497,7 +497,114 @@ async fn should_rate_limit_counts_descriptors(backend: Backend) {
     s.stop().await;
 }
 
+fn signed(credential: &str, ip: &str, signature: Option<String>) -> pb::CheckRequest {
+    pb::CheckRequest {
+        credential: credential.into(),
+        permission: "feedback.read".into(),
+        context: Some(pb::RequestContext {
+            client_ip: ip.into(),
+            method: "POST".into(),
+            path: "/v2/feedback".into(),
+            headers: signature
+                .map(|v| ("x-latchkey-signature".to_owned(), v))
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+async fn key_status(s: &TestServer, id: &str) -> pb::Key {
+    s.keys()
+        .get_key(s.admin(pb::GetKeyRequest { id: id.into() }))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// A valid key that keeps arriving with bad signatures has leaked without
+/// its signing secret: it is suspended, with the cause shown, until its
+/// owner resumes it. Failures of strangers never suspend anything.
+async fn bad_signatures_suspend_the_key_not_failures_from_an_address(backend: Backend) {
+    let s = TestServer::start_with(backend, |c: &mut Config| {
+        c.rate_limits.bad_signatures = "3/h".into();
+        c.rate_limits.failed_auth = "1000/min".into();
+    })
+    .await;
+    let (key, secret) = limited_key(&s, None).await;
+    let (sid, signing_secret) = crate::signing::new_secret(&s, &key.account_id).await;
+    crate::signing::set_key_signing(&s, &key.id, &sid)
+        .await
+        .unwrap();
+    let good = |s: &TestServer| {
+        let t = crate::signing::now_secs(s);
+        crate::signing::request_header(&signing_secret, t, "POST", "/v2/feedback", b"")
+    };
+    assert!(
+        s.check(signed(&secret, "192.0.2.1", Some(good(&s))))
+            .await
+            .allowed
+    );
+    // Strangers' failures, however many, from anywhere: the key is untouched.
+    let stranger = latchkey::crypto::keyfmt::generate("lk", "test", "sk")
+        .unwrap()
+        .expose()
+        .clone();
+    for i in 0..20 {
+        let r = s
+            .check(signed(&stranger, &format!("192.0.2.{i}"), None))
+            .await;
+        assert_eq!(reason(&r), Reason::CredentialUnknown);
+    }
+    assert_eq!(
+        key_status(&s, &key.id).await.status,
+        pb::KeyStatus::Active as i32
+    );
+    // Two bad signatures: still active.
+    let forged = Some("t=1,v1=00".to_owned());
+    assert_eq!(
+        reason(&s.check(signed(&secret, "192.0.2.50", None)).await),
+        Reason::SignatureMissing
+    );
+    assert_eq!(
+        reason(&s.check(signed(&secret, "192.0.2.51", forged.clone())).await),
+        Reason::SignatureInvalid
+    );
+    assert!(
+        s.check(signed(&secret, "192.0.2.1", Some(good(&s))))
+            .await
+            .allowed
+    );
+    // The third, from yet another address: the key is suspended.
+    s.check(signed(&secret, "192.0.2.52", forged)).await;
+    let suspended = crate::common::eventually("the key is suspended", || async {
+        let k = key_status(&s, &key.id).await;
+        (k.status == pb::KeyStatus::Suspended as i32).then_some(k)
+    })
+    .await;
+    assert_eq!(suspended.suspension_cause, "auto_suspended_brute_force");
+    let r = s.check(signed(&secret, "192.0.2.1", Some(good(&s)))).await;
+    assert_eq!(reason(&r), Reason::KeySuspended);
+    // The owner resumes it; the cause goes with the suspension.
+    let resumed = s
+        .keys()
+        .resume_key(s.admin(pb::ResumeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(resumed.status, pb::KeyStatus::Active as i32);
+    assert_eq!(resumed.suspension_cause, "");
+    assert!(
+        s.check(signed(&secret, "192.0.2.1", Some(good(&s))))
+            .await
+            .allowed
+    );
+    s.stop().await;
+}
+
 backend_tests!(
+    bad_signatures_suspend_the_key_not_failures_from_an_address,
     check_counts_down_and_refuses_last,
     other_denials_consume_nothing,
     test_mode_is_unlimited_and_live_mode_has_the_plans_limit,

@@ -16,7 +16,9 @@ use std::sync::atomic::Ordering;
 use ipnet::IpNet;
 
 use super::credential::Credential;
-use super::limits::{KeyLimits, counts_as_failure};
+use super::keys::KeyManager;
+use super::limits::{KeyLimits, Quota, Space, counts_as_failure};
+use super::model::{AUTO_SUSPENDED_BRUTE_FORCE, RatePolicy};
 use super::model::{KeyKind, LiveStatus, Mode};
 use super::network;
 use super::origin;
@@ -52,6 +54,8 @@ pub struct Checker {
     signing: Option<Arc<SigningManager>>,
     /// Per-key rate limits; `None` = none are enforced.
     limits: Option<Arc<KeyLimits>>,
+    /// Suspends a valid key that keeps arriving with bad signatures.
+    suspender: Option<(KeyManager, Quota)>,
 }
 
 impl Checker {
@@ -72,7 +76,15 @@ impl Checker {
             trusted_proxies,
             signing: None,
             limits: None,
+            suspender: None,
         }
+    }
+
+    /// Suspends a key after `budget` requests with a missing or invalid
+    /// signature (needs rate limits: the counts live in their limiter).
+    pub fn with_auto_suspend(mut self, keys: KeyManager, budget: RatePolicy) -> Self {
+        self.suspender = Some((keys, budget.quota()));
+        self
     }
 
     /// Enforces per-key rate limits, the last step before an allow.
@@ -115,6 +127,30 @@ impl Checker {
             && counts_as_failure(decision.reason)
         {
             limits.limiter.failed(&budget, ip);
+        }
+        if matches!(
+            decision.reason,
+            Reason::SignatureMissing | Reason::SignatureInvalid
+        ) && let (Some(limits), Some((keys, quota)), Some(key)) =
+            (&self.limits, &self.suspender, &decision.key)
+        {
+            // Counted per key, never per address: only a valid key gets
+            // here, and then only the key has leaked, not its signing secret.
+            let id = &key.record.id;
+            if limits
+                .limiter
+                .take(Space::BadSignature, id, quota)
+                .remaining
+                == 0
+            {
+                let (keys, id) = (keys.clone(), id.clone());
+                // Off the hot path; idempotent, so a few racing ones are harmless.
+                tokio::spawn(async move {
+                    if let Err(e) = keys.auto_suspend(&id, AUTO_SUSPENDED_BRUTE_FORCE).await {
+                        tracing::error!(key_id = %id, error = %e, "automatic suspension failed");
+                    }
+                });
+            }
         }
         // Every answer for a limited key says where its limit stands; a
         // request denied before the limit step consumed nothing.

@@ -83,6 +83,8 @@ pub struct IssuedKey {
     pub secret: Secret<String>,
 }
 
+/// Cheap to clone: everything it holds is shared.
+#[derive(Clone)]
 pub struct KeyManager {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,

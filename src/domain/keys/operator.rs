@@ -123,6 +123,7 @@ impl KeyManager {
             version: 1,
             signing_secret_id: None,
             rate_limit: None,
+            suspension_cause: None,
         })
     }
 }

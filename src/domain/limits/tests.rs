@@ -221,6 +221,7 @@ fn key(mode: Mode, own: Option<RatePolicy>) -> KeyRecord {
         version: 1,
         signing_secret_id: None,
         rate_limit: own,
+        suspension_cause: None,
     }
 }
 

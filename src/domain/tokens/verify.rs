@@ -263,6 +263,7 @@ impl TokenManager {
                         version: 1,
                         signing_secret_id: None,
                         rate_limit: None,
+                        suspension_cause: None,
                     },
                     account,
                     scope_strings: scope_set.strings(),

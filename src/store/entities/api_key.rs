@@ -34,6 +34,8 @@ pub struct Model {
     pub rate_limit_requests: Option<i64>,
     pub rate_limit_per_seconds: Option<i64>,
     pub rate_limit_burst: Option<i64>,
+    /// Added by the suspension-cause migration.
+    pub suspension_cause: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
