@@ -52,7 +52,9 @@ pub enum Space {
     BadSignature,
 }
 
-type Shard = RwLock<HashMap<(Space, Box<str>), Arc<Cell>>>;
+/// Counted things and their cells (one shard of them, or one thread's handles).
+type Cells = HashMap<(Space, Box<str>), Arc<Cell>>;
+type Shard = RwLock<Cells>;
 
 /// Cells a thread keeps before it forgets them all (and so lets the shared
 /// map sweep the idle ones).
@@ -60,8 +62,7 @@ const LOCAL_MAX: usize = 4096;
 
 thread_local! {
     /// Per limiter (by its id): this thread's handles on the shared cells.
-    static LOCAL: RefCell<HashMap<u64, HashMap<(Space, Box<str>), Arc<Cell>>>> =
-        RefCell::default();
+    static LOCAL: RefCell<HashMap<u64, Cells>> = RefCell::default();
 }
 
 static NEXT_LIMITER: AtomicU64 = AtomicU64::new(0);
