@@ -32,6 +32,7 @@ use crate::domain::keys::KeySettings;
 use crate::domain::permissions::{PlanDef, Policy, default_plans, default_roles};
 use crate::domain::resolver::CacheSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
+use crate::store::StoreOptions;
 
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
@@ -97,6 +98,10 @@ pub struct Config {
     pub shutdown_grace_seconds: u64,
     /// How often the store is pinged for health. Default 2000.
     pub health_interval_ms: u64,
+    /// How long a call waits for a database connection before the store
+    /// counts as unavailable (then calls fail fast until the health check
+    /// reaches it again). Default 1000.
+    pub store_acquire_timeout_ms: u64,
     pub keys: KeysConfig,
     pub check: CheckConfig,
     pub cache: CacheConfig,
@@ -124,6 +129,7 @@ impl Default for Config {
             log_format: "text".to_owned(),
             shutdown_grace_seconds: 20,
             health_interval_ms: 2000,
+            store_acquire_timeout_ms: 1000,
             keys: KeysConfig::default(),
             check: CheckConfig::default(),
             cache: CacheConfig::default(),
@@ -150,6 +156,7 @@ pub struct Settings {
     pub json_logs: bool,
     pub shutdown_grace: Duration,
     pub health_interval: Duration,
+    pub store: StoreOptions,
     pub keys: KeySettings,
     pub check_requires_auth: bool,
     pub trusted_proxies: Vec<IpNet>,
@@ -233,6 +240,12 @@ impl Config {
         if self.health_interval_ms < 10 {
             return Err(invalid("health_interval_ms", "must be at least 10"));
         }
+        if !(10..=60_000).contains(&self.store_acquire_timeout_ms) {
+            return Err(invalid(
+                "store_acquire_timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
         self.limits.validate()?;
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
@@ -260,6 +273,10 @@ impl Config {
             json_logs,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
             health_interval: Duration::from_millis(self.health_interval_ms),
+            store: StoreOptions {
+                acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),
+                ..StoreOptions::default()
+            },
             keys,
             check_requires_auth: self.check.require_auth,
             store_header,

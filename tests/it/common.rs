@@ -117,6 +117,16 @@ impl TestDb {
         }
     }
 
+    /// A database someone else made (a throwaway cluster's): nothing to drop.
+    pub fn at(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            master_key: new_master_key(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     /// Runs SQL against the server's maintenance database (PostgreSQL only).
     pub async fn admin_sql(&self, sql: &str) {
         let conn = Database::connect(&postgres_admin_url()).await.unwrap();

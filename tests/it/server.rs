@@ -85,7 +85,10 @@ async fn shutdown_turns_health_not_serving_first(backend: Backend) {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT last_used_at FROM api_keys WHERE id = '{}'", key.id),
+            format!(
+                "SELECT last_used_at FROM key_usage WHERE key_id = '{}'",
+                key.id
+            ),
         ))
         .await
         .unwrap()
