@@ -216,6 +216,7 @@ pub async fn start(
         http: http_task,
         forward_auth: forward_auth_task,
         grace: settings.shutdown_grace,
+        delay: settings.shutdown_delay,
         before_listener: [health_task, flush_task],
         listener: listener_task,
         after_listener: [routes_task, keyring_task],

@@ -96,6 +96,9 @@ pub struct Config {
     pub log_format: String,
     /// How long in-flight calls may take to finish on shutdown. Default 20.
     pub shutdown_grace_seconds: u64,
+    /// How long to keep serving after health turns NOT_SERVING at shutdown,
+    /// so that load balancers stop routing here first. Default 0.
+    pub shutdown_delay_seconds: u64,
     /// How often the store is pinged for health. Default 2000.
     pub health_interval_ms: u64,
     /// How long a call waits for a database connection before the store
@@ -128,6 +131,7 @@ impl Default for Config {
             migrate_on_start: true,
             log_format: "text".to_owned(),
             shutdown_grace_seconds: 20,
+            shutdown_delay_seconds: 0,
             health_interval_ms: 2000,
             store_acquire_timeout_ms: 1000,
             keys: KeysConfig::default(),
@@ -155,6 +159,7 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub json_logs: bool,
     pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
     pub health_interval: Duration,
     pub store: StoreOptions,
     pub keys: KeySettings,
@@ -240,6 +245,9 @@ impl Config {
         if self.health_interval_ms < 10 {
             return Err(invalid("health_interval_ms", "must be at least 10"));
         }
+        if self.shutdown_delay_seconds > 3600 {
+            return Err(invalid("shutdown_delay_seconds", "must be at most 3600"));
+        }
         if !(10..=60_000).contains(&self.store_acquire_timeout_ms) {
             return Err(invalid(
                 "store_acquire_timeout_ms",
@@ -272,6 +280,7 @@ impl Config {
             migrate_on_start: self.migrate_on_start,
             json_logs,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
             health_interval: Duration::from_millis(self.health_interval_ms),
             store: StoreOptions {
                 acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),

@@ -168,6 +168,7 @@ pub fn test_config(db_url: &str) -> Config {
         usage_flush_interval_ms: 50,
         health_interval_ms: 50,
         shutdown_grace_seconds: 5,
+        shutdown_delay_seconds: 0,
         ..Config::default()
     }
 }
