@@ -6,6 +6,7 @@
 
 mod circuit;
 pub mod entities;
+mod lookup;
 mod map;
 pub mod migration;
 mod notify;
@@ -426,20 +427,7 @@ impl Store for SqlStore {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<(KeyRecord, Account)>, StoreError> {
-        let Some(key) = api_key::Entity::find()
-            .filter(api_key::Column::KeyHash.eq(hex(hash)))
-            .one(self.conn()?)
-            .await
-            .map_err(|e| self.fail(e))?
-        else {
-            return Ok(None);
-        };
-        let key = key_from(key)?;
-        let account = self
-            .get_account(&key.account_id)
-            .await?
-            .ok_or_else(|| StoreError::Internal(format!("key {} has no account", key.id)))?;
-        Ok(Some((key, account)))
+        self.lookup_key(hash).await
     }
 
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError> {
