@@ -5,8 +5,8 @@
 //!   a reset socket, a server shutting down, a crashed backend) is
 //!   `StoreError::Unavailable`, which callers answer as UNAVAILABLE / 503,
 //!   never as an internal error.
-//! - A [`Circuit`]: once the store is known to be down (a connection could
-//!   not be had, or the health loop's ping failed), every call fails at once
+//! - A [`Circuit`]: once the store is known to be down (the database refused
+//!   a connection, or the health loop's ping failed), every call fails at once
 //!   instead of waiting for the pool's acquire timeout. Only the health
 //!   loop's ping, which bypasses it, closes it again.
 
@@ -88,11 +88,13 @@ impl SqlStore {
         Ok(&self.db)
     }
 
-    /// Maps a database error; one that says no connection can be had opens
-    /// the circuit. (A connection lost mid-query is UNAVAILABLE too, but one
-    /// dropped connection does not mean the database is down.)
+    /// Maps a database error; one that says the database refused or lost
+    /// the connection opens the circuit. An acquire timeout does not: a
+    /// pool that is busy under load is not a database that is down (the
+    /// health loop's ping tells those apart), and neither does one
+    /// connection lost mid-query (UNAVAILABLE all the same).
     pub(super) fn fail(&self, e: DbErr) -> StoreError {
-        if matches!(e, DbErr::Conn(_) | DbErr::ConnectionAcquire(_)) {
+        if matches!(e, DbErr::Conn(_)) {
             self.circuit.set_open(true);
         }
         map_err(e)
