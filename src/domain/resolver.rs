@@ -471,6 +471,8 @@ mod tests {
             overlap_ends_at: None,
             version: 1,
             signing_secret_id: None,
+            rate_limit: None,
+            suspension_cause: None,
         }
     }
 
