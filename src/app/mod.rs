@@ -10,6 +10,7 @@
 
 mod build;
 pub mod master_key;
+mod observe;
 mod shutdown;
 mod start;
 mod tasks;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::build::{build, open_store};
 use super::shutdown::Stopping;
-use super::{AppError, master_key, tasks};
+use super::{AppError, master_key, observe, tasks};
 use crate::config::{ForwardAuthListener, Settings};
 use crate::domain::gate::Gate;
 use crate::domain::services::Services;
@@ -29,6 +29,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The forward-auth listener, when forward auth is on.
     pub forward_auth_addr: Option<SocketAddr>,
+    /// The Prometheus listener, when metrics are on.
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     pub tokens: Arc<TokenManager>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
@@ -94,6 +96,12 @@ pub async fn start(
         ),
         None => None,
     };
+    let metrics_listener = observe::bind(settings.metrics_addr).await?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| AppError::Server(e.to_string()))?;
     let forward_auth_addr = forward_auth_listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -153,6 +161,7 @@ pub async fn start(
     let (grpc_server, health) =
         grpc::Server::new(grpc_state).map_err(|e| AppError::Server(e.to_string()))?;
     health.set_serving(true).await;
+    health.set_live().await;
     let readiness = Readiness::default();
     readiness.set(true);
 
@@ -165,7 +174,8 @@ pub async fn start(
         http_listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
         }),
-        crate::http::router(readiness.clone(), http_state),
+        crate::http::router(readiness.clone(), http_state)
+            .layer(crate::telemetry::traces::HttpTraceLayer),
     )
     .with_graceful_shutdown(drained(drain_rx.clone()));
     let http_task = tokio::spawn(async move { http.await });
@@ -179,6 +189,11 @@ pub async fn start(
         _ => None,
     };
 
+    observe::register(&services.resolver);
+    if let Some(listener) = metrics_listener {
+        // Ends with the drain; nothing is in flight on it worth waiting for.
+        drop(observe::serve(listener, drained(drain_rx.clone())));
+    }
     let health_task = tokio::spawn(tasks::monitor_store(
         store_port.clone(),
         health.clone(),
@@ -225,6 +240,7 @@ pub async fn start(
         grpc_addr,
         http_addr,
         forward_auth_addr,
+        metrics_addr,
         services,
         tokens,
         task,

@@ -15,6 +15,7 @@ mod ext_authz;
 mod forward_auth;
 mod keys;
 mod limits;
+mod metrics;
 mod signing;
 mod tokens;
 
@@ -39,6 +40,7 @@ pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
+pub use metrics::MetricsConfig;
 pub use signing::{SigningConfig, SigningSection};
 pub use tokens::{TokensConfig, TokensSettings};
 
@@ -111,6 +113,7 @@ pub struct Config {
     /// Replaces the default roles (`read_only`, `full_access`) when set.
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             plans: None,
             roles: None,
             signing: SigningConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct Settings {
     pub forward_auth: Option<ForwardAuthListener>,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
+    /// The Prometheus listener; `None` when it is off.
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 impl Config {
@@ -242,6 +248,16 @@ impl Config {
         let store_header = self.check.store_header()?;
         let (gate, ext_authz) = self.ext_authz.validate(store_header.clone())?;
         let forward_auth = self.forward_auth.validate(&ext_authz.header_prefix)?;
+        let metrics_addr = self.metrics.validate()?;
+        if let Some(m) = metrics_addr
+            && m.port() != 0
+            && (m == http_addr || m == grpc_addr)
+        {
+            return Err(invalid(
+                "metrics.addr",
+                "must be a listener of its own, never the public HTTP port (nor the gRPC one)",
+            ));
+        }
         if let Some(fa) = &forward_auth
             && fa.addr.port() != 0
             && (fa.addr == http_addr || fa.addr == grpc_addr)
@@ -276,6 +292,7 @@ impl Config {
             forward_auth,
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
+            metrics_addr,
         })
     }
 }

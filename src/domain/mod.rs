@@ -10,6 +10,7 @@ pub mod gate;
 pub mod keys;
 pub mod model;
 pub mod network;
+pub mod observe;
 pub mod origin;
 pub mod permissions;
 pub mod reason;

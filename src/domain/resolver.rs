@@ -18,6 +18,7 @@ use super::network::parse_cidr;
 use super::origin::OriginPattern;
 use super::permissions::{Policy, ScopeSet};
 use crate::ports::{Store, StoreError};
+use crate::telemetry::metrics::{StoreOp, metrics};
 
 /// A key with its account, ready for decisions.
 #[derive(Debug)]
@@ -117,6 +118,7 @@ impl KeyResolver {
                 .map(|e| e.key.clone())
         });
         if let Some(hit) = local {
+            metrics().cache_hit();
             return Ok(Some(hit));
         }
         if let Some((shared, expires)) = self.known.get_with_expiry(hash) {
@@ -132,12 +134,18 @@ impl KeyResolver {
                     },
                 );
             });
+            metrics().cache_hit();
             return Ok(Some(key));
         }
         if self.unknown.get(hash).is_some() {
+            metrics().cache_hit();
             return Ok(None);
         }
-        let found = self.store.find_key_by_hash(hash).await?;
+        metrics().cache_miss();
+        let started = Instant::now();
+        let found = self.store.find_key_by_hash(hash).await;
+        metrics().store_call(StoreOp::FindKey, started.elapsed(), found.is_ok());
+        let found = found?;
         let Some((record, account)) = found else {
             self.unknown.insert(*hash, ());
             if self.epoch.load(Ordering::Acquire) != epoch {
@@ -154,6 +162,11 @@ impl KeyResolver {
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         Ok(Some(resolved))
+    }
+
+    /// Keys held in the shared cache (known and unknown), for the metrics.
+    pub fn cached_entries(&self) -> u64 {
+        u64::try_from(self.known.entries() + self.unknown.entries()).unwrap_or(u64::MAX)
     }
 
     /// Moves on every invalidation; a cache built on resolved keys (verified

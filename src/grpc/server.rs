@@ -10,12 +10,14 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
 use super::conn::GrpcConn;
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::state::GrpcState;
 use super::{AccountApi, CheckApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi};
 use crate::pb;
+use crate::telemetry::traces::GrpcTraceLayer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
 const SERVICES: [&str; 9] = [
@@ -29,6 +31,12 @@ const SERVICES: [&str; 9] = [
     "latchkey.v1.SigningService",
     "latchkey.v1.RevealService",
 ];
+
+/// The liveness service: SERVING for as long as the process answers,
+/// whatever the store does. Kubernetes' livenessProbe asks for it, so a
+/// store outage (which turns every service above NOT_SERVING, and the
+/// readinessProbe with them) takes pods out of rotation without restarting them.
+pub const LIVENESS: &str = "latchkey.liveness";
 
 /// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
 const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
@@ -55,10 +63,17 @@ impl Health {
             self.0.set_service_status(service, status).await;
         }
     }
+
+    /// Turns [`LIVENESS`] SERVING; nothing turns it off again.
+    pub async fn set_live(&self) {
+        self.0
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
+    }
 }
 
 /// The assembled server, not yet listening.
-pub struct Server(Router);
+pub struct Server(Router<Stack<GrpcTraceLayer, Identity>>);
 
 impl Server {
     /// Builds every service on `state`. Health starts as tonic-health's
@@ -76,6 +91,7 @@ impl Server {
         let ext_authz = ExtAuthzApi::new(&state);
         let max = state.max_message_bytes;
         let router = tonic::transport::Server::builder()
+            .layer(GrpcTraceLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

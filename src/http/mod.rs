@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod forward_auth;
+pub mod metrics;
 pub mod oauth;
 pub mod reveal;
 
