@@ -220,7 +220,7 @@ where
             let result = future.await;
             match &result {
                 Ok(response) => {
-                    let status = response.status().as_u16();
+                    let status = i64::from(response.status().as_u16());
                     span.record("http.response.status_code", status);
                     if status >= 500 {
                         span.record("otel.status_code", "ERROR");
