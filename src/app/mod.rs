@@ -11,6 +11,7 @@
 mod build;
 pub mod master_key;
 mod observe;
+mod secure;
 mod shutdown;
 mod start;
 mod tasks;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::build::{build, open_store};
 use super::shutdown::Stopping;
-use super::{AppError, master_key, observe, tasks};
+use super::{AppError, master_key, observe, secure, tasks};
 use crate::config::{ForwardAuthListener, Settings};
 use crate::domain::gate::Gate;
 use crate::domain::services::Services;
@@ -169,16 +169,34 @@ pub async fn start(
     let drained = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|draining| *draining).await;
     };
-    let grpc_task = tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
-    let http = axum::serve(
-        http_listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        crate::http::router(readiness.clone(), http_state)
-            .layer(crate::telemetry::traces::HttpTraceLayer),
-    )
-    .with_graceful_shutdown(drained(drain_rx.clone()));
-    let http_task = tokio::spawn(async move { http.await });
+    let public = crate::http::router(readiness.clone(), http_state)
+        .layer(crate::telemetry::traces::HttpTraceLayer);
+    let (grpc_task, http_task) = match &settings.tls {
+        None => {
+            let grpc_task =
+                tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
+            let http = axum::serve(
+                http_listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                public,
+            )
+            .with_graceful_shutdown(drained(drain_rx.clone()));
+            (grpc_task, tokio::spawn(async move { http.await }))
+        }
+        Some(tls) => {
+            let acceptors = secure::acceptors(tls, drained(drain_rx.clone()))?;
+            let grpc_task = tokio::spawn(grpc_server.serve_tls(
+                crate::tls::incoming(grpc_listener, Some(acceptors.grpc)),
+                drained(drain_rx.clone()),
+            ));
+            let incoming = crate::tls::Incoming::new(http_listener, Some(acceptors.http))
+                .map_err(|e| AppError::Server(e.to_string()))?;
+            let http =
+                axum::serve(incoming, public).with_graceful_shutdown(drained(drain_rx.clone()));
+            (grpc_task, tokio::spawn(async move { http.await }))
+        }
+    };
     let forward_auth_task = match (forward_auth_listener, &settings.forward_auth) {
         (Some(listener), Some(fa)) => Some(serve_forward_auth(
             listener,

@@ -17,6 +17,7 @@ mod keys;
 mod limits;
 mod metrics;
 mod signing;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -42,6 +43,7 @@ pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use metrics::MetricsConfig;
 pub use signing::{SigningConfig, SigningSection};
+pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +116,7 @@ pub struct Config {
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
     pub metrics: MetricsConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -139,6 +142,7 @@ impl Default for Config {
             roles: None,
             signing: SigningConfig::default(),
             metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct Settings {
     pub signing: SigningSection,
     /// The Prometheus listener; `None` when it is off.
     pub metrics_addr: Option<SocketAddr>,
+    /// TLS on both ports; `None` = plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Config {
@@ -293,6 +299,7 @@ impl Config {
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
             metrics_addr,
+            tls: self.tls.validate()?,
         })
     }
 }

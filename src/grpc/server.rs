@@ -12,12 +12,13 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
-use super::conn::GrpcConn;
+use super::conn::{GrpcConn, TlsConn};
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::state::GrpcState;
 use super::{AccountApi, CheckApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi};
 use crate::pb;
 use crate::telemetry::traces::GrpcTraceLayer;
+use crate::tls::MaybeTls;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
 const SERVICES: [&str; 9] = [
@@ -129,6 +130,22 @@ impl Server {
                     .max_decoding_message_size(max),
             );
         Ok((Self(router), Health(reporter)))
+    }
+
+    /// Serves the TLS connections `incoming` hands over (see `crate::tls`)
+    /// until `shutdown` completes, then lets in-flight calls finish.
+    pub async fn serve_tls(
+        self,
+        incoming: tokio::sync::mpsc::Receiver<(MaybeTls, std::net::SocketAddr)>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        self.0
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(incoming)
+                    .map(|(io, _)| Ok::<_, std::io::Error>(TlsConn(io))),
+                shutdown,
+            )
+            .await
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight
