@@ -30,6 +30,7 @@ pub(super) fn serve(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "metrics listening");
     }
+    metrics().switch_on();
     let server = axum::serve(
         listener.tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);

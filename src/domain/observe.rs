@@ -11,8 +11,11 @@ use crate::telemetry::traces;
 
 /// Records a decision `api` made for `reason`, begun at `started`.
 pub fn decided(api: Api, reason: Reason, key: Option<&ResolvedKey>, started: Instant) {
-    // The discriminant is the metric's slot; the code names it.
-    metrics().decision(api, reason as usize, reason.code(), started.elapsed());
+    let m = metrics();
+    if m.is_on() {
+        // The discriminant is the metric's slot; the code names it.
+        m.decision(api, reason as usize, reason.code(), started.elapsed());
+    }
     traces::record_decision(
         reason.code(),
         key.map(|k| k.account.id.as_str()),

@@ -39,6 +39,17 @@ const SERVICES: [&str; 9] = [
 /// readinessProbe with them) takes pods out of rotation without restarting them.
 pub const LIVENESS: &str = "latchkey.liveness";
 
+/// Concurrent calls per HTTP/2 connection.
+pub const MAX_STREAMS: u32 = 1024;
+/// The HTTP/2 header list a call may send (decoded size).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Streams a client may open and reset before the server accepts them.
+const MAX_PENDING_RESETS: usize = 64;
+/// Streams the server resets for a client's protocol errors before it closes the connection.
+const MAX_LOCAL_RESETS: usize = 256;
+
 /// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
 const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
@@ -91,7 +102,18 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let ext_authz = ExtAuthzApi::new(&state);
         let max = state.max_message_bytes;
+        // HTTP/2 limits stated rather than inherited: a client may hold at
+        // most MAX_STREAMS calls open per connection and send at most
+        // 16 KiB of headers; idle connections are pinged and dropped when
+        // the pings go unanswered; a burst of reset streams (CVE-2023-44487,
+        // "rapid reset") closes the connection.
         let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(MAX_STREAMS)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
             .layer(GrpcTraceLayer)
             .add_service(health_service)
             .add_service(reflection_v1)

@@ -13,7 +13,7 @@
 //! each one is a single atomic operation, safe on any hot path.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Which decision API answered.
@@ -211,6 +211,9 @@ impl<const B: usize> Histogram<B> {
 
 /// Every metric Latchkey records.
 pub struct Metrics {
+    /// Whether anything reads the hot path's metrics (a metrics listener);
+    /// until then recording them is one load and a branch.
+    on: AtomicBool,
     decisions: [[AtomicU64; MAX_REASONS]; APIS],
     decision_latency: [Histogram<16>; APIS],
     rate_limited: [AtomicU64; APIS],
@@ -241,6 +244,7 @@ pub fn metrics() -> &'static Metrics {
 impl Metrics {
     const fn new() -> Self {
         Self {
+            on: AtomicBool::new(false),
             decisions: [const { zeros() }; APIS],
             decision_latency: [const { Histogram::new(LATENCY_BOUNDS) }; APIS],
             rate_limited: zeros(),
@@ -261,6 +265,16 @@ impl Metrics {
         }
     }
 
+    /// Starts recording the hot path's metrics (decisions, key cache,
+    /// store calls); called when a metrics listener starts. Never turned off.
+    pub fn switch_on(&self) {
+        self.on.store(true, Relaxed);
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.on.load(Relaxed)
+    }
+
     /// How the key cache's size is read at scrape time.
     pub fn register_cache_size(&self, read: Box<dyn Fn() -> u64 + Send + Sync>) {
         let _ = self.cache_size.set(read);
@@ -269,6 +283,9 @@ impl Metrics {
     /// One decision: which API, why (the reason's slot, below
     /// [`MAX_REASONS`], and its code), and how long it took.
     pub fn decision(&self, api: Api, slot: usize, code: &'static str, elapsed: Duration) {
+        if !self.is_on() {
+            return;
+        }
         let a = api as usize;
         let slot = slot.min(MAX_REASONS - 1);
         // One atomic load once the slot is named.
@@ -280,14 +297,23 @@ impl Metrics {
     }
 
     pub fn cache_hit(&self) {
+        if !self.is_on() {
+            return;
+        }
         self.cache_hits.fetch_add(1, Relaxed);
     }
 
     pub fn cache_miss(&self) {
+        if !self.is_on() {
+            return;
+        }
         self.cache_misses.fetch_add(1, Relaxed);
     }
 
     pub fn store_call(&self, op: StoreOp, elapsed: Duration, ok: bool) {
+        if !self.is_on() {
+            return;
+        }
         self.store_latency[op as usize].record(elapsed);
         if !ok {
             self.store_errors[op as usize].fetch_add(1, Relaxed);
@@ -447,6 +473,12 @@ mod tests {
     #[test]
     fn decisions_are_labelled_by_their_reason_codes() {
         let m = Metrics::new();
+        m.decision(Api::Check, 0, "ALLOWED", Duration::from_micros(1));
+        assert!(
+            m.snapshot().decisions.is_empty(),
+            "nothing recorded while off"
+        );
+        m.switch_on();
         m.decision(Api::ExtAuthz, 1, "KEY_REVOKED", Duration::from_micros(1));
         m.decision(Api::ExtAuthz, 1, "KEY_REVOKED", Duration::from_micros(1));
         m.decision(Api::Check, 0, "ALLOWED", Duration::from_micros(1));

@@ -137,3 +137,35 @@ backend_tests!(
     metrics_count_decisions_cache_and_store,
     metrics_are_off_unless_asked_for
 );
+
+/// HTTP/2 limits on the gRPC port: a call whose headers exceed 16 KiB is
+/// refused, while the next ordinary call on another connection is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refuses_a_header_list_over_16_kib() {
+    let s = TestServer::start(Backend::Sqlite).await;
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.metadata_mut()
+        .insert("x-padding", "a".repeat(20 * 1024).parse().unwrap());
+    let refused = HealthClient::new(s.channel.clone()).check(req).await;
+    assert!(refused.is_err(), "a 20 KiB header was accepted");
+    let fresh = tonic::transport::Channel::from_shared(format!("http://{}", s.running().grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut ok = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    ok.metadata_mut()
+        .insert("x-padding", "a".repeat(8 * 1024).parse().unwrap());
+    let status = HealthClient::new(fresh)
+        .check(ok)
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    s.stop().await;
+}
