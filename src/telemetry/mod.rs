@@ -6,6 +6,7 @@
 
 pub mod metrics;
 mod otlp;
+mod otlp_metrics;
 pub mod prometheus;
 pub mod traces;
 
@@ -25,6 +26,11 @@ const TRACE_TARGET: &str = "latchkey::trace";
 #[must_use]
 pub struct Telemetry {
     tracer: Option<SdkTracerProvider>,
+    /// The OTLP metrics exporter: its stop signal and task.
+    metrics: Option<(
+        tokio::sync::watch::Sender<bool>,
+        tokio::task::JoinHandle<()>,
+    )>,
 }
 
 impl Telemetry {
@@ -33,8 +39,13 @@ impl Telemetry {
         self.tracer.is_some()
     }
 
-    /// Exports every span still buffered, then stops the exporter.
+    /// Exports every span still buffered and the metrics once more, then
+    /// stops the exporters.
     pub async fn shutdown(self) {
+        if let Some((stop, task)) = self.metrics {
+            let _ = stop.send(true);
+            let _ = task.await;
+        }
         if let Some(provider) = self.tracer {
             // The SDK's shutdown blocks until its export thread is done.
             let done = tokio::task::spawn_blocking(move || provider.shutdown()).await;
@@ -108,7 +119,20 @@ pub fn init(json: bool) -> Telemetry {
         traces::enable();
         tracing::info!("exporting traces over OTLP");
     }
-    Telemetry { tracer }
+    let metrics = otlp_metrics::endpoint().and_then(|endpoint| {
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        match otlp_metrics::spawn(endpoint, stopped) {
+            Ok(task) => {
+                tracing::info!("exporting metrics over OTLP");
+                Some((stop, task))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "metric export is off");
+                None
+            }
+        }
+    });
+    Telemetry { tracer, metrics }
 }
 
 /// Logs an internal `cause` under a fresh correlation id and returns the id:

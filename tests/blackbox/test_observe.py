@@ -22,6 +22,7 @@ from concurrent import futures
 import grpc
 import pytest
 from conftest import Grpcurl, Latchkey
+from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2, metrics_service_pb2_grpc
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -50,6 +51,26 @@ class Receiver(trace_service_pb2_grpc.TraceServiceServicer):
         return out
 
 
+class MetricsReceiver(metrics_service_pb2_grpc.MetricsServiceServicer):
+    """An OTLP metrics collector that keeps what it is sent."""
+
+    def __init__(self) -> None:
+        self.requests: list = []
+        self.lock = threading.Lock()
+
+    def Export(self, request, context):  # noqa: N802
+        with self.lock:
+            self.requests.append(request)
+        return metrics_service_pb2.ExportMetricsServiceResponse()
+
+    def latest(self) -> tuple[dict, dict]:
+        """(resource attributes, metrics by name) of the last export."""
+        with self.lock:
+            req = self.requests[-1]
+        rm = req.resource_metrics[0]
+        return attributes(rm.resource.attributes), {m.name: m for sm in rm.scope_metrics for m in sm.metrics}
+
+
 def value(v):
     kind = v.WhichOneof("value")
     return getattr(v, kind) if kind else None
@@ -64,6 +85,20 @@ def receiver():
     r = Receiver()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     trace_service_pb2_grpc.add_TraceServiceServicer_to_server(r, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    r.endpoint = f"http://127.0.0.1:{port}"
+    try:
+        yield r
+    finally:
+        server.stop(grace=None)
+
+
+@pytest.fixture
+def metrics_receiver():
+    r = MetricsReceiver()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    metrics_service_pb2_grpc.add_MetricsServiceServicer_to_server(r, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     r.endpoint = f"http://127.0.0.1:{port}"
@@ -242,3 +277,36 @@ def test_metrics_listener_serves_prometheus_text(latchkey_bin, grpcurl_exe, tmp_
     ):
         assert name in families, f"{name} missing from /metrics"
     assert secret not in text
+
+
+def test_metrics_are_exported_over_otlp_and_flushed_at_exit(latchkey_bin, grpcurl_exe, tmp_path, metrics_receiver):
+    env = {
+        "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT": metrics_receiver.endpoint,
+        "OTEL_SERVICE_NAME": "latchkey-metrics",
+        # No export on a timer during the test: the last one is the flush at exit.
+        "OTEL_METRIC_EXPORT_INTERVAL": "600000",
+    }
+    lk = start(latchkey_bin, tmp_path, env=env)
+    try:
+        grpcurl = Grpcurl(grpcurl_exe, lk)
+        _, secret = make_key(grpcurl)
+        for permission in ("feedback.read", "webhooks.manage"):
+            grpcurl.call("latchkey.v1.CheckService/Check", {"credential": secret, "permission": permission}, token=None)
+        assert not metrics_receiver.requests
+    finally:
+        assert lk.stop() == 0, lk.output()
+    resource, metrics = metrics_receiver.latest()
+    assert resource["service.name"] == "latchkey-metrics"
+    decisions = metrics["latchkey_decisions_total"].sum
+    assert decisions.is_monotonic
+    seen = {
+        (attributes(p.attributes)["api"], attributes(p.attributes)["reason"]): p.as_int for p in decisions.data_points
+    }
+    assert seen[("check", "ALLOWED")] == 1 and seen[("check", "PERMISSION_DENIED")] == 1, seen
+    (check,) = [
+        p for p in metrics["latchkey_decision_duration_seconds"].histogram.data_points
+        if attributes(p.attributes) == {"api": "check"}
+    ]
+    assert check.count == 2 and sum(check.bucket_counts) == 2
+    assert len(check.bucket_counts) == len(check.explicit_bounds) + 1
+    assert metrics["latchkey_key_cache_misses_total"].sum.data_points[0].as_int >= 1
