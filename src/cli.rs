@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// never the public HTTP port [default when `forward_auth.enabled`: 127.0.0.1:8081].
     #[arg(long, env = "LATCHKEY_FORWARD_AUTH_ADDR")]
     pub forward_auth_addr: Option<String>,
+    /// Serve Prometheus metrics (`GET /metrics`) on this internal address,
+    /// never the public HTTP port [default when `metrics.enabled`: 127.0.0.1:9464].
+    #[arg(long, env = "LATCHKEY_METRICS_ADDR")]
+    pub metrics_addr: Option<String>,
     /// Key prefix (`lk` in `lk_live_sk_…`) [default: lk].
     #[arg(long, env = "LATCHKEY_KEY_PREFIX")]
     pub key_prefix: Option<String>,
@@ -137,6 +141,10 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
     if let Some(a) = &args.forward_auth_addr {
         config.forward_auth.addr = a.clone();
         config.forward_auth.enabled = true;
+    }
+    if let Some(a) = &args.metrics_addr {
+        config.metrics.addr = a.clone();
+        config.metrics.enabled = true;
     }
     if let Some(p) = &args.key_prefix {
         config.keys.prefix = p.clone();
@@ -217,7 +225,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    crate::telemetry::init(settings.json_logs);
+    let telemetry = crate::telemetry::init(settings.json_logs);
     let signal = match crate::app::shutdown_signal() {
         Ok(s) => s,
         Err(e) => return fail(format!("cannot listen for SIGTERM/SIGINT: {e}")),
@@ -234,12 +242,18 @@ async fn serve(args: ServeArgs) -> ExitCode {
     if let Some(addr) = running.forward_auth_addr {
         println!("latchkey listening forward-auth={addr}");
     }
+    if let Some(addr) = running.metrics_addr {
+        println!("latchkey listening metrics={addr}");
+    }
     println!(
         "latchkey listening grpc={} http={}",
         running.grpc_addr, running.http_addr
     );
     tracing::info!(grpc = %running.grpc_addr, http = %running.http_addr, "serving");
-    match running.wait().await {
+    let outcome = running.wait().await;
+    // Spans of the last calls, drained above, are exported before exit.
+    telemetry.shutdown().await;
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "server failed");
@@ -249,7 +263,7 @@ async fn serve(args: ServeArgs) -> ExitCode {
 }
 
 async fn migrate(store: StoreArgs) -> ExitCode {
-    crate::telemetry::init(false);
+    let _logs = crate::telemetry::init(false);
     let settings = match load(&store).and_then(|c| c.validate().map_err(|e| e.to_string())) {
         Ok(s) => s,
         Err(e) => return fail(e),

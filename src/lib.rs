@@ -6,7 +6,7 @@
 //! `domain::services::Services`), which depends only on the traits in
 //! `ports`; `store` implements those traits. `app` and `config` are the
 //! composition root: they build the domain's settings and services and each
-//! adapter's state. `crypto` and `telemetry` are leaves.
+//! adapter's state. `crypto`, `telemetry` and `tls` are leaves.
 
 pub mod app;
 pub mod cli;
@@ -18,6 +18,7 @@ pub mod http;
 pub mod ports;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 
 /// Generated protobuf and gRPC types for `latchkey.v1`.
 pub mod pb {

@@ -10,6 +10,8 @@
 
 mod build;
 pub mod master_key;
+mod observe;
+mod secure;
 mod shutdown;
 mod start;
 mod tasks;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::build::{build, open_store};
 use super::shutdown::Stopping;
-use super::{AppError, master_key, tasks};
+use super::{AppError, master_key, observe, secure, tasks};
 use crate::config::{ForwardAuthListener, Settings};
 use crate::domain::gate::Gate;
 use crate::domain::services::Services;
@@ -29,6 +29,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// The forward-auth listener, when forward auth is on.
     pub forward_auth_addr: Option<SocketAddr>,
+    /// The Prometheus listener, when metrics are on.
+    pub metrics_addr: Option<SocketAddr>,
     pub services: Arc<Services>,
     pub tokens: Arc<TokenManager>,
     task: tokio::task::JoinHandle<Result<(), AppError>>,
@@ -96,6 +98,12 @@ pub async fn start(
         ),
         None => None,
     };
+    let metrics_listener = observe::bind(settings.metrics_addr).await?;
+    let metrics_addr = metrics_listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(|e| AppError::Server(e.to_string()))?;
     let forward_auth_addr = forward_auth_listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -156,6 +164,7 @@ pub async fn start(
     let (grpc_server, health) =
         grpc::Server::new(grpc_state).map_err(|e| AppError::Server(e.to_string()))?;
     health.set_serving(true).await;
+    health.set_live().await;
     let readiness = Readiness::default();
     readiness.set(true);
 
@@ -163,15 +172,34 @@ pub async fn start(
     let drained = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|draining| *draining).await;
     };
-    let grpc_task = tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
-    let http = axum::serve(
-        http_listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        }),
-        crate::http::router(readiness.clone(), http_state),
-    )
-    .with_graceful_shutdown(drained(drain_rx.clone()));
-    let http_task = tokio::spawn(async move { http.await });
+    let public = crate::http::router(readiness.clone(), http_state)
+        .layer(crate::telemetry::traces::HttpTraceLayer);
+    let (grpc_task, http_task) = match &settings.tls {
+        None => {
+            let grpc_task =
+                tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
+            let http = axum::serve(
+                http_listener.tap_io(|tcp| {
+                    let _ = tcp.set_nodelay(true);
+                }),
+                public,
+            )
+            .with_graceful_shutdown(drained(drain_rx.clone()));
+            (grpc_task, tokio::spawn(async move { http.await }))
+        }
+        Some(tls) => {
+            let acceptors = secure::acceptors(tls, drained(drain_rx.clone()))?;
+            let grpc_task = tokio::spawn(grpc_server.serve_tls(
+                crate::tls::incoming(grpc_listener, Some(acceptors.grpc)),
+                drained(drain_rx.clone()),
+            ));
+            let incoming = crate::tls::Incoming::new(http_listener, Some(acceptors.http))
+                .map_err(|e| AppError::Server(e.to_string()))?;
+            let http =
+                axum::serve(incoming, public).with_graceful_shutdown(drained(drain_rx.clone()));
+            (grpc_task, tokio::spawn(async move { http.await }))
+        }
+    };
     let forward_auth_task = match (forward_auth_listener, &settings.forward_auth) {
         (Some(listener), Some(fa)) => Some(serve_forward_auth(
             listener,
@@ -182,6 +210,11 @@ pub async fn start(
         _ => None,
     };
 
+    observe::register(&services.resolver);
+    if let Some(listener) = metrics_listener {
+        // Ends with the drain; nothing is in flight on it worth waiting for.
+        drop(observe::serve(listener, drained(drain_rx.clone())));
+    }
     let health_task = tokio::spawn(tasks::monitor_store(
         store_port.clone(),
         health.clone(),
@@ -229,6 +262,7 @@ pub async fn start(
         grpc_addr,
         http_addr,
         forward_auth_addr,
+        metrics_addr,
         services,
         tokens,
         task,

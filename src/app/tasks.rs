@@ -12,6 +12,7 @@ use crate::domain::usage::UsageRecorder;
 use crate::grpc;
 use crate::http::Readiness;
 use crate::ports::Store;
+use crate::telemetry::metrics::{StoreOp, metrics};
 
 pub(super) async fn monitor_store(
     store: Arc<dyn Store>,
@@ -27,24 +28,29 @@ pub(super) async fn monitor_store(
             _ = ticker.tick() => {}
             _ = drain.changed() => return,
         }
-        let ok =
-            match tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping())
-                .await
-            {
-                Ok(Ok(())) => true,
-                Ok(Err(e)) => {
-                    if healthy {
-                        tracing::error!(error = %e, "store unreachable: NOT_SERVING");
-                    }
-                    false
+        let started = std::time::Instant::now();
+        let pinged =
+            tokio::time::timeout(every.max(std::time::Duration::from_secs(1)), store.ping()).await;
+        metrics().store_call(
+            StoreOp::Ping,
+            started.elapsed(),
+            matches!(pinged, Ok(Ok(()))),
+        );
+        let ok = match pinged {
+            Ok(Ok(())) => true,
+            Ok(Err(e)) => {
+                if healthy {
+                    tracing::error!(error = %e, "store unreachable: NOT_SERVING");
                 }
-                Err(_) => {
-                    if healthy {
-                        tracing::error!("store ping timed out: NOT_SERVING");
-                    }
-                    false
+                false
+            }
+            Err(_) => {
+                if healthy {
+                    tracing::error!("store ping timed out: NOT_SERVING");
                 }
-            };
+                false
+            }
+        };
         if *drain.borrow() {
             return;
         }
@@ -82,7 +88,10 @@ pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder) {
     if batch.is_empty() {
         return;
     }
-    if let Err(e) = store.record_key_usage(&batch).await {
+    let started = std::time::Instant::now();
+    let written = store.record_key_usage(&batch).await;
+    metrics().store_call(StoreOp::RecordUsage, started.elapsed(), written.is_ok());
+    if let Err(e) = written {
         tracing::warn!(error = %e, keys = batch.len(), "could not write last-used times; will retry");
         usage.restore(batch);
     }

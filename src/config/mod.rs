@@ -16,7 +16,9 @@ mod forward_auth;
 mod keys;
 mod limits;
 mod rate_limits;
+mod metrics;
 mod signing;
+mod tls;
 mod tokens;
 
 use std::collections::BTreeMap;
@@ -42,7 +44,9 @@ pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
+pub use metrics::MetricsConfig;
 pub use signing::{SigningConfig, SigningSection};
+pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};
 
 #[derive(Debug, thiserror::Error)]
@@ -122,6 +126,8 @@ pub struct Config {
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
     pub rate_limits: RateLimitsConfig,
+    pub metrics: MetricsConfig,
+    pub tls: TlsConfig,
 }
 
 impl Default for Config {
@@ -149,6 +155,8 @@ impl Default for Config {
             roles: None,
             signing: SigningConfig::default(),
             rate_limits: RateLimitsConfig::default(),
+            metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
         }
     }
 }
@@ -186,6 +194,10 @@ pub struct Settings {
     pub tokens: TokensSettings,
     pub signing: SigningSection,
     pub rate_limits: RateLimitSettings,
+    /// The Prometheus listener; `None` when it is off.
+    pub metrics_addr: Option<SocketAddr>,
+    /// TLS on both ports; `None` = plaintext.
+    pub tls: Option<crate::tls::TlsSettings>,
 }
 
 impl Config {
@@ -269,6 +281,16 @@ impl Config {
         let store_header = self.check.store_header()?;
         let (gate, ext_authz) = self.ext_authz.validate(store_header.clone())?;
         let forward_auth = self.forward_auth.validate(&ext_authz.header_prefix)?;
+        let metrics_addr = self.metrics.validate()?;
+        if let Some(m) = metrics_addr
+            && m.port() != 0
+            && (m == http_addr || m == grpc_addr)
+        {
+            return Err(invalid(
+                "metrics.addr",
+                "must be a listener of its own, never the public HTTP port (nor the gRPC one)",
+            ));
+        }
         if let Some(fa) = &forward_auth
             && fa.addr.port() != 0
             && (fa.addr == http_addr || fa.addr == grpc_addr)
@@ -309,6 +331,8 @@ impl Config {
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
             rate_limits,
+            metrics_addr,
+            tls: self.tls.validate()?,
         })
     }
 }

@@ -103,6 +103,15 @@ impl<V: Clone> DigestCache<V> {
             .remove(digest);
     }
 
+    /// Entries held (expired ones included until they are replaced); read
+    /// at scrape time, never on the hot path.
+    pub fn entries(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.read().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
     pub fn clear(&self) {
         for shard in &self.shards {
             shard

@@ -11,6 +11,7 @@ pub mod keys;
 pub mod limits;
 pub mod model;
 pub mod network;
+pub mod observe;
 pub mod origin;
 pub mod permissions;
 pub mod reason;

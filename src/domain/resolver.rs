@@ -23,6 +23,7 @@ use super::network::parse_cidr;
 use super::origin::OriginPattern;
 use super::permissions::{Policy, ScopeSet};
 use crate::ports::{Store, StoreError};
+use crate::telemetry::metrics::{StoreOp, metrics};
 
 /// A key with its account, ready for decisions.
 #[derive(Debug)]
@@ -150,6 +151,7 @@ impl KeyResolver {
                 .map(|e| e.key.clone())
         });
         if let Some(hit) = local {
+            metrics().cache_hit();
             return Ok(Some(hit));
         }
         if let Some((shared, expires)) = self.known.get_with_expiry(hash) {
@@ -165,11 +167,14 @@ impl KeyResolver {
                     },
                 );
             });
+            metrics().cache_hit();
             return Ok(Some(key));
         }
         if self.unknown.get(hash).is_some() {
+            metrics().cache_hit();
             return Ok(None);
         }
+        metrics().cache_miss();
         let found = self.load(hash).await?;
         let Some((record, account)) = found else {
             self.unknown.insert(*hash, ());
@@ -187,6 +192,11 @@ impl KeyResolver {
             self.epoch.fetch_add(1, Ordering::AcqRel);
         }
         Ok(Some(resolved))
+    }
+
+    /// Keys held in the shared cache (known and unknown), for the metrics.
+    pub fn cached_entries(&self) -> u64 {
+        u64::try_from(self.known.entries() + self.unknown.entries()).unwrap_or(u64::MAX)
     }
 
     /// Moves on every invalidation; a cache built on resolved keys (verified
@@ -228,7 +238,13 @@ impl KeyResolver {
     async fn load(&self, hash: &[u8; 32]) -> Found {
         let lookup = self.lock_inflight().entry(*hash).or_default().clone();
         let found = lookup
-            .get_or_init(|| self.store.find_key_by_hash(hash))
+            .get_or_init(|| async {
+                // Timed once per store call, not once per coalesced waiter.
+                let started = Instant::now();
+                let found = self.store.find_key_by_hash(hash).await;
+                metrics().store_call(StoreOp::FindKey, started.elapsed(), found.is_ok());
+                found
+            })
             .await
             .clone();
         let mut inflight = self.lock_inflight();

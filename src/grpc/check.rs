@@ -9,8 +9,10 @@ use super::auth::authorize;
 use super::convert;
 use super::state::GrpcState;
 use crate::domain::check::{CheckInput, RequestFacts};
+use crate::domain::observe;
 use crate::pb;
 use crate::pb::check_service_server::CheckService;
+use crate::telemetry::metrics::Api;
 
 pub struct CheckApi(pub Arc<GrpcState>);
 
@@ -20,6 +22,7 @@ impl CheckService for CheckApi {
         &self,
         req: Request<pb::CheckRequest>,
     ) -> Result<Response<pb::CheckResponse>, Status> {
+        let started = std::time::Instant::now();
         if self.0.check_requires_auth {
             authorize(&self.0, &req, &self.0.admin.check).await?;
         }
@@ -59,6 +62,12 @@ impl CheckService for CheckApi {
                 request: request.as_ref(),
             })
             .await;
+        observe::decided(
+            Api::Check,
+            decision.reason,
+            decision.key.as_deref(),
+            started,
+        );
         if !decision.allowed() {
             tracing::debug!(
                 reason = decision.reason.code(),

@@ -27,8 +27,10 @@ use super::state::GrpcState;
 use crate::domain::cache::SlotOwner;
 use crate::domain::gate::{self, Body, CredentialSource, Gate, Verdict};
 use crate::domain::limits::RateState;
+use crate::domain::observe;
 use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
+use crate::telemetry::metrics::Api;
 
 /// Validated `[ext_authz]` settings that only Envoy's answers use; how a
 /// request is read is the gate's (`domain::gate::GateSettings`).
@@ -158,7 +160,9 @@ impl ExtAuthzApi {
     /// A denial is an answer, not an error: `Err` only when the decision
     /// could not be made (then Envoy's `failure_mode_allow` decides).
     async fn check(&self, req: CheckRequest) -> Result<Reply, Status> {
+        let started = std::time::Instant::now();
         let Some(view) = view(&req) else {
+            observe::decided(Api::ExtAuthz, Reason::RequestInvalid, None, started);
             return Ok(Reply::deny(
                 Reason::RequestInvalid,
                 "the check request carries no HTTP request attributes",
@@ -173,7 +177,17 @@ impl ExtAuthzApi {
             own_hops: 0,
             body: view.body.map_or(Body::Absent, Body::Bytes),
         };
-        match self.gate.decide(&request).await {
+        let verdict = self.gate.decide(&request).await;
+        match &verdict {
+            Verdict::Allow { key, .. } => {
+                observe::decided(Api::ExtAuthz, Reason::Allowed, key.as_deref(), started);
+            }
+            Verdict::Deny { reason, .. } => observe::decided(Api::ExtAuthz, *reason, None, started),
+            Verdict::Unavailable => {
+                observe::decided(Api::ExtAuthz, Reason::InternalError, None, started);
+            }
+        }
+        match verdict {
             Verdict::Allow {
                 key,
                 credential,

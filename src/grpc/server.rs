@@ -10,8 +10,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::server::Router;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
+use tower::layer::util::{Identity, Stack};
 
-use super::conn::GrpcConn;
+use super::conn::{GrpcConn, TlsConn};
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::health::DrainingHealth;
 use super::state::GrpcState;
@@ -20,6 +21,8 @@ use super::{
 };
 use crate::pb;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
+use crate::telemetry::traces::GrpcTraceLayer;
+use crate::tls::MaybeTls;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
 const SERVICES: [&str; 10] = [
@@ -34,6 +37,23 @@ const SERVICES: [&str; 10] = [
     "latchkey.v1.RevealService",
     "envoy.service.ratelimit.v3.RateLimitService",
 ];
+
+/// The liveness service: SERVING for as long as the process answers,
+/// whatever the store does. Kubernetes' livenessProbe asks for it, so a
+/// store outage (which turns every service above NOT_SERVING, and the
+/// readinessProbe with them) takes pods out of rotation without restarting them.
+pub const LIVENESS: &str = "latchkey.liveness";
+
+/// Concurrent calls per HTTP/2 connection.
+pub const MAX_STREAMS: u32 = 1024;
+/// The HTTP/2 header list a call may send (decoded size).
+pub const MAX_HEADER_LIST_BYTES: u32 = 16 * 1024;
+const KEEPALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Streams a client may open and reset before the server accepts them.
+const MAX_PENDING_RESETS: usize = 64;
+/// Streams the server resets for a client's protocol errors before it closes the connection.
+const MAX_LOCAL_RESETS: usize = 256;
 
 /// Envoy's ext_authz and rate-limit APIs, compiled by build.rs from the
 /// envoy-types package.
@@ -66,10 +86,17 @@ impl Health {
             self.0.set_service_status(service, status).await;
         }
     }
+
+    /// Turns [`LIVENESS`] SERVING; nothing turns it off again.
+    pub async fn set_live(&self) {
+        self.0
+            .set_service_status(LIVENESS, ServingStatus::Serving)
+            .await;
+    }
 }
 
 /// The assembled server, not yet listening.
-pub struct Server(Router);
+pub struct Server(Router<Stack<GrpcTraceLayer, Identity>>);
 
 impl Server {
     /// Builds every service on `state`. Health starts as tonic-health's
@@ -88,7 +115,19 @@ impl Server {
         let reflection_v1alpha = reflection().build_v1alpha()?;
         let ext_authz = ExtAuthzApi::new(&state);
         let max = state.max_message_bytes;
+        // HTTP/2 limits stated rather than inherited: a client may hold at
+        // most MAX_STREAMS calls open per connection and send at most
+        // 16 KiB of headers; idle connections are pinged and dropped when
+        // the pings go unanswered; a burst of reset streams (CVE-2023-44487,
+        // "rapid reset") closes the connection.
         let router = tonic::transport::Server::builder()
+            .max_concurrent_streams(MAX_STREAMS)
+            .http2_max_header_list_size(MAX_HEADER_LIST_BYTES)
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
+            .http2_max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
+            .layer(GrpcTraceLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -130,6 +169,22 @@ impl Server {
                     .max_decoding_message_size(max),
             );
         Ok((Self(router), Health(reporter, Arc::new(ending_tx))))
+    }
+
+    /// Serves the TLS connections `incoming` hands over (see `crate::tls`)
+    /// until `shutdown` completes, then lets in-flight calls finish.
+    pub async fn serve_tls(
+        self,
+        incoming: tokio::sync::mpsc::Receiver<(MaybeTls, std::net::SocketAddr)>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), tonic::transport::Error> {
+        self.0
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::ReceiverStream::new(incoming)
+                    .map(|(io, _)| Ok::<_, std::io::Error>(TlsConn(io))),
+                shutdown,
+            )
+            .await
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight

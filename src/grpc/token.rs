@@ -13,6 +13,7 @@ use crate::domain::model::ClientRecord;
 use crate::domain::tokens::{CLIENT_ID_PREFIX, IssuedTokens};
 use crate::pb;
 use crate::pb::token_service_server::TokenService;
+use crate::telemetry::metrics::{Grant, metrics};
 
 pub struct TokenApi(pub Arc<GrpcState>);
 
@@ -148,6 +149,7 @@ impl TokenService for TokenApi {
             .authenticate_client(&r.client_id, &r.client_secret)
             .await?;
         let issued = self.0.tokens.client_credentials(&client, &r.scopes).await?;
+        metrics().token_issued(Grant::ClientCredentials);
         Ok(Response::new(tokens_out(issued)))
     }
 
@@ -159,6 +161,7 @@ impl TokenService for TokenApi {
     ) -> Result<Response<pb::TokenResponse>, Status> {
         let r = req.get_ref();
         let issued = self.0.tokens.exchange_secret(&r.api_key, &r.scopes).await?;
+        metrics().token_issued(Grant::KeyExchange);
         Ok(Response::new(tokens_out(issued)))
     }
 

@@ -5,6 +5,7 @@
 
 pub mod error;
 pub mod forward_auth;
+pub mod metrics;
 pub mod oauth;
 pub mod reveal;
 
@@ -69,6 +70,24 @@ pub fn router(ready: Readiness, state: Arc<HttpState>) -> Router {
         .with_state(ready)
         .merge(oauth::routes(state.clone()))
         .merge(reveal::routes(state))
+        .layer(axum::middleware::from_fn(refuse_http10))
+}
+
+/// The public port speaks HTTP/1.1 and HTTP/2 only: an HTTP/1.0 (or 0.9)
+/// request gets 505 HTTP Version Not Supported, as FeedBackPro promises.
+async fn refuse_http10(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if req.version() < axum::http::Version::HTTP_11 {
+        return (
+            StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"error":"http_version_not_supported","error_description":"use HTTP/1.1 or HTTP/2"}"#,
+        )
+            .into_response();
+    }
+    next.run(req).await
 }
 
 fn json(status: StatusCode, body: &'static str) -> impl IntoResponse {

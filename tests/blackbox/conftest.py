@@ -121,6 +121,10 @@ class Latchkey:
         self.http_addr = ""
         self.token = ""
         self.stopped = False
+        # Set before start(): more `serve` flags, more environment.
+        self.extra_args: list[str] = []
+        self.extra_env: dict[str, str] = {}
+        self.metrics_addr = ""
 
     def create_token(self) -> str:
         r = run([self.exe, "admin", "create-token", "--data-dir", self.data_dir], env=child_env())
@@ -143,6 +147,7 @@ class Latchkey:
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
+            *self.extra_args,
         ]
         self.args = args
         with open(self.log_path, "wb") as log:
@@ -151,7 +156,7 @@ class Latchkey:
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=log,
-                env=child_env(),
+                env={**child_env(), **self.extra_env},
                 text=True,
             )
         listening = threading.Event()
@@ -163,6 +168,8 @@ class Latchkey:
             for line in self.proc.stdout:
                 line = line.rstrip("\n")
                 self.stdout_lines.append(line)
+                if line.startswith("latchkey listening metrics="):
+                    self.metrics_addr = line.split("=", 1)[1]
                 m = LISTENING.match(line)
                 if m and not listening.is_set():
                     self.grpc_addr, self.http_addr = m.group(1), m.group(2)

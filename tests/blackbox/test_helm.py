@@ -227,13 +227,18 @@ def test_checkov_finds_nothing_unaccepted(rendered, tmp_path, shape):
 def test_native_grpc_probes(rendered, shape):
     server = rendered[shape].server()
     grpc_port = next(p["containerPort"] for p in server["ports"] if p["name"] == "grpc")
-    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+    for probe in ("startupProbe", "readinessProbe"):
         spec = server[probe]
         # grpc.health.v1 on the gRPC port, overall service "" (Latchkey sets
         # it NOT_SERVING while the store is unreachable and while draining).
         assert spec["grpc"] == {"port": grpc_port}, (probe, spec)
         assert not ({"httpGet", "tcpSocket", "exec"} & set(spec)), (probe, spec)
-    assert server["livenessProbe"]["periodSeconds"] * server["livenessProbe"]["failureThreshold"] >= 60
+    # Liveness asks for the service that stays SERVING through a store
+    # outage (tests/it/observe.rs checks the server side): an outage takes
+    # pods out of rotation, it never restarts them.
+    liveness = server["livenessProbe"]
+    assert liveness["grpc"] == {"port": grpc_port, "service": "latchkey.liveness"}, liveness
+    assert not ({"httpGet", "tcpSocket", "exec"} & set(liveness)), liveness
     service = rendered[shape].service()
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {"grpc": 50051, "http": 8080}
     # The headless Service: one DNS record per ready pod, gRPC only, for
@@ -458,6 +463,18 @@ def test_container_args_are_accepted_by_the_binary(rendered, latchkey_bin, shape
             assert p.returncode == 0, f"{where} {c['name']}: latchkey {' '.join(c['args'])}: {p.stderr}"
     p = run_binary(latchkey_bin, "serve", "--no-such-flag", "--help")
     assert p.returncode != 0
+
+
+def test_metrics_listener_flags_are_accepted_by_the_binary(tmp_path, latchkey_bin):
+    """metrics.enabled passes --metrics-addr, which `latchkey serve` must know."""
+    release, error = render_with(tmp_path, {"metrics": {"enabled": True, "port": 9464}}, shape="postgres")
+    assert release, error
+    args = release.server()["args"]
+    assert args[args.index("--metrics-addr") + 1] == "0.0.0.0:9464", args
+    assert {p["name"]: p["containerPort"] for p in release.server()["ports"]}["metrics"] == 9464
+    assert {p["name"]: p["port"] for p in release.service()["spec"]["ports"]}["metrics"] == 9464
+    p = run_binary(latchkey_bin, *args, "--help")
+    assert p.returncode == 0, f"latchkey {' '.join(args)}: {p.stderr}"
 
 
 # ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ mod keys;
 mod layers;
 mod limits;
 mod outage;
+mod observe;
 mod replicas;
 mod server;
 mod signing;

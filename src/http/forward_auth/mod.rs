@@ -34,7 +34,9 @@ use describe::{Style, Undescribed, describe, style_of};
 
 use crate::domain::gate::{Body, Gate, Headers, Request, Verdict};
 use crate::domain::network;
+use crate::domain::observe;
 use crate::domain::reason::Reason;
+use crate::telemetry::metrics::Api;
 
 /// Validated `[forward_auth]` settings.
 #[derive(Debug, Clone)]
@@ -94,8 +96,10 @@ impl ForwardAuth {
 
     /// The answer for the request `headers` describe, asked by `peer`.
     pub async fn check(&self, peer: IpAddr, headers: &HeaderMap) -> Response {
+        let started = std::time::Instant::now();
         let flavor = self.settings.flavor;
         if !network::allowed(peer, &self.settings.trusted_proxies) {
+            observe::decided(Api::ForwardAuth, Reason::ProxyNotTrusted, None, started);
             return answer::denied(
                 &self.names,
                 style_of(flavor, headers),
@@ -106,6 +110,7 @@ impl ForwardAuth {
         let (original, style) = match describe(flavor, headers) {
             Ok(d) => d,
             Err(Undescribed(message)) => {
+                observe::decided(Api::ForwardAuth, Reason::RequestInvalid, None, started);
                 return answer::denied(
                     &self.names,
                     style_of(flavor, headers),
@@ -127,6 +132,7 @@ impl ForwardAuth {
             let message = format!(
                 "the request carries `{name}`, a header only Latchkey sets, which nginx cannot remove"
             );
+            observe::decided(Api::ForwardAuth, Reason::RequestInvalid, None, started);
             return answer::denied(&self.names, style, Reason::RequestInvalid, &message);
         }
         let request = Request {
@@ -141,13 +147,22 @@ impl ForwardAuth {
         match self.gate.decide(&request).await {
             Verdict::Allow {
                 key, rate_limit, ..
-            } => answer::allowed(&self.names, style, key.as_deref(), rate_limit.as_ref()),
+            } => {
+                observe::decided(Api::ForwardAuth, Reason::Allowed, key.as_deref(), started);
+                answer::allowed(&self.names, style, key.as_deref(), rate_limit.as_ref())
+            }
             Verdict::Deny {
                 reason,
                 message,
                 rate_limit,
-            } => answer::denied_limited(&self.names, style, reason, &message, rate_limit.as_ref()),
-            Verdict::Unavailable => answer::unavailable(&self.names, style),
+            } => {
+                observe::decided(Api::ForwardAuth, reason, None, started);
+                answer::denied_limited(&self.names, style, reason, &message, rate_limit.as_ref())
+            }
+            Verdict::Unavailable => {
+                observe::decided(Api::ForwardAuth, Reason::InternalError, None, started);
+                answer::unavailable(&self.names, style)
+            }
         }
     }
 }

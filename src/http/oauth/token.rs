@@ -13,6 +13,7 @@ use super::params;
 use crate::domain::tokens::OAuthError;
 use crate::http::HttpState;
 use crate::http::error::{json_response, oauth_error};
+use crate::telemetry::metrics::{Grant, metrics};
 
 pub(super) async fn token(
     State(s): State<Arc<HttpState>>,
@@ -33,28 +34,36 @@ pub(super) async fn token(
         let scope: Vec<String> = p.get("scope").cloned().into_iter().collect();
         match p.get("grant_type").map(String::as_str) {
             Some("client_credentials") => {
-                s.tokens
+                let issued = s
+                    .tokens
                     .client_credentials(&required(client)?, &scope)
-                    .await
+                    .await?;
+                metrics().token_issued(Grant::ClientCredentials);
+                Ok(issued)
             }
             Some("authorization_code") => {
                 let code = p.get("code").ok_or_else(|| {
                     OAuthError::InvalidRequest("the `code` parameter is required".into())
                 })?;
-                s.tokens
+                let issued = s
+                    .tokens
                     .exchange_code(
                         &required(client)?,
                         code,
                         p.get("redirect_uri").map(String::as_str),
                         p.get("code_verifier").map(String::as_str),
                     )
-                    .await
+                    .await?;
+                metrics().token_issued(Grant::AuthorizationCode);
+                Ok(issued)
             }
             Some("refresh_token") => {
                 let refresh = p.get("refresh_token").ok_or_else(|| {
                     OAuthError::InvalidRequest("the `refresh_token` parameter is required".into())
                 })?;
-                s.tokens.refresh(client.as_ref(), refresh, &scope).await
+                let issued = s.tokens.refresh(client.as_ref(), refresh, &scope).await?;
+                metrics().token_issued(Grant::RefreshToken);
+                Ok(issued)
             }
             Some(other) => Err(OAuthError::UnsupportedGrantType(format!(
                 "grant_type `{}` is not supported",
