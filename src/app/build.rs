@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ipnet::IpNet;
+use crate::domain::network::ClientIpRule;
 
 use super::AppError;
 use crate::config::Settings;
@@ -53,7 +53,7 @@ pub struct Parts {
     pub reveals: RevealManager,
     clock: Arc<dyn Clock>,
     key_prefix: String,
-    trusted_proxies: Vec<IpNet>,
+    client_ip: ClientIpRule,
 }
 
 pub fn build(
@@ -105,7 +105,7 @@ pub fn build(
         reveals,
         clock,
         key_prefix: settings.keys.prefix.clone(),
-        trusted_proxies: settings.trusted_proxies.clone(),
+        client_ip: settings.client_ip.clone(),
     }
 }
 
@@ -118,7 +118,7 @@ impl Parts {
             self.clock.clone(),
             self.usage.clone(),
             self.key_prefix,
-            self.trusted_proxies,
+            self.client_ip,
             tokens.clone(),
         )
         .with_signed_requests(self.signing.clone());

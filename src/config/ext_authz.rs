@@ -22,9 +22,11 @@ pub struct ExtAuthzConfig {
     pub header_prefix: String,
     /// Routes served without a credential, as `METHOD /path/template`. Default none.
     pub public_routes: Vec<String>,
-    /// How many proxies in front of Envoy (or of the forward-auth proxy)
-    /// append to `X-Forwarded-For`; 0 = use Envoy's source address (behind
-    /// forward auth: the entry the proxy appended). Default 0.
+    /// How many proxies in front of Envoy (or of the forward-auth proxy,
+    /// or of the caller of `CheckService/Check`) append to
+    /// `X-Forwarded-For`, whatever their addresses; 0 = use Envoy's source
+    /// address (behind forward auth: the entry the proxy appended). One
+    /// rule with `check.trusted_proxies` (`network::ClientIpRule`). Default 0.
     pub trusted_hops: u8,
     /// Also return the principal as dynamic metadata (for Envoy's logs and other
     /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
@@ -83,7 +85,6 @@ impl ExtAuthzConfig {
                 .map(|q| header_name("ext_authz.query_param", q).map(|_| q.to_owned()))
                 .transpose()?,
             public_routes,
-            trusted_hops: self.trusted_hops,
             store_header,
         };
         let envoy = ExtAuthzSettings {

@@ -12,7 +12,7 @@ use crate::domain::keys::{KEY_ID_PREFIX, KeyChanges, NewKey};
 use crate::domain::model::{
     Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, valid_id,
 };
-use crate::domain::network::{parse_cidr, parse_ip_loose};
+use crate::domain::network::{parse_allowlist, parse_ip_loose};
 use crate::domain::origin::OriginPattern;
 use crate::domain::permissions::{Permission, Scope};
 use crate::domain::reason::Reason;
@@ -147,10 +147,8 @@ fn scopes(items: &[String], max: usize) -> Result<Vec<Scope>> {
 }
 
 fn cidrs(items: &[String], max: usize) -> Result<Vec<ipnet::IpNet>> {
-    bounded("allowed_cidrs", items, max)?
-        .iter()
-        .map(|s| parse_cidr(s).map_err(|e| Error::invalid("allowed_cidrs", e.to_string())))
-        .collect()
+    parse_allowlist(bounded("allowed_cidrs", items, max)?)
+        .map_err(|e| Error::invalid("allowed_cidrs", e.to_string()))
 }
 
 fn origins(items: &[String], max: usize) -> Result<Vec<OriginPattern>> {

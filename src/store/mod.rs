@@ -355,9 +355,18 @@ impl Store for SqlStore {
         txn.commit().await.map_err(map_err)
     }
 
-    async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError> {
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        successor: &KeyRecord,
+        predecessor: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
         let txn = self.db.begin().await.map_err(map_err)?;
         update_key_in(&txn, old).await?;
+        if let Some(p) = predecessor {
+            update_key_in(&txn, p).await?;
+            self.notify(&txn, &hex(&p.key_hash)).await?;
+        }
         api_key::Entity::insert(key_to(successor))
             .exec(&txn)
             .await

@@ -20,7 +20,7 @@ pub struct Http<'a> {
     method: &'a str,
     path: &'a str,
     host: &'a str,
-    source: &'a str,
+    pub source: &'a str,
     headers: Vec<(&'a str, String)>,
 }
 
@@ -401,7 +401,112 @@ backend_tests!(
     dynamic_metadata_can_be_turned_off,
     the_principal_follows_key_updates,
     raw_header_map_is_read_like_the_headers_map,
+    credentials_are_never_normalised_or_chosen,
 );
+
+/// A credential with whitespace or control characters is malformed, never
+/// trimmed; a repeated credential header (in `headers` or in `header_map`)
+/// is refused, never decided by its first or last value.
+async fn credentials_are_never_normalised_or_chosen(backend: Backend) {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (_, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    let malformed = |r: &CheckResponse| {
+        let (status, body, _) = denial(r);
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (401, Some("CREDENTIAL_MALFORMED")),
+            "{body}"
+        );
+    };
+    for bad in [
+        format!("Bearer {secret} "),
+        format!("Bearer {secret}\r\n"),
+        format!("Bearer  {secret}"),
+        format!("Bearer\t{secret}"),
+        format!(" Bearer {secret}"),
+        format!("Bearer {secret}\u{7f}"),
+        format!("Bearer {secret}, Bearer {secret}"),
+    ] {
+        malformed(&ext_check(&s, &Http::get("/v2/products").header("authorization", &bad)).await);
+    }
+    for bad in [
+        format!(" {secret}"),
+        format!("{secret}\n"),
+        format!("Bearer {secret}"),
+    ] {
+        malformed(&ext_check(&s, &Http::get("/v2/products").header("x-api-key", &bad)).await);
+    }
+    // `header_map` (`encode_raw_headers`): each repeat is its own entry.
+    let raw = |entries: &[(&str, Vec<u8>)]| {
+        let mut req = Http::get("/v2/products").request();
+        let http = req
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .unwrap();
+        http.header_map = Some(HeaderMap {
+            headers: entries
+                .iter()
+                .map(|(k, v)| HeaderValue {
+                    key: (*k).into(),
+                    value: String::new(),
+                    raw_value: v.clone(),
+                })
+                .collect(),
+        });
+        req
+    };
+    let bearer = format!("Bearer {secret}").into_bytes();
+    let mut client = AuthorizationClient::new(s.channel.clone());
+    allow(
+        &client
+            .check(raw(&[("authorization", bearer.clone())]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    for entries in [
+        vec![
+            ("authorization", bearer.clone()),
+            ("authorization", bearer.clone()),
+        ],
+        vec![
+            ("authorization", bearer.clone()),
+            ("Authorization", b"Bearer lk_x".to_vec()),
+        ],
+        vec![
+            ("authorization", b"Bearer lk_x".to_vec()),
+            ("authorization", bearer.clone()),
+        ],
+        // Bytes that are not UTF-8 still count as a second header.
+        vec![
+            ("authorization", bearer.clone()),
+            ("authorization", vec![0xff, 0xfe]),
+        ],
+        vec![
+            ("x-api-key", secret.clone().into_bytes()),
+            ("x-api-key", secret.clone().into_bytes()),
+        ],
+        vec![("authorization", format!("Bearer {secret}\r").into_bytes())],
+    ] {
+        malformed(&client.check(raw(&entries)).await.unwrap().into_inner());
+    }
+    let mut req = Http::get("/v2/products").bearer(&secret).request();
+    if let Some(http) = req
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.insert("x-api-key".into(), secret.clone());
+    }
+    // Two sources at once is fine: Authorization is read first.
+    allow(&client.check(req).await.unwrap().into_inner());
+    s.stop().await;
+}
 
 /// Envoy's `encode_raw_headers` sends headers in `header_map`, values as bytes.
 async fn raw_header_map_is_read_like_the_headers_map(backend: Backend) {

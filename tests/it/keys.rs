@@ -152,6 +152,51 @@ async fn rotation_keeps_the_old_key_for_the_overlap(backend: Backend) {
     s.stop().await;
 }
 
+/// A → B → C: once B is rotated, A stops at once (it would otherwise live
+/// on for the rest of its own overlap, beside B and C).
+async fn rotating_the_successor_ends_the_predecessors_overlap(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (a, a_secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let rotate = |id: String| {
+        let s = &s;
+        async move {
+            s.keys()
+                .rotate_key(s.admin(pb::RotateKeyRequest {
+                    id,
+                    overlap_seconds: Some(DAY),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let b = rotate(a.id.clone()).await;
+    assert!(
+        s.check_perm(&a_secret, "feedback.read").await.allowed,
+        "A in its overlap"
+    );
+    let c = rotate(b.key.unwrap().id).await;
+    assert_eq!(
+        reason(&s.check_perm(&a_secret, "feedback.read").await),
+        Reason::KeyRotated,
+        "A outlived its successor's rotation"
+    );
+    assert!(
+        s.check_perm(&b.secret, "feedback.read").await.allowed,
+        "B in its overlap"
+    );
+    assert!(s.check_perm(&c.secret, "feedback.read").await.allowed);
+    let stored = s
+        .keys()
+        .get_key(s.admin(pb::GetKeyRequest { id: a.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.status, pb::KeyStatus::Rotated as i32);
+    s.stop().await;
+}
+
 async fn rotation_with_zero_overlap_stops_the_old_key_at_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (key, old_secret) = s.simple_key("PRIME", &["feedback.read"]).await;
@@ -452,6 +497,7 @@ impl TestServer {
 }
 
 backend_tests!(
+    rotating_the_successor_ends_the_predecessors_overlap,
     created_key_is_shown_once_and_stored_hashed,
     live_keys_need_active_live_mode,
     rotation_keeps_the_old_key_for_the_overlap,

@@ -13,11 +13,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ipnet::IpNet;
-
 use super::credential::Credential;
 use super::model::{KeyKind, LiveStatus, Mode};
-use super::network;
+use super::network::{self, ClientIpRule};
 use super::origin;
 use super::permissions::Permission;
 use super::reason::Reason;
@@ -47,7 +45,7 @@ pub struct Checker {
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
     key_prefix: String,
-    trusted_proxies: Vec<IpNet>,
+    client_ip: ClientIpRule,
     signing: Option<Arc<SigningManager>>,
 }
 
@@ -57,7 +55,7 @@ impl Checker {
         clock: Arc<dyn Clock>,
         usage: Arc<UsageRecorder>,
         key_prefix: String,
-        trusted_proxies: Vec<IpNet>,
+        client_ip: ClientIpRule,
         tokens: Option<Arc<TokenManager>>,
     ) -> Self {
         Self {
@@ -66,7 +64,7 @@ impl Checker {
             clock,
             usage,
             key_prefix,
-            trusted_proxies,
+            client_ip,
             signing: None,
         }
     }
@@ -86,6 +84,9 @@ impl Checker {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Credential::Malformed(why) => {
+                return Decision::deny(Reason::CredentialMalformed, why);
             }
             Credential::Jwt(token) => {
                 let Some(tokens) = &self.tokens else {

@@ -14,7 +14,9 @@
 //! 3. a request no rule covers is refused (`ROUTE_NOT_ALLOWED`), with or
 //!    without a credential;
 //! 4. the credential: `Authorization: Bearer`, else the API-key header,
-//!    else (when configured) the query parameter;
+//!    else (when configured) the query parameter; a credential header that
+//!    repeats, or a value with whitespace or control characters, is
+//!    `CREDENTIAL_MALFORMED` (nothing is trimmed);
 //! 5. the decision engine, for the rule's permission.
 
 mod request;
@@ -24,10 +26,11 @@ mod tests;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub use request::{CredentialSource, Headers};
-use request::{client_ip, credential};
+use request::credential;
+pub use request::{CredentialSource, Field, Headers, Presented};
 
 use super::check::{CheckInput, RequestFacts};
+use super::network::parse_ip_loose;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::resolver::ResolvedKey;
@@ -43,9 +46,6 @@ pub struct GateSettings {
     pub query_param: Option<String>,
     /// Routes served without a credential: (method, path template).
     pub public_routes: Vec<(String, String)>,
-    /// How many proxies in front of the asking one append to
-    /// `X-Forwarded-For`; 0 = the asking proxy's view of the client.
-    pub trusted_hops: u8,
     /// The header naming a store, checked against the key's account.
     pub store_header: Option<String>,
 }
@@ -154,7 +154,11 @@ impl Gate {
             Ok(p) => p,
             Err(e) => return Verdict::deny(Reason::PathInvalid, e.to_string()),
         };
-        let (source, presented) = credential(&req.headers, req.path, &self.settings);
+        let presented = credential(&req.headers, req.path, &self.settings);
+        let source = match presented {
+            Presented::None => None,
+            Presented::Credential(s, _) | Presented::Malformed(s, _) => Some(s),
+        };
         if self
             .public
             .find(Some(req.host), req.method, &path)
@@ -172,8 +176,12 @@ impl Gate {
         else {
             return Verdict::deny(Reason::RouteNotAllowed, "no route rule covers this request");
         };
-        let Some(presented) = presented else {
-            return Verdict::deny(Reason::CredentialMissing, "no credential was presented");
+        let presented = match presented {
+            Presented::None => {
+                return Verdict::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Presented::Malformed(_, why) => return Verdict::deny(Reason::CredentialMalformed, why),
+            Presented::Credential(_, c) => c,
         };
         // Rules were validated when created; an unparsable one denies.
         let Ok(permission) = Permission::parse(&required) else {
@@ -184,7 +192,6 @@ impl Gate {
             Body::Bytes(b) => (Some(b), false),
             Body::Withheld => (None, true),
         };
-        let hops = self.settings.trusted_hops.saturating_add(req.own_hops);
         let decision = self
             .services
             .checker
@@ -192,8 +199,9 @@ impl Gate {
                 credential: presented,
                 permission: Some(&permission),
                 required_mode: None,
-                peer_ip: client_ip(req.source, &req.headers, hops),
-                forwarded_for: None,
+                peer_ip: req.source.and_then(parse_ip_loose),
+                forwarded_for: req.headers.get("x-forwarded-for"),
+                own_hops: req.own_hops,
                 origin: req.headers.get("origin"),
                 store_id: self
                     .settings
