@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, header_name, invalid};
 use crate::domain::gate::GateSettings;
+use crate::domain::routes::PathParams;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 
 /// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
@@ -28,6 +29,10 @@ pub struct ExtAuthzConfig {
     /// address (behind forward auth: the entry the proxy appended). One
     /// rule with `check.trusted_proxies` (`network::ClientIpRule`). Default 0.
     pub trusted_hops: u8,
+    /// What a `;` in a request path does: `refuse` (400, `PATH_INVALID`) or
+    /// `strip` (each segment's `;…` is cut off before matching, as servlet
+    /// containers do). Default `refuse`.
+    pub path_parameters: String,
     /// Also return the principal as dynamic metadata (for Envoy's logs and other
     /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
     pub dynamic_metadata: bool,
@@ -42,6 +47,7 @@ impl Default for ExtAuthzConfig {
             header_prefix: "x-latchkey-".to_owned(),
             public_routes: Vec::new(),
             trusted_hops: 0,
+            path_parameters: "refuse".to_owned(),
             dynamic_metadata: true,
         }
     }
@@ -86,6 +92,12 @@ impl ExtAuthzConfig {
                 .transpose()?,
             public_routes,
             store_header,
+            path_params: PathParams::parse(&self.path_parameters).ok_or_else(|| {
+                invalid(
+                    "ext_authz.path_parameters",
+                    format!("`{}` is not `refuse` or `strip`", self.path_parameters),
+                )
+            })?,
         };
         let envoy = ExtAuthzSettings {
             strip_credential: self.strip_credential,

@@ -402,7 +402,120 @@ backend_tests!(
     the_principal_follows_key_updates,
     raw_header_map_is_read_like_the_headers_map,
     credentials_are_never_normalised_or_chosen,
+    route_rules_cannot_break_the_service,
+    path_parameters_are_refused_or_stripped,
 );
+
+/// Concurrent creations of one route store one rule (a unique constraint,
+/// not a check before the write); a stored set with a duplicate (as the
+/// race left it before the constraint) never stops `serve`: the duplicated
+/// route is denied, the others work, rules can still be changed.
+async fn route_rules_cannot_break_the_service(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let s = TestServer::start(backend).await;
+    let (_, secret) = s
+        .simple_key("PRIME", &["feeds.read", "orders.read", "users.read"])
+        .await;
+    let attempts = (0..8).map(|i| {
+        let mut routes = pb::route_service_client::RouteServiceClient::new(s.channel.clone());
+        let req = s.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: format!("/v2/feeds/{{p{i}}}"),
+            permission: "feeds.read".into(),
+        });
+        async move { routes.create_rule(req).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), Code::FailedPrecondition, "{}", r.message());
+    }
+    rule(&s, "", "GET", "/v2/orders", "orders.read").await;
+
+    // A duplicate written behind the service's back, as before the constraint.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO route_rules (id, host, method, path, permission, created_at, match_key) \
+         VALUES ('rule_00000000000000000000000000000d00', '', 'GET', '/v2/feeds/{x}', 'public.read', 1, NULL)",
+    )
+    .await
+    .unwrap();
+    let stored = s.db.clone();
+    s.stop_keep_db().await;
+    let s = TestServer::start_on(stored, |_| {}, None).await;
+    let (_, body, _) = denial(&ext_check(&s, &Http::get("/v2/feeds/7").bearer(&secret)).await);
+    assert_eq!(body["reason"], "ROUTE_NOT_ALLOWED", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("broken"),
+        "{body}"
+    );
+    allow(&ext_check(&s, &Http::get("/v2/orders").bearer(&secret)).await);
+    assert!(
+        s.running()
+            .services
+            .routes
+            .broken()
+            .iter()
+            .any(|e| e.contains("rule_00000000000000000000000000000d00")),
+        "the duplicate is reported"
+    );
+    // Later rule changes still work, and deleting the duplicate heals the route.
+    rule(&s, "", "GET", "/v2/users", "users.read").await;
+    allow(&ext_check(&s, &Http::get("/v2/users").bearer(&secret)).await);
+    pb::route_service_client::RouteServiceClient::new(s.channel.clone())
+        .delete_rule(s.admin(pb::DeleteRuleRequest {
+            id: "rule_00000000000000000000000000000d00".into(),
+        }))
+        .await
+        .unwrap();
+    allow(&ext_check(&s, &Http::get("/v2/feeds/7").bearer(&secret)).await);
+    s.stop().await;
+}
+
+/// `;` parameters: refused by default (the upstream may strip them and
+/// read another path than the rule saw), or stripped when configured.
+async fn path_parameters_are_refused_or_stripped(backend: Backend) {
+    for strip in [false, true] {
+        let s = TestServer::start_with(backend, |c| {
+            if strip {
+                c.ext_authz.path_parameters = "strip".into();
+            }
+        })
+        .await;
+        rule(&s, "", "GET", "/v2/public/**", "public.read").await;
+        rule(&s, "", "GET", "/v2/admin/**", "admin_area.read").await;
+        let (_, public_only) = s.simple_key("PRIME", &["public.read"]).await;
+        for path in [
+            "/v2/public;x=1/docs",
+            "/v2/public/docs;jsessionid=1",
+            "/v2/public%3B/docs",
+        ] {
+            let r = ext_check(&s, &Http::get(path).bearer(&public_only)).await;
+            if strip && !path.contains("%3B") {
+                allow(&r);
+            } else if strip {
+                assert_eq!(denial(&r).1["reason"], "ROUTE_NOT_ALLOWED", "{path}");
+            } else {
+                let (status, body, _) = denial(&r);
+                assert_eq!(
+                    (status, body["reason"].as_str()),
+                    (400, Some("PATH_INVALID")),
+                    "{path}"
+                );
+            }
+        }
+        // Stripped, `/v2/admin;x=/secret` is the admin route, as the upstream reads it.
+        let r = ext_check(&s, &Http::get("/v2/admin;x=1/secret").bearer(&public_only)).await;
+        if strip {
+            assert_eq!(denial(&r).1["reason"], "PERMISSION_DENIED");
+        } else {
+            assert_eq!(denial(&r).0, 400);
+        }
+        s.stop().await;
+    }
+}
 
 /// A credential with whitespace or control characters is malformed, never
 /// trimmed; a repeated credential header (in `headers` or in `header_map`)

@@ -9,7 +9,8 @@
 //! adapters only read their wire format and write the answer.
 //!
 //! The steps, in order; the first that fails decides:
-//! 1. normalise the path (an encoded separator is refused: `PATH_INVALID`);
+//! 1. normalise the path (an encoded separator, or by default a `;`
+//!    parameter, is refused: `PATH_INVALID`);
 //! 2. a public route passes without a credential;
 //! 3. a request no rule covers is refused (`ROUTE_NOT_ALLOWED`), with or
 //!    without a credential;
@@ -34,7 +35,9 @@ use super::network::parse_ip_loose;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::resolver::ResolvedKey;
-use super::routes::{RouteError, RouteMatcher, RouteRule, normalize_path};
+use super::routes::{
+    PathParams, Required, RouteError, RouteMatcher, RouteRule, normalize_request_path,
+};
 use super::services::Services;
 
 /// How requests are read, whichever proxy describes them.
@@ -48,6 +51,8 @@ pub struct GateSettings {
     pub public_routes: Vec<(String, String)>,
     /// The header naming a store, checked against the key's account.
     pub store_header: Option<String>,
+    /// What a `;` in the path does (`ext_authz.path_parameters`).
+    pub path_params: PathParams,
 }
 
 /// The body of the request being judged, as far as the gate can know it.
@@ -150,7 +155,7 @@ impl Gate {
     /// Judges `req`. A denial is an answer; [`Verdict::Unavailable`] only
     /// when the decision could not be made.
     pub async fn decide<H: Headers>(&self, req: &Request<'_, H>) -> Verdict {
-        let path = match normalize_path(req.path) {
+        let path = match normalize_request_path(req.path, self.settings.path_params) {
             Ok(p) => p,
             Err(e) => return Verdict::deny(Reason::PathInvalid, e.to_string()),
         };
@@ -169,12 +174,22 @@ impl Gate {
                 credential: source,
             };
         }
-        let Some(required) = self
+        let required = match self
             .services
             .routes
             .permission_for(Some(req.host), req.method, &path)
-        else {
-            return Verdict::deny(Reason::RouteNotAllowed, "no route rule covers this request");
+        {
+            Some(Required::Permission(p)) => p,
+            Some(Required::Broken { .. }) => {
+                return Verdict::deny(
+                    Reason::RouteNotAllowed,
+                    "the route rule covering this request is broken (it is reported in the \
+                     service log); denied until it is fixed",
+                );
+            }
+            None => {
+                return Verdict::deny(Reason::RouteNotAllowed, "no route rule covers this request");
+            }
         };
         let presented = match presented {
             Presented::None => {

@@ -28,6 +28,7 @@ fn settings(query_param: Option<&str>) -> GateSettings {
         query_param: query_param.map(str::to_owned),
         public_routes: Vec::new(),
         store_header: None,
+        path_params: Default::default(),
     }
 }
 

@@ -23,6 +23,9 @@ pub struct RouteRule {
 pub struct RouteMatch<'a> {
     pub rule_id: &'a str,
     pub permission: &'a str,
+    /// The rule did not compile (see [`RouteMatcher::lenient`]): its routes
+    /// are denied, never passed on to a less specific rule.
+    pub broken: bool,
 }
 
 /// Rules ending at one trie position, by method.
@@ -114,6 +117,7 @@ impl Node {
 struct CompiledRule {
     id: Box<str>,
     permission: Box<str>,
+    broken: bool,
 }
 
 /// Compiled route rules; see the module docs for how a match is chosen.
@@ -125,35 +129,70 @@ pub struct RouteMatcher {
 }
 
 impl RouteMatcher {
+    /// Compiles `rules`; the first that does not compile fails the set.
     pub fn new(rules: &[RouteRule]) -> Result<Self, RouteError> {
+        let (matcher, mut errors) = Self::lenient(rules);
+        match errors.drain(..).next() {
+            Some(e) => Err(e),
+            None => Ok(matcher),
+        }
+    }
+
+    /// Compiles what compiles, and says what did not. A rule whose
+    /// permission is invalid, and both rules of a duplicate pair, stay in
+    /// the tree as *broken*: a request they cover is denied rather than
+    /// falling through to a less specific rule. A rule whose template,
+    /// method or host is invalid covers no knowable request and is left out.
+    pub fn lenient(rules: &[RouteRule]) -> (Self, Vec<RouteError>) {
         let mut matcher = Self::empty();
-        for (index, rule) in rules.iter().enumerate() {
-            let template = parse_template(&rule.path)?;
-            let method = validate_method(&rule.method)?;
-            let host = match rule.host.as_deref() {
-                Some(host) => validate_host(host)?,
-                None => None,
+        let mut errors = Vec::new();
+        for rule in rules {
+            let parsed = parse_template(&rule.path).and_then(|t| {
+                let method = validate_method(&rule.method)?;
+                let host = match rule.host.as_deref() {
+                    Some(host) => validate_host(host)?,
+                    None => None,
+                };
+                Ok((t, method, host))
+            });
+            let (template, method, host) = match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
             };
-            Permission::parse(&rule.permission).map_err(|error| RouteError::Permission {
-                rule: rule.id.clone(),
-                error,
-            })?;
+            let mut broken = false;
+            if let Err(error) = Permission::parse(&rule.permission) {
+                errors.push(RouteError::Permission {
+                    rule: rule.id.clone(),
+                    error,
+                });
+                broken = true;
+            }
+            let index = matcher.rules.len();
             let trie = match host {
                 Some(host) => matcher.by_host.entry(host).or_default(),
                 None => &mut matcher.any_host,
             };
-            trie.slot(&template)
-                .insert(&method, index)
-                .map_err(|first| RouteError::Duplicate {
-                    first: rules.get(first).map(|r| r.id.clone()).unwrap_or_default(),
-                    second: rule.id.clone(),
-                })?;
-            matcher.rules.push(CompiledRule {
-                id: rule.id.as_str().into(),
-                permission: rule.permission.as_str().into(),
-            });
+            match trie.slot(&template).insert(&method, index) {
+                Ok(()) => matcher.rules.push(CompiledRule {
+                    id: rule.id.as_str().into(),
+                    permission: rule.permission.as_str().into(),
+                    broken,
+                }),
+                Err(first) => {
+                    if let Some(first) = matcher.rules.get_mut(first) {
+                        first.broken = true;
+                        errors.push(RouteError::Duplicate {
+                            first: first.id.to_string(),
+                            second: rule.id.clone(),
+                        });
+                    }
+                }
+            }
         }
-        Ok(matcher)
+        (matcher, errors)
     }
 
     pub fn empty() -> Self {
@@ -180,6 +219,7 @@ impl RouteMatcher {
         self.rules.get(index).map(|rule| RouteMatch {
             rule_id: &rule.id,
             permission: &rule.permission,
+            broken: rule.broken,
         })
     }
 
@@ -190,6 +230,31 @@ impl RouteMatcher {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// What makes two rules the same slot: host, method and the template with
+/// its parameter names dropped (`/a/{id}` and `/a/{x}` are one route). The
+/// store keeps it under a unique constraint, so that concurrent creations
+/// can never store a duplicate.
+pub fn rule_key(host: Option<&str>, method: &str, path: &str) -> Result<String, RouteError> {
+    let template = parse_template(path)?;
+    let method = validate_method(method)?;
+    let host = match host {
+        Some(h) => validate_host(h)?.unwrap_or_default(),
+        None => String::new(),
+    };
+    let mut key = format!("{host} {method} ");
+    for segment in &template.segments {
+        key.push('/');
+        match segment {
+            TemplateSegment::Literal(text) => key.push_str(text),
+            TemplateSegment::Param => key.push_str("{}"),
+        }
+    }
+    if template.catch_all {
+        key.push_str("/**");
+    }
+    Ok(key)
 }
 
 /// The request's host as a rule names it: no port, no trailing dot, lower

@@ -24,9 +24,9 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-pub use matcher::{RouteMatch, RouteMatcher, RouteRule};
-pub use normalize::{MAX_PATH_LEN, PathError, normalize_path};
-pub use table::{RULE_ID_PREFIX, RouteTable};
+pub use matcher::{RouteMatch, RouteMatcher, RouteRule, rule_key};
+pub use normalize::{MAX_PATH_LEN, PathError, PathParams, normalize_path, normalize_request_path};
+pub use table::{RULE_ID_PREFIX, Required, RouteTable};
 pub use template::{MAX_TEMPLATE_LEN, validate_host, validate_method, validate_template};
 
 use crate::domain::permissions::PermissionError;

@@ -11,6 +11,8 @@ pub struct Model {
     pub path: String,
     pub permission: String,
     pub created_at: i64,
+    /// `routes::rule_key`, unique: NULL only for a pre-constraint duplicate.
+    pub match_key: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -11,6 +11,7 @@ mod m20261126_000004_meta;
 mod m20261126_000005_tokens;
 mod m20261126_000010_signing;
 mod m20261201_000001_code_replays;
+mod m20261201_000002_unique_route_rules;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000005_tokens::Migration),
             Box::new(m20261126_000010_signing::Migration),
             Box::new(m20261201_000001_code_replays::Migration),
+            Box::new(m20261201_000002_unique_route_rules::Migration),
         ]
     }
 }
