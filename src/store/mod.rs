@@ -26,7 +26,6 @@ use sea_orm_migration::MigratorTrait;
 use crate::crypto::{hex, secret::Secret, secret::redact_url};
 use crate::domain::model::RuleRecord;
 use crate::domain::model::{Account, KeyRecord, KeyStatus, Millis, StoredKeyStatus};
-use crate::domain::routes::rule_key;
 use crate::ports::{KeyFilter, Store, StoreError};
 use entities::{account, account_store, api_key, meta, route_rule};
 
@@ -426,10 +425,8 @@ impl Store for SqlStore {
             path: Set(rule.path.clone()),
             permission: Set(rule.permission.clone()),
             created_at: Set(rule.created_at),
-            match_key: Set(Some(
-                rule_key(rule.host.as_deref(), &rule.method, &rule.path)
-                    .map_err(|e| StoreError::Internal(e.to_string()))?,
-            )),
+            case_insensitive: Set(rule.case_insensitive),
+            match_key: Set(Some(rule.match_key())),
         })
         .exec(&txn)
         .await

@@ -142,6 +142,7 @@ pub async fn rule(
             method: method.into(),
             path: path.into(),
             permission: permission.into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap()
@@ -292,6 +293,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
             method: "GET".into(),
             path: "/v2/feeds/{other}".into(),
             permission: "feeds.read".into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap_err();
@@ -303,6 +305,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "GET".into(),
                 path: "/a/**/b".into(),
                 permission: "a.b".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -312,6 +315,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "FETCH".into(),
                 path: "/a".into(),
                 permission: "a.b".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -321,6 +325,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "GET".into(),
                 path: "/a".into(),
                 permission: "a.*".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -404,7 +409,34 @@ backend_tests!(
     credentials_are_never_normalised_or_chosen,
     route_rules_cannot_break_the_service,
     path_parameters_are_refused_or_stripped,
+    rules_can_be_case_insensitive,
 );
+
+/// For upstreams that route case-insensitively, a rule can say so; others
+/// stay exact.
+async fn rules_can_be_case_insensitive(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let created = pb::route_service_client::RouteServiceClient::new(s.channel.clone())
+        .create_rule(s.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: "/v2/Reports/{id}".into(),
+            permission: "reports.read".into(),
+            case_insensitive: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.case_insensitive);
+    rule(&s, "", "GET", "/v2/exact", "reports.read").await;
+    let (_, secret) = s.simple_key("PRIME", &["reports.read"]).await;
+    for path in ["/v2/reports/1", "/V2/REPORTS/1", "/v2/rEpOrTs/1"] {
+        allow(&ext_check(&s, &Http::get(path).bearer(&secret)).await);
+    }
+    let (_, body, _) = denial(&ext_check(&s, &Http::get("/v2/EXACT").bearer(&secret)).await);
+    assert_eq!(body["reason"], "ROUTE_NOT_ALLOWED");
+    s.stop().await;
+}
 
 /// Concurrent creations of one route store one rule (a unique constraint,
 /// not a check before the write); a stored set with a duplicate (as the
@@ -423,6 +455,7 @@ async fn route_rules_cannot_break_the_service(backend: Backend) {
             method: "GET".into(),
             path: format!("/v2/feeds/{{p{i}}}"),
             permission: "feeds.read".into(),
+            case_insensitive: false,
         });
         async move { routes.create_rule(req).await }
     });

@@ -1049,6 +1049,7 @@ async fn signed_requests_through_ext_authz(backend: Backend) {
             method: "POST".into(),
             path: "/v2/responses".into(),
             permission: "feedback.write".into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap();

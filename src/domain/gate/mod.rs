@@ -134,6 +134,7 @@ impl Gate {
                 path: path.clone(),
                 // Never checked: a public route needs no permission.
                 permission: "public.route".to_owned(),
+                case_insensitive: false,
             })
             .collect();
         Ok(Self {

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::RouteError;
 use super::template::{Template, TemplateSegment, parse_template, validate_host, validate_method};
+use crate::domain::model::match_key;
 use crate::domain::permissions::Permission;
 
 /// One configured rule: requests to `host` (or any host), `method` (or `*`)
@@ -16,6 +17,8 @@ pub struct RouteRule {
     pub method: String,
     pub path: String,
     pub permission: String,
+    /// Literal segments match in any ASCII case.
+    pub case_insensitive: bool,
 }
 
 /// The rule a request matched.
@@ -69,6 +72,8 @@ impl Methods {
 #[derive(Debug, Clone, Default)]
 struct Node {
     literals: HashMap<Box<str>, Node>,
+    /// Literals of case-insensitive rules, in ASCII lower case.
+    literals_ci: HashMap<Box<str>, Node>,
     param: Option<Box<Node>>,
     /// Rules whose template ends here.
     here: Methods,
@@ -90,6 +95,14 @@ impl Node {
             .get(segment)
             .and_then(|child| child.find(after, method))
             .or_else(|| {
+                if self.literals_ci.is_empty() {
+                    return None;
+                }
+                self.literals_ci
+                    .get(segment.to_ascii_lowercase().as_str())
+                    .and_then(|child| child.find(after, method))
+            })
+            .or_else(|| {
                 self.param
                     .as_ref()
                     .and_then(|child| child.find(after, method))
@@ -97,10 +110,14 @@ impl Node {
             .or_else(|| self.rest.pick(method))
     }
 
-    fn slot(&mut self, template: &Template) -> &mut Methods {
+    fn slot(&mut self, template: &Template, case_insensitive: bool) -> &mut Methods {
         let mut node = self;
         for segment in &template.segments {
             node = match segment {
+                TemplateSegment::Literal(text) if case_insensitive => node
+                    .literals_ci
+                    .entry(text.to_ascii_lowercase().into())
+                    .or_default(),
                 TemplateSegment::Literal(text) => node.literals.entry(text.clone()).or_default(),
                 TemplateSegment::Param => node.param.get_or_insert_with(Box::default),
             };
@@ -175,7 +192,10 @@ impl RouteMatcher {
                 Some(host) => matcher.by_host.entry(host).or_default(),
                 None => &mut matcher.any_host,
             };
-            match trie.slot(&template).insert(&method, index) {
+            match trie
+                .slot(&template, rule.case_insensitive)
+                .insert(&method, index)
+            {
                 Ok(()) => matcher.rules.push(CompiledRule {
                     id: rule.id.as_str().into(),
                     permission: rule.permission.as_str().into(),
@@ -232,29 +252,21 @@ impl RouteMatcher {
     }
 }
 
-/// What makes two rules the same slot: host, method and the template with
-/// its parameter names dropped (`/a/{id}` and `/a/{x}` are one route). The
-/// store keeps it under a unique constraint, so that concurrent creations
-/// can never store a duplicate.
-pub fn rule_key(host: Option<&str>, method: &str, path: &str) -> Result<String, RouteError> {
-    let template = parse_template(path)?;
+/// Validates a rule's parts and returns its [`match_key`]: what makes two
+/// rules the same route.
+pub fn rule_key(
+    host: Option<&str>,
+    method: &str,
+    path: &str,
+    case_insensitive: bool,
+) -> Result<String, RouteError> {
+    parse_template(path)?;
     let method = validate_method(method)?;
     let host = match host {
-        Some(h) => validate_host(h)?.unwrap_or_default(),
-        None => String::new(),
+        Some(h) => validate_host(h)?,
+        None => None,
     };
-    let mut key = format!("{host} {method} ");
-    for segment in &template.segments {
-        key.push('/');
-        match segment {
-            TemplateSegment::Literal(text) => key.push_str(text),
-            TemplateSegment::Param => key.push_str("{}"),
-        }
-    }
-    if template.catch_all {
-        key.push_str("/**");
-    }
-    Ok(key)
+    Ok(match_key(host.as_deref(), &method, path, case_insensitive))
 }
 
 /// The request's host as a rule names it: no port, no trailing dot, lower

@@ -11,8 +11,9 @@
 //! - [`RouteMatcher`] (`matcher.rs`) compiles [`RouteRule`]s into one segment
 //!   tree per host plus one for any host, and [`RouteMatcher::find`] picks the
 //!   most specific rule: the request's host before any host; then, segment by
-//!   segment from the left, a literal before `{param}` before `**`; then the
-//!   exact method before `*`.
+//!   segment from the left, a literal before `{param}` before `**` (an exact
+//!   literal before a case-insensitive rule's literal); then the exact method
+//!   before `*`.
 //! - [`RouteTable`] (`table.rs`) holds the rules in effect, compiled, and the
 //!   operations that change them.
 

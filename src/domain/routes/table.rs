@@ -48,6 +48,7 @@ fn to_rule(r: &RuleRecord) -> RouteRule {
         method: r.method.clone(),
         path: r.path.clone(),
         permission: r.permission.clone(),
+        case_insensitive: r.case_insensitive,
     }
 }
 
@@ -127,6 +128,7 @@ impl RouteTable {
         method: &str,
         path: &str,
         permission: &str,
+        case_insensitive: bool,
     ) -> Result<RuleRecord> {
         let host = validate_host(host).map_err(|e| Error::invalid("host", e.to_string()))?;
         let method =
@@ -140,9 +142,15 @@ impl RouteTable {
             path: path.to_owned(),
             permission: permission.to_owned(),
             created_at: self.clock.now(),
+            case_insensitive,
         };
-        rule_key(rule.host.as_deref(), &rule.method, &rule.path)
-            .map_err(|e| Error::invalid("path", e.to_string()))?;
+        rule_key(
+            rule.host.as_deref(),
+            &rule.method,
+            &rule.path,
+            rule.case_insensitive,
+        )
+        .map_err(|e| Error::invalid("path", e.to_string()))?;
         // One transaction, under the store's unique constraint on the
         // rule's key: of two concurrent creations of the same route, one
         // fails here. Nothing else can make a set of valid rules ambiguous.

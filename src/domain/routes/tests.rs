@@ -12,6 +12,7 @@ fn rule(id: &str, host: Option<&str>, method: &str, path: &str, permission: &str
         method: method.to_owned(),
         path: path.to_owned(),
         permission: permission.to_owned(),
+        case_insensitive: false,
     }
 }
 
@@ -610,6 +611,7 @@ fn r(id: &str, method: &str, path: &str, permission: &str) -> RouteRule {
         method: method.into(),
         path: path.into(),
         permission: permission.into(),
+        case_insensitive: false,
     }
 }
 
@@ -635,14 +637,18 @@ fn a_set_that_does_not_compile_denies_only_what_it_covers() {
 
 #[test]
 fn rule_keys_ignore_parameter_names_only() {
-    let k = |m: &str, p: &str| rule_key(None, m, p).unwrap();
+    let k = |m: &str, p: &str| rule_key(None, m, p, false).unwrap();
     assert_eq!(k("GET", "/a/{id}"), k("get", "/a/{x}"));
     assert_ne!(k("GET", "/a/{id}"), k("GET", "/a/b"));
     assert_ne!(k("GET", "/a/**"), k("GET", "/a"));
     assert_ne!(k("GET", "/a"), k("*", "/a"));
+    let ci = |p: &str| rule_key(None, "GET", p, true).unwrap();
+    assert_eq!(ci("/V2/{id}"), ci("/v2/{x}"));
+    assert_ne!(ci("/v2"), k("GET", "/v2"));
+    assert_eq!(ci("/{id}"), k("GET", "/{x}"), "the same slot in the tree");
     assert_ne!(
         k("GET", "/a"),
-        rule_key(Some("x.example"), "GET", "/a").unwrap()
+        rule_key(Some("x.example"), "GET", "/a", false).unwrap()
     );
 }
 
@@ -665,4 +671,22 @@ fn semicolon_parameters_are_refused_or_stripped() {
     assert_eq!(strip("/a/b;jsessionid=2?q=1").as_deref(), Ok("/a/b"));
     assert_eq!(strip("/a;/../c").as_deref(), Ok("/c"));
     assert_eq!(strip("/a%3Bx/b").as_deref(), Ok("/a;x/b"));
+}
+
+#[test]
+fn case_insensitive_rules_match_literals_in_any_case() {
+    let mut users = r("ci", "GET", "/V2/Users/{id}", "users.read");
+    users.case_insensitive = true;
+    let exact = r("cs", "GET", "/v2/users/me", "me.read");
+    let rest = r("any", "GET", "/v3/**", "catalog.read");
+    let m = RouteMatcher::new(&[users, exact, rest]).unwrap();
+    assert_eq!(hit(&m, None, "GET", "/v2/users/7"), Some("ci"));
+    assert_eq!(hit(&m, None, "GET", "/V2/USERS/7"), Some("ci"));
+    assert_eq!(hit(&m, None, "GET", "/v2/USERS/7"), Some("ci"));
+    // An exact literal is more specific than a case-insensitive one.
+    assert_eq!(hit(&m, None, "GET", "/v2/users/me"), Some("cs"));
+    assert_eq!(hit(&m, None, "GET", "/v2/Users/me"), Some("ci"));
+    // Exact rules stay exact.
+    assert_eq!(hit(&m, None, "GET", "/V3/other"), None);
+    assert_eq!(hit(&m, None, "GET", "/v3/other"), Some("any"));
 }

@@ -1,15 +1,15 @@
 //! Route-rule uniqueness as a database constraint: `route_rules.match_key`
-//! (host, method, template without parameter names; `routes::rule_key`)
+//! (host, method, template without parameter names; `model::match_key`)
 //! under a unique index, so concurrent `CreateRule` calls can never store a
 //! duplicate. Existing rows are keyed oldest first; a row that duplicates
-//! an older one (or does not compile) keeps no key, and is reported and
+//! an older one keeps no key, and is reported and
 //! denied by the route table until it is deleted.
 
 use std::collections::HashSet;
 
 use sea_orm_migration::prelude::*;
 
-use crate::domain::routes::rule_key;
+use crate::domain::model::match_key;
 
 #[derive(DeriveMigrationName)]
 pub struct Migration;
@@ -58,9 +58,7 @@ impl MigrationTrait for Migration {
             let method: String = row.try_get("", "method")?;
             let path: String = row.try_get("", "path")?;
             let host = (!host.is_empty()).then_some(host.as_str());
-            let Ok(key) = rule_key(host, &method, &path) else {
-                continue;
-            };
+            let key = match_key(host, &method, &path, false);
             if !seen.insert(key.clone()) {
                 continue;
             }

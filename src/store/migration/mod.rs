@@ -12,6 +12,7 @@ mod m20261126_000005_tokens;
 mod m20261126_000010_signing;
 mod m20261201_000001_code_replays;
 mod m20261201_000002_unique_route_rules;
+mod m20261201_000003_case_insensitive_rules;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_signing::Migration),
             Box::new(m20261201_000001_code_replays::Migration),
             Box::new(m20261201_000002_unique_route_rules::Migration),
+            Box::new(m20261201_000003_case_insensitive_rules::Migration),
         ]
     }
 }
