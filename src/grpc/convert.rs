@@ -363,16 +363,32 @@ fn reason_out(r: Reason) -> pb::Reason {
 }
 
 pub fn decision_out(d: &Decision) -> pb::CheckResponse {
+    // A key that no longer works says whose it was, and nothing of what it
+    // could do: whoever holds a revoked, suspended, expired or rotated-out
+    // secret learns no scopes, plan, mode or kind from it.
+    let dead = matches!(
+        d.reason,
+        Reason::KeyRevoked | Reason::KeySuspended | Reason::KeyExpired | Reason::KeyRotated
+    );
     pb::CheckResponse {
         allowed: d.allowed(),
         reason: reason_out(d.reason).into(),
-        principal: d.key.as_ref().map(|k| pb::Principal {
-            account_id: k.record.account_id.clone(),
-            key_id: k.record.id.clone(),
-            mode: mode_out(k.record.mode).into(),
-            scopes: k.scope_strings.clone(),
-            plan: k.account.plan.clone(),
-            kind: kind_out(k.record.kind).into(),
+        principal: d.key.as_ref().map(|k| {
+            if dead {
+                return pb::Principal {
+                    account_id: k.record.account_id.clone(),
+                    key_id: k.record.id.clone(),
+                    ..Default::default()
+                };
+            }
+            pb::Principal {
+                account_id: k.record.account_id.clone(),
+                key_id: k.record.id.clone(),
+                mode: mode_out(k.record.mode).into(),
+                scopes: k.scope_strings.clone(),
+                plan: k.account.plan.clone(),
+                kind: kind_out(k.record.kind).into(),
+            }
         }),
         message: d.message.to_string(),
         rate_limit: None,

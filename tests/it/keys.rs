@@ -273,6 +273,68 @@ async fn revoke_suspend_resume_take_effect_at_once(backend: Backend) {
     s.stop().await;
 }
 
+/// A denial for a key that no longer works names the account and the key,
+/// never what the key could do (scopes, plan, mode, kind).
+async fn dead_keys_tell_only_whose_they_were(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let only_ids = |r: &pb::CheckResponse, key: &pb::Key, why: Reason| {
+        assert_eq!(reason(r), why);
+        let p = r.principal.as_ref().expect("the ids are kept");
+        assert_eq!(
+            (p.account_id.as_str(), p.key_id.as_str()),
+            (key.account_id.as_str(), key.id.as_str())
+        );
+        assert!(p.scopes.is_empty(), "{why:?}: {p:?}");
+        assert!(p.plan.is_empty(), "{why:?}: {p:?}");
+        assert_eq!((p.mode, p.kind), (0, 0), "{why:?}: {p:?}");
+    };
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let live = s.check_perm(&secret, "feedback.read").await;
+    assert_eq!(live.principal.unwrap().scopes, ["feedback.read"]);
+    s.keys()
+        .suspend_key(s.admin(pb::SuspendKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeySuspended,
+    );
+    s.keys()
+        .revoke_key(s.admin(pb::RevokeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyRevoked,
+    );
+
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    s.keys()
+        .rotate_key(s.admin(pb::RotateKeyRequest {
+            id: key.id.clone(),
+            overlap_seconds: Some(0),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyRotated,
+    );
+
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    s.clock.advance_secs(91 * DAY);
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyExpired,
+    );
+    s.stop().await;
+}
+
 async fn updates_apply_to_the_next_check(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
@@ -497,6 +559,7 @@ impl TestServer {
 }
 
 backend_tests!(
+    dead_keys_tell_only_whose_they_were,
     rotating_the_successor_ends_the_predecessors_overlap,
     created_key_is_shown_once_and_stored_hashed,
     live_keys_need_active_live_mode,
