@@ -691,8 +691,24 @@ async fn signing_admin_permissions_and_bad_input(backend: Backend) {
 
 /// A bare HTTP/1.1 GET returning (status, head, body).
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_call(addr, "GET", path, "*/*").await
+}
+
+async fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_call(addr, "POST", path, "application/json").await
+}
+
+async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    accept: &str,
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = String::new();
     stream.read_to_string(&mut buf).await.unwrap();
@@ -745,18 +761,33 @@ async fn reveal_links_redeem_once(backend: Backend) {
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
 
-    // Over HTTP: never cached, and once only.
+    // Over HTTP: a GET (a link scanner, a chat preview) only shows the
+    // confirmation page and redeems nothing; a POST redeems, once.
     let link = rotate_with_link().await.reveal.unwrap();
     let http = s.running().http_addr;
-    let (status, head, body) = http_get(http, &link.url).await;
+    for _ in 0..2 {
+        let (status, head, body) = http_get(http, &link.url).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("cache-control: no-store"), "{head}");
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert!(body.contains("<form method=\"post\">"), "{body}");
+        assert!(!body.contains("whsec_"), "{body}");
+    }
+    let (status, head, body) = http_post(http, &link.url).await;
     assert_eq!(status, 200, "{body}");
     assert!(head.contains("cache-control: no-store"), "{head}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(json["secret"].as_str().unwrap().starts_with("whsec_"));
-    let (status, head, _) = http_get(http, &link.url).await;
+    let (status, head, _) = http_post(http, &link.url).await;
     assert_eq!(status, 404);
     assert!(head.contains("cache-control: no-store"), "{head}");
-    let (status, _, body) = http_get(http, "/reveal/lkrv_short").await;
+    // A browser gets the secret as a page.
+    let link = rotate_with_link().await.reveal.unwrap();
+    let (status, head, body) = http_call(http, "POST", &link.url, "text/html").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(body.contains("<pre id=\"secret\">whsec_"), "{body}");
+    let (status, _, body) = http_post(http, "/reveal/lkrv_short").await;
     assert_eq!(status, 400);
     assert!(body.contains("not a reveal token"), "{body}");
     let e = reveals(&s)
@@ -773,7 +804,7 @@ async fn reveal_links_redeem_once(backend: Backend) {
     // 60 minutes, then gone.
     let link = rotate_with_link().await.reveal.unwrap();
     s.clock.advance_secs(3600);
-    assert_eq!(http_get(http, &link.url).await.0, 404);
+    assert_eq!(http_post(http, &link.url).await.0, 404);
     s.stop().await;
 }
 
