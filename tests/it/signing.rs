@@ -468,6 +468,10 @@ async fn signed_urls_and_rotation(backend: Backend) {
         (url.as_str(), "timestamp"),
         ("https://x.example/flow?a=1#frag", "fragment"),
         ("https://x.example/flow?a=1&a=2", "more than once"),
+        // A value that decodes to `&` or `=` could move bytes between
+        // parameters under the seed's canonical form.
+        ("https://x.example/flow?a=1%26b%3D2", "`&` or `=`"),
+        ("https://x.example/flow?next=%2Fcb%3Fx%3D1", "`&` or `=`"),
     ] {
         let e = signing(&s)
             .sign_url(s.admin(pb::SignUrlRequest {
@@ -494,6 +498,15 @@ async fn signed_urls_and_rotation(backend: Backend) {
         "{bare}"
     );
     assert_verdict(&verify_url(&s, &id, &bare).await, "VALID", 2);
+    // `a=1%26b%3D2` canonicalises as `a=1&b=2` would: never verified.
+    let split = bare.replacen("?", "?a=1&b=2&", 1);
+    let merged = bare.replacen("?", "?a=1%26b%3D2&", 1);
+    assert_verdict(&verify_url(&s, &id, &split).await, "SIGNATURE_INVALID", 0);
+    assert_verdict(
+        &verify_url(&s, &id, &merged).await,
+        "SIGNATURE_MALFORMED",
+        0,
+    );
     s.stop().await;
 }
 
@@ -837,7 +850,7 @@ async fn concurrent_redemptions_have_one_winner(backend: Backend) {
                     .map_err(|e| e.code())
             } else {
                 let (status, _, body) =
-                    http_get(s.running().http_addr, &format!("/reveal/{token}")).await;
+                    http_post(s.running().http_addr, &format!("/reveal/{token}")).await;
                 match status {
                     200 => Ok(
                         serde_json::from_str::<serde_json::Value>(&body).unwrap()["secret"]
