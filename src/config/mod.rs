@@ -15,6 +15,7 @@ mod ext_authz;
 mod forward_auth;
 mod keys;
 mod limits;
+mod rate_limits;
 mod signing;
 mod tokens;
 
@@ -39,6 +40,7 @@ pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
+pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
 pub use signing::{SigningConfig, SigningSection};
 pub use tokens::{TokensConfig, TokensSettings};
 
@@ -111,6 +113,7 @@ pub struct Config {
     /// Replaces the default roles (`read_only`, `full_access`) when set.
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
+    pub rate_limits: RateLimitsConfig,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             plans: None,
             roles: None,
             signing: SigningConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -170,6 +174,7 @@ pub struct Settings {
     pub forward_auth: Option<ForwardAuthListener>,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Config {
@@ -238,6 +243,7 @@ impl Config {
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
         let policy = Policy::new(&plans, &roles).map_err(|e| invalid("plans", e.to_string()))?;
+        let rate_limits = self.rate_limits.validate(&plans)?;
         let grpc_addr = addr("grpc_addr", &self.grpc_addr)?;
         let http_addr = addr("http_addr", &self.http_addr)?;
         let store_header = self.check.store_header()?;
@@ -280,6 +286,7 @@ impl Config {
             forward_auth,
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
+            rate_limits,
         })
     }
 }

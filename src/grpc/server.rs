@@ -14,11 +14,14 @@ use tonic_health::server::HealthReporter;
 use super::conn::GrpcConn;
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::state::GrpcState;
-use super::{AccountApi, CheckApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi};
+use super::{
+    AccountApi, CheckApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi, TokenApi,
+};
 use crate::pb;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 9] = [
+const SERVICES: [&str; 10] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -28,9 +31,11 @@ const SERVICES: [&str; 9] = [
     "envoy.service.auth.v3.Authorization",
     "latchkey.v1.SigningService",
     "latchkey.v1.RevealService",
+    "envoy.service.ratelimit.v3.RateLimitService",
 ];
 
-/// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
+/// Envoy's ext_authz and rate-limit APIs, compiled by build.rs from the
+/// envoy-types package.
 const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
 
@@ -106,6 +111,10 @@ impl Server {
             )
             .add_service(
                 pb::signing_service_server::SigningServiceServer::new(SigningApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                RateLimitServiceServer::new(RateLimitApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(

@@ -13,6 +13,7 @@ mod ext_authz;
 mod forward_auth;
 mod keys;
 mod layers;
+mod limits;
 mod replicas;
 mod server;
 mod signing;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::domain::limits::RateState;
 use crate::domain::model::Mode;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
@@ -57,6 +58,9 @@ pub struct Decision {
     pub key: Option<Arc<ResolvedKey>>,
     /// Why it was denied, for humans (empty when allowed); never contains secret material.
     pub message: Cow<'static, str>,
+    /// The principal's rate limit after this request (`None` when unlimited,
+    /// or when no principal was found).
+    pub rate_limit: Option<RateState>,
 }
 
 impl Decision {
@@ -69,6 +73,7 @@ impl Decision {
             reason,
             key: None,
             message: message.into(),
+            rate_limit: None,
         }
     }
 
@@ -81,6 +86,7 @@ impl Decision {
             reason,
             key: Some(key.clone()),
             message: message.into(),
+            rate_limit: None,
         }
     }
 }

@@ -18,7 +18,8 @@
 //!    else (when configured) the query parameter; a credential header that
 //!    repeats, or a value with whitespace or control characters, is
 //!    `CREDENTIAL_MALFORMED` (nothing is trimmed);
-//! 5. the decision engine, for the rule's permission.
+//! 5. the decision engine, for the rule's permission (its last step is the
+//!    key's rate limit, which both verdicts carry for the headers).
 
 mod request;
 #[cfg(test)]
@@ -31,6 +32,7 @@ use request::credential;
 pub use request::{CredentialSource, Field, Headers, Presented};
 
 use super::check::{CheckInput, RequestFacts};
+use super::limits::RateState;
 use super::network::parse_ip_loose;
 use super::permissions::Permission;
 use super::reason::Reason;
@@ -93,11 +95,16 @@ pub enum Verdict {
         key: Option<Arc<ResolvedKey>>,
         /// Where the credential was found (to strip it), if one was.
         credential: Option<CredentialSource>,
+        /// The key's limit, for the headers on the downstream response.
+        rate_limit: Option<RateState>,
     },
     /// Refuse, for this reason. Never secret: the message is for the caller.
     Deny {
         reason: Reason,
         message: Cow<'static, str>,
+        /// The limit that refused (`RATE_LIMITED`, `TOO_MANY_FAILURES`) or
+        /// where the key's limit stands.
+        rate_limit: Option<RateState>,
     },
     /// The decision could not be made (the store is unreachable): the
     /// adapter answers so that the proxy fails closed.
@@ -109,6 +116,7 @@ impl Verdict {
         Verdict::Deny {
             reason,
             message: message.into(),
+            rate_limit: None,
         }
     }
 }
@@ -173,6 +181,7 @@ impl Gate {
             return Verdict::Allow {
                 key: None,
                 credential: source,
+                rate_limit: None,
             };
         }
         let required = match self
@@ -238,11 +247,13 @@ impl Gate {
             Reason::Allowed => Verdict::Allow {
                 key: decision.key,
                 credential: source,
+                rate_limit: decision.rate_limit,
             },
             Reason::InternalError => Verdict::Unavailable,
             reason => Verdict::Deny {
                 reason,
                 message: decision.message,
+                rate_limit: decision.rate_limit,
             },
         }
     }

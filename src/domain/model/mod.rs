@@ -42,6 +42,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 
 mod accounts;
 mod keys;
+mod rate;
 mod reveal;
 mod rules;
 mod signing;
@@ -49,6 +50,7 @@ mod tokens;
 
 pub use accounts::*;
 pub use keys::*;
+pub use rate::*;
 pub use reveal::*;
 pub use rules::*;
 pub use signing::*;

@@ -13,6 +13,8 @@ mod m20261126_000010_signing;
 mod m20261201_000001_code_replays;
 mod m20261201_000002_unique_route_rules;
 mod m20261201_000003_case_insensitive_rules;
+mod m20261201_000020_key_rate_limits;
+mod m20261201_000021_key_suspension_cause;
 
 pub struct Migrator;
 
@@ -26,6 +28,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_meta::Migration),
             Box::new(m20261126_000005_tokens::Migration),
             Box::new(m20261126_000010_signing::Migration),
+            Box::new(m20261201_000020_key_rate_limits::Migration),
+            Box::new(m20261201_000021_key_suspension_cause::Migration),
             Box::new(m20261201_000001_code_replays::Migration),
             Box::new(m20261201_000002_unique_route_rules::Migration),
             Box::new(m20261201_000003_case_insensitive_rules::Migration),
