@@ -69,8 +69,15 @@ pub trait Store: Send + Sync + 'static {
     /// Writes `key`, whose `version` is one more than the stored one; `Conflict` otherwise.
     /// Tells other replicas to drop the key from their caches.
     async fn update_key(&self, key: &KeyRecord) -> Result<(), StoreError>;
-    /// Updates `old` (as `update_key`) and inserts `successor`, atomically.
-    async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError>;
+    /// Updates `old` (as `update_key`) and inserts `successor`, atomically;
+    /// `predecessor` (`old`'s own predecessor, its overlap ended) is
+    /// updated in the same transaction.
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        successor: &KeyRecord,
+        predecessor: Option<&KeyRecord>,
+    ) -> Result<(), StoreError>;
     /// The key with this secret hash and its account.
     async fn find_key_by_hash(
         &self,
@@ -170,13 +177,20 @@ pub trait TokenStore: Send + Sync + 'static {
     async fn delete_client(&self, client_id: &str, now: Millis) -> Result<bool, StoreError>;
 
     async fn insert_code(&self, code: &AuthCodeRecord) -> Result<(), StoreError>;
-    /// Marks the code used at `now`. The record, and whether this call was
-    /// the one that used it (exactly one caller ever gets `true`).
+    /// Marks the code used at `now`, only if it was issued to `client_id`
+    /// (another client's attempt consumes nothing). The record, and whether
+    /// this call was the one that used it (exactly one caller ever gets `true`).
     async fn use_code(
         &self,
         code_hash: &[u8; 32],
+        client_id: &str,
         now: Millis,
     ) -> Result<Option<(AuthCodeRecord, bool)>, StoreError>;
+    /// Notes that a used code was presented again.
+    async fn mark_code_replayed(&self, code_hash: &[u8; 32], now: Millis)
+    -> Result<(), StoreError>;
+    /// Has the code been presented again since it was used?
+    async fn code_replayed(&self, code_hash: &[u8; 32]) -> Result<bool, StoreError>;
 
     async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError>;
     async fn get_refresh(&self, token_hash: &[u8; 32])

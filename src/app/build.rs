@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use ipnet::IpNet;
+use crate::domain::network::ClientIpRule;
 
 use super::AppError;
 use crate::config::Settings;
@@ -55,7 +55,7 @@ pub struct Parts {
     pub reveals: RevealManager,
     clock: Arc<dyn Clock>,
     key_prefix: String,
-    trusted_proxies: Vec<IpNet>,
+    client_ip: ClientIpRule,
     limits: Arc<KeyLimits>,
     descriptors: Arc<Descriptors>,
     bad_signatures: Option<RatePolicy>,
@@ -109,7 +109,7 @@ pub fn build(
         signing,
         reveals,
         key_prefix: settings.keys.prefix.clone(),
-        trusted_proxies: settings.trusted_proxies.clone(),
+        client_ip: settings.client_ip.clone(),
         limits: Arc::new(KeyLimits {
             limiter: Arc::new(Limiter::new(clock.clone())),
             plans: settings.rate_limits.plans.clone(),
@@ -130,7 +130,7 @@ impl Parts {
             self.clock.clone(),
             self.usage.clone(),
             self.key_prefix,
-            self.trusted_proxies,
+            self.client_ip,
             tokens.clone(),
         )
         .with_signed_requests(self.signing.clone())

@@ -11,7 +11,9 @@ use crate::domain::network::parse_cidr;
 pub struct CheckConfig {
     /// Require an admin token holding `admin.check` on `CheckService/Check`. Default false.
     pub require_auth: bool,
-    /// Peers whose `X-Forwarded-For` is believed (CIDRs). Default none.
+    /// Proxies whose `X-Forwarded-For` entry is believed (CIDRs), on
+    /// `CheckService/Check`, ext_authz and forward auth alike: one rule with
+    /// `ext_authz.trusted_hops` (`network::ClientIpRule`). Default none.
     pub trusted_proxies: Vec<String>,
     /// A request header naming a store (`x-beep-store-id` in the BEEP! set-up);
     /// when a request carries it, the store must belong to the key's account. Default none.

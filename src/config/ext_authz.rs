@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use super::{ConfigError, header_name, invalid};
 use crate::domain::gate::GateSettings;
+use crate::domain::routes::PathParams;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 
 /// Envoy external authorization (`envoy.service.auth.v3.Authorization`).
@@ -22,10 +23,16 @@ pub struct ExtAuthzConfig {
     pub header_prefix: String,
     /// Routes served without a credential, as `METHOD /path/template`. Default none.
     pub public_routes: Vec<String>,
-    /// How many proxies in front of Envoy (or of the forward-auth proxy)
-    /// append to `X-Forwarded-For`; 0 = use Envoy's source address (behind
-    /// forward auth: the entry the proxy appended). Default 0.
+    /// How many proxies in front of Envoy (or of the forward-auth proxy,
+    /// or of the caller of `CheckService/Check`) append to
+    /// `X-Forwarded-For`, whatever their addresses; 0 = use Envoy's source
+    /// address (behind forward auth: the entry the proxy appended). One
+    /// rule with `check.trusted_proxies` (`network::ClientIpRule`). Default 0.
     pub trusted_hops: u8,
+    /// What a `;` in a request path does: `refuse` (400, `PATH_INVALID`) or
+    /// `strip` (each segment's `;…` is cut off before matching, as servlet
+    /// containers do). Default `refuse`.
+    pub path_parameters: String,
     /// Also return the principal as dynamic metadata (for Envoy's logs and other
     /// filters). Encoded once per key, so it costs next to nothing per call. Default true.
     pub dynamic_metadata: bool,
@@ -40,6 +47,7 @@ impl Default for ExtAuthzConfig {
             header_prefix: "x-latchkey-".to_owned(),
             public_routes: Vec::new(),
             trusted_hops: 0,
+            path_parameters: "refuse".to_owned(),
             dynamic_metadata: true,
         }
     }
@@ -83,8 +91,13 @@ impl ExtAuthzConfig {
                 .map(|q| header_name("ext_authz.query_param", q).map(|_| q.to_owned()))
                 .transpose()?,
             public_routes,
-            trusted_hops: self.trusted_hops,
             store_header,
+            path_params: PathParams::parse(&self.path_parameters).ok_or_else(|| {
+                invalid(
+                    "ext_authz.path_parameters",
+                    format!("`{}` is not `refuse` or `strip`", self.path_parameters),
+                )
+            })?,
         };
         let envoy = ExtAuthzSettings {
             strip_credential: self.strip_credential,

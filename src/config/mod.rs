@@ -26,7 +26,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ipnet::IpNet;
+use crate::domain::network::ClientIpRule;
 use serde::Deserialize;
 
 use crate::crypto::secret::Secret;
@@ -176,7 +176,8 @@ pub struct Settings {
     pub store: StoreOptions,
     pub keys: KeySettings,
     pub check_requires_auth: bool,
-    pub trusted_proxies: Vec<IpNet>,
+    /// The one `X-Forwarded-For` rule (`check.trusted_proxies`, `ext_authz.trusted_hops`).
+    pub client_ip: ClientIpRule,
     pub store_header: Option<String>,
     pub cache: CacheSettings,
     pub usage_flush_interval: Duration,
@@ -317,7 +318,10 @@ impl Config {
             keys,
             check_requires_auth: self.check.require_auth,
             store_header,
-            trusted_proxies,
+            client_ip: ClientIpRule {
+                trusted_proxies,
+                trusted_hops: self.ext_authz.trusted_hops,
+            },
             cache,
             usage_flush_interval: Duration::from_millis(self.usage_flush_interval_ms),
             max_list_items: self.limits.max_list_items,

@@ -1,9 +1,5 @@
-//! IP allowlists and the client address behind trusted proxies.
-//!
-//! `X-Forwarded-For` is only honoured when the immediate peer is a configured
-//! trusted proxy; then the rightmost address that is not itself a trusted
-//! proxy is the client (RFC 7239 §5.2 reasoning: only hops you trust can be
-//! believed, and a client can prepend anything it likes).
+//! IP allowlists and the client address behind trusted proxies
+//! ([`ClientIpRule`], the one rule for `X-Forwarded-For`).
 
 use std::net::IpAddr;
 
@@ -23,6 +19,46 @@ pub fn parse_cidr(s: &str) -> Result<IpNet, CidrError> {
     s.parse::<IpAddr>()
         .map(|ip| IpNet::from(canonical_ip(ip)))
         .map_err(|_| CidrError(s.to_owned()))
+}
+
+/// Why an allowlist was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AllowlistError {
+    #[error(transparent)]
+    Cidr(#[from] CidrError),
+    /// The list admits every address of a family: it is no allowlist, and
+    /// is almost always a mistake for "no list" or a leaked-key workaround.
+    #[error(
+        "`{0}` allows every {1} address; name the networks the key is used from, or set no allowlist"
+    )]
+    Everything(String, &'static str),
+}
+
+/// Parses an IP allowlist (`allowed_cidrs`). Refused: `0.0.0.0/0`, `::/0`,
+/// the IPv4-mapped `::ffff:0:0/96`, and any set of blocks that together
+/// cover a whole family (`0.0.0.0/1` + `128.0.0.0/1`).
+pub fn parse_allowlist(items: &[String]) -> Result<Vec<IpNet>, AllowlistError> {
+    let nets = items
+        .iter()
+        .map(|s| parse_cidr(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    for net in IpNet::aggregate(&nets) {
+        if net.prefix_len() == 0 {
+            let family = if net.addr().is_ipv4() { "IPv4" } else { "IPv6" };
+            let named = nets
+                .iter()
+                .zip(items)
+                .find(|(n, _)| net.contains(*n))
+                .map_or_else(|| net.to_string(), |(_, s)| s.trim().to_owned());
+            let what = if nets.iter().any(|n| n.prefix_len() == 0) {
+                named
+            } else {
+                format!("{named} (with the other blocks)")
+            };
+            return Err(AllowlistError::Everything(what, family));
+        }
+    }
+    Ok(nets)
 }
 
 fn normalise_net(net: IpNet) -> IpNet {
@@ -62,30 +98,60 @@ pub fn allowed(ip: IpAddr, list: &[IpNet]) -> bool {
     list.iter().any(|net| net.contains(&ip))
 }
 
-/// The client address: the peer itself, or — when the peer is a trusted proxy —
-/// the rightmost untrusted `X-Forwarded-For` entry. `None` if it cannot be told.
-pub fn client_ip(
-    peer: Option<IpAddr>,
-    forwarded_for: Option<&str>,
-    trusted: &[IpNet],
-) -> Option<IpAddr> {
-    let peer = canonical_ip(peer?);
-    if trusted.is_empty() || !allowed(peer, trusted) {
-        return Some(peer);
-    }
-    let Some(xff) = forwarded_for else {
-        return Some(peer);
-    };
-    let mut leftmost = peer;
-    for entry in xff.rsplit(',') {
-        // A malformed hop means the chain cannot be trusted past this point.
-        let ip = parse_ip_loose(entry)?;
-        if !allowed(ip, trusted) {
-            return Some(ip);
+/// Which `X-Forwarded-For` entries are believed: the one rule both Check
+/// APIs and forward auth use to tell the client's address.
+///
+/// Walking from the asker's own view of the request (the peer) leftwards
+/// through `X-Forwarded-For`, a hop is stepped past — its entry to the left
+/// believed — while either
+/// - fewer than `trusted_hops` (plus the asker's own hops) have been
+///   stepped past: the deployment says that many proxies sit in front,
+///   whatever their addresses (`ext_authz.trusted_hops`); or
+/// - the address at hand is one of `trusted_proxies` (`check.trusted_proxies`).
+///
+/// The first address that is trusted by neither is the client (RFC 7239
+/// §5.2 reasoning: only hops you trust can be believed, and a client can
+/// prepend anything it likes). A malformed entry, or a chain shorter than
+/// the hops it must have, means the client cannot be told (`None`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClientIpRule {
+    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_hops: u8,
+}
+
+impl ClientIpRule {
+    /// The client address. `peer` is the asker's view of whoever sent the
+    /// request (Envoy's source address, `context.client_ip`), `None` when it
+    /// has none; `own_hops` the entries the asker itself appended (1 for a
+    /// forward-auth proxy, whose own view is the rightmost entry).
+    pub fn client_ip(
+        &self,
+        peer: Option<IpAddr>,
+        forwarded_for: Option<&str>,
+        own_hops: u8,
+    ) -> Option<IpAddr> {
+        let mut hops = usize::from(self.trusted_hops) + usize::from(own_hops);
+        let mut current = peer.map(canonical_ip);
+        let mut entries = forwarded_for.into_iter().flat_map(|x| x.rsplit(','));
+        loop {
+            let by_hops = hops > 0;
+            if !by_hops {
+                let ip = current?;
+                if self.trusted_proxies.is_empty() || !allowed(ip, &self.trusted_proxies) {
+                    return Some(ip);
+                }
+            }
+            match entries.next() {
+                // A malformed hop means the chain cannot be trusted past it.
+                Some(entry) => current = Some(parse_ip_loose(entry)?),
+                // Fewer entries than the proxies said to be in front.
+                None if by_hops => return None,
+                // Every entry is a trusted proxy: the leftmost sent it.
+                None => return current,
+            }
+            hops = hops.saturating_sub(1);
         }
-        leftmost = ip;
     }
-    Some(leftmost)
 }
 
 #[cfg(test)]
@@ -117,44 +183,140 @@ mod tests {
         assert!(parse_cidr("example.com").is_err());
     }
 
+    fn proxies(list: &[&str]) -> ClientIpRule {
+        ClientIpRule {
+            trusted_proxies: list.iter().map(|s| parse_cidr(s).unwrap()).collect(),
+            trusted_hops: 0,
+        }
+    }
+
+    fn hops(n: u8) -> ClientIpRule {
+        ClientIpRule {
+            trusted_proxies: Vec::new(),
+            trusted_hops: n,
+        }
+    }
+
+    #[test]
+    fn allowlists_that_allow_everything_are_refused() {
+        let list =
+            |v: &[&str]| parse_allowlist(&v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+        for everything in [
+            &["0.0.0.0/0"][..],
+            &["::/0"],
+            &["10.0.0.0/8", "::/0"],
+            &["::ffff:0:0/96"],
+            &["0.0.0.0/1", "128.0.0.0/1"],
+            &["1.2.3.4/0"],
+            &["8000::/1", "::/1"],
+        ] {
+            assert!(
+                matches!(list(everything), Err(AllowlistError::Everything(..))),
+                "{everything:?}"
+            );
+        }
+        assert_eq!(list(&["0.0.0.0/1"]).unwrap().len(), 1);
+        assert_eq!(list(&["10.0.0.0/8", "2001:db8::/32"]).unwrap().len(), 2);
+        assert!(list(&[]).unwrap().is_empty());
+        assert!(matches!(list(&["nope"]), Err(AllowlistError::Cidr(_))));
+    }
+
     #[test]
     fn forwarded_for_is_ignored_without_trusted_proxies() {
         assert_eq!(
-            client_ip(Some(ip("203.0.113.9")), Some("10.0.0.1"), &[]),
+            proxies(&[]).client_ip(Some(ip("203.0.113.9")), Some("10.0.0.1"), 0),
             Some(ip("203.0.113.9"))
         );
     }
 
     #[test]
     fn forwarded_for_is_ignored_from_an_untrusted_peer() {
-        let trusted = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        let rule = proxies(&["10.0.0.0/8"]);
         assert_eq!(
-            client_ip(Some(ip("203.0.113.9")), Some("198.51.100.1"), &trusted),
+            rule.client_ip(Some(ip("203.0.113.9")), Some("198.51.100.1"), 0),
             Some(ip("203.0.113.9"))
         );
     }
 
     #[test]
     fn rightmost_untrusted_hop_wins() {
-        let trusted = vec![parse_cidr("10.0.0.0/8").unwrap()];
+        let rule = proxies(&["10.0.0.0/8"]);
         // The client forged "1.1.1.1"; the proxy appended the real address.
         assert_eq!(
-            client_ip(
+            rule.client_ip(
                 Some(ip("10.0.0.2")),
                 Some("1.1.1.1, 198.51.100.7, 10.0.0.5"),
-                &trusted
+                0
             ),
             Some(ip("198.51.100.7"))
         );
         assert_eq!(
-            client_ip(Some(ip("10.0.0.2")), Some("10.0.0.3"), &trusted),
+            rule.client_ip(Some(ip("10.0.0.2")), Some("10.0.0.3"), 0),
             Some(ip("10.0.0.3"))
         );
         assert_eq!(
-            client_ip(Some(ip("10.0.0.2")), Some("garbage"), &trusted),
+            rule.client_ip(Some(ip("10.0.0.2")), Some("garbage"), 0),
             None
         );
-        assert_eq!(client_ip(None, Some("198.51.100.7"), &trusted), None);
+        assert_eq!(rule.client_ip(None, Some("198.51.100.7"), 0), None);
+    }
+
+    #[test]
+    fn client_address_by_hops() {
+        let xff = Some("198.51.100.1, 203.0.113.9,10.0.0.2");
+        // 0: the asker's own view; X-Forwarded-For is not read.
+        assert_eq!(
+            hops(0).client_ip(Some(ip("192.0.2.7")), xff, 0),
+            Some(ip("192.0.2.7"))
+        );
+        assert_eq!(hops(0).client_ip(None, xff, 0), None);
+        // N: the N-th entry from the right, whoever the peer is.
+        assert_eq!(hops(1).client_ip(None, xff, 0), Some(ip("10.0.0.2")));
+        assert_eq!(hops(2).client_ip(None, xff, 0), Some(ip("203.0.113.9")));
+        assert_eq!(hops(1).client_ip(None, xff, 1), Some(ip("203.0.113.9")));
+        assert_eq!(hops(3).client_ip(None, xff, 0), Some(ip("198.51.100.1")));
+        // More hops than entries: the client cannot be told.
+        assert_eq!(hops(4).client_ip(None, xff, 0), None);
+        assert_eq!(hops(1).client_ip(Some(ip("192.0.2.7")), None, 0), None);
+        // IPv4-mapped IPv6 is the IPv4 address.
+        assert_eq!(
+            hops(1).client_ip(None, Some("::ffff:203.0.113.9"), 0),
+            Some(ip("203.0.113.9"))
+        );
+    }
+
+    #[test]
+    fn hops_and_proxies_are_one_rule() {
+        // One hop is trusted by count (the load balancer, whatever its
+        // address), then the mesh's own proxies by address.
+        let rule = ClientIpRule {
+            trusted_proxies: vec![parse_cidr("10.0.0.0/8").unwrap()],
+            trusted_hops: 1,
+        };
+        assert_eq!(
+            rule.client_ip(
+                Some(ip("192.0.2.50")),
+                Some("1.1.1.1, 198.51.100.7, 10.1.1.1, 10.2.2.2"),
+                0
+            ),
+            Some(ip("198.51.100.7"))
+        );
+    }
+
+    /// An address (v4 or v6) as a proxy writes it.
+    fn addr() -> impl Strategy<Value = IpAddr> {
+        prop_oneof![
+            any::<u32>().prop_map(|a| IpAddr::V4(a.into())),
+            any::<u128>().prop_map(|a| canonical_ip(IpAddr::V6(a.into()))),
+        ]
+    }
+
+    fn join(chain: &[IpAddr]) -> String {
+        chain
+            .iter()
+            .map(IpAddr::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     proptest! {
@@ -170,7 +332,66 @@ mod tests {
         fn parsers_never_panic(s in "\\PC{0,40}") {
             let _ = parse_cidr(&s);
             let _ = parse_ip_loose(&s);
-            let _ = client_ip(Some(ip("10.0.0.1")), Some(&s), &[parse_cidr("10.0.0.0/8").unwrap()]);
+            let rule = ClientIpRule { trusted_proxies: vec![parse_cidr("10.0.0.0/8").unwrap()], trusted_hops: 2 };
+            let _ = rule.client_ip(Some(ip("10.0.0.1")), Some(&s), 1);
+        }
+
+        /// Whatever a client prepends to `X-Forwarded-For`, the answer is the
+        /// address the outermost trusted hop saw, under either setting.
+        #[test]
+        fn forged_entries_never_change_the_client(
+            forged in proptest::collection::vec(addr(), 0..5),
+            client in addr(),
+            hops_in_front in 0u8..4,
+            own in 0u8..2,
+        ) {
+            // `hops_in_front` proxies appended entries after the client's
+            // (by count), then the asker itself `own` more.
+            let mut chain = forged.clone();
+            chain.push(client);
+            for i in 0..(hops_in_front + own).saturating_sub(1) {
+                chain.push(IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, i)));
+            }
+            let by_hops = hops(hops_in_front);
+            let (peer, xff) = if hops_in_front + own == 0 {
+                (Some(client), join(&forged))
+            } else {
+                (Some(ip("192.0.2.200")), join(&chain))
+            };
+            prop_assert_eq!(by_hops.client_ip(peer, Some(&xff), own), Some(client));
+
+            // The same chain with the proxies named by address.
+            let trusted = proxies(&["192.0.2.0/24"]);
+            if !trusted.trusted_proxies[0].contains(&client) {
+                let mut chain = forged;
+                chain.push(client);
+                chain.push(ip("192.0.2.1"));
+                prop_assert_eq!(
+                    trusted.client_ip(Some(ip("192.0.2.9")), Some(&join(&chain)), 0),
+                    Some(client)
+                );
+            }
+        }
+
+        /// Asked by a forward-auth proxy (whose view of the client is the
+        /// entry it appended) or by Envoy (whose view is its source
+        /// address), the same request has the same client.
+        #[test]
+        fn forward_auth_and_envoy_views_agree(
+            chain in proptest::collection::vec(addr(), 1..6),
+            trusted_hops in 0u8..4,
+            trust_some in any::<bool>(),
+        ) {
+            let rule = ClientIpRule {
+                trusted_proxies: if trust_some { vec![parse_cidr("0.0.0.0/1").unwrap()] } else { Vec::new() },
+                trusted_hops,
+            };
+            let (source, rest) = chain.split_last().unwrap();
+            let rest = if rest.is_empty() { None } else { Some(join(rest)) };
+            prop_assert_eq!(
+                rule.client_ip(None, Some(&join(&chain)), 1),
+                rule.client_ip(Some(*source), rest.as_deref(), 0)
+            );
         }
     }
 }

@@ -424,7 +424,12 @@ mod tests {
         async fn update_key(&self, _: &KeyRecord) -> Result<(), StoreError> {
             unreachable!()
         }
-        async fn rotate_key(&self, _: &KeyRecord, _: &KeyRecord) -> Result<(), StoreError> {
+        async fn rotate_key(
+            &self,
+            _: &KeyRecord,
+            _: &KeyRecord,
+            _: Option<&KeyRecord>,
+        ) -> Result<(), StoreError> {
             unreachable!()
         }
         async fn record_key_usage(&self, _: &[(String, Millis)]) -> Result<(), StoreError> {

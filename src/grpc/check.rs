@@ -57,6 +57,7 @@ impl CheckService for CheckApi {
                 required_mode: parts.mode,
                 peer_ip: parts.peer_ip,
                 forwarded_for: header("x-forwarded-for"),
+                own_hops: 0,
                 origin,
                 store_id: self.0.store_header.as_deref().and_then(header),
                 request: request.as_ref(),

@@ -13,7 +13,7 @@ use crate::domain::limits::RateState;
 use crate::domain::model::{
     Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, RatePolicy, valid_id,
 };
-use crate::domain::network::{parse_cidr, parse_ip_loose};
+use crate::domain::network::{parse_allowlist, parse_ip_loose};
 use crate::domain::origin::OriginPattern;
 use crate::domain::permissions::{Permission, Scope};
 use crate::domain::reason::Reason;
@@ -148,10 +148,8 @@ fn scopes(items: &[String], max: usize) -> Result<Vec<Scope>> {
 }
 
 fn cidrs(items: &[String], max: usize) -> Result<Vec<ipnet::IpNet>> {
-    bounded("allowed_cidrs", items, max)?
-        .iter()
-        .map(|s| parse_cidr(s).map_err(|e| Error::invalid("allowed_cidrs", e.to_string())))
-        .collect()
+    parse_allowlist(bounded("allowed_cidrs", items, max)?)
+        .map_err(|e| Error::invalid("allowed_cidrs", e.to_string()))
 }
 
 fn origins(items: &[String], max: usize) -> Result<Vec<OriginPattern>> {
@@ -387,16 +385,32 @@ fn reason_out(r: Reason) -> pb::Reason {
 }
 
 pub fn decision_out(d: &Decision) -> pb::CheckResponse {
+    // A key that no longer works says whose it was, and nothing of what it
+    // could do: whoever holds a revoked, suspended, expired or rotated-out
+    // secret learns no scopes, plan, mode or kind from it.
+    let dead = matches!(
+        d.reason,
+        Reason::KeyRevoked | Reason::KeySuspended | Reason::KeyExpired | Reason::KeyRotated
+    );
     pb::CheckResponse {
         allowed: d.allowed(),
         reason: reason_out(d.reason).into(),
-        principal: d.key.as_ref().map(|k| pb::Principal {
-            account_id: k.record.account_id.clone(),
-            key_id: k.record.id.clone(),
-            mode: mode_out(k.record.mode).into(),
-            scopes: k.scope_strings.to_vec(),
-            plan: k.account.plan.clone(),
-            kind: kind_out(k.record.kind).into(),
+        principal: d.key.as_ref().map(|k| {
+            if dead {
+                return pb::Principal {
+                    account_id: k.record.account_id.clone(),
+                    key_id: k.record.id.clone(),
+                    ..Default::default()
+                };
+            }
+            pb::Principal {
+                account_id: k.record.account_id.clone(),
+                key_id: k.record.id.clone(),
+                mode: mode_out(k.record.mode).into(),
+                scopes: k.scope_strings.to_vec(),
+                plan: k.account.plan.clone(),
+                kind: kind_out(k.record.kind).into(),
+            }
         }),
         message: d.message.to_string(),
         rate_limit: d.rate_limit.as_ref().map(rate_limit_out),

@@ -68,6 +68,10 @@ impl gate::Headers for Headers<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         Headers::get(self, name)
     }
+
+    fn only(&self, name: &str) -> gate::Field<'_> {
+        Headers::only(self, name)
+    }
 }
 
 struct HttpView<'a> {

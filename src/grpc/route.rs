@@ -24,6 +24,7 @@ fn rule_out(r: &RuleRecord) -> pb::Rule {
         path: r.path.clone(),
         permission: r.permission.clone(),
         created_at: Some(convert::timestamp(r.created_at)),
+        case_insensitive: r.case_insensitive,
     }
 }
 
@@ -40,7 +41,13 @@ impl RouteService for RouteApi {
             .0
             .services
             .routes
-            .create(&r.host, &r.method, &r.path, &r.permission)
+            .create(
+                &r.host,
+                &r.method,
+                &r.path,
+                &r.permission,
+                r.case_insensitive,
+            )
             .await?;
         tracing::info!(rule_id = %rule.id, method = %rule.method, path = %rule.path, "route rule created");
         Ok(Response::new(rule_out(&rule)))

@@ -1,41 +1,90 @@
-//! `GET /reveal/<token>`: redeems a one-time reveal link. The answer is never
-//! cached (`Cache-Control: no-store`), and an unknown, expired or used token
-//! gets the same 404 whichever it was.
+//! One-time reveal links, made to survive link scanners: mail gateways and
+//! chat previews fetch every link they see, so `GET /reveal/<token>` only
+//! shows a confirmation page and redeems nothing; the secret is shown after
+//! a `POST` to the same address (the page's button), or through
+//! `RevealService/RevealSecret`. Every answer carries
+//! `Cache-Control: no-store`, and an unknown, expired or used token gets
+//! the same 404 whichever it was.
+//!
+//! The `POST` answers in HTML to a browser (its `Accept` names
+//! `text/html`) and in JSON to anything else.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::routing::get;
 
 use super::HttpState;
 use super::error::{ApiError, json_response};
+use super::oauth::{escape, page};
 use crate::domain::error::Error;
 
 pub fn routes(state: Arc<HttpState>) -> Router {
     Router::new()
-        .route("/reveal/{token}", get(reveal))
+        .route("/reveal/{token}", get(confirm).post(reveal))
         .with_state(state)
+}
+
+/// The confirmation page: a button that posts back here. No lookup, no
+/// redemption: a scanner that fetches the link changes nothing.
+async fn confirm() -> Response {
+    page(
+        StatusCode::OK,
+        "Reveal a secret",
+        "<h1>Reveal a secret</h1>\n\
+         <p>This link shows a secret once. After you reveal it, the link stops working: \
+         copy the secret somewhere safe straight away.</p>\n\
+         <form method=\"post\"><button type=\"submit\">Reveal the secret</button></form>",
+    )
+}
+
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
 }
 
 async fn reveal(
     State(state): State<Arc<HttpState>>,
     Path(token): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let revealed = state
-        .services
-        .reveals
-        .redeem(&token)
-        .await
-        .map_err(|e| match e {
-            Error::NotFound { .. } => {
-                ApiError::not_found("this reveal link is unknown, expired or already used")
-            }
-            e => e.into(),
-        })?;
+    let html = wants_html(&headers);
+    let revealed = match state.services.reveals.redeem(&token).await {
+        Ok(r) => r,
+        Err(Error::NotFound { .. }) if html => {
+            return Ok(page(
+                StatusCode::NOT_FOUND,
+                "Reveal link not valid",
+                "<h1>Reveal link not valid</h1>\n\
+                 <p>This reveal link is unknown, expired or already used.</p>",
+            ));
+        }
+        Err(Error::NotFound { .. }) => {
+            return Err(ApiError::not_found(
+                "this reveal link is unknown, expired or already used",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     tracing::info!(kind = %revealed.kind, subject_id = %revealed.subject_id, "reveal link redeemed");
+    if html {
+        return Ok(page(
+            StatusCode::OK,
+            "Your secret",
+            &format!(
+                "<h1>Your secret</h1>\n<p>{} for <code>{}</code>. It is shown this once.</p>\n\
+                 <pre id=\"secret\">{}</pre>",
+                escape(&revealed.kind),
+                escape(&revealed.subject_id),
+                escape(revealed.secret.expose()),
+            ),
+        ));
+    }
     let body = serde_json::json!({
         "secret": revealed.secret.expose(),
         "kind": revealed.kind,

@@ -159,5 +159,6 @@ pub(super) fn rule_from(m: route_rule::Model) -> RuleRecord {
         path: m.path,
         permission: m.permission,
         created_at: m.created_at,
+        case_insensitive: m.case_insensitive,
     }
 }

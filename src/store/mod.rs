@@ -412,9 +412,18 @@ impl Store for SqlStore {
         txn.commit().await.map_err(|e| self.fail(e))
     }
 
-    async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError> {
+    async fn rotate_key(
+        &self,
+        old: &KeyRecord,
+        successor: &KeyRecord,
+        predecessor: Option<&KeyRecord>,
+    ) -> Result<(), StoreError> {
         let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         update_key_in(&txn, old).await?;
+        if let Some(p) = predecessor {
+            update_key_in(&txn, p).await?;
+            self.notify(&txn, &hex(&p.key_hash)).await?;
+        }
         api_key::Entity::insert(key_to(successor))
             .exec(&txn)
             .await
@@ -443,6 +452,8 @@ impl Store for SqlStore {
             path: Set(rule.path.clone()),
             permission: Set(rule.permission.clone()),
             created_at: Set(rule.created_at),
+            case_insensitive: Set(rule.case_insensitive),
+            match_key: Set(Some(rule.match_key())),
         })
         .exec(&txn)
         .await

@@ -132,4 +132,17 @@ mod tests {
         assert_eq!(got[0], hash);
         assert!(got[1..].iter().all(|s| s == "all"), "{got:?}");
     }
+
+    proptest::proptest! {
+        /// Whatever arrives on the channel (another version's payload, a
+        /// hand-sent NOTIFY), the listener never panics: a payload it does
+        /// not understand drops every key.
+        #[test]
+        fn no_payload_panics_the_listener(payload in "\\PC{0,80}|[0-9a-fA-F]{64}") {
+            let seen = Seen::default();
+            apply_invalidation(&seen, &payload);
+            let got = seen.0.into_inner().unwrap();
+            proptest::prop_assert_eq!(got.len(), 1);
+        }
+    }
 }

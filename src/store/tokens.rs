@@ -279,6 +279,7 @@ impl TokenStore for SqlStore {
             expires_at: Set(c.expires_at),
             used_at: Set(c.used_at),
             created_at: Set(c.created_at),
+            replayed_at: Set(None),
         })
         .exec(self.conn()?)
         .await
@@ -289,11 +290,13 @@ impl TokenStore for SqlStore {
     async fn use_code(
         &self,
         code_hash: &[u8; 32],
+        client_id: &str,
         now: Millis,
     ) -> Result<Option<(AuthCodeRecord, bool)>, StoreError> {
         let won = auth_code::Entity::update_many()
             .col_expr(auth_code::Column::UsedAt, Expr::value(now))
             .filter(auth_code::Column::CodeHash.eq(code_hash.to_vec()))
+            .filter(auth_code::Column::ClientId.eq(client_id.to_owned()))
             .filter(auth_code::Column::UsedAt.is_null())
             .exec(self.conn()?)
             .await
@@ -305,6 +308,29 @@ impl TokenStore for SqlStore {
             .await
             .map_err(|e| self.fail(e))?;
         found.map(|m| Ok((code_from(m)?, won))).transpose()
+    }
+
+    async fn mark_code_replayed(
+        &self,
+        code_hash: &[u8; 32],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        auth_code::Entity::update_many()
+            .col_expr(auth_code::Column::ReplayedAt, Expr::value(now))
+            .filter(auth_code::Column::CodeHash.eq(code_hash.to_vec()))
+            .filter(auth_code::Column::ReplayedAt.is_null())
+            .exec(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    async fn code_replayed(&self, code_hash: &[u8; 32]) -> Result<bool, StoreError> {
+        Ok(auth_code::Entity::find_by_id(code_hash.to_vec())
+            .one(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?
+            .is_some_and(|m| m.replayed_at.is_some()))
     }
 
     async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {

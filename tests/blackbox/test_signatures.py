@@ -120,14 +120,21 @@ def test_reveal_link_redeems_once_over_http(grpcurl: Grpcurl, server: Latchkey):
     assert not r.get("secret"), "a reveal link replaces the plaintext"
     link = r["reveal"]
     url = f"http://{server.http_addr}{link['url']}"
-    with urllib.request.urlopen(url, timeout=10) as resp:
+    # A GET (what a link scanner does) shows a confirmation page and redeems nothing.
+    for _ in range(2):
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.headers["Cache-Control"] == "no-store"
+            assert "whsec_" not in resp.read().decode()
+    post = lambda: urllib.request.Request(url, data=b"", method="POST", headers={"Accept": "application/json"})
+    with urllib.request.urlopen(post(), timeout=10) as resp:
         assert resp.status == 200
         assert resp.headers["Cache-Control"] == "no-store"
         revealed = json.loads(resp.read())
     new = revealed["secret"]
     assert new.startswith("whsec_") and new != old
     try:
-        urllib.request.urlopen(url, timeout=10)
+        urllib.request.urlopen(post(), timeout=10)
         raise AssertionError("a reveal link must work once")
     except urllib.error.HTTPError as e:
         assert e.code == 404

@@ -29,7 +29,7 @@ async fn allowed_returns_the_principal(backend: Backend) {
     for credential in [
         secret.clone(),
         format!("Bearer {secret}"),
-        format!("bearer  {secret}"),
+        format!("bearer {secret}"),
     ] {
         let r = s.check_perm(&credential, "feedback.read").await;
         assert!(r.allowed, "{credential:?}: {r:?}");
@@ -88,6 +88,42 @@ async fn credential_problems_are_named(backend: Backend) {
         reason(&s.check_perm(foreign.expose(), "feedback.read").await),
         Reason::CredentialMalformed
     );
+    s.stop().await;
+}
+
+/// A valid key is never trimmed or cleaned into working: surrounding
+/// whitespace, CR, LF, any control character, or a scheme other than
+/// exactly `Bearer ` is malformed, in the field and in the header alike.
+async fn credentials_are_never_normalised(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (_, secret) = s.simple_key("PRIME", &["*"]).await;
+    for bad in [
+        format!(" {secret}"),
+        format!("{secret} "),
+        format!("{secret}\r\n"),
+        format!("{secret}\n"),
+        format!("\t{secret}"),
+        format!("{secret}\0"),
+        format!("{secret}\u{1b}"),
+        format!("Bearer  {secret}"),
+        format!("Bearer\t{secret}"),
+        format!(" Bearer {secret}"),
+        format!("Bearer Bearer {secret}"),
+        format!("{secret},{secret}"),
+    ] {
+        let r = s.check_perm(&bad, "feedback.read").await;
+        assert_eq!(reason(&r), Reason::CredentialMalformed, "{bad:?}: {r:?}");
+        assert!(r.principal.is_none());
+        assert!(!r.message.contains(&secret), "{}", r.message);
+        let r = s
+            .check(pb::CheckRequest {
+                permission: "feedback.read".into(),
+                context: ctx("", "", &[("authorization", &bad)]),
+                ..Default::default()
+            })
+            .await;
+        assert_eq!(reason(&r), Reason::CredentialMalformed, "header {bad:?}");
+    }
     s.stop().await;
 }
 
@@ -210,6 +246,54 @@ async fn ip_allowlist_and_trusted_proxies(backend: Backend) {
     s.stop().await;
 }
 
+/// `check.trusted_proxies` and `ext_authz.trusted_hops` are one rule:
+/// `CheckService/Check` and Envoy's ext_authz tell the same client from
+/// the same request, under either setting.
+async fn one_client_ip_rule_for_both_check_apis(backend: Backend) {
+    use crate::ext_authz::{Http, allow, denial, ext_check, rule};
+    for (proxies, hops) in [(vec!["10.1.0.0/16".to_owned()], 0), (vec![], 1)] {
+        let s = TestServer::start_with(backend, |c| {
+            c.check.trusted_proxies = proxies.clone();
+            c.ext_authz.trusted_hops = hops;
+        })
+        .await;
+        rule(&s, "", "GET", "/v2/feedback", "feedback.read").await;
+        let account = s.account("PRIME").await;
+        let mut req = key_request(&account.id, &["feedback.read"]);
+        req.allowed_cidrs = vec!["203.0.113.0/24".into()];
+        let (_, secret) = s.create_key(req).await;
+        for (peer, xff, allowed) in [
+            ("10.1.2.3", "198.51.100.1, 203.0.113.7", true),
+            ("10.1.2.3", "203.0.113.7, 198.51.100.1", false),
+        ] {
+            let r = s
+                .check(pb::CheckRequest {
+                    credential: secret.clone(),
+                    permission: "feedback.read".into(),
+                    context: ctx(peer, "", &[("x-forwarded-for", xff)]),
+                    ..Default::default()
+                })
+                .await;
+            assert_eq!(r.allowed, allowed, "Check {peer} {xff} {hops}: {r:?}");
+            let mut http = Http::get("/v2/feedback")
+                .bearer(&secret)
+                .header("x-forwarded-for", xff);
+            http.source = peer;
+            let r = ext_check(&s, &http).await;
+            if allowed {
+                allow(&r);
+            } else {
+                assert_eq!(
+                    denial(&r).1["reason"],
+                    "IP_NOT_ALLOWED",
+                    "{peer} {xff} {hops}"
+                );
+            }
+        }
+        s.stop().await;
+    }
+}
+
 async fn forwarded_for_is_ignored_by_default(backend: Backend) {
     let s = TestServer::start(backend).await;
     let account = s.account("PRIME").await;
@@ -286,6 +370,8 @@ async fn publishable_keys_only_from_their_origins(backend: Backend) {
 }
 
 backend_tests!(
+    one_client_ip_rule_for_both_check_apis,
+    credentials_are_never_normalised,
     allowed_returns_the_principal,
     credential_problems_are_named,
     modes_never_cross,

@@ -20,7 +20,7 @@ pub struct Http<'a> {
     method: &'a str,
     path: &'a str,
     host: &'a str,
-    source: &'a str,
+    pub source: &'a str,
     headers: Vec<(&'a str, String)>,
 }
 
@@ -142,6 +142,7 @@ pub async fn rule(
             method: method.into(),
             path: path.into(),
             permission: permission.into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap()
@@ -292,6 +293,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
             method: "GET".into(),
             path: "/v2/feeds/{other}".into(),
             permission: "feeds.read".into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap_err();
@@ -303,6 +305,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "GET".into(),
                 path: "/a/**/b".into(),
                 permission: "a.b".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -312,6 +315,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "FETCH".into(),
                 path: "/a".into(),
                 permission: "a.b".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -321,6 +325,7 @@ async fn rules_are_managed_and_validated(backend: Backend) {
                 method: "GET".into(),
                 path: "/a".into(),
                 permission: "a.*".into(),
+                case_insensitive: false,
                 ..Default::default()
             },
         ),
@@ -401,7 +406,253 @@ backend_tests!(
     dynamic_metadata_can_be_turned_off,
     the_principal_follows_key_updates,
     raw_header_map_is_read_like_the_headers_map,
+    credentials_are_never_normalised_or_chosen,
+    route_rules_cannot_break_the_service,
+    path_parameters_are_refused_or_stripped,
+    rules_can_be_case_insensitive,
 );
+
+/// For upstreams that route case-insensitively, a rule can say so; others
+/// stay exact.
+async fn rules_can_be_case_insensitive(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let created = pb::route_service_client::RouteServiceClient::new(s.channel.clone())
+        .create_rule(s.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: "/v2/Reports/{id}".into(),
+            permission: "reports.read".into(),
+            case_insensitive: true,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(created.case_insensitive);
+    rule(&s, "", "GET", "/v2/exact", "reports.read").await;
+    let (_, secret) = s.simple_key("PRIME", &["reports.read"]).await;
+    for path in ["/v2/reports/1", "/V2/REPORTS/1", "/v2/rEpOrTs/1"] {
+        allow(&ext_check(&s, &Http::get(path).bearer(&secret)).await);
+    }
+    let (_, body, _) = denial(&ext_check(&s, &Http::get("/v2/EXACT").bearer(&secret)).await);
+    assert_eq!(body["reason"], "ROUTE_NOT_ALLOWED");
+    s.stop().await;
+}
+
+/// Concurrent creations of one route store one rule (a unique constraint,
+/// not a check before the write); a stored set with a duplicate (as the
+/// race left it before the constraint) never stops `serve`: the duplicated
+/// route is denied, the others work, rules can still be changed.
+async fn route_rules_cannot_break_the_service(backend: Backend) {
+    use sea_orm::ConnectionTrait;
+    let s = TestServer::start(backend).await;
+    let (_, secret) = s
+        .simple_key("PRIME", &["feeds.read", "orders.read", "users.read"])
+        .await;
+    let attempts = (0..8).map(|i| {
+        let mut routes = pb::route_service_client::RouteServiceClient::new(s.channel.clone());
+        let req = s.admin(pb::CreateRuleRequest {
+            host: String::new(),
+            method: "GET".into(),
+            path: format!("/v2/feeds/{{p{i}}}"),
+            permission: "feeds.read".into(),
+            case_insensitive: false,
+        });
+        async move { routes.create_rule(req).await }
+    });
+    let results = futures::future::join_all(attempts).await;
+    let created = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(created, 1, "{results:?}");
+    for r in results.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(r.code(), Code::FailedPrecondition, "{}", r.message());
+    }
+    rule(&s, "", "GET", "/v2/orders", "orders.read").await;
+
+    // A duplicate written behind the service's back, as before the constraint.
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO route_rules (id, host, method, path, permission, created_at, match_key) \
+         VALUES ('rule_00000000000000000000000000000d00', '', 'GET', '/v2/feeds/{x}', 'public.read', 1, NULL)",
+    )
+    .await
+    .unwrap();
+    let stored = s.db.clone();
+    s.stop_keep_db().await;
+    let s = TestServer::start_on(stored, |_| {}, None).await;
+    let (_, body, _) = denial(&ext_check(&s, &Http::get("/v2/feeds/7").bearer(&secret)).await);
+    assert_eq!(body["reason"], "ROUTE_NOT_ALLOWED", "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("broken"),
+        "{body}"
+    );
+    allow(&ext_check(&s, &Http::get("/v2/orders").bearer(&secret)).await);
+    assert!(
+        s.running()
+            .services
+            .routes
+            .broken()
+            .iter()
+            .any(|e| e.contains("rule_00000000000000000000000000000d00")),
+        "the duplicate is reported"
+    );
+    // Later rule changes still work, and deleting the duplicate heals the route.
+    rule(&s, "", "GET", "/v2/users", "users.read").await;
+    allow(&ext_check(&s, &Http::get("/v2/users").bearer(&secret)).await);
+    pb::route_service_client::RouteServiceClient::new(s.channel.clone())
+        .delete_rule(s.admin(pb::DeleteRuleRequest {
+            id: "rule_00000000000000000000000000000d00".into(),
+        }))
+        .await
+        .unwrap();
+    allow(&ext_check(&s, &Http::get("/v2/feeds/7").bearer(&secret)).await);
+    s.stop().await;
+}
+
+/// `;` parameters: refused by default (the upstream may strip them and
+/// read another path than the rule saw), or stripped when configured.
+async fn path_parameters_are_refused_or_stripped(backend: Backend) {
+    for strip in [false, true] {
+        let s = TestServer::start_with(backend, |c| {
+            if strip {
+                c.ext_authz.path_parameters = "strip".into();
+            }
+        })
+        .await;
+        rule(&s, "", "GET", "/v2/public/**", "public.read").await;
+        rule(&s, "", "GET", "/v2/admin/**", "admin_area.read").await;
+        let (_, public_only) = s.simple_key("PRIME", &["public.read"]).await;
+        for path in [
+            "/v2/public;x=1/docs",
+            "/v2/public/docs;jsessionid=1",
+            "/v2/public%3B/docs",
+        ] {
+            let r = ext_check(&s, &Http::get(path).bearer(&public_only)).await;
+            if strip && !path.contains("%3B") {
+                allow(&r);
+            } else if strip {
+                assert_eq!(denial(&r).1["reason"], "ROUTE_NOT_ALLOWED", "{path}");
+            } else {
+                let (status, body, _) = denial(&r);
+                assert_eq!(
+                    (status, body["reason"].as_str()),
+                    (400, Some("PATH_INVALID")),
+                    "{path}"
+                );
+            }
+        }
+        // Stripped, `/v2/admin;x=/secret` is the admin route, as the upstream reads it.
+        let r = ext_check(&s, &Http::get("/v2/admin;x=1/secret").bearer(&public_only)).await;
+        if strip {
+            assert_eq!(denial(&r).1["reason"], "PERMISSION_DENIED");
+        } else {
+            assert_eq!(denial(&r).0, 400);
+        }
+        s.stop().await;
+    }
+}
+
+/// A credential with whitespace or control characters is malformed, never
+/// trimmed; a repeated credential header (in `headers` or in `header_map`)
+/// is refused, never decided by its first or last value.
+async fn credentials_are_never_normalised_or_chosen(backend: Backend) {
+    use envoy_types::pb::envoy::config::core::v3::{HeaderMap, HeaderValue};
+    let s = TestServer::start(backend).await;
+    rule(&s, "", "GET", "/v2/products", "products.read").await;
+    let (_, secret) = s.simple_key("PRIME", &["products.read"]).await;
+    let malformed = |r: &CheckResponse| {
+        let (status, body, _) = denial(r);
+        assert_eq!(
+            (status, body["reason"].as_str()),
+            (401, Some("CREDENTIAL_MALFORMED")),
+            "{body}"
+        );
+    };
+    for bad in [
+        format!("Bearer {secret} "),
+        format!("Bearer {secret}\r\n"),
+        format!("Bearer  {secret}"),
+        format!("Bearer\t{secret}"),
+        format!(" Bearer {secret}"),
+        format!("Bearer {secret}\u{7f}"),
+        format!("Bearer {secret}, Bearer {secret}"),
+    ] {
+        malformed(&ext_check(&s, &Http::get("/v2/products").header("authorization", &bad)).await);
+    }
+    for bad in [
+        format!(" {secret}"),
+        format!("{secret}\n"),
+        format!("Bearer {secret}"),
+    ] {
+        malformed(&ext_check(&s, &Http::get("/v2/products").header("x-api-key", &bad)).await);
+    }
+    // `header_map` (`encode_raw_headers`): each repeat is its own entry.
+    let raw = |entries: &[(&str, Vec<u8>)]| {
+        let mut req = Http::get("/v2/products").request();
+        let http = req
+            .attributes
+            .as_mut()
+            .and_then(|a| a.request.as_mut())
+            .and_then(|r| r.http.as_mut())
+            .unwrap();
+        http.header_map = Some(HeaderMap {
+            headers: entries
+                .iter()
+                .map(|(k, v)| HeaderValue {
+                    key: (*k).into(),
+                    value: String::new(),
+                    raw_value: v.clone(),
+                })
+                .collect(),
+        });
+        req
+    };
+    let bearer = format!("Bearer {secret}").into_bytes();
+    let mut client = AuthorizationClient::new(s.channel.clone());
+    allow(
+        &client
+            .check(raw(&[("authorization", bearer.clone())]))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    for entries in [
+        vec![
+            ("authorization", bearer.clone()),
+            ("authorization", bearer.clone()),
+        ],
+        vec![
+            ("authorization", bearer.clone()),
+            ("Authorization", b"Bearer lk_x".to_vec()),
+        ],
+        vec![
+            ("authorization", b"Bearer lk_x".to_vec()),
+            ("authorization", bearer.clone()),
+        ],
+        // Bytes that are not UTF-8 still count as a second header.
+        vec![
+            ("authorization", bearer.clone()),
+            ("authorization", vec![0xff, 0xfe]),
+        ],
+        vec![
+            ("x-api-key", secret.clone().into_bytes()),
+            ("x-api-key", secret.clone().into_bytes()),
+        ],
+        vec![("authorization", format!("Bearer {secret}\r").into_bytes())],
+    ] {
+        malformed(&client.check(raw(&entries)).await.unwrap().into_inner());
+    }
+    let mut req = Http::get("/v2/products").bearer(&secret).request();
+    if let Some(http) = req
+        .attributes
+        .as_mut()
+        .and_then(|a| a.request.as_mut())
+        .and_then(|r| r.http.as_mut())
+    {
+        http.headers.insert("x-api-key".into(), secret.clone());
+    }
+    // Two sources at once is fine: Authorization is read first.
+    allow(&client.check(req).await.unwrap().into_inner());
+    s.stop().await;
+}
 
 /// Envoy's `encode_raw_headers` sends headers in `header_map`, values as bytes.
 async fn raw_header_map_is_read_like_the_headers_map(backend: Backend) {

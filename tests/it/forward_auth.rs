@@ -612,7 +612,52 @@ backend_tests!(
     signed_keys_are_refused_for_want_of_the_body,
     decisions_match_ext_authz,
     off_by_default_and_only_at_its_path,
+    credential_headers_are_never_normalised_or_chosen,
 );
+
+/// The proxy passes the client's headers on as sent: a repeated credential
+/// header is refused (neither value decides), and a value with whitespace
+/// or a control character is malformed, never trimmed.
+async fn credential_headers_are_never_normalised_or_chosen(backend: Backend) {
+    let s = TestServer::start_with(backend, forward_auth("traefik")).await;
+    let fa = addr(&s);
+    let (key, secret) = setup(&s).await;
+    let auth = format!("Bearer {secret}");
+    let spaced = format!("Bearer  {secret}");
+    // (Surrounding whitespace never arrives: HTTP/1.1 parsers drop it as OWS.)
+    let schemed = format!("Bearer {secret}");
+    assert_principal(
+        &ask(
+            fa,
+            &forwarded("GET", "/v2/surveys/42", &[("Authorization", auth.as_str())]),
+        )
+        .await,
+        &key,
+    );
+    for extra in [
+        vec![
+            ("Authorization", auth.as_str()),
+            ("Authorization", auth.as_str()),
+        ],
+        vec![
+            ("Authorization", auth.as_str()),
+            ("authorization", "Bearer lk_x"),
+        ],
+        vec![
+            ("X-Api-Key", secret.as_str()),
+            ("X-Api-Key", secret.as_str()),
+        ],
+        vec![("Authorization", spaced.as_str())],
+        vec![("X-Api-Key", schemed.as_str())],
+    ] {
+        assert_plain(
+            &ask(fa, &forwarded("GET", "/v2/surveys/42", &extra)).await,
+            401,
+            "CREDENTIAL_MALFORMED",
+        );
+    }
+    s.stop().await;
+}
 
 /// PostgreSQL only: the store can be taken away for real. A key that must
 /// be looked up cannot be: 503, which every proxy turns into a refusal.

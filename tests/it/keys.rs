@@ -152,6 +152,51 @@ async fn rotation_keeps_the_old_key_for_the_overlap(backend: Backend) {
     s.stop().await;
 }
 
+/// A → B → C: once B is rotated, A stops at once (it would otherwise live
+/// on for the rest of its own overlap, beside B and C).
+async fn rotating_the_successor_ends_the_predecessors_overlap(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (a, a_secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let rotate = |id: String| {
+        let s = &s;
+        async move {
+            s.keys()
+                .rotate_key(s.admin(pb::RotateKeyRequest {
+                    id,
+                    overlap_seconds: Some(DAY),
+                    ..Default::default()
+                }))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let b = rotate(a.id.clone()).await;
+    assert!(
+        s.check_perm(&a_secret, "feedback.read").await.allowed,
+        "A in its overlap"
+    );
+    let c = rotate(b.key.unwrap().id).await;
+    assert_eq!(
+        reason(&s.check_perm(&a_secret, "feedback.read").await),
+        Reason::KeyRotated,
+        "A outlived its successor's rotation"
+    );
+    assert!(
+        s.check_perm(&b.secret, "feedback.read").await.allowed,
+        "B in its overlap"
+    );
+    assert!(s.check_perm(&c.secret, "feedback.read").await.allowed);
+    let stored = s
+        .keys()
+        .get_key(s.admin(pb::GetKeyRequest { id: a.id.clone() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stored.status, pb::KeyStatus::Rotated as i32);
+    s.stop().await;
+}
+
 async fn rotation_with_zero_overlap_stops_the_old_key_at_once(backend: Backend) {
     let s = TestServer::start(backend).await;
     let (key, old_secret) = s.simple_key("PRIME", &["feedback.read"]).await;
@@ -225,6 +270,68 @@ async fn revoke_suspend_resume_take_effect_at_once(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
+    s.stop().await;
+}
+
+/// A denial for a key that no longer works names the account and the key,
+/// never what the key could do (scopes, plan, mode, kind).
+async fn dead_keys_tell_only_whose_they_were(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let only_ids = |r: &pb::CheckResponse, key: &pb::Key, why: Reason| {
+        assert_eq!(reason(r), why);
+        let p = r.principal.as_ref().expect("the ids are kept");
+        assert_eq!(
+            (p.account_id.as_str(), p.key_id.as_str()),
+            (key.account_id.as_str(), key.id.as_str())
+        );
+        assert!(p.scopes.is_empty(), "{why:?}: {p:?}");
+        assert!(p.plan.is_empty(), "{why:?}: {p:?}");
+        assert_eq!((p.mode, p.kind), (0, 0), "{why:?}: {p:?}");
+    };
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let live = s.check_perm(&secret, "feedback.read").await;
+    assert_eq!(live.principal.unwrap().scopes, ["feedback.read"]);
+    s.keys()
+        .suspend_key(s.admin(pb::SuspendKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeySuspended,
+    );
+    s.keys()
+        .revoke_key(s.admin(pb::RevokeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyRevoked,
+    );
+
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    s.keys()
+        .rotate_key(s.admin(pb::RotateKeyRequest {
+            id: key.id.clone(),
+            overlap_seconds: Some(0),
+            ..Default::default()
+        }))
+        .await
+        .unwrap();
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyRotated,
+    );
+
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    s.clock.advance_secs(91 * DAY);
+    only_ids(
+        &s.check_perm(&secret, "feedback.read").await,
+        &key,
+        Reason::KeyExpired,
+    );
     s.stop().await;
 }
 
@@ -452,6 +559,8 @@ impl TestServer {
 }
 
 backend_tests!(
+    dead_keys_tell_only_whose_they_were,
+    rotating_the_successor_ends_the_predecessors_overlap,
     created_key_is_shown_once_and_stored_hashed,
     live_keys_need_active_live_mode,
     rotation_keeps_the_old_key_for_the_overlap,

@@ -72,6 +72,7 @@ async fn route_rules_reach_other_replicas() {
             method: "GET".into(),
             path: "/v2/feeds/{feed}".into(),
             permission: "feeds.read".into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap();

@@ -468,6 +468,10 @@ async fn signed_urls_and_rotation(backend: Backend) {
         (url.as_str(), "timestamp"),
         ("https://x.example/flow?a=1#frag", "fragment"),
         ("https://x.example/flow?a=1&a=2", "more than once"),
+        // A value that decodes to `&` or `=` could move bytes between
+        // parameters under the seed's canonical form.
+        ("https://x.example/flow?a=1%26b%3D2", "`&` or `=`"),
+        ("https://x.example/flow?next=%2Fcb%3Fx%3D1", "`&` or `=`"),
     ] {
         let e = signing(&s)
             .sign_url(s.admin(pb::SignUrlRequest {
@@ -494,6 +498,15 @@ async fn signed_urls_and_rotation(backend: Backend) {
         "{bare}"
     );
     assert_verdict(&verify_url(&s, &id, &bare).await, "VALID", 2);
+    // `a=1%26b%3D2` canonicalises as `a=1&b=2` would: never verified.
+    let split = bare.replacen("?", "?a=1&b=2&", 1);
+    let merged = bare.replacen("?", "?a=1%26b%3D2&", 1);
+    assert_verdict(&verify_url(&s, &id, &split).await, "SIGNATURE_INVALID", 0);
+    assert_verdict(
+        &verify_url(&s, &id, &merged).await,
+        "SIGNATURE_MALFORMED",
+        0,
+    );
     s.stop().await;
 }
 
@@ -691,8 +704,24 @@ async fn signing_admin_permissions_and_bad_input(backend: Backend) {
 
 /// A bare HTTP/1.1 GET returning (status, head, body).
 async fn http_get(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_call(addr, "GET", path, "*/*").await
+}
+
+async fn http_post(addr: std::net::SocketAddr, path: &str) -> (u16, String, String) {
+    http_call(addr, "POST", path, "application/json").await
+}
+
+async fn http_call(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    accept: &str,
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: {accept}\r\n\
+         Content-Length: 0\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(req.as_bytes()).await.unwrap();
     let mut buf = String::new();
     stream.read_to_string(&mut buf).await.unwrap();
@@ -745,18 +774,33 @@ async fn reveal_links_redeem_once(backend: Backend) {
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
 
-    // Over HTTP: never cached, and once only.
+    // Over HTTP: a GET (a link scanner, a chat preview) only shows the
+    // confirmation page and redeems nothing; a POST redeems, once.
     let link = rotate_with_link().await.reveal.unwrap();
     let http = s.running().http_addr;
-    let (status, head, body) = http_get(http, &link.url).await;
+    for _ in 0..2 {
+        let (status, head, body) = http_get(http, &link.url).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(head.contains("cache-control: no-store"), "{head}");
+        assert!(head.contains("content-type: text/html"), "{head}");
+        assert!(body.contains("<form method=\"post\">"), "{body}");
+        assert!(!body.contains("whsec_"), "{body}");
+    }
+    let (status, head, body) = http_post(http, &link.url).await;
     assert_eq!(status, 200, "{body}");
     assert!(head.contains("cache-control: no-store"), "{head}");
     let json: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert!(json["secret"].as_str().unwrap().starts_with("whsec_"));
-    let (status, head, _) = http_get(http, &link.url).await;
+    let (status, head, _) = http_post(http, &link.url).await;
     assert_eq!(status, 404);
     assert!(head.contains("cache-control: no-store"), "{head}");
-    let (status, _, body) = http_get(http, "/reveal/lkrv_short").await;
+    // A browser gets the secret as a page.
+    let link = rotate_with_link().await.reveal.unwrap();
+    let (status, head, body) = http_call(http, "POST", &link.url, "text/html").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(head.contains("cache-control: no-store"), "{head}");
+    assert!(body.contains("<pre id=\"secret\">whsec_"), "{body}");
+    let (status, _, body) = http_post(http, "/reveal/lkrv_short").await;
     assert_eq!(status, 400);
     assert!(body.contains("not a reveal token"), "{body}");
     let e = reveals(&s)
@@ -773,7 +817,7 @@ async fn reveal_links_redeem_once(backend: Backend) {
     // 60 minutes, then gone.
     let link = rotate_with_link().await.reveal.unwrap();
     s.clock.advance_secs(3600);
-    assert_eq!(http_get(http, &link.url).await.0, 404);
+    assert_eq!(http_post(http, &link.url).await.0, 404);
     s.stop().await;
 }
 
@@ -806,7 +850,7 @@ async fn concurrent_redemptions_have_one_winner(backend: Backend) {
                     .map_err(|e| e.code())
             } else {
                 let (status, _, body) =
-                    http_get(s.running().http_addr, &format!("/reveal/{token}")).await;
+                    http_post(s.running().http_addr, &format!("/reveal/{token}")).await;
                 match status {
                     200 => Ok(
                         serde_json::from_str::<serde_json::Value>(&body).unwrap()["secret"]
@@ -1049,6 +1093,7 @@ async fn signed_requests_through_ext_authz(backend: Backend) {
             method: "POST".into(),
             path: "/v2/responses".into(),
             permission: "feedback.write".into(),
+            case_insensitive: false,
         }))
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tonic::Code;
 
 use crate::backend_tests;
-use crate::common::{Backend, TestServer, reason};
+use crate::common::{Backend, TestServer, key_request, reason};
 
 pub struct Http {
     pub status: u16,
@@ -1186,6 +1186,8 @@ async fn only_one_signing_key_is_ever_active(backend: Backend) {
 }
 
 backend_tests!(
+    codes_are_bound_to_their_client_and_a_racing_replay_revokes,
+    registration_refuses_userinfo_and_loopback_takes_any_port,
     only_one_signing_key_is_ever_active,
     expired_token_records_are_pruned,
     envoy_accepts_the_same_tokens,
@@ -1253,5 +1255,175 @@ async fn client_secret_can_come_as_a_one_time_reveal_link(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
+    s.stop().await;
+}
+
+/// Redirect URIs with userinfo are refused at registration; a registered
+/// loopback IP literal matches on any port at authorization time (RFC 8252
+/// §7.3) and exactly otherwise; an allowlist that admits everyone is refused.
+async fn registration_refuses_userinfo_and_loopback_takes_any_port(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let account = s.account("PRIME").await;
+    let base = pb::CreateClientRequest {
+        account_id: account.id.clone(),
+        mode: pb::Mode::Test.into(),
+        name: "Survey Dashboard".into(),
+        redirect_uris: vec![REDIRECT.into()],
+        grant_types: vec!["authorization_code".into()],
+        scopes: vec!["chat.read".into()],
+        reveal_link: false,
+    };
+    for uri in [
+        "http://localhost:80@evil.com/cb",
+        "http://127.0.0.1:8000@evil.com/cb",
+        "https://app.example.com@evil.com/cb",
+    ] {
+        let err = tokens(&s)
+            .create_client(s.admin(pb::CreateClientRequest {
+                redirect_uris: vec![uri.into()],
+                ..base.clone()
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{uri}");
+        assert!(err.message().contains("redirect_uris"), "{}", err.message());
+        assert!(err.message().contains("userinfo"), "{}", err.message());
+    }
+    let native = tokens(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            redirect_uris: vec![
+                "http://127.0.0.1/native-cb".into(),
+                "http://[::1]/cb".into(),
+            ],
+            ..base.clone()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .client
+        .unwrap();
+    let (_, challenge) = pkce();
+    let addr = s.running().http_addr;
+    let authorize = |redirect: &'static str| {
+        let query = form(&[
+            ("response_type", "code"),
+            ("client_id", native.client_id.as_str()),
+            ("redirect_uri", redirect),
+            ("scope", "chat.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ]);
+        async move {
+            http(
+                addr,
+                "GET",
+                &format!("/oauth2/authorize?{query}"),
+                &[("X-Forwarded-User", "alice")],
+                "",
+            )
+            .await
+        }
+    };
+    for ok in [
+        "http://127.0.0.1/native-cb",
+        "http://127.0.0.1:53124/native-cb",
+        "http://[::1]:61000/cb",
+    ] {
+        let page = authorize(ok).await;
+        assert_eq!(page.status, 200, "{ok}: {}", page.body);
+        assert!(page.body.contains("Survey Dashboard"), "{ok}");
+    }
+    for refused in [
+        "http://127.0.0.1:53124/other",
+        "http://127.0.0.1:53124@evil.com/native-cb",
+        "http://localhost:53124/native-cb",
+        "http://[::1]:61000/native-cb",
+    ] {
+        let page = authorize(refused).await;
+        assert_ne!(page.status, 200, "{refused}");
+        assert_ne!(page.status, 302, "{refused}: never redirected to");
+        assert!(
+            page.body.contains("not registered"),
+            "{refused}: {}",
+            page.body
+        );
+    }
+    // allowed_cidrs that admit every address are no allowlist.
+    for everything in [&["0.0.0.0/0"][..], &["::/0"], &["0.0.0.0/1", "128.0.0.0/1"]] {
+        let mut req = key_request(&account.id, &["chat.read"]);
+        req.allowed_cidrs = everything.iter().map(|s| (*s).to_owned()).collect();
+        let err = s.keys().create_key(s.admin(req)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{everything:?}");
+        assert!(err.message().contains("allowed_cidrs"), "{}", err.message());
+    }
+    s.stop().await;
+}
+
+/// Another client's attempt at a code consumes nothing; a replay noted
+/// while the first exchange is still minting leaves that exchange nothing.
+async fn codes_are_bound_to_their_client_and_a_racing_replay_revokes(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (a, a_secret) = client(&s).await;
+    let (b, b_secret) = client(&s).await;
+    let addr = s.running().http_addr;
+    let (verifier, challenge) = pkce();
+    let query = [
+        ("response_type", "code"),
+        ("client_id", a.client_id.as_str()),
+        ("redirect_uri", REDIRECT),
+        ("scope", "chat.read"),
+        ("code_challenge", challenge.as_str()),
+        ("code_challenge_method", "S256"),
+    ];
+    let code_for_a = || consent(&s, &query, "allow");
+    let exchange = |auth: String, code: String| {
+        let verifier = verifier.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/oauth2/token",
+                &[("Authorization", &auth)],
+                &form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                    ("code_verifier", &verifier),
+                ]),
+            )
+            .await
+        }
+    };
+    let code = code_for_a().await["code"].clone();
+    let r = exchange(basic(&b.client_id, &b_secret), code.clone()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert!(r.body.contains("another client"), "{}", r.body);
+    // The code was never consumed by the other client's attempt.
+    let r = exchange(basic(&a.client_id, &a_secret), code.clone()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let access = r.json()["access_token"].as_str().unwrap().to_owned();
+    // A replay afterwards revokes what the first exchange issued.
+    let r = exchange(basic(&a.client_id, &a_secret), code).await;
+    assert_eq!(r.json()["error"], "invalid_grant");
+    assert_eq!(
+        reason(&s.check_perm(&access, "chat.read").await),
+        Reason::TokenRevoked
+    );
+
+    // The race: a replay noted after this exchange used the code but before
+    // it minted (the state a concurrent replay leaves) revokes what it mints.
+    let code = code_for_a().await["code"].clone();
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    db.execute_unprepared("UPDATE oauth_codes SET replayed_at = 1 WHERE used_at IS NULL")
+        .await
+        .unwrap();
+    let r = exchange(basic(&a.client_id, &a_secret), code).await;
+    assert_eq!(
+        r.status, 400,
+        "tokens handed out after a replay: {}",
+        r.body
+    );
+    assert_eq!(r.json()["error"], "invalid_grant");
     s.stop().await;
 }

@@ -92,7 +92,10 @@ VECTORS = {
             "https://consent.example.com/flow",
             [
                 ("client_id", "cl_123"),
-                ("redirect_uri", "https://app.example.com/callback?x=1&y=2"),
+                # A value whose decoding holds `&` or `=` (a redirect URI
+                # with a query) is refused in this form: it could move bytes
+                # between parameters and still verify.
+                ("redirect_uri", "https://app.example.com/callback"),
                 ("state", "a b+c"),
                 ("uid", "müller@example.com"),
                 ("flow_config", "brand-blue"),

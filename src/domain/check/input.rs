@@ -14,13 +14,17 @@ use crate::domain::resolver::ResolvedKey;
 /// What is being asked. Borrowed from the request: the hot path copies nothing.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct CheckInput<'a> {
-    /// As presented; a leading `Bearer ` is accepted.
+    /// As presented; a leading `Bearer ` (one space) is accepted, nothing
+    /// is trimmed (`domain::credential`).
     pub credential: &'a str,
     pub permission: Option<&'a Permission<'a>>,
     pub required_mode: Option<Mode>,
     /// The immediate peer of whoever is asking about the request.
     pub peer_ip: Option<IpAddr>,
     pub forwarded_for: Option<&'a str>,
+    /// `X-Forwarded-For` entries the asker itself appended (1 for a
+    /// forward-auth proxy); see `network::ClientIpRule`.
+    pub own_hops: u8,
     pub origin: Option<&'a str>,
     /// The store the request names (the configured store header), if any.
     pub store_id: Option<&'a str>,

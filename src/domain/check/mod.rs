@@ -13,14 +13,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use ipnet::IpNet;
-
 use super::credential::Credential;
 use super::keys::KeyManager;
 use super::limits::{KeyLimits, Quota, Space, counts_as_failure};
 use super::model::{AUTO_SUSPENDED_BRUTE_FORCE, RatePolicy};
 use super::model::{KeyKind, LiveStatus, Mode};
-use super::network;
+use super::network::{self, ClientIpRule};
 use super::origin;
 use super::permissions::Permission;
 use super::reason::Reason;
@@ -50,7 +48,7 @@ pub struct Checker {
     clock: Arc<dyn Clock>,
     usage: Arc<UsageRecorder>,
     key_prefix: String,
-    trusted_proxies: Vec<IpNet>,
+    client_ip: ClientIpRule,
     signing: Option<Arc<SigningManager>>,
     /// Per-key rate limits; `None` = none are enforced.
     limits: Option<Arc<KeyLimits>>,
@@ -64,7 +62,7 @@ impl Checker {
         clock: Arc<dyn Clock>,
         usage: Arc<UsageRecorder>,
         key_prefix: String,
-        trusted_proxies: Vec<IpNet>,
+        client_ip: ClientIpRule,
         tokens: Option<Arc<TokenManager>>,
     ) -> Self {
         Self {
@@ -73,7 +71,7 @@ impl Checker {
             clock,
             usage,
             key_prefix,
-            trusted_proxies,
+            client_ip,
             signing: None,
             limits: None,
             suspender: None,
@@ -108,7 +106,8 @@ impl Checker {
         // An address that failed too often is refused before any lookup.
         let budget = self.limits.as_ref().and_then(|l| Some((l, l.failures?)));
         let client = budget.and_then(|_| {
-            network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies)
+            self.client_ip
+                .client_ip(input.peer_ip, input.forwarded_for, input.own_hops)
         });
         if let (Some((limits, budget)), Some(ip)) = (budget, client)
             && let Some(state) = limits.limiter.failures_blocked(&budget, ip)
@@ -166,6 +165,9 @@ impl Checker {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Credential::Malformed(why) => {
+                return Decision::deny(Reason::CredentialMalformed, why);
             }
             Credential::Jwt(token) => {
                 let Some(tokens) = &self.tokens else {

@@ -36,7 +36,8 @@ impl Checker {
         }
         if !key.cidrs.is_empty() {
             let client =
-                network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies);
+                self.client_ip
+                    .client_ip(input.peer_ip, input.forwarded_for, input.own_hops);
             if !client.is_some_and(|ip| network::allowed(ip, &key.cidrs)) {
                 return Decision::deny_key(
                     Reason::IpNotAllowed,

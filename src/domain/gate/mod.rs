@@ -9,12 +9,15 @@
 //! adapters only read their wire format and write the answer.
 //!
 //! The steps, in order; the first that fails decides:
-//! 1. normalise the path (an encoded separator is refused: `PATH_INVALID`);
+//! 1. normalise the path (an encoded separator, or by default a `;`
+//!    parameter, is refused: `PATH_INVALID`);
 //! 2. a public route passes without a credential;
 //! 3. a request no rule covers is refused (`ROUTE_NOT_ALLOWED`), with or
 //!    without a credential;
 //! 4. the credential: `Authorization: Bearer`, else the API-key header,
-//!    else (when configured) the query parameter;
+//!    else (when configured) the query parameter; a credential header that
+//!    repeats, or a value with whitespace or control characters, is
+//!    `CREDENTIAL_MALFORMED` (nothing is trimmed);
 //! 5. the decision engine, for the rule's permission (its last step is the
 //!    key's rate limit, which both verdicts carry for the headers).
 
@@ -25,15 +28,18 @@ mod tests;
 use std::borrow::Cow;
 use std::sync::Arc;
 
-pub use request::{CredentialSource, Headers};
-use request::{client_ip, credential};
+use request::credential;
+pub use request::{CredentialSource, Field, Headers, Presented};
 
 use super::check::{CheckInput, RequestFacts};
 use super::limits::RateState;
+use super::network::parse_ip_loose;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::resolver::ResolvedKey;
-use super::routes::{RouteError, RouteMatcher, RouteRule, normalize_path};
+use super::routes::{
+    PathParams, Required, RouteError, RouteMatcher, RouteRule, normalize_request_path,
+};
 use super::services::Services;
 
 /// How requests are read, whichever proxy describes them.
@@ -45,11 +51,10 @@ pub struct GateSettings {
     pub query_param: Option<String>,
     /// Routes served without a credential: (method, path template).
     pub public_routes: Vec<(String, String)>,
-    /// How many proxies in front of the asking one append to
-    /// `X-Forwarded-For`; 0 = the asking proxy's view of the client.
-    pub trusted_hops: u8,
     /// The header naming a store, checked against the key's account.
     pub store_header: Option<String>,
+    /// What a `;` in the path does (`ext_authz.path_parameters`).
+    pub path_params: PathParams,
 }
 
 /// The body of the request being judged, as far as the gate can know it.
@@ -137,6 +142,7 @@ impl Gate {
                 path: path.clone(),
                 // Never checked: a public route needs no permission.
                 permission: "public.route".to_owned(),
+                case_insensitive: false,
             })
             .collect();
         Ok(Self {
@@ -158,11 +164,15 @@ impl Gate {
     /// Judges `req`. A denial is an answer; [`Verdict::Unavailable`] only
     /// when the decision could not be made.
     pub async fn decide<H: Headers>(&self, req: &Request<'_, H>) -> Verdict {
-        let path = match normalize_path(req.path) {
+        let path = match normalize_request_path(req.path, self.settings.path_params) {
             Ok(p) => p,
             Err(e) => return Verdict::deny(Reason::PathInvalid, e.to_string()),
         };
-        let (source, presented) = credential(&req.headers, req.path, &self.settings);
+        let presented = credential(&req.headers, req.path, &self.settings);
+        let source = match presented {
+            Presented::None => None,
+            Presented::Credential(s, _) | Presented::Malformed(s, _) => Some(s),
+        };
         if self
             .public
             .find(Some(req.host), req.method, &path)
@@ -174,15 +184,29 @@ impl Gate {
                 rate_limit: None,
             };
         }
-        let Some(required) = self
+        let required = match self
             .services
             .routes
             .permission_for(Some(req.host), req.method, &path)
-        else {
-            return Verdict::deny(Reason::RouteNotAllowed, "no route rule covers this request");
+        {
+            Some(Required::Permission(p)) => p,
+            Some(Required::Broken { .. }) => {
+                return Verdict::deny(
+                    Reason::RouteNotAllowed,
+                    "the route rule covering this request is broken (it is reported in the \
+                     service log); denied until it is fixed",
+                );
+            }
+            None => {
+                return Verdict::deny(Reason::RouteNotAllowed, "no route rule covers this request");
+            }
         };
-        let Some(presented) = presented else {
-            return Verdict::deny(Reason::CredentialMissing, "no credential was presented");
+        let presented = match presented {
+            Presented::None => {
+                return Verdict::deny(Reason::CredentialMissing, "no credential was presented");
+            }
+            Presented::Malformed(_, why) => return Verdict::deny(Reason::CredentialMalformed, why),
+            Presented::Credential(_, c) => c,
         };
         // Rules were validated when created; an unparsable one denies.
         let Ok(permission) = Permission::parse(&required) else {
@@ -193,7 +217,6 @@ impl Gate {
             Body::Bytes(b) => (Some(b), false),
             Body::Withheld => (None, true),
         };
-        let hops = self.settings.trusted_hops.saturating_add(req.own_hops);
         let decision = self
             .services
             .checker
@@ -201,8 +224,9 @@ impl Gate {
                 credential: presented,
                 permission: Some(&permission),
                 required_mode: None,
-                peer_ip: client_ip(req.source, &req.headers, hops),
-                forwarded_for: None,
+                peer_ip: req.source.and_then(parse_ip_loose),
+                forwarded_for: req.headers.get("x-forwarded-for"),
+                own_hops: req.own_hops,
                 origin: req.headers.get("origin"),
                 store_id: self
                     .settings

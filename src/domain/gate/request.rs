@@ -1,17 +1,30 @@
 //! Reading a request: its headers (however the adapter holds them), where
 //! its credential is, and who the client is.
 
-use std::net::IpAddr;
-
 use super::GateSettings;
-use crate::domain::credential::strip_bearer;
-use crate::domain::network::parse_ip_loose;
+use crate::domain::credential::{is_b64token, uses_bearer_scheme};
 
 /// The request's headers, looked up by lower-case name.
 pub trait Headers {
     /// The value of `name`; of its last occurrence if it repeats (as a map
     /// keeps the last entry).
     fn get(&self, name: &str) -> Option<&str>;
+
+    /// `name` as a credential header must be: present once, readable.
+    /// Names compare case-insensitively here, so that `Authorization` and
+    /// `authorization` cannot be two headers.
+    fn only(&self, name: &str) -> Field<'_>;
+}
+
+/// A header that must occur at most once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field<'a> {
+    Absent,
+    One(&'a str),
+    /// Present more than once: which one counts is never guessed.
+    Repeated,
+    /// Present once, but not text (bytes that are not UTF-8 or not visible ASCII).
+    Unreadable,
 }
 
 /// Where a credential was found.
@@ -25,28 +38,66 @@ pub enum CredentialSource {
     QueryParam,
 }
 
+/// What the request presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Presented<'a> {
+    None,
+    /// As presented, for `decide` to classify (an `Authorization` value
+    /// keeps its `Bearer ` scheme, which is taken off exactly once there).
+    Credential(CredentialSource, &'a str),
+    /// Refused before any lookup (`CREDENTIAL_MALFORMED`).
+    Malformed(CredentialSource, &'static str),
+}
+
 /// Where the credential is and what it is: `Authorization: Bearer`, else
-/// the API-key header, else the query parameter if one is configured.
+/// the API-key header, else the query parameter if one is configured. A
+/// credential header that repeats or cannot be read is malformed; a
+/// non-Bearer `Authorization` (`Basic …`) is the upstream's, not ours.
 pub fn credential<'a, H: Headers>(
     headers: &'a H,
     path: &'a str,
     settings: &GateSettings,
-) -> (Option<CredentialSource>, Option<&'a str>) {
-    if let Some(auth) = headers.get("authorization") {
-        let token = strip_bearer(auth);
-        if token.len() != auth.trim().len() {
-            return (Some(CredentialSource::Authorization), Some(token));
+) -> Presented<'a> {
+    use CredentialSource::{ApiKeyHeader, Authorization, QueryParam};
+    match headers.only("authorization") {
+        Field::Repeated => {
+            return Presented::Malformed(Authorization, "the `authorization` header is repeated");
         }
+        Field::Unreadable => {
+            return Presented::Malformed(Authorization, "the `authorization` header is not text");
+        }
+        Field::One(v) if uses_bearer_scheme(v) => return Presented::Credential(Authorization, v),
+        Field::One(_) | Field::Absent => {}
     }
-    if let Some(v) = headers.get(&settings.api_key_header) {
-        return (Some(CredentialSource::ApiKeyHeader), Some(v));
+    match headers.only(&settings.api_key_header) {
+        Field::Repeated => {
+            return Presented::Malformed(ApiKeyHeader, "the API-key header is repeated");
+        }
+        Field::Unreadable => {
+            return Presented::Malformed(ApiKeyHeader, "the API-key header is not text");
+        }
+        // The header carries a bare key: a scheme (or any space) in it is
+        // malformed, never taken off.
+        Field::One(v) if !v.is_empty() && !is_b64token(v) => {
+            return Presented::Malformed(
+                ApiKeyHeader,
+                "the API-key header holds characters no key has (whitespace, control \
+                 characters, a scheme, a second value); it is never trimmed",
+            );
+        }
+        Field::One(v) if !v.is_empty() => return Presented::Credential(ApiKeyHeader, v),
+        Field::One(_) | Field::Absent => {}
     }
     if let Some(param) = &settings.query_param
         && let Some(v) = query_value(path, param)
     {
-        return (Some(CredentialSource::QueryParam), Some(v));
+        return if is_b64token(v) {
+            Presented::Credential(QueryParam, v)
+        } else {
+            Presented::Malformed(QueryParam, "the API-key query parameter is not a key")
+        };
     }
-    (None, None)
+    Presented::None
 }
 
 /// The first non-empty value of query parameter `name` (raw, undecoded).
@@ -58,18 +109,4 @@ pub fn query_value<'a>(path: &'a str, name: &str) -> Option<&'a str> {
         .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
         .filter(|v| !v.is_empty())
-}
-
-/// The client's address: with `hops = 0` the asking proxy's own view
-/// (`source`), else the `hops`-th `X-Forwarded-For` entry from the right,
-/// the one the outermost trusted proxy appended. Entries further left were
-/// written by whoever sent the request and are never believed.
-pub fn client_ip<H: Headers>(source: Option<&str>, headers: &H, hops: u8) -> Option<IpAddr> {
-    if hops == 0 {
-        return source.and_then(parse_ip_loose);
-    }
-    let xff = headers.get("x-forwarded-for")?;
-    xff.rsplit(',')
-        .nth(usize::from(hops) - 1)
-        .and_then(parse_ip_loose)
 }

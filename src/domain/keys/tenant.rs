@@ -160,7 +160,10 @@ impl KeyManager {
     }
 
     /// Issues a successor with the same settings and lifetime; the old key
-    /// keeps working for `overlap_secs` (0 = it stops at once).
+    /// keeps working for `overlap_secs` (0 = it stops at once). Rotating a
+    /// key that is itself a successor ends its predecessor's overlap at
+    /// once: a chain of rotations keeps at most two keys working, never the
+    /// oldest.
     pub async fn rotate(
         &self,
         id: &str,
@@ -210,16 +213,24 @@ impl KeyManager {
             version: 1,
             ..old.clone()
         };
+        let predecessor = self.overlap_to_end(&old, now).await?;
         old.successor_id = Some(successor.id.clone());
         old.overlap_ends_at = Some(now + overlap * 1000);
         old.updated_at = now;
         old.version += 1;
-        match self.store.rotate_key(&old, &successor).await {
+        match self
+            .store
+            .rotate_key(&old, &successor, predecessor.as_ref())
+            .await
+        {
             Ok(()) => {}
             Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
             Err(e) => return Err(e.into()),
         }
         self.resolver.invalidate_key(&old.key_hash);
+        if let Some(p) = &predecessor {
+            self.resolver.invalidate_key(&p.key_hash);
+        }
         Ok((
             IssuedKey {
                 record: successor,
@@ -227,5 +238,22 @@ impl KeyManager {
             },
             old,
         ))
+    }
+
+    /// `key`'s predecessor, changed to stop now, if its overlap still runs.
+    async fn overlap_to_end(&self, key: &KeyRecord, now: i64) -> Result<Option<KeyRecord>> {
+        let Some(pred_id) = key.predecessor_id.as_deref() else {
+            return Ok(None);
+        };
+        let Some(mut pred) = self.store.get_key(pred_id).await? else {
+            return Ok(None);
+        };
+        if pred.overlap_ends_at.is_some_and(|end| end <= now) {
+            return Ok(None);
+        }
+        pred.overlap_ends_at = Some(now);
+        pred.updated_at = now;
+        pred.version += 1;
+        Ok(Some(pred))
     }
 }

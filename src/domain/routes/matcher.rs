@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use super::RouteError;
 use super::template::{Template, TemplateSegment, parse_template, validate_host, validate_method};
+use crate::domain::model::match_key;
 use crate::domain::permissions::Permission;
 
 /// One configured rule: requests to `host` (or any host), `method` (or `*`)
@@ -16,6 +17,8 @@ pub struct RouteRule {
     pub method: String,
     pub path: String,
     pub permission: String,
+    /// Literal segments match in any ASCII case.
+    pub case_insensitive: bool,
 }
 
 /// The rule a request matched.
@@ -23,6 +26,9 @@ pub struct RouteRule {
 pub struct RouteMatch<'a> {
     pub rule_id: &'a str,
     pub permission: &'a str,
+    /// The rule did not compile (see [`RouteMatcher::lenient`]): its routes
+    /// are denied, never passed on to a less specific rule.
+    pub broken: bool,
 }
 
 /// Rules ending at one trie position, by method.
@@ -66,6 +72,8 @@ impl Methods {
 #[derive(Debug, Clone, Default)]
 struct Node {
     literals: HashMap<Box<str>, Node>,
+    /// Literals of case-insensitive rules, in ASCII lower case.
+    literals_ci: HashMap<Box<str>, Node>,
     param: Option<Box<Node>>,
     /// Rules whose template ends here.
     here: Methods,
@@ -87,6 +95,14 @@ impl Node {
             .get(segment)
             .and_then(|child| child.find(after, method))
             .or_else(|| {
+                if self.literals_ci.is_empty() {
+                    return None;
+                }
+                self.literals_ci
+                    .get(segment.to_ascii_lowercase().as_str())
+                    .and_then(|child| child.find(after, method))
+            })
+            .or_else(|| {
                 self.param
                     .as_ref()
                     .and_then(|child| child.find(after, method))
@@ -94,10 +110,14 @@ impl Node {
             .or_else(|| self.rest.pick(method))
     }
 
-    fn slot(&mut self, template: &Template) -> &mut Methods {
+    fn slot(&mut self, template: &Template, case_insensitive: bool) -> &mut Methods {
         let mut node = self;
         for segment in &template.segments {
             node = match segment {
+                TemplateSegment::Literal(text) if case_insensitive => node
+                    .literals_ci
+                    .entry(text.to_ascii_lowercase().into())
+                    .or_default(),
                 TemplateSegment::Literal(text) => node.literals.entry(text.clone()).or_default(),
                 TemplateSegment::Param => node.param.get_or_insert_with(Box::default),
             };
@@ -114,6 +134,7 @@ impl Node {
 struct CompiledRule {
     id: Box<str>,
     permission: Box<str>,
+    broken: bool,
 }
 
 /// Compiled route rules; see the module docs for how a match is chosen.
@@ -125,35 +146,73 @@ pub struct RouteMatcher {
 }
 
 impl RouteMatcher {
+    /// Compiles `rules`; the first that does not compile fails the set.
     pub fn new(rules: &[RouteRule]) -> Result<Self, RouteError> {
+        let (matcher, mut errors) = Self::lenient(rules);
+        match errors.drain(..).next() {
+            Some(e) => Err(e),
+            None => Ok(matcher),
+        }
+    }
+
+    /// Compiles what compiles, and says what did not. A rule whose
+    /// permission is invalid, and both rules of a duplicate pair, stay in
+    /// the tree as *broken*: a request they cover is denied rather than
+    /// falling through to a less specific rule. A rule whose template,
+    /// method or host is invalid covers no knowable request and is left out.
+    pub fn lenient(rules: &[RouteRule]) -> (Self, Vec<RouteError>) {
         let mut matcher = Self::empty();
-        for (index, rule) in rules.iter().enumerate() {
-            let template = parse_template(&rule.path)?;
-            let method = validate_method(&rule.method)?;
-            let host = match rule.host.as_deref() {
-                Some(host) => validate_host(host)?,
-                None => None,
+        let mut errors = Vec::new();
+        for rule in rules {
+            let parsed = parse_template(&rule.path).and_then(|t| {
+                let method = validate_method(&rule.method)?;
+                let host = match rule.host.as_deref() {
+                    Some(host) => validate_host(host)?,
+                    None => None,
+                };
+                Ok((t, method, host))
+            });
+            let (template, method, host) = match parsed {
+                Ok(p) => p,
+                Err(e) => {
+                    errors.push(e);
+                    continue;
+                }
             };
-            Permission::parse(&rule.permission).map_err(|error| RouteError::Permission {
-                rule: rule.id.clone(),
-                error,
-            })?;
+            let mut broken = false;
+            if let Err(error) = Permission::parse(&rule.permission) {
+                errors.push(RouteError::Permission {
+                    rule: rule.id.clone(),
+                    error,
+                });
+                broken = true;
+            }
+            let index = matcher.rules.len();
             let trie = match host {
                 Some(host) => matcher.by_host.entry(host).or_default(),
                 None => &mut matcher.any_host,
             };
-            trie.slot(&template)
+            match trie
+                .slot(&template, rule.case_insensitive)
                 .insert(&method, index)
-                .map_err(|first| RouteError::Duplicate {
-                    first: rules.get(first).map(|r| r.id.clone()).unwrap_or_default(),
-                    second: rule.id.clone(),
-                })?;
-            matcher.rules.push(CompiledRule {
-                id: rule.id.as_str().into(),
-                permission: rule.permission.as_str().into(),
-            });
+            {
+                Ok(()) => matcher.rules.push(CompiledRule {
+                    id: rule.id.as_str().into(),
+                    permission: rule.permission.as_str().into(),
+                    broken,
+                }),
+                Err(first) => {
+                    if let Some(first) = matcher.rules.get_mut(first) {
+                        first.broken = true;
+                        errors.push(RouteError::Duplicate {
+                            first: first.id.to_string(),
+                            second: rule.id.clone(),
+                        });
+                    }
+                }
+            }
         }
-        Ok(matcher)
+        (matcher, errors)
     }
 
     pub fn empty() -> Self {
@@ -180,6 +239,7 @@ impl RouteMatcher {
         self.rules.get(index).map(|rule| RouteMatch {
             rule_id: &rule.id,
             permission: &rule.permission,
+            broken: rule.broken,
         })
     }
 
@@ -190,6 +250,23 @@ impl RouteMatcher {
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
+}
+
+/// Validates a rule's parts and returns its [`match_key`]: what makes two
+/// rules the same route.
+pub fn rule_key(
+    host: Option<&str>,
+    method: &str,
+    path: &str,
+    case_insensitive: bool,
+) -> Result<String, RouteError> {
+    parse_template(path)?;
+    let method = validate_method(method)?;
+    let host = match host {
+        Some(h) => validate_host(h)?,
+        None => None,
+    };
+    Ok(match_key(host.as_deref(), &method, path, case_insensitive))
 }
 
 /// The request's host as a rule names it: no port, no trailing dot, lower

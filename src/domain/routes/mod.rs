@@ -11,8 +11,9 @@
 //! - [`RouteMatcher`] (`matcher.rs`) compiles [`RouteRule`]s into one segment
 //!   tree per host plus one for any host, and [`RouteMatcher::find`] picks the
 //!   most specific rule: the request's host before any host; then, segment by
-//!   segment from the left, a literal before `{param}` before `**`; then the
-//!   exact method before `*`.
+//!   segment from the left, a literal before `{param}` before `**` (an exact
+//!   literal before a case-insensitive rule's literal); then the exact method
+//!   before `*`.
 //! - [`RouteTable`] (`table.rs`) holds the rules in effect, compiled, and the
 //!   operations that change them.
 
@@ -24,9 +25,9 @@ mod template;
 #[cfg(test)]
 mod tests;
 
-pub use matcher::{RouteMatch, RouteMatcher, RouteRule};
-pub use normalize::{MAX_PATH_LEN, PathError, normalize_path};
-pub use table::{RULE_ID_PREFIX, RouteTable};
+pub use matcher::{RouteMatch, RouteMatcher, RouteRule, rule_key};
+pub use normalize::{MAX_PATH_LEN, PathError, PathParams, normalize_path, normalize_request_path};
+pub use table::{RULE_ID_PREFIX, Required, RouteTable};
 pub use template::{MAX_TEMPLATE_LEN, validate_host, validate_method, validate_template};
 
 use crate::domain::permissions::PermissionError;

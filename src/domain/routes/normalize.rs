@@ -28,6 +28,56 @@ pub enum PathError {
     EncodedSeparator,
     #[error("the path has a backslash, NUL or other control character")]
     BadCharacter,
+    #[error(
+        "the path has `;` parameters (`/a;x=1`), which upstreams read differently; they are refused here"
+    )]
+    Parameters,
+}
+
+/// What a `;` in a request path means (RFC 3986 §3.3 allows path segment
+/// parameters; Tomcat, Jetty and Spring strip them before routing, others
+/// do not), so a rule could match a path the upstream reads as another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PathParams {
+    /// A path with `;` (raw or `%3B`) is refused: 400, `PATH_INVALID`.
+    #[default]
+    Refuse,
+    /// Each segment's raw `;…` is cut off before matching, as a
+    /// servlet container does; an encoded `%3B` stays part of the name.
+    Strip,
+}
+
+impl PathParams {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "refuse" => Some(Self::Refuse),
+            "strip" => Some(Self::Strip),
+            _ => None,
+        }
+    }
+}
+
+/// [`normalize_path`] for a request a proxy describes, with `;` handled
+/// as `params` says.
+pub fn normalize_request_path(raw: &str, params: PathParams) -> Result<Cow<'_, str>, PathError> {
+    let path = raw.split(['?', '#']).next().unwrap_or_default();
+    match params {
+        PathParams::Refuse => {
+            let normal = normalize_path(path)?;
+            if normal.contains(';') {
+                return Err(PathError::Parameters);
+            }
+            Ok(normal)
+        }
+        PathParams::Strip if path.contains(';') => {
+            let stripped: Vec<&str> = path
+                .split('/')
+                .map(|segment| segment.split(';').next().unwrap_or_default())
+                .collect();
+            normalize_path(&stripped.join("/")).map(|p| Cow::Owned(p.into_owned()))
+        }
+        PathParams::Strip => normalize_path(path),
+    }
 }
 
 fn hex_value(b: u8) -> Option<u8> {

@@ -6,8 +6,7 @@ use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use super::RouteError;
-use super::matcher::{RouteMatcher, RouteRule};
+use super::matcher::{RouteMatcher, RouteRule, rule_key};
 use super::template::{validate_host, validate_method, validate_template};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{RuleRecord, new_id};
@@ -23,12 +22,23 @@ thread_local! {
     static CURRENT: RefCell<Option<(u64, u64, Arc<RouteMatcher>)>> = const { RefCell::new(None) };
 }
 
+/// What a request needs, by the rule that covers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Required {
+    Permission(String),
+    /// The covering rule is broken (it did not compile): denied.
+    Broken {
+        rule_id: String,
+    },
+}
+
 pub struct RouteTable {
     id: u64,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     matcher: RwLock<Arc<RouteMatcher>>,
     version: AtomicU64,
+    broken: RwLock<Vec<String>>,
 }
 
 fn to_rule(r: &RuleRecord) -> RouteRule {
@@ -38,6 +48,7 @@ fn to_rule(r: &RuleRecord) -> RouteRule {
         method: r.method.clone(),
         path: r.path.clone(),
         permission: r.permission.clone(),
+        case_insensitive: r.case_insensitive,
     }
 }
 
@@ -49,13 +60,14 @@ impl RouteTable {
             clock,
             matcher: RwLock::new(Arc::new(RouteMatcher::empty())),
             version: AtomicU64::new(0),
+            broken: RwLock::new(Vec::new()),
         }
     }
 
     /// The permission the most specific rule for this request needs, if any.
     /// Reads the matcher through this thread's copy: no shared reference count
     /// is touched per request.
-    pub fn permission_for(&self, host: Option<&str>, method: &str, path: &str) -> Option<String> {
+    pub fn permission_for(&self, host: Option<&str>, method: &str, path: &str) -> Option<Required> {
         let version = self.version.load(Ordering::Acquire);
         CURRENT.with_borrow_mut(|current| {
             let fresh =
@@ -71,19 +83,43 @@ impl RouteTable {
             current
                 .as_ref()
                 .and_then(|(_, _, m)| m.find(host, method, path))
-                .map(|found| found.permission.to_owned())
+                .map(|found| {
+                    if found.broken {
+                        Required::Broken {
+                            rule_id: found.rule_id.to_owned(),
+                        }
+                    } else {
+                        Required::Permission(found.permission.to_owned())
+                    }
+                })
         })
     }
 
-    /// Rebuilds the matcher from the store.
+    /// Rebuilds the matcher from the store. A stored set that does not
+    /// compile never stops the service: each rule that does not is refused
+    /// (reported here, and by [`RouteTable::broken`]) and the requests it
+    /// covers are denied; only a store failure is an error.
     pub async fn reload(&self) -> std::result::Result<(), StoreError> {
         let rules = self.store.all_rules().await?;
         let compiled: Vec<RouteRule> = rules.iter().map(to_rule).collect();
-        let matcher = RouteMatcher::new(&compiled)
-            .map_err(|e| StoreError::Internal(format!("stored route rules do not compile: {e}")))?;
+        let (matcher, errors) = RouteMatcher::lenient(&compiled);
+        for e in &errors {
+            tracing::error!(error = %e, "a stored route rule does not compile; the requests it covers are denied until it is deleted");
+        }
+        *self.broken.write().unwrap_or_else(PoisonError::into_inner) =
+            errors.iter().map(ToString::to_string).collect();
         *self.matcher.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(matcher);
         self.version.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Why each stored rule that does not compile was refused, as of the
+    /// last reload.
+    pub fn broken(&self) -> Vec<String> {
+        self.broken
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     pub async fn create(
@@ -92,6 +128,7 @@ impl RouteTable {
         method: &str,
         path: &str,
         permission: &str,
+        case_insensitive: bool,
     ) -> Result<RuleRecord> {
         let host = validate_host(host).map_err(|e| Error::invalid("host", e.to_string()))?;
         let method =
@@ -105,17 +142,30 @@ impl RouteTable {
             path: path.to_owned(),
             permission: permission.to_owned(),
             created_at: self.clock.now(),
+            case_insensitive,
         };
-        // Refuse a rule that would make the set ambiguous before writing it.
-        let mut all: Vec<RouteRule> = self.store.all_rules().await?.iter().map(to_rule).collect();
-        all.push(to_rule(&rule));
-        if let Err(e) = RouteMatcher::new(&all) {
-            return Err(match e {
-                RouteError::Duplicate { .. } => Error::FailedPrecondition(e.to_string()),
-                other => Error::invalid("path", other.to_string()),
-            });
+        rule_key(
+            rule.host.as_deref(),
+            &rule.method,
+            &rule.path,
+            rule.case_insensitive,
+        )
+        .map_err(|e| Error::invalid("path", e.to_string()))?;
+        // One transaction, under the store's unique constraint on the
+        // rule's key: of two concurrent creations of the same route, one
+        // fails here. Nothing else can make a set of valid rules ambiguous.
+        match self.store.insert_rule(&rule).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyExists | StoreError::Conflict) => {
+                return Err(Error::FailedPrecondition(format!(
+                    "a rule for {} {} on {} exists already; delete it first",
+                    rule.method,
+                    rule.path,
+                    rule.host.as_deref().unwrap_or("any host")
+                )));
+            }
+            Err(e) => return Err(e.into()),
         }
-        self.store.insert_rule(&rule).await?;
         self.reload().await?;
         Ok(rule)
     }

@@ -12,6 +12,7 @@ fn rule(id: &str, host: Option<&str>, method: &str, path: &str, permission: &str
         method: method.to_owned(),
         path: path.to_owned(),
         permission: permission.to_owned(),
+        case_insensitive: false,
     }
 }
 
@@ -599,4 +600,93 @@ proptest! {
         let path = normalize_path(&raw).unwrap();
         prop_assert_eq!(hit(&m, None, "GET", &path), Some("exact"));
     }
+}
+
+// --- hardening: broken sets, rule keys, `;` parameters ---------------------
+
+fn r(id: &str, method: &str, path: &str, permission: &str) -> RouteRule {
+    RouteRule {
+        id: id.into(),
+        host: None,
+        method: method.into(),
+        path: path.into(),
+        permission: permission.into(),
+        case_insensitive: false,
+    }
+}
+
+#[test]
+fn a_set_that_does_not_compile_denies_only_what_it_covers() {
+    let rules = [
+        r("a", "GET", "/v2/feeds/{id}", "feeds.read"),
+        r("b", "GET", "/v2/feeds/{other}", "public.read"),
+        r("c", "GET", "/v2/bad", "Not A Permission"),
+        r("d", "GET", "/v2/{", "x.read"),
+        r("e", "GET", "/v2/**", "catalog.read"),
+    ];
+    assert!(RouteMatcher::new(&rules).is_err());
+    let (m, errors) = RouteMatcher::lenient(&rules);
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    // Both of a duplicate pair deny; nothing falls through to `/v2/**`.
+    let dup = m.find(None, "GET", "/v2/feeds/1").unwrap();
+    assert!(dup.broken);
+    assert!(m.find(None, "GET", "/v2/bad").unwrap().broken);
+    let fine = m.find(None, "GET", "/v2/other").unwrap();
+    assert_eq!((fine.rule_id, fine.broken), ("e", false));
+}
+
+#[test]
+fn rule_keys_ignore_parameter_names_only() {
+    let k = |m: &str, p: &str| rule_key(None, m, p, false).unwrap();
+    assert_eq!(k("GET", "/a/{id}"), k("get", "/a/{x}"));
+    assert_ne!(k("GET", "/a/{id}"), k("GET", "/a/b"));
+    assert_ne!(k("GET", "/a/**"), k("GET", "/a"));
+    assert_ne!(k("GET", "/a"), k("*", "/a"));
+    let ci = |p: &str| rule_key(None, "GET", p, true).unwrap();
+    assert_eq!(ci("/V2/{id}"), ci("/v2/{x}"));
+    assert_ne!(ci("/v2"), k("GET", "/v2"));
+    assert_eq!(ci("/{id}"), k("GET", "/{x}"), "the same slot in the tree");
+    assert_ne!(
+        k("GET", "/a"),
+        rule_key(Some("x.example"), "GET", "/a", false).unwrap()
+    );
+}
+
+#[test]
+fn semicolon_parameters_are_refused_or_stripped() {
+    use super::{PathParams, normalize_request_path};
+    for raw in ["/a;x=1/b", "/a/b;jsessionid=2", "/a%3Bx/b", "/a/b;"] {
+        assert_eq!(
+            normalize_request_path(raw, PathParams::Refuse),
+            Err(PathError::Parameters),
+            "{raw}"
+        );
+    }
+    assert_eq!(
+        normalize_request_path("/a/b?x=;", PathParams::Refuse).as_deref(),
+        Ok("/a/b")
+    );
+    let strip = |raw| normalize_request_path(raw, PathParams::Strip).map(Cow::into_owned);
+    assert_eq!(strip("/a;x=1/b").as_deref(), Ok("/a/b"));
+    assert_eq!(strip("/a/b;jsessionid=2?q=1").as_deref(), Ok("/a/b"));
+    assert_eq!(strip("/a;/../c").as_deref(), Ok("/c"));
+    assert_eq!(strip("/a%3Bx/b").as_deref(), Ok("/a;x/b"));
+}
+
+#[test]
+fn case_insensitive_rules_match_literals_in_any_case() {
+    let mut users = r("ci", "GET", "/V2/Users/{id}", "users.read");
+    users.case_insensitive = true;
+    let exact = r("cs", "GET", "/v2/users/me", "me.read");
+    let rest = r("any", "GET", "/v3/**", "catalog.read");
+    let m = RouteMatcher::new(&[users, exact, rest]).unwrap();
+    assert_eq!(hit(&m, None, "GET", "/v2/users/7"), Some("ci"));
+    assert_eq!(hit(&m, None, "GET", "/V2/USERS/7"), Some("ci"));
+    assert_eq!(hit(&m, None, "GET", "/v2/USERS/7"), Some("ci"));
+    // An exact literal is more specific than a case-insensitive one.
+    assert_eq!(hit(&m, None, "GET", "/v2/users/me"), Some("cs"));
+    assert_eq!(hit(&m, None, "GET", "/v2/Users/me"), Some("ci"));
+    // Exact rules stay exact.
+    assert_eq!(hit(&m, None, "GET", "/V3/other"), None);
+    assert_eq!(hit(&m, None, "GET", "/v3/other"), Some("any"));
 }

@@ -57,6 +57,13 @@ pub enum FormatError {
     BadUrlTimestamp,
     #[error("the URL already carries a `{0}` parameter; Latchkey sets it when signing")]
     Reserved(&'static str),
+    /// The seed's canonical form joins decoded values with `&` and `=`: a
+    /// value holding either could move bytes between parameters and still
+    /// verify, so it cannot be signed or verified in that form.
+    #[error(
+        "query parameter `{0}` decodes to a value with `&` or `=`, which the signed-URL form cannot tell apart from a parameter boundary"
+    )]
+    Ambiguous(String),
 }
 
 /// A parsed signature header. `t_text` is kept as sent: it is what was signed.
@@ -249,6 +256,9 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, FormatError> {
         let value = form_decode(v).ok_or_else(|| FormatError::BadEncoding(key.clone()))?;
         if params.iter().any(|(seen, _)| *seen == key) {
             return Err(FormatError::DuplicateParameter(key));
+        }
+        if key.contains(['&', '=']) || value.contains(['&', '=']) {
+            return Err(FormatError::Ambiguous(key.chars().take(40).collect()));
         }
         params.push((key, value));
     }

@@ -103,6 +103,32 @@ fn url_canonical_form_uses_decoded_sorted_values() {
     assert_eq!(parse_url("https://x/").unwrap_err(), FormatError::NoQuery);
 }
 
+/// `a=1%26b%3D2` and `a=1&b=2` have the same seed-form canonical string:
+/// a value (or key) whose decoding holds `&` or `=` is refused, signing or
+/// verifying, so one cannot be passed off as the other.
+#[test]
+fn values_that_decode_to_a_boundary_are_refused() {
+    for url in [
+        "https://x/?a=1%26b%3D2",
+        "https://x/?a=1%26b",
+        "https://x/?a=%3D",
+        "https://x/?a%3Db=1",
+        "https://x/?a%26b=1",
+        "https://x/?redirect_uri=https%3A%2F%2Fapp%2Fcb%3Fx%3D1",
+    ] {
+        assert!(
+            matches!(parse_url(url), Err(FormatError::Ambiguous(_))),
+            "{url}"
+        );
+        assert!(
+            matches!(sign_url(url, b"k", 0), Err(FormatError::Ambiguous(_))),
+            "{url}"
+        );
+    }
+    // What the form can tell apart still signs.
+    assert!(sign_url("https://x/?a=1&b=2&c=%2B%20%3F", b"k", 0).is_ok());
+}
+
 #[test]
 fn a_url_without_a_query_gets_one() {
     let now = parse_iso8601("2024-01-15T10:30:00.000Z").unwrap();
@@ -312,7 +338,7 @@ proptest::proptest! {
 
     #[test]
     fn signed_urls_round_trip_any_parameters(
-        params in proptest::collection::btree_map("[a-z_]{1,8}", "\\PC{0,12}", 0..6),
+        params in proptest::collection::btree_map("[a-z_]{1,8}", "[^&=\\p{C}]{0,12}", 0..6),
         now in 0i64..4_102_444_800_000,
     ) {
         let params: Vec<(String, String)> = params

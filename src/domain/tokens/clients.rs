@@ -30,8 +30,10 @@ fn parse_scopes(field: &'static str, scopes: &[String]) -> Result<Vec<String>> {
     Ok(scopes.to_vec())
 }
 
-/// A redirect URI we accept: absolute, no fragment (RFC 6749 §3.1.2), https
-/// unless it points at this machine (RFC 8252 §7.3).
+/// A redirect URI we accept: absolute, no fragment (RFC 6749 §3.1.2), no
+/// userinfo (`http://localhost:80@evil.com/cb` is a URI for `evil.com`),
+/// https unless it is a native app's loopback redirect, `http://127.0.0.1`
+/// or `http://[::1]` (RFC 8252 §7.3), or `http://localhost`.
 pub(super) fn check_redirect_uri(uri: &str) -> std::result::Result<(), String> {
     if uri.len() > 2000 || uri.chars().any(|c| c.is_control() || c == ' ') {
         return Err(format!("`{uri}` is not a valid URI"));
@@ -39,20 +41,65 @@ pub(super) fn check_redirect_uri(uri: &str) -> std::result::Result<(), String> {
     if uri.contains('#') {
         return Err(format!("`{uri}` must not contain a fragment"));
     }
-    let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"];
-    let rest_ok = |prefix: &str| {
-        uri.strip_prefix(prefix)
-            .is_some_and(|r| r.is_empty() || r.starts_with(':') || r.starts_with('/'))
-    };
-    if uri.starts_with("https://") && uri.len() > "https://".len() {
-        return Ok(());
+    let parsed = url::Url::parse(uri).map_err(|_| format!("`{uri}` is not an absolute URI"))?;
+    // `@` anywhere in the authority (even an empty userinfo, `http://@x`)
+    // is refused: what a reader takes for the host is not the host.
+    let authority = uri
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split(['/', '?']).next().unwrap_or(""));
+    if authority.contains('@') || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!(
+            "`{uri}` must not contain userinfo (`user@`): the host is what follows the `@`"
+        ));
     }
-    if loopback.iter().any(|p| rest_ok(p)) {
+    let https = parsed.scheme() == "https" && parsed.host_str().is_some_and(|h| !h.is_empty());
+    let loopback = parsed.scheme() == "http"
+        && (is_loopback_literal(&parsed) || parsed.host_str() == Some("localhost"));
+    if https || loopback {
         return Ok(());
     }
     Err(format!(
         "`{uri}` must be an https URL (plain http only for 127.0.0.1, [::1] or localhost)"
     ))
+}
+
+/// `http://127.0.0.1…` or `http://[::1]…`: a native app's loopback redirect.
+fn is_loopback_literal(u: &url::Url) -> bool {
+    u.scheme() == "http"
+        && match u.host() {
+            Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+            Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+            _ => false,
+        }
+}
+
+/// Does the redirect URI an authorization request names match `registered`?
+/// Exactly, string for string (RFC 6749 §3.1.2.3) — except that for a
+/// loopback IP literal the port may be any (RFC 8252 §7.3: a native app
+/// listens on whatever port the OS gives it), scheme, host, path and query
+/// staying exact.
+pub(super) fn redirect_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let (Ok(reg), Ok(req)) = (url::Url::parse(registered), url::Url::parse(requested)) else {
+        return false;
+    };
+    is_loopback_literal(&reg)
+        && check_redirect_uri(requested).is_ok()
+        && reg.scheme() == req.scheme()
+        && reg.host() == req.host()
+        && reg.path() == req.path()
+        && reg.query() == req.query()
+        // The original's spelling after the port, so that a parser's
+        // normalisation (`/a/../b`) cannot make two different strings equal.
+        && after_port(registered) == after_port(requested)
+}
+
+/// The URI from its path on, as written.
+fn after_port(uri: &str) -> &str {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    rest.find(['/', '?']).map_or("", |i| &rest[i..])
 }
 
 /// A verified client, cached by the SHA-256 of its id.

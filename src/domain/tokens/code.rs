@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
 
+use super::clients::redirect_matches;
 use super::mint::Grant;
 use super::{
     CLIENT_ID_PREFIX, IssuedTokens, OAuthError, TokenManager, join_scopes, random_token,
@@ -80,9 +81,17 @@ impl TokenManager {
                 "unknown client: the link that brought you here is wrong".into(),
             ));
         };
-        // Exactly one of the registered URIs; without one named, only if there is just one.
+        // Exactly one of the registered URIs (a loopback one on any port);
+        // without one named, only if there is just one.
         let redirect_uri = match redirect_uri {
-            Some(uri) if client.redirect_uris.iter().any(|r| r == uri) => uri.to_owned(),
+            Some(uri)
+                if client
+                    .redirect_uris
+                    .iter()
+                    .any(|r| redirect_matches(r, uri)) =>
+            {
+                uri.to_owned()
+            }
             None if client.redirect_uris.len() == 1 => client.redirect_uris[0].clone(),
             _ => {
                 return Err(AuthorizeError::Page(
@@ -187,26 +196,32 @@ impl TokenManager {
             ));
         }
         let now = self.clock.now();
+        let code_hash = crypto::sha256(code.as_bytes());
+        // Bound to the client before it is consumed: another client's
+        // attempt neither uses the code nor counts as a replay.
         let Some((record, won)) = self
             .tokens
-            .use_code(&crypto::sha256(code.as_bytes()), now)
+            .use_code(&code_hash, &client.client_id, now)
             .await?
         else {
             return Err(invalid("the authorization code is not valid"));
         };
+        if record.client_id != client.client_id {
+            return Err(invalid(
+                "the authorization code was issued to another client",
+            ));
+        }
         if !won {
-            // A replayed code: whatever the first use issued is revoked (RFC 6749 §4.1.2).
+            // A replayed code: whatever the first use issued is revoked (RFC
+            // 6749 §4.1.2). Noted first, so that an exchange still minting
+            // sees it afterwards and revokes what it issued too.
+            self.tokens.mark_code_replayed(&code_hash, now).await?;
             self.tokens.revoke_family(&record.family_id, now).await?;
             self.resolver.invalidate_all();
             return Err(invalid("the authorization code was already used"));
         }
         if record.expires_at <= now {
             return Err(invalid("the authorization code has expired"));
-        }
-        if record.client_id != client.client_id {
-            return Err(invalid(
-                "the authorization code was issued to another client",
-            ));
         }
         if redirect_uri != Some(record.redirect_uri.as_str()) {
             return Err(invalid(
@@ -240,6 +255,13 @@ impl TokenManager {
                 None,
             )
             .await?;
+        // A replay that raced this exchange revoked the family before these
+        // tokens existed: revoke again, now that they do, and hand out nothing.
+        if self.tokens.code_replayed(&code_hash).await? {
+            self.tokens.revoke_family(&record.family_id, now).await?;
+            self.resolver.invalidate_all();
+            return Err(invalid("the authorization code was already used"));
+        }
         // The refresh record is kept either way: it is what a replayed code revokes.
         if !client.allows_grant("refresh_token") {
             issued.refresh_token = None;

@@ -21,6 +21,8 @@
 //! `tests::reads_what_the_envoy_types_decoder_reads` checks the two against
 //! each other on generated requests.
 
+use crate::domain::gate::Field;
+
 /// `envoy.service.auth.v3.CheckRequest`.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct CheckRequest {
@@ -124,7 +126,10 @@ pub struct RawHeader {
 impl CheckRequest {
     /// Moves `header_map` entries (Envoy's `encode_raw_headers`) into
     /// `headers`, so every header is looked up one way. A value that is not
-    /// UTF-8 is dropped: that header then reads as absent, which can only deny.
+    /// UTF-8 is kept with U+FFFD in place of the bad bytes: the header still
+    /// counts (a repeated credential header is still seen as repeated, a
+    /// forged principal header is still removed) and its value matches
+    /// nothing a client could have meant.
     pub fn fold_raw_headers(&mut self) {
         let Some(http) = self
             .attributes
@@ -139,16 +144,15 @@ impl CheckRequest {
         };
         for h in map.headers {
             let value = if h.raw_value.is_empty() {
-                Some(h.value)
+                h.value
             } else {
-                String::from_utf8(h.raw_value).ok()
+                String::from_utf8(h.raw_value)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
             };
-            if let Some(value) = value {
-                http.headers.push(HeaderEntry {
-                    key: h.key.to_ascii_lowercase(),
-                    value,
-                });
-            }
+            http.headers.push(HeaderEntry {
+                key: h.key.to_ascii_lowercase(),
+                value,
+            });
         }
     }
 }
@@ -175,6 +179,24 @@ impl<'a> Headers<'a> {
             .rev()
             .find(|e| e.key == name)
             .map(|e| e.value.as_str())
+    }
+
+    /// `name` where it must occur once (a credential header): a second
+    /// entry, in whatever case, is refused rather than one of them chosen.
+    /// (Envoy's `headers` map joins a repeated header's values with `,`,
+    /// which no credential contains; `header_map` and hand-built requests
+    /// repeat the entry.)
+    pub fn only(&self, name: &str) -> Field<'a> {
+        let mut found = None;
+        for e in self.0 {
+            if e.key.eq_ignore_ascii_case(name) {
+                if found.is_some() {
+                    return Field::Repeated;
+                }
+                found = Some(e.value.as_str());
+            }
+        }
+        found.map_or(Field::Absent, Field::One)
     }
 
     /// Each distinct header name that starts with `prefix`, once.

@@ -32,7 +32,7 @@ use answer::Names;
 pub use describe::Flavor;
 use describe::{Style, Undescribed, describe, style_of};
 
-use crate::domain::gate::{Body, Gate, Headers, Request, Verdict};
+use crate::domain::gate::{Body, Field, Gate, Headers, Request, Verdict};
 use crate::domain::network;
 use crate::domain::observe;
 use crate::domain::reason::Reason;
@@ -68,6 +68,16 @@ impl<'a> HeaderView<'a> {
 impl Headers for HeaderView<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.value(name)
+    }
+
+    /// `HeaderMap` names are case-insensitive already.
+    fn only(&self, name: &str) -> Field<'_> {
+        let mut values = self.0.get_all(name).iter();
+        match (values.next(), values.next()) {
+            (None, _) => Field::Absent,
+            (Some(_), Some(_)) => Field::Repeated,
+            (Some(v), None) => v.to_str().map_or(Field::Unreadable, Field::One),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod csrf;
 mod discovery;
 mod introspect;
 mod page;
+pub(crate) use page::{escape, page};
 mod token;
 
 use std::collections::HashMap;

@@ -16,6 +16,10 @@ pub struct Model {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub created_at: i64,
+    /// When a used code was presented again: the exchange that won checks
+    /// it after minting, so tokens issued a moment after the replay's
+    /// revocation are revoked too.
+    pub replayed_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

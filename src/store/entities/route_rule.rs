@@ -11,6 +11,9 @@ pub struct Model {
     pub path: String,
     pub permission: String,
     pub created_at: i64,
+    /// `routes::rule_key`, unique: NULL only for a pre-constraint duplicate.
+    pub match_key: Option<String>,
+    pub case_insensitive: bool,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

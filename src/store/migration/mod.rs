@@ -13,6 +13,9 @@ mod m20261126_000010_signing;
 mod m20261201_000020_key_rate_limits;
 mod m20261201_000021_key_suspension_cause;
 mod m20261201_000030_key_usage;
+mod m20261201_000031_code_replays;
+mod m20261201_000032_unique_route_rules;
+mod m20261201_000033_case_insensitive_rules;
 
 pub struct Migrator;
 
@@ -29,6 +32,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000020_key_rate_limits::Migration),
             Box::new(m20261201_000021_key_suspension_cause::Migration),
             Box::new(m20261201_000030_key_usage::Migration),
+            Box::new(m20261201_000031_code_replays::Migration),
+            Box::new(m20261201_000032_unique_route_rules::Migration),
+            Box::new(m20261201_000033_case_insensitive_rules::Migration),
         ]
     }
 }
