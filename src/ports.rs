@@ -248,3 +248,57 @@ pub trait RevealStore: Send + Sync + 'static {
         now: Millis,
     ) -> Result<Option<RevealRecord>, StoreError>;
 }
+
+/// Where a value sealed under the master key lives. The domain derives the
+/// value's associated data from it, so the store needs no crypto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedSlot {
+    /// `meta.value` (the master-key canary, shared secrets such as the CSRF key).
+    Meta { name: String },
+    /// `signing_keys.private_sealed`.
+    SigningKey { kid: String },
+    /// `signing_secret_versions.sealed`.
+    SigningSecretVersion { secret_id: String, version: i64 },
+    /// `reveals.sealed`.
+    Reveal { token_hash: [u8; 32] },
+}
+
+impl SealedSlot {
+    /// The table it lives in, for reports.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Self::Meta { .. } => "meta",
+            Self::SigningKey { .. } => "signing_keys",
+            Self::SigningSecretVersion { .. } => "signing_secret_versions",
+            Self::Reveal { .. } => "reveals",
+        }
+    }
+}
+
+/// One sealed value and where it lives.
+#[derive(Clone)]
+pub struct SealedValue {
+    pub slot: SealedSlot,
+    pub sealed: Vec<u8>,
+}
+
+/// Every value sealed under the master key, whatever table holds it: what
+/// master-key rotation and the start-up key check walk.
+#[async_trait]
+pub trait SealedStore: Send + Sync + 'static {
+    /// Up to `limit` sealed values after `after` (the last slot of the
+    /// previous page), in one fixed order across every table.
+    async fn sealed_values(
+        &self,
+        after: Option<&SealedSlot>,
+        limit: u64,
+    ) -> Result<Vec<SealedValue>, StoreError>;
+    /// Writes `new` in place of `old`, only if the slot still holds `old`;
+    /// `false` (and nothing written) if it changed or is gone.
+    async fn replace_sealed(
+        &self,
+        slot: &SealedSlot,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+}

@@ -140,7 +140,7 @@ impl Parts {
 /// The services without listeners or signing keys, for one-shot commands.
 pub async fn offline_services(settings: &Settings, db: &SqlStore) -> Result<Services, AppError> {
     let store: Arc<dyn Store> = Arc::new(db.clone());
-    let master_key = Arc::new(super::master_key::resolve(settings, store.as_ref()).await?);
+    let master_key = Arc::new(super::master_key::resolve(settings, store.as_ref(), db).await?);
     let parts = build(
         settings,
         store,

@@ -57,7 +57,7 @@ pub async fn start(
         store.migrate().await?;
     }
     let store_port: Arc<dyn Store> = Arc::new(store.clone());
-    let master_key = Arc::new(master_key::resolve(&settings, store_port.as_ref()).await?);
+    let master_key = Arc::new(master_key::resolve(&settings, store_port.as_ref(), &store).await?);
     let parts = build(
         &settings,
         store_port.clone(),

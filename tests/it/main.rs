@@ -13,6 +13,7 @@ mod ext_authz;
 mod forward_auth;
 mod keys;
 mod layers;
+mod master_keys;
 mod replicas;
 mod server;
 mod signing;

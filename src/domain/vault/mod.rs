@@ -1,0 +1,4 @@
+//! Secrets the service must read back: master-key rotation over every sealed
+//! value.
+
+pub mod master_keys;
