@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Account, AuthCodeRecord, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
+    Account, AuthCodeRecord, ConnectionTestRecord, IntegrationFilter, IntegrationRecord, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
     RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord, SigningSecretRecord,
 };
 
@@ -261,6 +261,8 @@ pub enum SealedSlot {
     SigningSecretVersion { secret_id: String, version: i64 },
     /// `reveals.sealed`.
     Reveal { token_hash: [u8; 32] },
+    /// `integrations.sealed_credentials`.
+    Integration { id: String },
 }
 
 impl SealedSlot {
@@ -271,6 +273,7 @@ impl SealedSlot {
             Self::SigningKey { .. } => "signing_keys",
             Self::SigningSecretVersion { .. } => "signing_secret_versions",
             Self::Reveal { .. } => "reveals",
+            Self::Integration { .. } => "integrations",
         }
     }
 }
@@ -301,4 +304,34 @@ pub trait SealedStore: Send + Sync + 'static {
         old: &[u8],
         new: &[u8],
     ) -> Result<bool, StoreError>;
+}
+
+/// Persistence for integrations and their connection tests (`domain::vault`).
+#[async_trait]
+pub trait IntegrationStore: Send + Sync + 'static {
+    async fn insert_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError>;
+    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
+    /// Ordered by id, after `after`.
+    async fn list_integrations(
+        &self,
+        filter: &IntegrationFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<IntegrationRecord>, StoreError>;
+    /// Writes `record`, whose `version` is one more than the stored one; `Conflict` otherwise.
+    async fn update_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError>;
+    /// Deletes it and its connection tests; `false` if there was none.
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records a test, and deletes every test recorded before `keep_after`.
+    async fn insert_connection_test(
+        &self,
+        test: &ConnectionTestRecord,
+        keep_after: Millis,
+    ) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_connection_tests(
+        &self,
+        integration_id: &str,
+        limit: u64,
+    ) -> Result<Vec<ConnectionTestRecord>, StoreError>;
 }

@@ -8,6 +8,7 @@ pub mod entities;
 mod map;
 pub mod migration;
 mod notify;
+mod integrations;
 mod sealed;
 mod signing;
 mod tokens;

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entities::{meta, reveal, signing_key, signing_secret_version};
+use super::entities::{integration, meta, reveal, signing_key, signing_secret_version};
 use super::map::parse_hash;
 use super::{SqlStore, map_err};
 use crate::crypto::hex;
@@ -20,9 +20,10 @@ fn table_index(slot: &SealedSlot) -> usize {
         SealedSlot::SigningKey { .. } => 1,
         SealedSlot::SigningSecretVersion { .. } => 2,
         SealedSlot::Reveal { .. } => 3,
+        SealedSlot::Integration { .. } => 4,
     }
 }
-const TABLES: usize = 4;
+const TABLES: usize = 5;
 
 impl SqlStore {
     /// Up to `limit` values of table `index`, after `after` when it is a slot
@@ -118,6 +119,23 @@ impl SqlStore {
                     })
                     .collect::<Result<_, StoreError>>()?
             }
+            4 => {
+                let mut q = integration::Entity::find();
+                if let Some(SealedSlot::Integration { id }) = after {
+                    q = q.filter(integration::Column::Id.gt(id.clone()));
+                }
+                q.order_by_asc(integration::Column::Id)
+                    .limit(limit)
+                    .all(db)
+                    .await
+                    .map_err(map_err)?
+                    .into_iter()
+                    .map(|m| SealedValue {
+                        slot: SealedSlot::Integration { id: m.id },
+                        sealed: m.sealed_credentials,
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         })
     }
@@ -184,6 +202,14 @@ impl SealedStore for SqlStore {
                     .col_expr(reveal::Column::Sealed, Expr::value(new))
                     .filter(reveal::Column::TokenHash.eq(hex(token_hash)))
                     .filter(reveal::Column::Sealed.eq(old))
+                    .exec(db)
+                    .await
+            }
+            SealedSlot::Integration { id } => {
+                integration::Entity::update_many()
+                    .col_expr(integration::Column::SealedCredentials, Expr::value(new))
+                    .filter(integration::Column::Id.eq(id.clone()))
+                    .filter(integration::Column::SealedCredentials.eq(old))
                     .exec(db)
                     .await
             }

@@ -41,6 +41,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 }
 
 mod accounts;
+mod integrations;
 mod keys;
 mod reveal;
 mod rules;
@@ -48,6 +49,7 @@ mod signing;
 mod tokens;
 
 pub use accounts::*;
+pub use integrations::*;
 pub use keys::*;
 pub use reveal::*;
 pub use rules::*;

@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use crate::crypto::envelope::{EnvelopeError, KeyId, MasterKey, SealedBy};
-use crate::domain::model::{reveal_context, signing_key_context, version_context};
+use crate::domain::model::{
+    integration_context, reveal_context, signing_key_context, version_context,
+};
 use crate::ports::{SealedSlot, SealedStore, SealedValue, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,7 @@ pub fn context(slot: &SealedSlot) -> Vec<u8> {
             version_context(secret_id, *version).into_bytes()
         }
         SealedSlot::Reveal { token_hash } => reveal_context(token_hash).into_bytes(),
+        SealedSlot::Integration { id } => integration_context(id).into_bytes(),
     }
 }
 

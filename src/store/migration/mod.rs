@@ -10,6 +10,7 @@ mod m20261126_000003_account_stores;
 mod m20261126_000004_meta;
 mod m20261126_000005_tokens;
 mod m20261126_000010_signing;
+mod m20261201_000014_integrations;
 
 pub struct Migrator;
 
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_meta::Migration),
             Box::new(m20261126_000005_tokens::Migration),
             Box::new(m20261126_000010_signing::Migration),
+            Box::new(m20261201_000014_integrations::Migration),
         ]
     }
 }
