@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Account, AuthCodeRecord, ConnectionTestRecord, IntegrationFilter, IntegrationRecord, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
+    Account, AuthCodeRecord, ConnectionTestRecord, IntegrationFilter, IntegrationRecord,
+    ProbeError, ProbeRequest, ProbeResponse, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
     RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord, SigningSecretRecord,
 };
 
@@ -334,4 +335,13 @@ pub trait IntegrationStore: Send + Sync + 'static {
         integration_id: &str,
         limit: u64,
     ) -> Result<Vec<ConnectionTestRecord>, StoreError>;
+}
+
+/// The outbound HTTPS client of connection tests: enforces the outbound
+/// safety rule (https only; no loopback, private, link-local or metadata
+/// address after DNS resolution, unless configured for tests), follows no
+/// redirects and reads a bounded body.
+#[async_trait]
+pub trait RemoteProbe: Send + Sync + 'static {
+    async fn get(&self, request: &ProbeRequest) -> Result<ProbeResponse, ProbeError>;
 }

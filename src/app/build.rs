@@ -19,13 +19,15 @@ use crate::domain::services::Services;
 use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
-use crate::ports::{Clock, RevealStore, SigningStore, Store, SystemClock};
+use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
+use crate::outbound::HttpsProbe;
+use crate::ports::{Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock};
 use crate::store::SqlStore;
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore {}
-impl<T: SigningStore + RevealStore> FeatureStores for T {}
+pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore {}
+impl<T: SigningStore + RevealStore + IntegrationStore> FeatureStores for T {}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -51,6 +53,7 @@ pub struct Parts {
     pub routes: RouteTable,
     pub signing: Arc<SigningManager>,
     pub reveals: RevealManager,
+    pub integrations: Arc<IntegrationManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
@@ -62,7 +65,7 @@ pub fn build(
     clock: Arc<dyn Clock>,
     master_key: Arc<MasterKey>,
     features: Arc<impl FeatureStores>,
-) -> Parts {
+) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
     let resolver = Arc::new(KeyResolver::new(
         store.clone(),
@@ -77,13 +80,23 @@ pub fn build(
         clock: clock.clone(),
         settings: settings.signing.signing.clone(),
     }));
+    let probe = HttpsProbe::new(&settings.integrations).map_err(AppError::Server)?;
+    let integrations = Arc::new(IntegrationManager::new(IntegrationDeps {
+        store: features.clone(),
+        accounts: store.clone(),
+        master_key: master_key.clone(),
+        probe: Arc::new(probe),
+        clock: clock.clone(),
+        allow_insecure_targets: settings.integrations.allow_insecure_targets,
+        retention_days: settings.integrations.test_retention_days,
+    }));
     let reveals = RevealManager::new(
         features,
         master_key,
         clock.clone(),
         settings.signing.reveal_ttl_secs,
     );
-    Parts {
+    Ok(Parts {
         accounts: AccountManager::new(
             store.clone(),
             policy.clone(),
@@ -103,10 +116,11 @@ pub fn build(
         usage: Arc::new(UsageRecorder::default()),
         signing,
         reveals,
+        integrations,
         clock,
         key_prefix: settings.keys.prefix.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
-    }
+    })
 }
 
 impl Parts {
@@ -129,6 +143,7 @@ impl Parts {
             checker,
             signing: self.signing,
             reveals: self.reveals,
+            integrations: self.integrations,
             tokens,
             resolver: self.resolver,
             usage: self.usage,
@@ -147,6 +162,6 @@ pub async fn offline_services(settings: &Settings, db: &SqlStore) -> Result<Serv
         Arc::new(SystemClock),
         master_key,
         Arc::new(db.clone()),
-    );
+    )?;
     Ok(parts.into_services(None))
 }

@@ -64,7 +64,7 @@ pub async fn start(
         clock.clone(),
         master_key.clone(),
         Arc::new(store.clone()),
-    );
+    )?;
     if let Some(token) = &settings.bootstrap_admin_token {
         let key = parts.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");

@@ -11,6 +11,7 @@
 
 mod cache;
 mod check;
+mod integrations;
 mod ext_authz;
 mod forward_auth;
 mod keys;
@@ -35,6 +36,7 @@ use crate::grpc::ext_authz::ExtAuthzSettings;
 
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
+pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
@@ -111,6 +113,7 @@ pub struct Config {
     /// Replaces the default roles (`read_only`, `full_access`) when set.
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
+    pub integrations: IntegrationsConfig,
 }
 
 impl Default for Config {
@@ -135,6 +138,7 @@ impl Default for Config {
             plans: None,
             roles: None,
             signing: SigningConfig::default(),
+            integrations: IntegrationsConfig::default(),
         }
     }
 }
@@ -169,6 +173,8 @@ pub struct Settings {
     pub forward_auth: Option<ForwardAuthListener>,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
+    /// Connection tests of stored integrations.
+    pub integrations: IntegrationsSettings,
 }
 
 impl Config {
@@ -276,6 +282,7 @@ impl Config {
             forward_auth,
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
+            integrations: self.integrations.validate()?,
         })
     }
 }

@@ -16,6 +16,7 @@ use super::routes::RouteTable;
 use super::signing::SigningManager;
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
+use super::vault::integrations::IntegrationManager;
 use crate::ports::Clock;
 
 pub struct Services {
@@ -25,6 +26,8 @@ pub struct Services {
     pub checker: Checker,
     pub signing: Arc<SigningManager>,
     pub reveals: RevealManager,
+    /// Stored remote credentials and their connection tests.
+    pub integrations: Arc<IntegrationManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

@@ -14,11 +14,13 @@ use tonic_health::server::HealthReporter;
 use super::conn::GrpcConn;
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::state::GrpcState;
-use super::{AccountApi, CheckApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi};
+use super::{
+    AccountApi, CheckApi, IntegrationApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi,
+};
 use crate::pb;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 9] = [
+const SERVICES: [&str; 10] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -27,6 +29,7 @@ const SERVICES: [&str; 9] = [
     "latchkey.v1.RouteService",
     "envoy.service.auth.v3.Authorization",
     "latchkey.v1.SigningService",
+    "latchkey.v1.IntegrationService",
     "latchkey.v1.RevealService",
 ];
 
@@ -107,6 +110,12 @@ impl Server {
             .add_service(
                 pb::signing_service_server::SigningServiceServer::new(SigningApi(state.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::integration_service_server::IntegrationServiceServer::new(IntegrationApi(
+                    state.clone(),
+                ))
+                .max_decoding_message_size(max),
             )
             .add_service(
                 pb::reveal_service_server::RevealServiceServer::new(RevealApi(state))

@@ -65,3 +65,40 @@ pub struct IntegrationFilter {
 pub fn integration_context(id: &str) -> String {
     format!("integration:{id}")
 }
+
+/// One outbound GET a connection test makes. Header values are credentials.
+pub struct ProbeRequest {
+    pub url: String,
+    pub headers: Vec<(String, crate::crypto::secret::Secret<String>)>,
+}
+
+impl std::fmt::Debug for ProbeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProbeRequest")
+            .field("url", &self.url)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+/// What came back: the status and at most the configured number of body bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+    pub latency_ms: i64,
+}
+
+/// Why no response came back.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProbeError {
+    /// The outbound safety rule refused the target (before any connection).
+    #[error("{0}")]
+    Refused(String),
+    /// Connecting, TLS, or reading failed, or the time limit passed.
+    #[error("{message}")]
+    Failed { message: String, latency_ms: i64 },
+}

@@ -2,3 +2,5 @@
 //! value.
 
 pub mod master_keys;
+pub mod integrations;
+pub mod kinds;
