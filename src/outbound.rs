@@ -34,7 +34,10 @@ impl HttpsProbe {
                 let pem = std::fs::read(path)
                     .map_err(|e| format!("integrations.ca_file {}: {e}", path.display()))?;
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                    format!("integrations.ca_file {}: not PEM certificates: {e}", path.display())
+                    format!(
+                        "integrations.ca_file {}: not PEM certificates: {e}",
+                        path.display()
+                    )
                 })?
             }
         };
@@ -77,7 +80,11 @@ impl HttpsProbe {
         Ok(addrs)
     }
 
-    async fn fetch(&self, request: &ProbeRequest, start: Instant) -> Result<ProbeResponse, ProbeError> {
+    async fn fetch(
+        &self,
+        request: &ProbeRequest,
+        start: Instant,
+    ) -> Result<ProbeResponse, ProbeError> {
         let refused = |why: &str| ProbeError::Refused(why.to_owned());
         let url = reqwest::Url::parse(&request.url).map_err(|_| refused("is not a URL"))?;
         match url.scheme() {
@@ -85,7 +92,10 @@ impl HttpsProbe {
             "http" if self.allow_insecure => {}
             _ => return Err(refused("must be an https:// URL")),
         }
-        let host = url.host_str().ok_or_else(|| refused("must name a host"))?.to_owned();
+        let host = url
+            .host_str()
+            .ok_or_else(|| refused("must name a host"))?
+            .to_owned();
         let port = url.port_or_known_default().unwrap_or(443);
         let host_for_dns = host.trim_start_matches('[').trim_end_matches(']');
         let addrs = self.vetted(host_for_dns, port).await?;

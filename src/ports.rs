@@ -5,9 +5,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Account, AuthCodeRecord, ConnectionTestRecord, IntegrationFilter, IntegrationRecord,
-    ProbeError, ProbeRequest, ProbeResponse, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
-    RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord, SigningSecretRecord,
+    Account, AuthCodeRecord, ClientRecord, ConnectionTestRecord, IntegrationFilter,
+    IntegrationRecord, KeyRecord, KeyStatus, Millis, Mode, ProbeError, ProbeRequest, ProbeResponse,
+    RefreshRecord, RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord,
+    SigningSecretRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

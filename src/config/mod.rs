@@ -11,9 +11,9 @@
 
 mod cache;
 mod check;
-mod integrations;
 mod ext_authz;
 mod forward_auth;
+mod integrations;
 mod keys;
 mod limits;
 mod signing;
@@ -36,9 +36,9 @@ use crate::grpc::ext_authz::ExtAuthzSettings;
 
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
-pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
+pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use signing::{SigningConfig, SigningSection};

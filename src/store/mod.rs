@@ -5,10 +5,10 @@
 //! transaction, so every replica's cache drops the entry when it commits.
 
 pub mod entities;
+mod integrations;
 mod map;
 pub mod migration;
 mod notify;
-mod integrations;
 mod sealed;
 mod signing;
 mod tokens;

@@ -11,6 +11,7 @@ mod binary;
 mod check;
 mod ext_authz;
 mod forward_auth;
+mod integrations;
 mod keys;
 mod layers;
 mod master_keys;

