@@ -1,6 +1,6 @@
 //! Compiles `proto/` with protox (pure Rust: no protoc on the build machine)
 //! and writes the encoded descriptor sets that server reflection serves:
-//! Latchkey's own, and Envoy's ext_authz API built from the `.proto` files
+//! Latchkey's own, and Envoy's ext_authz and rate-limit APIs built from the `.proto` files
 //! that the `envoy-types` package carries (it ships generated code but no
 //! descriptor set, and without one grpcurl cannot see the service).
 
@@ -50,6 +50,7 @@ fn main() -> Result<(), BoxError> {
     envoy_compiler.include_imports(true);
     envoy_compiler
         .open_file(envoy.join("data-plane-api/envoy/service/auth/v3/external_auth.proto"))?;
+    envoy_compiler.open_file(envoy.join("data-plane-api/envoy/service/ratelimit/v3/rls.proto"))?;
     std::fs::write(
         out_dir.join("envoy_ext_authz_descriptor.bin"),
         envoy_compiler.encode_file_descriptor_set(),

@@ -8,7 +8,8 @@
 #      and Debian's chromium for the real-browser tests (apt-get, as root,
 #      when /usr/bin/chromium is missing: Playwright's own browser download
 #      does not work everywhere), and Debian's nginx and caddy for the
-#      forward-auth tests (the same way, when missing; one apt-get update);
+#      forward-auth tests, and h2load (nghttp2-client) for bench/ (the same
+#      way, when missing; one apt-get update);
 #   2. a PostgreSQL server for the store tests (see scripts/lib-postgres.sh);
 #   3. cargo fmt --check, cargo clippy -D warnings, cargo nextest (or cargo test);
 #   4. the black-box tests in tests/blackbox, which drive the built binary
@@ -263,6 +264,8 @@ setup_proxies() {
   local missing=()
   command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
   command -v caddy >/dev/null 2>&1 || missing+=(caddy)
+  # h2load drives bench/ (not a test, but the quickstart promises the tools).
+  command -v h2load >/dev/null 2>&1 || missing+=(nghttp2-client)
   if ((${#missing[@]})); then
     printf 'installing %s from the distribution (apt-get)\n' "${missing[*]}" >&2
     apt_install "${missing[@]}"

@@ -11,6 +11,8 @@ use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
+use crate::domain::limits::{Descriptors, KeyLimits, Limiter};
+use crate::domain::model::RatePolicy;
 use crate::domain::permissions::Policy;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::reveal::RevealManager;
@@ -57,6 +59,9 @@ pub struct Parts {
     clock: Arc<dyn Clock>,
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
+    limits: Arc<KeyLimits>,
+    descriptors: Arc<Descriptors>,
+    bad_signatures: Option<RatePolicy>,
 }
 
 pub fn build(
@@ -116,10 +121,17 @@ pub fn build(
         usage: Arc::new(UsageRecorder::default()),
         signing,
         reveals,
-        integrations,
-        clock,
         key_prefix: settings.keys.prefix.clone(),
         trusted_proxies: settings.trusted_proxies.clone(),
+        limits: Arc::new(KeyLimits {
+            limiter: Arc::new(Limiter::new(clock.clone())),
+            plans: settings.rate_limits.plans.clone(),
+            failures: settings.rate_limits.failures,
+        }),
+        descriptors: Arc::new(settings.rate_limits.descriptors.clone()),
+        bad_signatures: settings.rate_limits.bad_signatures,
+        integrations,
+        clock,
     })
 }
 
@@ -135,7 +147,12 @@ impl Parts {
             self.trusted_proxies,
             tokens.clone(),
         )
-        .with_signed_requests(self.signing.clone());
+        .with_signed_requests(self.signing.clone())
+        .with_rate_limits(self.limits.clone());
+        let checker = match self.bad_signatures {
+            Some(budget) => checker.with_auto_suspend(self.keys.clone(), budget),
+            None => checker,
+        };
         Services {
             accounts: self.accounts,
             keys: self.keys,
@@ -148,6 +165,8 @@ impl Parts {
             resolver: self.resolver,
             usage: self.usage,
             clock: self.clock,
+            limits: self.limits,
+            descriptors: self.descriptors,
         }
     }
 }

@@ -16,6 +16,7 @@ mod forward_auth;
 mod integrations;
 mod keys;
 mod limits;
+mod rate_limits;
 mod signing;
 mod tokens;
 
@@ -41,6 +42,7 @@ pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
+pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
 pub use signing::{SigningConfig, SigningSection};
 pub use tokens::{TokensConfig, TokensSettings};
 
@@ -114,6 +116,7 @@ pub struct Config {
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
     pub integrations: IntegrationsConfig,
+    pub rate_limits: RateLimitsConfig,
 }
 
 impl Default for Config {
@@ -139,6 +142,7 @@ impl Default for Config {
             roles: None,
             signing: SigningConfig::default(),
             integrations: IntegrationsConfig::default(),
+            rate_limits: RateLimitsConfig::default(),
         }
     }
 }
@@ -175,6 +179,7 @@ pub struct Settings {
     pub signing: SigningSection,
     /// Connection tests of stored integrations.
     pub integrations: IntegrationsSettings,
+    pub rate_limits: RateLimitSettings,
 }
 
 impl Config {
@@ -243,6 +248,7 @@ impl Config {
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
         let policy = Policy::new(&plans, &roles).map_err(|e| invalid("plans", e.to_string()))?;
+        let rate_limits = self.rate_limits.validate(&plans)?;
         let grpc_addr = addr("grpc_addr", &self.grpc_addr)?;
         let http_addr = addr("http_addr", &self.http_addr)?;
         let store_header = self.check.store_header()?;
@@ -283,6 +289,7 @@ impl Config {
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
             integrations: self.integrations.validate()?,
+            rate_limits,
         })
     }
 }

@@ -8,6 +8,7 @@ pub mod credential;
 pub mod error;
 pub mod gate;
 pub mod keys;
+pub mod limits;
 pub mod model;
 pub mod network;
 pub mod origin;

@@ -179,8 +179,9 @@ impl ScopeSet {
     }
 }
 
-/// A plan as configured: `extends` names its parent.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+/// A plan as configured: `extends` names its parent (permissions are
+/// inherited, rate limits are not).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanDef {
     pub name: String,
@@ -188,6 +189,13 @@ pub struct PlanDef {
     pub extends: Option<String>,
     #[serde(default)]
     pub permissions: Vec<String>,
+    /// Live mode, e.g. `1200/min` (also `/s`, `/h`, `/day`, or
+    /// `unlimited`); unset = `rate_limits.default`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<String>,
+    /// Test mode; unset = unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_rate_limit: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -218,17 +226,35 @@ pub enum PolicyError {
 
 /// The default plan set: the five BEEP! packages, each extending the last.
 pub fn default_plans() -> Vec<PlanDef> {
-    let plan = |name: &str, extends: Option<&str>, permissions: &[&str]| PlanDef {
+    // Live limits grow with the package; test mode is unlimited (BEEP!).
+    let plan = |name: &str, extends: Option<&str>, permissions: &[&str], rate: &str| PlanDef {
         name: name.to_owned(),
         extends: extends.map(str::to_owned),
         permissions: permissions.iter().map(|p| (*p).to_owned()).collect(),
+        rate_limit: Some(rate.to_owned()),
+        test_rate_limit: None,
     };
     vec![
-        plan("DISCOVER", None, &["stores.*", "products.*", "catalog.*"]),
-        plan("ASSIST", Some("DISCOVER"), &["chat.*"]),
-        plan("GO", Some("ASSIST"), &["offers.*", "click_collect.*"]),
-        plan("GROW", Some("GO"), &["scan_go.*", "checkout.*", "sync.*"]),
-        plan("PRIME", Some("GROW"), &["*"]),
+        plan(
+            "DISCOVER",
+            None,
+            &["stores.*", "products.*", "catalog.*"],
+            "300/min",
+        ),
+        plan("ASSIST", Some("DISCOVER"), &["chat.*"], "600/min"),
+        plan(
+            "GO",
+            Some("ASSIST"),
+            &["offers.*", "click_collect.*"],
+            "1200/min",
+        ),
+        plan(
+            "GROW",
+            Some("GO"),
+            &["scan_go.*", "checkout.*", "sync.*"],
+            "3000/min",
+        ),
+        plan("PRIME", Some("GROW"), &["*"], "6000/min"),
     ]
 }
 
@@ -452,6 +478,7 @@ mod tests {
             name: name.into(),
             extends: extends.map(Into::into),
             permissions: vec![],
+            ..PlanDef::default()
         };
         let roles = default_roles();
         assert_eq!(

@@ -50,6 +50,11 @@ pub enum Reason {
     BodyUnavailable,
     /// Forward auth: asked by an address outside `forward_auth.trusted_proxies`.
     ProxyNotTrusted,
+    /// The principal's rate limit is spent for now.
+    RateLimited,
+    /// This client address failed to authenticate too often: it is refused,
+    /// without a lookup, for a cool-down.
+    TooManyFailures,
 }
 
 impl Reason {
@@ -89,6 +94,8 @@ impl Reason {
             Reason::RouteNotAllowed => "ROUTE_NOT_ALLOWED",
             Reason::BodyUnavailable => "BODY_UNAVAILABLE",
             Reason::ProxyNotTrusted => "PROXY_NOT_TRUSTED",
+            Reason::RateLimited => "RATE_LIMITED",
+            Reason::TooManyFailures => "TOO_MANY_FAILURES",
         }
     }
 
@@ -109,6 +116,8 @@ impl Reason {
                 | Reason::RouteNotAllowed
                 | Reason::BodyUnavailable
                 | Reason::ProxyNotTrusted
+                | Reason::RateLimited
+                | Reason::TooManyFailures
         )
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use super::accounts::AccountManager;
 use super::check::Checker;
 use super::keys::KeyManager;
+use super::limits::{Descriptors, KeyLimits};
 use super::resolver::KeyResolver;
 use super::reveal::RevealManager;
 use super::routes::RouteTable;
@@ -36,4 +37,8 @@ pub struct Services {
     /// Last-used times waiting to be written.
     pub usage: Arc<UsageRecorder>,
     pub clock: Arc<dyn Clock>,
+    /// Per-key limits (also enforced by `checker`) and their counters.
+    pub limits: Arc<KeyLimits>,
+    /// Descriptor limits for Envoy's rate-limit service, on the same counters.
+    pub descriptors: Arc<Descriptors>,
 }

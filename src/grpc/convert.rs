@@ -9,8 +9,9 @@ use crate::domain::accounts::ACCOUNT_ID_PREFIX;
 use crate::domain::check::Decision;
 use crate::domain::error::{Error, Result};
 use crate::domain::keys::{KEY_ID_PREFIX, KeyChanges, NewKey};
+use crate::domain::limits::RateState;
 use crate::domain::model::{
-    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, valid_id,
+    Account, KeyKind, KeyRecord, KeyStatus, LiveStatus, Millis, Mode, RatePolicy, valid_id,
 };
 use crate::domain::network::{parse_cidr, parse_ip_loose};
 use crate::domain::origin::OriginPattern;
@@ -176,6 +177,11 @@ pub fn new_key(r: pb::CreateKeyRequest, max_items: usize) -> Result<NewKey> {
         allowed_origins: origins(&r.allowed_origins, max_items)?,
         role: role(&r.role),
         expires_in_secs: r.expires_in_seconds,
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .map(|p| rate_policy_in("rate_limit", p))
+            .transpose()?,
         name: r.name,
     })
 }
@@ -200,6 +206,18 @@ pub fn key_changes(r: &pb::UpdateKeyRequest, max_items: usize) -> Result<KeyChan
             .map(|l| origins(&l.values, max_items))
             .transpose()?,
         expires_in_secs: r.expires_in_seconds,
+        // An empty policy clears the key's own limit.
+        rate_limit: r
+            .rate_limit
+            .as_ref()
+            .map(|p| {
+                if *p == pb::RateLimitPolicy::default() {
+                    Ok(None)
+                } else {
+                    rate_policy_in("rate_limit", p).map(Some)
+                }
+            })
+            .transpose()?,
     })
 }
 
@@ -281,6 +299,8 @@ pub fn key_out(k: &KeyRecord, now: Millis) -> pb::Key {
         overlap_ends_at: k.overlap_ends_at.map(timestamp),
         predecessor_id: k.predecessor_id.clone().unwrap_or_default(),
         signing_secret_id: k.signing_secret_id.clone().unwrap_or_default(),
+        rate_limit: k.rate_limit.as_ref().map(rate_policy_out),
+        suspension_cause: k.suspension_cause.clone().unwrap_or_default(),
     }
 }
 
@@ -353,6 +373,8 @@ fn reason_out(r: Reason) -> pb::Reason {
         Reason::SignatureInvalid => pb::Reason::SignatureInvalid,
         Reason::SignatureExpired => pb::Reason::SignatureExpired,
         Reason::PathNotAllowed => pb::Reason::PathNotAllowed,
+        Reason::RateLimited => pb::Reason::RateLimited,
+        Reason::TooManyFailures => pb::Reason::TooManyFailures,
         // Only the proxy adapters (ext_authz, forward auth) decide these:
         // they have the HTTP request. Check, which speaks this enum, never
         // meets them.
@@ -377,6 +399,29 @@ pub fn decision_out(d: &Decision) -> pb::CheckResponse {
             kind: kind_out(k.record.kind).into(),
         }),
         message: d.message.to_string(),
-        rate_limit: None,
+        rate_limit: d.rate_limit.as_ref().map(rate_limit_out),
+    }
+}
+
+pub fn rate_limit_out(s: &RateState) -> pb::RateLimit {
+    pb::RateLimit {
+        limit: s.limit,
+        remaining: s.remaining,
+        reset_seconds: s.reset_seconds,
+        retry_after_seconds: s.retry_after_seconds,
+    }
+}
+
+/// A policy as sent; the error names the field.
+fn rate_policy_in(field: &'static str, p: &pb::RateLimitPolicy) -> Result<RatePolicy> {
+    RatePolicy::new(p.requests, p.per_seconds, p.burst)
+        .map_err(|e| Error::invalid(field, e.to_string()))
+}
+
+fn rate_policy_out(p: &RatePolicy) -> pb::RateLimitPolicy {
+    pb::RateLimitPolicy {
+        requests: p.requests,
+        per_seconds: p.per_seconds,
+        burst: p.burst,
     }
 }

@@ -26,6 +26,7 @@ use wire::Reply;
 use super::state::GrpcState;
 use crate::domain::cache::SlotOwner;
 use crate::domain::gate::{self, Body, CredentialSource, Gate, Verdict};
+use crate::domain::limits::RateState;
 use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
 
@@ -119,6 +120,7 @@ impl ExtAuthzApi {
         view: &HttpView<'_>,
         key: Option<&Arc<ResolvedKey>>,
         credential: Option<CredentialSource>,
+        rate_limit: Option<&RateState>,
     ) -> Reply {
         let principal = key.map_or_else(Default::default, |k| self.principal(k));
         // A client must never be able to forge a principal header: those we
@@ -139,7 +141,16 @@ impl ExtAuthzApi {
                 Some(CredentialSource::QueryParam) | None => {}
             }
         }
-        Reply::Allowed { principal, remove }
+        // The limit's fields go to the downstream response, so that clients
+        // can slow down before they are refused.
+        let add = rate_limit
+            .map(respond::response_headers)
+            .unwrap_or_default();
+        Reply::Allowed {
+            principal,
+            remove,
+            add,
+        }
     }
 }
 
@@ -163,8 +174,16 @@ impl ExtAuthzApi {
             body: view.body.map_or(Body::Absent, Body::Bytes),
         };
         match self.gate.decide(&request).await {
-            Verdict::Allow { key, credential } => Ok(self.allowed(&view, key.as_ref(), credential)),
-            Verdict::Deny { reason, message } => Ok(Reply::deny(reason, &message)),
+            Verdict::Allow {
+                key,
+                credential,
+                rate_limit,
+            } => Ok(self.allowed(&view, key.as_ref(), credential, rate_limit.as_ref())),
+            Verdict::Deny {
+                reason,
+                message,
+                rate_limit,
+            } => Ok(Reply::deny_limited(reason, &message, rate_limit.as_ref())),
             Verdict::Unavailable => Err(Reply::unavailable()),
         }
     }

@@ -15,12 +15,14 @@ use super::conn::GrpcConn;
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::state::GrpcState;
 use super::{
-    AccountApi, CheckApi, IntegrationApi, KeyApi, RevealApi, RouteApi, SigningApi, TokenApi,
+    AccountApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi,
+    TokenApi,
 };
 use crate::pb;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 10] = [
+const SERVICES: [&str; 11] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -31,9 +33,11 @@ const SERVICES: [&str; 10] = [
     "latchkey.v1.SigningService",
     "latchkey.v1.IntegrationService",
     "latchkey.v1.RevealService",
+    "envoy.service.ratelimit.v3.RateLimitService",
 ];
 
-/// Envoy's ext_authz API, compiled by build.rs from the envoy-types package.
+/// Envoy's ext_authz and rate-limit APIs, compiled by build.rs from the
+/// envoy-types package.
 const ENVOY_FILE_DESCRIPTOR_SET: &[u8] =
     tonic::include_file_descriptor_set!("envoy_ext_authz_descriptor");
 
@@ -109,6 +113,10 @@ impl Server {
             )
             .add_service(
                 pb::signing_service_server::SigningServiceServer::new(SigningApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                RateLimitServiceServer::new(RateLimitApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(

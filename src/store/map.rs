@@ -6,7 +6,7 @@ use sea_orm::ActiveValue::Set;
 use super::entities::{account, api_key, route_rule};
 use crate::crypto::{hex, mac::parse_hex32};
 use crate::domain::model::{
-    Account, KeyKind, KeyRecord, LiveStatus, Mode, RuleRecord, StoredKeyStatus,
+    Account, KeyKind, KeyRecord, LiveStatus, Mode, RatePolicy, RuleRecord, StoredKeyStatus,
 };
 use crate::ports::StoreError;
 
@@ -66,6 +66,12 @@ pub(super) fn parse_tag<T>(
 }
 
 pub(super) fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
+    let rate_limit = rate_limit_from(
+        &m.id,
+        m.rate_limit_requests,
+        m.rate_limit_per_seconds,
+        m.rate_limit_burst,
+    )?;
     Ok(KeyRecord {
         mode: parse_tag("mode", &m.id, &m.mode, Mode::from_tag)?,
         kind: parse_tag("kind", &m.id, &m.kind, KeyKind::from_tag)?,
@@ -87,8 +93,32 @@ pub(super) fn key_from(m: api_key::Model) -> Result<KeyRecord, StoreError> {
         successor_id: m.successor_id,
         overlap_ends_at: m.overlap_ends_at,
         version: m.version,
+        rate_limit,
+        suspension_cause: m.suspension_cause,
         signing_secret_id: m.signing_secret_id,
     })
+}
+
+/// A key's stored limit; one that no longer validates is corrupt, never ignored.
+fn rate_limit_from(
+    id: &str,
+    requests: Option<i64>,
+    per_seconds: Option<i64>,
+    burst: Option<i64>,
+) -> Result<Option<RatePolicy>, StoreError> {
+    let (Some(requests), Some(per_seconds)) = (requests, per_seconds) else {
+        return Ok(None);
+    };
+    let value = format!("{requests}/{per_seconds}/{}", burst.unwrap_or(0));
+    let n = |v: i64| u64::try_from(v).map_err(|_| corrupt("rate_limit", id, &value));
+    RatePolicy::new(n(requests)?, n(per_seconds)?, n(burst.unwrap_or(0))?)
+        .map(Some)
+        .map_err(|_| corrupt("rate_limit", id, &value))
+}
+
+/// Every value is at most 10^9 (`RatePolicy::new`), so it fits a BIGINT.
+fn stored(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 pub(super) fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
@@ -114,6 +144,10 @@ pub(super) fn key_to(k: &KeyRecord) -> api_key::ActiveModel {
         overlap_ends_at: Set(k.overlap_ends_at),
         version: Set(k.version),
         signing_secret_id: Set(k.signing_secret_id.clone()),
+        rate_limit_requests: Set(k.rate_limit.map(|p| stored(p.requests))),
+        rate_limit_per_seconds: Set(k.rate_limit.map(|p| stored(p.per_seconds))),
+        rate_limit_burst: Set(k.rate_limit.map(|p| stored(p.burst))),
+        suspension_cause: Set(k.suspension_cause.clone()),
     }
 }
 

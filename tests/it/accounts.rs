@@ -118,11 +118,13 @@ async fn configured_plans_replace_the_defaults(backend: Backend) {
                 name: "basic".into(),
                 extends: None,
                 permissions: vec!["feedback.read".into()],
+                ..Default::default()
             },
             latchkey::domain::permissions::PlanDef {
                 name: "pro".into(),
                 extends: Some("basic".into()),
                 permissions: vec!["webhooks.*".into()],
+                ..Default::default()
             },
         ])
     })

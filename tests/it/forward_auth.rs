@@ -557,7 +557,53 @@ async fn off_by_default_and_only_at_its_path(backend: Backend) {
     s.stop().await;
 }
 
+/// The gate is shared, so forward auth refuses a spent limit as ext_authz
+/// does: 429 with Retry-After and both header conventions (for nginx, a 403
+/// carrying the real status), and an allow carries the limit's fields.
+async fn a_spent_limit_is_429_in_every_style(backend: Backend) {
+    for flavor in ["traefik", "nginx"] {
+        let s = TestServer::start_with(backend, forward_auth(flavor)).await;
+        let fa = addr(&s);
+        rule(&s, "", "GET", "/v2/surveys/{id}", "surveys.read").await;
+        let account = s.account("PRIME").await;
+        let (_, secret) = s
+            .create_key(pb::CreateKeyRequest {
+                rate_limit: Some(pb::RateLimitPolicy {
+                    requests: 1,
+                    per_seconds: 60,
+                    burst: 0,
+                }),
+                ..key_request(&account.id, &["surveys.read"])
+            })
+            .await;
+        let auth = format!("Bearer {secret}");
+        let bearer = [("Authorization", auth.as_str())];
+        let headers = if flavor == "nginx" {
+            nginx("GET", "/v2/surveys/42", &bearer)
+        } else {
+            forwarded("GET", "/v2/surveys/42", &bearer)
+        };
+        let a = ask(fa, &headers).await;
+        assert_eq!(a.status, 200, "{a:?}");
+        assert_eq!(a.header("x-ratelimit-limit"), Some("1"));
+        assert_eq!(a.header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(a.header("retry-after"), None);
+        let a = ask(fa, &headers).await;
+        if flavor == "nginx" {
+            assert_nginx(&a, 403, 429, "RATE_LIMITED");
+        } else {
+            assert_plain(&a, 429, "RATE_LIMITED");
+        }
+        assert_eq!(a.header("retry-after"), Some("60"), "{a:?}");
+        assert_eq!(a.header("x-ratelimit-remaining"), Some("0"));
+        assert_eq!(a.header("ratelimit-policy"), Some("\"key\";q=1;w=60"));
+        assert_eq!(a.header("ratelimit"), Some("\"key\";r=0;t=60"));
+        s.stop().await;
+    }
+}
+
 backend_tests!(
+    a_spent_limit_is_429_in_every_style,
     nginx_flavor,
     traefik_and_caddy_flavors,
     auto_flavor_takes_one_description,

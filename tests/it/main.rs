@@ -14,6 +14,7 @@ mod forward_auth;
 mod integrations;
 mod keys;
 mod layers;
+mod limits;
 mod master_keys;
 mod replicas;
 mod server;

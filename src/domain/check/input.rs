@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use crate::domain::limits::RateState;
 use crate::domain::model::Mode;
 use crate::domain::permissions::Permission;
 use crate::domain::reason::Reason;
@@ -53,6 +54,9 @@ pub struct Decision {
     pub key: Option<Arc<ResolvedKey>>,
     /// Why it was denied, for humans (empty when allowed); never contains secret material.
     pub message: Cow<'static, str>,
+    /// The principal's rate limit after this request (`None` when unlimited,
+    /// or when no principal was found).
+    pub rate_limit: Option<RateState>,
 }
 
 impl Decision {
@@ -65,6 +69,7 @@ impl Decision {
             reason,
             key: None,
             message: message.into(),
+            rate_limit: None,
         }
     }
 
@@ -77,6 +82,7 @@ impl Decision {
             reason,
             key: Some(key.clone()),
             message: message.into(),
+            rate_limit: None,
         }
     }
 }

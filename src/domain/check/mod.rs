@@ -16,6 +16,9 @@ use std::sync::atomic::Ordering;
 use ipnet::IpNet;
 
 use super::credential::Credential;
+use super::keys::KeyManager;
+use super::limits::{KeyLimits, Quota, Space, counts_as_failure};
+use super::model::{AUTO_SUSPENDED_BRUTE_FORCE, RatePolicy};
 use super::model::{KeyKind, LiveStatus, Mode};
 use super::network;
 use super::origin;
@@ -49,6 +52,10 @@ pub struct Checker {
     key_prefix: String,
     trusted_proxies: Vec<IpNet>,
     signing: Option<Arc<SigningManager>>,
+    /// Per-key rate limits; `None` = none are enforced.
+    limits: Option<Arc<KeyLimits>>,
+    /// Suspends a valid key that keeps arriving with bad signatures.
+    suspender: Option<(KeyManager, Quota)>,
 }
 
 impl Checker {
@@ -68,7 +75,22 @@ impl Checker {
             key_prefix,
             trusted_proxies,
             signing: None,
+            limits: None,
+            suspender: None,
         }
+    }
+
+    /// Suspends a key after `budget` requests with a missing or invalid
+    /// signature (needs rate limits: the counts live in their limiter).
+    pub fn with_auto_suspend(mut self, keys: KeyManager, budget: RatePolicy) -> Self {
+        self.suspender = Some((keys, budget.quota()));
+        self
+    }
+
+    /// Enforces per-key rate limits, the last step before an allow.
+    pub fn with_rate_limits(mut self, limits: Arc<KeyLimits>) -> Self {
+        self.limits = Some(limits);
+        self
     }
 
     /// Enables signed requests and feed keys; without it, keys that need
@@ -83,6 +105,64 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        // An address that failed too often is refused before any lookup.
+        let budget = self.limits.as_ref().and_then(|l| Some((l, l.failures?)));
+        let client = budget.and_then(|_| {
+            network::client_ip(input.peer_ip, input.forwarded_for, &self.trusted_proxies)
+        });
+        if let (Some((limits, budget)), Some(ip)) = (budget, client)
+            && let Some(state) = limits.limiter.failures_blocked(&budget, ip)
+        {
+            return Decision {
+                reason: Reason::TooManyFailures,
+                key: None,
+                message: Cow::Borrowed(
+                    "too many failed authentications from this address; retry after the time given",
+                ),
+                rate_limit: Some(state),
+            };
+        }
+        let mut decision = self.judge(input).await;
+        if let (Some((limits, budget)), Some(ip)) = (budget, client)
+            && counts_as_failure(decision.reason)
+        {
+            limits.limiter.failed(&budget, ip);
+        }
+        if matches!(
+            decision.reason,
+            Reason::SignatureMissing | Reason::SignatureInvalid
+        ) && let (Some(limits), Some((keys, quota)), Some(key)) =
+            (&self.limits, &self.suspender, &decision.key)
+        {
+            // Counted per key, never per address: only a valid key gets
+            // here, and then only the key has leaked, not its signing secret.
+            let id = &key.record.id;
+            if limits
+                .limiter
+                .take(Space::BadSignature, id, quota)
+                .remaining
+                == 0
+            {
+                let (keys, id) = (keys.clone(), id.clone());
+                // Off the hot path; idempotent, so a few racing ones are harmless.
+                tokio::spawn(async move {
+                    if let Err(e) = keys.auto_suspend(&id, AUTO_SUSPENDED_BRUTE_FORCE).await {
+                        tracing::error!(key_id = %id, error = %e, "automatic suspension failed");
+                    }
+                });
+            }
+        }
+        // Every answer for a limited key says where its limit stands; a
+        // request denied before the limit step consumed nothing.
+        if decision.rate_limit.is_none()
+            && let (Some(limits), Some(key)) = (&self.limits, &decision.key)
+        {
+            decision.rate_limit = limits.peek(key);
+        }
+        decision
+    }
+
+    async fn judge(&self, input: CheckInput<'_>) -> Decision {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
@@ -101,6 +181,7 @@ impl Checker {
                             reason: d.reason,
                             key: d.principal,
                             message: d.message.into(),
+                            rate_limit: None,
                         };
                     }
                 }

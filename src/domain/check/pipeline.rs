@@ -1,6 +1,7 @@
 //! The steps after authentication, the same for API keys and tokens: live
 //! mode, required mode, network, Origin, store, request checks, operator
-//! confinement, scopes and plan; then usage is noted and the caller allowed.
+//! confinement, scopes and plan, rate limit; then usage is noted and the
+//! caller allowed.
 
 use super::*;
 
@@ -97,6 +98,18 @@ impl Checker {
                 return Decision::deny_key(Reason::PlanNotEntitled, &key, msg);
             }
         }
+        // Last, so that a request denied for any other reason consumes nothing.
+        let rate_limit = self.limits.as_ref().and_then(|l| l.take(&key));
+        if let Some(state) = rate_limit
+            && !state.allowed
+        {
+            return Decision {
+                reason: Reason::RateLimited,
+                key: Some(key),
+                message: Cow::Borrowed("the key's rate limit is spent; retry after the time given"),
+                rate_limit,
+            };
+        }
         let reported = key.last_reported.load(Ordering::Relaxed);
         if now.saturating_sub(reported) >= USAGE_RESOLUTION_MS
             && key
@@ -110,6 +123,7 @@ impl Checker {
             reason: Reason::Allowed,
             key: Some(key),
             message: Cow::Borrowed(""),
+            rate_limit,
         }
     }
 }

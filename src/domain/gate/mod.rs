@@ -15,7 +15,8 @@
 //!    without a credential;
 //! 4. the credential: `Authorization: Bearer`, else the API-key header,
 //!    else (when configured) the query parameter;
-//! 5. the decision engine, for the rule's permission.
+//! 5. the decision engine, for the rule's permission (its last step is the
+//!    key's rate limit, which both verdicts carry for the headers).
 
 mod request;
 #[cfg(test)]
@@ -28,6 +29,7 @@ pub use request::{CredentialSource, Headers};
 use request::{client_ip, credential};
 
 use super::check::{CheckInput, RequestFacts};
+use super::limits::RateState;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::resolver::ResolvedKey;
@@ -88,11 +90,16 @@ pub enum Verdict {
         key: Option<Arc<ResolvedKey>>,
         /// Where the credential was found (to strip it), if one was.
         credential: Option<CredentialSource>,
+        /// The key's limit, for the headers on the downstream response.
+        rate_limit: Option<RateState>,
     },
     /// Refuse, for this reason. Never secret: the message is for the caller.
     Deny {
         reason: Reason,
         message: Cow<'static, str>,
+        /// The limit that refused (`RATE_LIMITED`, `TOO_MANY_FAILURES`) or
+        /// where the key's limit stands.
+        rate_limit: Option<RateState>,
     },
     /// The decision could not be made (the store is unreachable): the
     /// adapter answers so that the proxy fails closed.
@@ -104,6 +111,7 @@ impl Verdict {
         Verdict::Deny {
             reason,
             message: message.into(),
+            rate_limit: None,
         }
     }
 }
@@ -163,6 +171,7 @@ impl Gate {
             return Verdict::Allow {
                 key: None,
                 credential: source,
+                rate_limit: None,
             };
         }
         let Some(required) = self
@@ -214,11 +223,13 @@ impl Gate {
             Reason::Allowed => Verdict::Allow {
                 key: decision.key,
                 credential: source,
+                rate_limit: decision.rate_limit,
             },
             Reason::InternalError => Verdict::Unavailable,
             reason => Verdict::Deny {
                 reason,
                 message: decision.message,
+                rate_limit: decision.rate_limit,
             },
         }
     }

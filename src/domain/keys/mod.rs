@@ -10,7 +10,7 @@ use ipnet::IpNet;
 use super::accounts::{OPERATOR_ACCOUNT_ID, validate_name};
 use super::error::{Error, Result};
 use super::model::{
-    Account, KeyKind, KeyRecord, LiveStatus, Millis, Mode, StoredKeyStatus, new_id,
+    Account, KeyKind, KeyRecord, LiveStatus, Millis, Mode, RatePolicy, StoredKeyStatus, new_id,
 };
 use super::origin::OriginPattern;
 use super::permissions::{Policy, Scope};
@@ -59,6 +59,8 @@ pub struct NewKey {
     pub allowed_cidrs: Vec<IpNet>,
     pub allowed_origins: Vec<OriginPattern>,
     pub expires_in_secs: Option<i64>,
+    /// Overrides the plan's rate limit.
+    pub rate_limit: Option<RatePolicy>,
 }
 
 /// Changes to a key; `None` leaves a field as it is.
@@ -71,6 +73,8 @@ pub struct KeyChanges {
     pub allowed_cidrs: Option<Vec<IpNet>>,
     pub allowed_origins: Option<Vec<OriginPattern>>,
     pub expires_in_secs: Option<i64>,
+    /// `Some(None)` clears the key's own limit (the plan's applies again).
+    pub rate_limit: Option<Option<RatePolicy>>,
 }
 
 /// A key and its plaintext, which the caller must show once and forget.
@@ -79,6 +83,8 @@ pub struct IssuedKey {
     pub secret: Secret<String>,
 }
 
+/// Cheap to clone: everything it holds is shared.
+#[derive(Clone)]
 pub struct KeyManager {
     store: Arc<dyn Store>,
     policy: Arc<Policy>,

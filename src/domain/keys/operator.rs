@@ -122,6 +122,8 @@ impl KeyManager {
             overlap_ends_at: None,
             version: 1,
             signing_secret_id: None,
+            rate_limit: None,
+            suspension_cause: None,
         })
     }
 }

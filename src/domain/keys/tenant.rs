@@ -41,6 +41,8 @@ impl KeyManager {
             overlap_ends_at: None,
             version: 1,
             signing_secret_id: None,
+            rate_limit: new.rate_limit,
+            suspension_cause: None,
         };
         self.check_shape(&record)?;
         self.store.insert_key(&record).await?;
@@ -98,6 +100,9 @@ impl KeyManager {
         if let Some(origins) = changes.allowed_origins {
             key.allowed_origins = strings(&origins);
         }
+        if let Some(limit) = changes.rate_limit {
+            key.rate_limit = limit;
+        }
         if let Some(secs) = changes.expires_in_secs {
             key.expires_at = now + self.check_ttl("expires_in_seconds", secs)? * 1000;
         }
@@ -131,8 +136,27 @@ impl KeyManager {
             StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
                 "a revoked key cannot be resumed".to_owned(),
             )),
-            StoredKeyStatus::Suspended => self.set_status(key, StoredKeyStatus::Active).await,
+            StoredKeyStatus::Suspended => {
+                let mut key = key;
+                key.suspension_cause = None;
+                self.set_status(key, StoredKeyStatus::Active).await
+            }
         }
+    }
+
+    /// Suspends an active key on Latchkey's own account, recording why
+    /// (`cause`, e.g. `auto_suspended_brute_force`). A key that is not
+    /// active is left as it is: an operator's decision is never overwritten.
+    pub async fn auto_suspend(&self, id: &str, cause: &str) -> Result<KeyRecord> {
+        let mut key = self.get(id).await?;
+        if key.status != StoredKeyStatus::Active || key.account_id == OPERATOR_ACCOUNT_ID {
+            return Ok(key);
+        }
+        key.suspension_cause = Some(cause.to_owned());
+        let key = self.set_status(key, StoredKeyStatus::Suspended).await?;
+        // Until the events work exists, the log is where this is announced.
+        tracing::warn!(key_id = %key.id, account_id = %key.account_id, cause, "key suspended automatically");
+        Ok(key)
     }
 
     /// Issues a successor with the same settings and lifetime; the old key

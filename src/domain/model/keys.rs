@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Millis, Mode};
+use super::{Millis, Mode, RatePolicy};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
@@ -99,7 +99,16 @@ pub struct KeyRecord {
     /// "Requests must be signed": the signing secret whose active versions
     /// must sign every request this key makes.
     pub signing_secret_id: Option<String>,
+    /// The key's own rate limit, overriding its plan's (`None` = the plan's).
+    pub rate_limit: Option<RatePolicy>,
+    /// Why Latchkey suspended the key itself ([`AUTO_SUSPENDED_BRUTE_FORCE`]);
+    /// `None` for any other status or a suspension by an operator.
+    pub suspension_cause: Option<String>,
 }
+
+/// The cause of a key suspended because a valid key kept arriving with
+/// invalid request signatures: it has leaked without its signing secret.
+pub const AUTO_SUSPENDED_BRUTE_FORCE: &str = "auto_suspended_brute_force";
 
 impl KeyRecord {
     /// Status at `now`: a stored state, or one that time has brought about.

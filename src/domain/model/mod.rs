@@ -43,6 +43,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 mod accounts;
 mod integrations;
 mod keys;
+mod rate;
 mod reveal;
 mod rules;
 mod signing;
@@ -51,6 +52,7 @@ mod tokens;
 pub use accounts::*;
 pub use integrations::*;
 pub use keys::*;
+pub use rate::*;
 pub use reveal::*;
 pub use rules::*;
 pub use signing::*;

@@ -262,6 +262,8 @@ impl TokenManager {
                         overlap_ends_at: None,
                         version: 1,
                         signing_secret_id: None,
+                        rate_limit: None,
+                        suspension_cause: None,
                     },
                     account,
                     scope_strings: scope_set.strings(),

@@ -14,11 +14,30 @@ use envoy_types::pb::google::rpc;
 use tonic::Status;
 
 use super::wire::Reply;
+use crate::domain::limits::{RateState, rate_limit_headers};
 use crate::domain::reason::Reason;
+
+/// The limit's name in the IETF `RateLimit` fields.
+pub fn limit_policy(reason: Reason) -> &'static str {
+    if reason == Reason::TooManyFailures {
+        "failed_auth"
+    } else {
+        "key"
+    }
+}
+
+/// The rate-limit fields an allow adds to the downstream response.
+pub fn response_headers(state: &RateState) -> Vec<HeaderValueOption> {
+    rate_limit_headers("key", state)
+        .into_iter()
+        .map(|(name, value)| header(name, value))
+        .collect()
+}
 
 /// gRPC status codes (google.rpc.Code) for the `status` field.
 const RPC_INVALID_ARGUMENT: i32 = 3;
 const RPC_PERMISSION_DENIED: i32 = 7;
+const RPC_RESOURCE_EXHAUSTED: i32 = 8;
 const RPC_UNAUTHENTICATED: i32 = 16;
 
 /// How a request is refused.
@@ -30,6 +49,8 @@ pub enum Refusal {
     Unauthenticated,
     /// 403: the caller is known and not allowed.
     Forbidden,
+    /// 429 with `Retry-After` and the rate-limit fields: a limit is spent.
+    TooManyRequests,
 }
 
 /// What Envoy is told for a reason.
@@ -43,8 +64,9 @@ pub enum Answer {
 
 /// The one table. Exhaustive, so a new reason cannot reach Envoy unmapped.
 pub fn answer(reason: Reason) -> Answer {
-    use Refusal::{BadRequest, Forbidden, Unauthenticated};
+    use Refusal::{BadRequest, Forbidden, TooManyRequests, Unauthenticated};
     match reason {
+        Reason::RateLimited | Reason::TooManyFailures => Answer::Refuse(TooManyRequests),
         Reason::Allowed => Answer::Allow,
         Reason::InternalError => Answer::Unavailable,
         Reason::RequestInvalid | Reason::PathInvalid => Answer::Refuse(BadRequest),
@@ -86,6 +108,7 @@ impl Refusal {
             Refusal::BadRequest => 400,
             Refusal::Unauthenticated => 401,
             Refusal::Forbidden => 403,
+            Refusal::TooManyRequests => 429,
         }
     }
 
@@ -94,6 +117,7 @@ impl Refusal {
             Refusal::BadRequest => RPC_INVALID_ARGUMENT,
             Refusal::Unauthenticated => RPC_UNAUTHENTICATED,
             Refusal::Forbidden => RPC_PERMISSION_DENIED,
+            Refusal::TooManyRequests => RPC_RESOURCE_EXHAUSTED,
         }
     }
 
@@ -103,6 +127,7 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::Unauthenticated => "unauthorized",
             Refusal::Forbidden => "forbidden",
+            Refusal::TooManyRequests => "too_many_requests",
         }
     }
 }
@@ -125,11 +150,17 @@ impl Reply {
     /// denial (an allow, or a decision that could not be made) is refused
     /// with 403 here: deny by default, as for a stored rule that no longer parses.
     pub fn deny(reason: Reason, message: &str) -> Self {
+        Self::deny_limited(reason, message, None)
+    }
+
+    /// A denial that also says where the caller's limit stands (and, for a
+    /// spent one, when to retry).
+    pub fn deny_limited(reason: Reason, message: &str, limit: Option<&RateState>) -> Self {
         let refusal = match answer(reason) {
             Answer::Refuse(r) => r,
             Answer::Allow | Answer::Unavailable => Refusal::Forbidden,
         };
-        Self::refuse(refusal, reason, message)
+        Self::refuse(refusal, reason, message, limit)
     }
 
     /// The decision could not be made: not an answer but a gRPC error, so
@@ -138,7 +169,7 @@ impl Reply {
         Status::unavailable("the decision could not be made")
     }
 
-    fn refuse(refusal: Refusal, reason: Reason, message: &str) -> Self {
+    fn refuse(refusal: Refusal, reason: Reason, message: &str, limit: Option<&RateState>) -> Self {
         let code = reason.code();
         let body =
             serde_json::json!({ "error": refusal.error(), "reason": code, "message": message })
@@ -154,6 +185,14 @@ impl Reply {
                 )
             };
             headers.push(header("www-authenticate", challenge));
+        }
+        if let Some(state) = limit {
+            let policy = limit_policy(reason);
+            headers.extend(
+                rate_limit_headers(policy, state)
+                    .into_iter()
+                    .map(|(name, value)| header(name, value)),
+            );
         }
         CheckResponse {
             status: Some(rpc::Status {
@@ -178,7 +217,7 @@ impl Reply {
 mod tests {
     use super::*;
 
-    const ALL: [Reason; 33] = [
+    const ALL: [Reason; 35] = [
         Reason::Allowed,
         Reason::CredentialMissing,
         Reason::CredentialMalformed,
@@ -212,6 +251,8 @@ mod tests {
         Reason::RouteNotAllowed,
         Reason::BodyUnavailable,
         Reason::ProxyNotTrusted,
+        Reason::RateLimited,
+        Reason::TooManyFailures,
     ];
 
     /// 401 exactly where the gRPC side says UNAUTHENTICATED for an admin token.

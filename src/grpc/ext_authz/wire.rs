@@ -36,6 +36,8 @@ const STATUS_FIELD: u32 = 1;
 const OK_RESPONSE_FIELD: u32 = 3;
 /// `OkHttpResponse.headers_to_remove`.
 const HEADERS_TO_REMOVE_FIELD: u32 = 5;
+/// `OkHttpResponse.response_headers_to_add`.
+const RESPONSE_HEADERS_TO_ADD_FIELD: u32 = 6;
 
 /// The parts of an allow that depend only on the key (and this adapter's
 /// settings), encoded once.
@@ -75,6 +77,8 @@ pub enum Reply {
     Allowed {
         principal: Arc<EncodedPrincipal>,
         remove: Vec<String>,
+        /// `response_headers_to_add`: the rate-limit fields (empty when unlimited).
+        add: Vec<HeaderValueOption>,
     },
     /// Any other response, encoded by prost.
     Message(Box<CheckResponse>),
@@ -94,19 +98,22 @@ impl Reply {
                 // Only fails when the buffer cannot grow; tonic's can.
                 let _ = m.encode(buf);
             }
-            Reply::Allowed { principal, remove } => {
+            Reply::Allowed {
+                principal,
+                remove,
+                add,
+            } => {
                 // `status`: a google.rpc.Status with code OK, i.e. empty.
                 encode_key(STATUS_FIELD, WireType::LengthDelimited, buf);
                 encode_varint(0, buf);
-                let removes: usize = remove
-                    .iter()
-                    .map(|h| prost::encoding::string::encoded_len(HEADERS_TO_REMOVE_FIELD, h))
-                    .sum();
                 encode_key(OK_RESPONSE_FIELD, WireType::LengthDelimited, buf);
-                encode_varint((principal.headers.len() + removes) as u64, buf);
+                encode_varint(ok_len(principal, remove, add) as u64, buf);
                 buf.put_slice(&principal.headers);
                 for h in remove {
                     prost::encoding::string::encode(HEADERS_TO_REMOVE_FIELD, h, buf);
+                }
+                for h in add {
+                    prost::encoding::message::encode(RESPONSE_HEADERS_TO_ADD_FIELD, h, buf);
                 }
                 buf.put_slice(&principal.metadata);
             }
@@ -117,12 +124,12 @@ impl Reply {
     fn encoded_len(&self) -> usize {
         match self {
             Reply::Message(m) => m.encoded_len(),
-            Reply::Allowed { principal, remove } => {
-                let ok = principal.headers.len()
-                    + remove
-                        .iter()
-                        .map(|h| prost::encoding::string::encoded_len(HEADERS_TO_REMOVE_FIELD, h))
-                        .sum::<usize>();
+            Reply::Allowed {
+                principal,
+                remove,
+                add,
+            } => {
+                let ok = ok_len(principal, remove, add);
                 2 + 1
                     + prost::encoding::encoded_len_varint(ok as u64)
                     + ok
@@ -130,6 +137,19 @@ impl Reply {
             }
         }
     }
+}
+
+/// The length of an allow's `OkHttpResponse`.
+fn ok_len(principal: &EncodedPrincipal, remove: &[String], add: &[HeaderValueOption]) -> usize {
+    principal.headers.len()
+        + remove
+            .iter()
+            .map(|h| prost::encoding::string::encoded_len(HEADERS_TO_REMOVE_FIELD, h))
+            .sum::<usize>()
+        + add
+            .iter()
+            .map(|h| prost::encoding::message::encoded_len(RESPONSE_HEADERS_TO_ADD_FIELD, h))
+            .sum::<usize>()
 }
 
 /// Decodes the [`CheckRequest`] view, encodes [`Reply`].
@@ -286,6 +306,7 @@ mod tests {
         headers: Vec<HeaderValueOption>,
         metadata: Option<Struct>,
         remove: Vec<String>,
+        add: Vec<HeaderValueOption>,
     ) -> CheckResponse {
         CheckResponse {
             status: Some(rpc::Status {
@@ -296,6 +317,7 @@ mod tests {
             http_response: Some(HttpResponse::OkResponse(OkHttpResponse {
                 headers,
                 headers_to_remove: remove,
+                response_headers_to_add: add,
                 ..Default::default()
             })),
             dynamic_metadata: metadata,
@@ -303,10 +325,25 @@ mod tests {
     }
 
     fn check(headers: Vec<HeaderValueOption>, metadata: Option<Struct>, remove: Vec<String>) {
-        let want = as_message(headers.clone(), metadata.clone(), remove.clone());
+        check_with(headers, metadata, remove, Vec::new());
+    }
+
+    fn check_with(
+        headers: Vec<HeaderValueOption>,
+        metadata: Option<Struct>,
+        remove: Vec<String>,
+        add: Vec<HeaderValueOption>,
+    ) {
+        let want = as_message(
+            headers.clone(),
+            metadata.clone(),
+            remove.clone(),
+            add.clone(),
+        );
         let reply = Reply::Allowed {
             principal: Arc::new(EncodedPrincipal::new(headers, metadata)),
             remove,
+            add,
         };
         let mut bytes = Vec::new();
         reply.encode(&mut bytes);
@@ -354,6 +391,27 @@ mod tests {
             ],
             Some(metadata(&[("account_id", "acct_1"), ("scopes", "x")])),
             vec!["x-latchkey-admin".into(), "x-api-key".into()],
+        );
+    }
+
+    /// The rate-limit fields for the downstream response (field 6) come
+    /// after the removals, as prost orders them.
+    #[test]
+    fn an_allow_with_response_headers_is_the_message_prost_would_encode() {
+        check_with(
+            vec![header("x-latchkey-account-id", "acct_1")],
+            Some(metadata(&[("account_id", "acct_1")])),
+            vec!["authorization".into()],
+            vec![
+                header("x-ratelimit-limit", "100"),
+                header("ratelimit", "\"key\";r=99;t=1"),
+            ],
+        );
+        check_with(
+            vec![],
+            None,
+            vec![],
+            vec![header("x-ratelimit-remaining", "0")],
         );
     }
 

@@ -20,6 +20,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::describe::Style;
+use crate::domain::limits::{RateState, rate_limit_headers};
 use crate::domain::reason::Reason;
 use crate::domain::resolver::ResolvedKey;
 
@@ -32,6 +33,8 @@ pub enum Refusal {
     Unauthenticated,
     /// 403: the caller is known and not allowed, or the asker is not a trusted proxy.
     Forbidden,
+    /// 429 with `Retry-After` and the rate-limit fields: a limit is spent.
+    TooManyRequests,
 }
 
 /// What the proxy is told for a reason.
@@ -45,8 +48,9 @@ pub enum Answer {
 
 /// The one table. Exhaustive, so a new reason cannot reach a proxy unmapped.
 pub fn answer(reason: Reason) -> Answer {
-    use Refusal::{BadRequest, Forbidden, Unauthenticated};
+    use Refusal::{BadRequest, Forbidden, TooManyRequests, Unauthenticated};
     match reason {
+        Reason::RateLimited | Reason::TooManyFailures => Answer::Refuse(TooManyRequests),
         Reason::Allowed => Answer::Allow,
         Reason::InternalError => Answer::Unavailable,
         Reason::RequestInvalid | Reason::PathInvalid => Answer::Refuse(BadRequest),
@@ -88,6 +92,7 @@ impl Refusal {
             Refusal::BadRequest => StatusCode::BAD_REQUEST,
             Refusal::Unauthenticated => StatusCode::UNAUTHORIZED,
             Refusal::Forbidden => StatusCode::FORBIDDEN,
+            Refusal::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -97,6 +102,7 @@ impl Refusal {
             Refusal::BadRequest => "bad_request",
             Refusal::Unauthenticated => "unauthorized",
             Refusal::Forbidden => "forbidden",
+            Refusal::TooManyRequests => "too_many_requests",
         }
     }
 }
@@ -135,9 +141,31 @@ impl Names {
     }
 }
 
-/// 200, with the principal headers (empty without a key).
-pub fn allowed(names: &Names, style: Style, key: Option<&ResolvedKey>) -> Response {
-    let mut headers = HeaderMap::with_capacity(names.principal.len());
+/// The rate-limit fields, as ext_authz sends them.
+fn add_limit(headers: &mut HeaderMap, reason: Reason, limit: Option<&RateState>) {
+    let Some(state) = limit else { return };
+    let policy = if reason == Reason::TooManyFailures {
+        "failed_auth"
+    } else {
+        "key"
+    };
+    for (name, value) in rate_limit_headers(policy, state) {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+}
+
+/// 200, with the principal headers (empty without a key) and the key's
+/// rate-limit fields, for a proxy that passes them on.
+pub fn allowed(
+    names: &Names,
+    style: Style,
+    key: Option<&ResolvedKey>,
+    limit: Option<&RateState>,
+) -> Response {
+    let mut headers = HeaderMap::with_capacity(names.principal.len() + 6);
+    add_limit(&mut headers, Reason::Allowed, limit);
     match key {
         Some(key) => {
             let values = [
@@ -170,6 +198,17 @@ pub fn allowed(names: &Names, style: Style, key: Option<&ResolvedKey>) -> Respon
 /// denial (an allow, or a decision that could not be made) is refused with
 /// 403 here: deny by default, as for a stored rule that no longer parses.
 pub fn denied(names: &Names, style: Style, reason: Reason, message: &str) -> Response {
+    denied_limited(names, style, reason, message, None)
+}
+
+/// A denial that also says where the caller's limit stands.
+pub fn denied_limited(
+    names: &Names,
+    style: Style,
+    reason: Reason,
+    message: &str,
+    limit: Option<&RateState>,
+) -> Response {
     let refusal = match answer(reason) {
         Answer::Refuse(r) => r,
         Answer::Allow | Answer::Unavailable => Refusal::Forbidden,
@@ -192,6 +231,7 @@ pub fn denied(names: &Names, style: Style, reason: Reason, message: &str) -> Res
         };
         headers.insert(header::WWW_AUTHENTICATE, challenge);
     }
+    add_limit(&mut headers, reason, limit);
     respond(names, style, refusal.status(), headers, body)
 }
 
@@ -263,7 +303,7 @@ mod tests {
     use super::*;
 
     /// Every reason, for the table's tests.
-    const ALL: [Reason; 33] = [
+    const ALL: [Reason; 35] = [
         Reason::Allowed,
         Reason::CredentialMissing,
         Reason::CredentialMalformed,
@@ -297,6 +337,8 @@ mod tests {
         Reason::RouteNotAllowed,
         Reason::BodyUnavailable,
         Reason::ProxyNotTrusted,
+        Reason::RateLimited,
+        Reason::TooManyFailures,
     ];
 
     /// 401 exactly where the caller failed to prove who it is.
@@ -404,7 +446,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_allow_without_a_key_sends_the_five_headers_empty() {
-        let (status, h, body) = parts(allowed(&names(), Style::Plain, None)).await;
+        let (status, h, body) = parts(allowed(&names(), Style::Plain, None, None)).await;
         assert_eq!((status, body.as_str()), (200, ""));
         for f in PRINCIPAL_FIELDS {
             assert_eq!(get(&h, &format!("x-latchkey-{f}")), Some(""), "{f}");

@@ -139,10 +139,14 @@ impl ForwardAuth {
             body: Body::Withheld,
         };
         match self.gate.decide(&request).await {
-            Verdict::Allow { key, .. } => answer::allowed(&self.names, style, key.as_deref()),
-            Verdict::Deny { reason, message } => {
-                answer::denied(&self.names, style, reason, &message)
-            }
+            Verdict::Allow {
+                key, rate_limit, ..
+            } => answer::allowed(&self.names, style, key.as_deref(), rate_limit.as_ref()),
+            Verdict::Deny {
+                reason,
+                message,
+                rate_limit,
+            } => answer::denied_limited(&self.names, style, reason, &message, rate_limit.as_ref()),
             Verdict::Unavailable => answer::unavailable(&self.names, style),
         }
     }

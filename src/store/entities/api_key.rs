@@ -29,6 +29,13 @@ pub struct Model {
     pub version: i64,
     /// Added by the signing migration: "requests must be signed" with this secret.
     pub signing_secret_id: Option<String>,
+    /// Added by the key rate-limits migration: the key's own limit, all
+    /// three NULL when it has none.
+    pub rate_limit_requests: Option<i64>,
+    pub rate_limit_per_seconds: Option<i64>,
+    pub rate_limit_burst: Option<i64>,
+    /// Added by the suspension-cause migration.
+    pub suspension_cause: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

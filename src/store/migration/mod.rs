@@ -10,7 +10,9 @@ mod m20261126_000003_account_stores;
 mod m20261126_000004_meta;
 mod m20261126_000005_tokens;
 mod m20261126_000010_signing;
-mod m20261201_000014_integrations;
+mod m20261201_000020_key_rate_limits;
+mod m20261201_000021_key_suspension_cause;
+mod m20261201_000030_integrations;
 
 pub struct Migrator;
 
@@ -24,7 +26,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000004_meta::Migration),
             Box::new(m20261126_000005_tokens::Migration),
             Box::new(m20261126_000010_signing::Migration),
-            Box::new(m20261201_000014_integrations::Migration),
+            Box::new(m20261201_000020_key_rate_limits::Migration),
+            Box::new(m20261201_000021_key_suspension_cause::Migration),
+            Box::new(m20261201_000030_integrations::Migration),
         ]
     }
 }

@@ -1,0 +1,244 @@
+//! Rate limits: GCRA (`gcra`) over counters kept in memory, per API key
+//! (its own policy, else its plan's for its mode, else the deployment
+//! default), per Envoy descriptor and per client address for failed
+//! authentications.
+//!
+//! The hot path takes one shard read lock (shared, never contended by
+//! another reader) and one compare-and-swap on the counted thing's cell; it
+//! allocates only the first time a thing is counted. Cells whose limit is
+//! fully available again carry no information and are swept when a shard
+//! fills up.
+
+mod descriptors;
+mod failures;
+mod gcra;
+mod headers;
+mod plans;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+pub use descriptors::{DescriptorRule, Descriptors};
+pub use failures::{FailureBudget, counts_as_failure};
+pub use gcra::{MAX_PER_SECONDS, MAX_REQUESTS, PolicyError, Quota, RatePolicy, RateState, nanos};
+pub use headers::rate_limit_headers;
+pub use plans::{PlanLimits, PlanRate};
+
+use crate::domain::resolver::ResolvedKey;
+use crate::ports::Clock;
+
+const SHARDS: usize = 64;
+/// Entries a shard holds before it first sweeps out idle cells.
+const SWEEP_AT: usize = 4096;
+
+/// A counted thing's state: its theoretical arrival time (nanoseconds).
+#[derive(Debug, Default)]
+struct Cell(AtomicU64);
+
+/// Which family a counter belongs to, so a key id can never collide with a
+/// descriptor value or an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Space {
+    Key,
+    Descriptor,
+    FailedAuth,
+    BadSignature,
+}
+
+type Shard = RwLock<HashMap<(Space, Box<str>), Arc<Cell>>>;
+
+/// Called once per request a limit refused (the metrics hook).
+pub type LimitedHook = Arc<dyn Fn(Space) + Send + Sync>;
+
+pub struct Limiter {
+    shards: Box<[Shard]>,
+    hasher: std::collections::hash_map::RandomState,
+    clock: Arc<dyn Clock>,
+    on_limited: Option<LimitedHook>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter").finish_non_exhaustive()
+    }
+}
+
+impl Limiter {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            hasher: std::collections::hash_map::RandomState::new(),
+            clock,
+            on_limited: None,
+        }
+    }
+
+    /// Calls `hook` for every refused request (a counter, nothing more).
+    pub fn with_limited_hook(mut self, hook: LimitedHook) -> Self {
+        self.on_limited = Some(hook);
+        self
+    }
+
+    fn shard(&self, space: Space, id: &str) -> &Shard {
+        let h = self.hasher.hash_one((space, id));
+        // SHARDS is a power of two; the low bits of SipHash are uniform.
+        &self.shards[usize::try_from(h).unwrap_or(0) % SHARDS]
+    }
+
+    fn cell(&self, space: Space, id: &str, now: u64) -> Arc<Cell> {
+        let shard = self.shard(space, id);
+        {
+            // A poisoned lock only means a panic elsewhere; the map is intact.
+            let map = shard.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(c) = map.get(&(space, id) as &dyn Lookup) {
+                return c.clone();
+            }
+        }
+        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+        // At each doubling from SWEEP_AT on, so that a shard full of live
+        // cells costs amortised O(1) per insert, not a scan each time.
+        if map.len() >= SWEEP_AT && map.len().is_power_of_two() {
+            map.retain(|_, c| c.0.load(Ordering::Relaxed) > now);
+        }
+        map.entry((space, id.into())).or_default().clone()
+    }
+
+    /// Counts one request against `quota` for `id`.
+    pub fn take(&self, space: Space, id: &str, quota: &Quota) -> RateState {
+        self.take_n(space, id, quota, 1)
+    }
+
+    /// Counts `cost` requests (Envoy's `hits_addend`).
+    pub fn take_n(&self, space: Space, id: &str, quota: &Quota, cost: u64) -> RateState {
+        let now = nanos(self.clock.now());
+        let cell = self.cell(space, id, now);
+        let mut tat = cell.0.load(Ordering::Acquire);
+        loop {
+            let (next, state) = quota.take(tat, now, cost);
+            let Some(next) = next else {
+                if let Some(hook) = &self.on_limited {
+                    hook(space);
+                }
+                return state;
+            };
+            match cell
+                .0
+                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return state,
+                Err(seen) => tat = seen,
+            }
+        }
+    }
+
+    /// What `id`'s limit says now, consuming nothing.
+    pub fn peek(&self, space: Space, id: &str, quota: &Quota) -> RateState {
+        let now = nanos(self.clock.now());
+        let shard = self.shard(space, id);
+        let map = shard.read().unwrap_or_else(|e| e.into_inner());
+        let tat = map
+            .get(&(space, id) as &dyn Lookup)
+            .map_or(0, |c| c.0.load(Ordering::Acquire));
+        quota.peek(tat, now)
+    }
+
+    /// Moves `id`'s TAT to at least `until` (a cool-down).
+    fn hold(&self, space: Space, id: &str, until: u64) {
+        let now = nanos(self.clock.now());
+        self.cell(space, id, now)
+            .0
+            .fetch_max(until, Ordering::AcqRel);
+    }
+
+    /// Forgets `id`'s count (a limit reset by its owner, or a cool-down lifted).
+    pub fn reset(&self, space: Space, id: &str) {
+        let shard = self.shard(space, id);
+        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(space, id) as &dyn Lookup);
+    }
+}
+
+/// Borrowed lookups into a map keyed by `(Space, Box<str>)`: no allocation
+/// per call (the standard trick for tuple keys).
+trait Lookup {
+    fn space(&self) -> Space;
+    fn id(&self) -> &str;
+}
+
+impl Lookup for (Space, Box<str>) {
+    fn space(&self) -> Space {
+        self.0
+    }
+    fn id(&self) -> &str {
+        &self.1
+    }
+}
+
+impl Lookup for (Space, &str) {
+    fn space(&self) -> Space {
+        self.0
+    }
+    fn id(&self) -> &str {
+        self.1
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn Lookup + 'a> for (Space, Box<str>) {
+    fn borrow(&self) -> &(dyn Lookup + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn Lookup + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.space() == other.space() && self.id() == other.id()
+    }
+}
+
+impl Eq for dyn Lookup + '_ {}
+
+impl std::hash::Hash for dyn Lookup + '_ {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // Must hash exactly as `(Space, Box<str>)` does.
+        self.space().hash(state);
+        self.id().hash(state);
+    }
+}
+
+/// Per-principal limits for `decide`: the counters and who runs under which limit.
+#[derive(Debug)]
+pub struct KeyLimits {
+    pub limiter: Arc<Limiter>,
+    pub plans: PlanLimits,
+    /// Failed authentications per client address; `None` = not budgeted.
+    pub failures: Option<FailureBudget>,
+}
+
+impl KeyLimits {
+    /// The limit `key` (or a token minted from it) runs under; `None` =
+    /// unlimited. Admin tokens (the operator account) have none: a plan
+    /// default must never lock operators out of the management API.
+    pub fn quota(&self, key: &ResolvedKey) -> Option<Quota> {
+        if key.account.is_operator {
+            return None;
+        }
+        self.plans.for_key(&key.record, &key.account.plan)
+    }
+
+    /// Counts one request for `key`.
+    pub fn take(&self, key: &ResolvedKey) -> Option<RateState> {
+        let quota = self.quota(key)?;
+        Some(self.limiter.take(Space::Key, &key.record.id, &quota))
+    }
+
+    /// What `key`'s limit says, consuming nothing (for answers that were
+    /// denied before the limit was reached).
+    pub fn peek(&self, key: &ResolvedKey) -> Option<RateState> {
+        let quota = self.quota(key)?;
+        Some(self.limiter.peek(Space::Key, &key.record.id, &quota))
+    }
+}
