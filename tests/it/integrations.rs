@@ -372,6 +372,55 @@ async fn connection_tests_call_the_real_apis(backend: Backend) {
         [false, true]
     );
 
+    // Kept 90 days: a test recorded 91 days later prunes the older records.
+    let long = s
+        .running()
+        .services
+        .keys
+        .create_operator_key(
+            "long",
+            vec![Scope::parse("admin.*").unwrap()],
+            Some(400 * 86_400),
+        )
+        .await
+        .unwrap();
+    let long = long.secret.expose().clone();
+    s.clock.advance_secs(91 * 86_400);
+    let fresh = api
+        .test_connection(bearer(
+            &long,
+            pb::TestConnectionRequest { id: eco.id.clone() },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let list = |id: &str| {
+        let mut api = api.clone();
+        let req = bearer(
+            &long,
+            pb::ListConnectionTestsRequest {
+                id: id.to_owned(),
+                page_size: 0,
+            },
+        );
+        async move {
+            api.list_connection_tests(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .tests
+        }
+    };
+    assert!(
+        list(&woo.id).await.is_empty(),
+        "91-day-old records were kept"
+    );
+    let eco_tests = list(&eco.id).await;
+    assert_eq!(
+        eco_tests.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
+        [fresh.id.as_str()]
+    );
+
     // UseCredentials needs `admin.integrations.use`; write alone is not enough.
     let writer = s
         .running()
@@ -396,7 +445,10 @@ async fn connection_tests_call_the_real_apis(backend: Backend) {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
     let plain = api
-        .use_credentials(s.admin(pb::UseCredentialsRequest { id: eco.id.clone() }))
+        .use_credentials(bearer(
+            &long,
+            pb::UseCredentialsRequest { id: eco.id.clone() },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -405,11 +457,14 @@ async fn connection_tests_call_the_real_apis(backend: Backend) {
 
     // Listing, by kind; nothing secret in the page.
     let page = api
-        .list_integrations(s.admin(pb::ListIntegrationsRequest {
-            account_id: account.id.clone(),
-            kind: "bearer".into(),
-            ..Default::default()
-        }))
+        .list_integrations(bearer(
+            &long,
+            pb::ListIntegrationsRequest {
+                account_id: account.id.clone(),
+                kind: "bearer".into(),
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -427,20 +482,29 @@ async fn connection_tests_call_the_real_apis(backend: Backend) {
     .unwrap();
     conn.close().await.unwrap();
     let err = api
-        .use_credentials(s.admin(pb::UseCredentialsRequest {
-            id: bearer_int.id.clone(),
-        }))
+        .use_credentials(bearer(
+            &long,
+            pb::UseCredentialsRequest {
+                id: bearer_int.id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::Internal, "{err:?}");
     assert_no_secret("error", err.message().as_bytes());
 
     // Deleted: gone, with its records.
-    api.delete_integration(s.admin(pb::DeleteIntegrationRequest { id: woo.id.clone() }))
-        .await
-        .unwrap();
+    api.delete_integration(bearer(
+        &long,
+        pb::DeleteIntegrationRequest { id: woo.id.clone() },
+    ))
+    .await
+    .unwrap();
     let err = api
-        .get_integration(s.admin(pb::GetIntegrationRequest { id: woo.id.clone() }))
+        .get_integration(bearer(
+            &long,
+            pb::GetIntegrationRequest { id: woo.id.clone() },
+        ))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);

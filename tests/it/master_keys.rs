@@ -67,6 +67,12 @@ fn total(status: &str) -> u64 {
         .unwrap()
 }
 
+fn integrations(
+    s: &TestServer,
+) -> pb::integration_service_client::IntegrationServiceClient<tonic::transport::Channel> {
+    pb::integration_service_client::IntegrationServiceClient::new(s.channel.clone())
+}
+
 async fn sign_all(s: &TestServer, ids: &[String]) {
     let mut client = pb::signing_service_client::SigningServiceClient::new(s.channel.clone());
     for id in ids {
@@ -104,6 +110,46 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
         secrets.push(new_secret(&s, &account.id).await.0);
     }
     sign_all(&s, &secrets).await;
+    let integration = integrations(&s)
+        .create_integration(
+            s.admin(pb::CreateIntegrationRequest {
+                account_id: account.id.clone(),
+                mode: pb::Mode::Live.into(),
+                kind: "economic".into(),
+                name: "books".into(),
+                base_url: "https://restapi.example.com".into(),
+                credentials: [
+                    (
+                        "app_secret_token".to_owned(),
+                        "app-secret-0123456789".to_owned(),
+                    ),
+                    (
+                        "agreement_grant_token".to_owned(),
+                        "grant-0123456789".to_owned(),
+                    ),
+                ]
+                .into(),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let opens = |s: &TestServer| {
+        let mut api = integrations(s);
+        let req = s.admin(pb::UseCredentialsRequest {
+            id: integration.clone(),
+        });
+        async move {
+            let plain = api.use_credentials(req).await.unwrap().into_inner();
+            assert_eq!(
+                plain.credentials["agreement_grant_token"],
+                "grant-0123456789"
+            );
+        }
+    };
+    opens(&s).await;
     s.stop_keep_db().await;
 
     // Everything is under A.
@@ -111,8 +157,8 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     assert!(ok, "{err}");
     let n = total(&status);
     assert!(
-        n >= 8,
-        "canary, CSRF key and six secrets at least: {status}"
+        n >= 9,
+        "canary, CSRF key, six secrets and an integration at least: {status}"
     );
     assert_eq!(count(&status, &id_a), n, "{status}");
     assert!(
@@ -159,6 +205,7 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     assert_eq!(count(&status, &id_a) + under_b, n, "{status}");
     // Half-way, every secret still opens on the running server…
     sign_all(&s, &secrets).await;
+    opens(&s).await;
     // …and a server with only the new key refuses, naming the old one.
     let error = start_error(&db, &b).await;
     assert!(error.contains(&id_a), "{error}");
@@ -182,6 +229,7 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     assert!(!status.contains(&id_a), "{status}");
     let s = TestServer::start_with_master_keys(db.clone(), |_| {}, None, &b).await;
     sign_all(&s, &secrets).await;
+    opens(&s).await;
     s.stop_keep_db().await;
 
     // The old key alone no longer opens this database, and says which key it needs.
