@@ -270,7 +270,15 @@ async fn migrate(store: StoreArgs) -> ExitCode {
         Ok(db) => db,
         Err(e) => return fail(e),
     };
-    let result = db.migrate().await;
+    // Not beside a replica that is migrating or bootstrapping right now.
+    let result = match db.startup_lock().await {
+        Ok(lock) => {
+            let result = db.migrate().await;
+            drop(lock);
+            result
+        }
+        Err(e) => Err(e),
+    };
     db.close().await;
     match result {
         Ok(()) => {
@@ -320,6 +328,10 @@ async fn create_token(
         Ok(db) => db,
         Err(e) => return fail(e),
     };
+    let lock = match db.startup_lock().await {
+        Ok(lock) => lock,
+        Err(e) => return fail(e),
+    };
     if let Err(e) = db.migrate().await {
         return fail(e);
     }
@@ -331,6 +343,7 @@ async fn create_token(
             .map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
+    drop(lock);
     db.close().await;
     match result {
         Ok(issued) => {

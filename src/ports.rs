@@ -13,9 +13,13 @@ use crate::domain::model::{
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {
-    /// An optimistic-concurrency check failed, or a unique value was taken.
+    /// An optimistic-concurrency check failed: the stored version moved on.
     #[error("the record was changed concurrently")]
     Conflict,
+    /// An insert met a unique value that is taken (a record with this id,
+    /// name or hash exists already). Not a concurrency conflict.
+    #[error("the record exists already")]
+    AlreadyExists,
     /// The database could not be reached.
     #[error("store unavailable: {0}")]
     Unavailable(String),
@@ -45,7 +49,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Account>, StoreError>;
     /// Writes `account`, whose `version` is one more than the stored one; `Conflict` otherwise.
     async fn update_account(&self, account: &Account) -> Result<(), StoreError>;
-    /// Gives a store to an account; `Conflict` if the store belongs to any account already.
+    /// Gives a store to an account; `AlreadyExists` if the store belongs to any account already.
     async fn add_store(
         &self,
         account_id: &str,

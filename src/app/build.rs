@@ -39,7 +39,7 @@ pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
             source,
         })?;
     }
-    Ok(SqlStore::connect(&settings.database_url).await?)
+    Ok(SqlStore::connect_with(&settings.database_url, settings.store).await?)
 }
 
 /// The managers that need only the store, built before the listeners are

@@ -1,5 +1,7 @@
 //! Shutdown: one signal future (SIGTERM | SIGINT), then health goes
-//! NOT_SERVING, in-flight calls drain under the grace timeout, the
+//! NOT_SERVING, the listeners keep serving for `shutdown_delay_seconds`
+//! (load balancers stop routing here first), health Watch streams end,
+//! in-flight calls drain under the grace timeout, the
 //! background tasks end, buffered last-used times are flushed and the store
 //! is closed.
 
@@ -31,6 +33,8 @@ pub(super) struct Stopping {
     pub forward_auth: Option<JoinHandle<std::io::Result<()>>>,
     /// How long in-flight calls may take.
     pub grace: Duration,
+    /// How long to keep serving after NOT_SERVING, before the listeners close.
+    pub delay: Duration,
     /// Store health and usage flushing.
     pub before_listener: [JoinHandle<()>; 2],
     /// The store's notification listener (PostgreSQL only): aborted, it has no drain.
@@ -49,6 +53,16 @@ impl Stopping {
         tracing::info!("shutting down: health NOT_SERVING, draining in-flight calls");
         self.readiness.set(false);
         self.health.set_serving(false).await;
+        if !self.delay.is_zero() {
+            tracing::info!(
+                delay_seconds = self.delay.as_secs(),
+                "still serving while load balancers stop routing here"
+            );
+            tokio::time::sleep(self.delay).await;
+        }
+        // Watchers have seen NOT_SERVING; their streams end now rather than
+        // hold the drain for the whole grace period.
+        self.health.end_watches();
         let _ = self.drain.send(true);
         let servers = async {
             let grpc = self.grpc.await;

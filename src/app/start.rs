@@ -53,6 +53,8 @@ pub async fn start(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<Running, AppError> {
     let store = open_store(&settings).await?;
+    // Replicas starting together take turns at migrating and bootstrapping.
+    let startup_lock = store.startup_lock().await?;
     if settings.migrate_on_start {
         store.migrate().await?;
     }
@@ -132,6 +134,7 @@ pub async fn start(
     );
     let csrf_secret =
         master_key::shared_secret(store_port.as_ref(), &master_key, "oauth_csrf_key").await?;
+    drop(startup_lock);
     let http_state = Arc::new(HttpState::new(
         services.clone(),
         tokens.clone(),
@@ -213,6 +216,7 @@ pub async fn start(
         http: http_task,
         forward_auth: forward_auth_task,
         grace: settings.shutdown_grace,
+        delay: settings.shutdown_delay,
         before_listener: [health_task, flush_task],
         listener: listener_task,
         after_listener: [routes_task, keyring_task],

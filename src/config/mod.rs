@@ -34,6 +34,7 @@ use crate::domain::keys::KeySettings;
 use crate::domain::permissions::{PlanDef, Policy, default_plans, default_roles};
 use crate::domain::resolver::CacheSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
+use crate::store::StoreOptions;
 
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
@@ -99,8 +100,15 @@ pub struct Config {
     pub log_format: String,
     /// How long in-flight calls may take to finish on shutdown. Default 20.
     pub shutdown_grace_seconds: u64,
+    /// How long to keep serving after health turns NOT_SERVING at shutdown,
+    /// so that load balancers stop routing here first. Default 0.
+    pub shutdown_delay_seconds: u64,
     /// How often the store is pinged for health. Default 2000.
     pub health_interval_ms: u64,
+    /// How long a call waits for a database connection before the store
+    /// counts as unavailable (then calls fail fast until the health check
+    /// reaches it again). Default 1000.
+    pub store_acquire_timeout_ms: u64,
     pub keys: KeysConfig,
     pub check: CheckConfig,
     pub cache: CacheConfig,
@@ -129,7 +137,9 @@ impl Default for Config {
             migrate_on_start: true,
             log_format: "text".to_owned(),
             shutdown_grace_seconds: 20,
+            shutdown_delay_seconds: 0,
             health_interval_ms: 2000,
+            store_acquire_timeout_ms: 1000,
             keys: KeysConfig::default(),
             check: CheckConfig::default(),
             cache: CacheConfig::default(),
@@ -157,7 +167,9 @@ pub struct Settings {
     pub migrate_on_start: bool,
     pub json_logs: bool,
     pub shutdown_grace: Duration,
+    pub shutdown_delay: Duration,
     pub health_interval: Duration,
+    pub store: StoreOptions,
     pub keys: KeySettings,
     pub check_requires_auth: bool,
     pub trusted_proxies: Vec<IpNet>,
@@ -244,6 +256,15 @@ impl Config {
         if self.health_interval_ms < 10 {
             return Err(invalid("health_interval_ms", "must be at least 10"));
         }
+        if self.shutdown_delay_seconds > 3600 {
+            return Err(invalid("shutdown_delay_seconds", "must be at most 3600"));
+        }
+        if !(10..=60_000).contains(&self.store_acquire_timeout_ms) {
+            return Err(invalid(
+                "store_acquire_timeout_ms",
+                "must be between 10 and 60000",
+            ));
+        }
         self.limits.validate()?;
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
@@ -271,7 +292,12 @@ impl Config {
             migrate_on_start: self.migrate_on_start,
             json_logs,
             shutdown_grace: Duration::from_secs(self.shutdown_grace_seconds),
+            shutdown_delay: Duration::from_secs(self.shutdown_delay_seconds),
             health_interval: Duration::from_millis(self.health_interval_ms),
+            store: StoreOptions {
+                acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),
+                ..StoreOptions::default()
+            },
             keys,
             check_requires_auth: self.check.require_auth,
             store_header,

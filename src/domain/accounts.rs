@@ -121,7 +121,7 @@ impl AccountManager {
             .await
         {
             Ok(()) => {}
-            Err(StoreError::Conflict) => {
+            Err(StoreError::AlreadyExists) => {
                 return Err(Error::FailedPrecondition(format!(
                     "store `{store_id}` already belongs to an account"
                 )));

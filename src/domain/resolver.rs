@@ -1,16 +1,21 @@
 //! `KeyResolver`: key hash → everything `decide` needs, cached in memory.
 //!
 //! Entries are compiled once (CIDRs, origin patterns, scopes parsed) so the
-//! hot path only compares. Invalidation is immediate on this replica; other
+//! hot path only compares, and kept small: an entry holds what the decision
+//! reads, its account is shared with every other key of that account, and
+//! its scope set with every key that has the same scopes (most keys share a
+//! handful). Concurrent lookups of one uncached hash share one store query. Invalidation is immediate on this replica; other
 //! replicas hear of it through the store's notification channel. An epoch
 //! counter keeps a load that raced with an invalidation from caching stale data.
 
 use std::cell::RefCell;
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use tokio::sync::OnceCell;
 
 use super::cache::{DigestCache, SlotOwner, ThreadSlots};
 use super::model::{Account, KeyKind, KeyRecord};
@@ -22,11 +27,15 @@ use crate::ports::{Store, StoreError};
 /// A key with its account, ready for decisions.
 #[derive(Debug)]
 pub struct ResolvedKey {
+    /// The key's record, without what the decision never reads (name,
+    /// masked form, the unparsed scope, CIDR and origin lists).
     pub record: KeyRecord,
-    pub account: Account,
-    /// The key's own scopes (role expanded; a bare secret key gets `*`).
+    /// Shared by every cached key of the account.
+    pub account: Arc<Account>,
+    /// The key's own scopes (role expanded; a bare secret key gets `*`),
+    /// shared by every cached key with the same scopes.
     pub scopes: Arc<ScopeSet>,
-    pub scope_strings: Vec<String>,
+    pub scope_strings: Arc<[String]>,
     /// What the account's plan grants; `None` if the plan is no longer configured.
     pub entitlements: Option<Arc<ScopeSet>>,
     pub cidrs: Vec<IpNet>,
@@ -60,8 +69,29 @@ pub struct KeyResolver {
     policy: Arc<Policy>,
     known: DigestCache<Arc<ResolvedKey>>,
     unknown: DigestCache<()>,
+    /// Accounts by the SHA-256 of their id, so keys of one account share one.
+    accounts: DigestCache<Arc<Account>>,
+    /// Scope sets by the scope list (or role) they were built from.
+    scope_sets: Mutex<HashMap<ScopeSource, Interned>>,
+    /// Store lookups in flight, by key hash: a burst of one new key is one query.
+    inflight: Mutex<HashMap<[u8; 32], Arc<Lookup>>>,
     epoch: AtomicU64,
 }
+
+type Found = Result<Option<(KeyRecord, Account)>, StoreError>;
+type Lookup = OnceCell<Found>;
+type Interned = (Arc<ScopeSet>, Arc<[String]>);
+
+/// What a key's scope set is made from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ScopeSource {
+    Role(String),
+    Scopes(Vec<String>),
+    Everything,
+}
+
+/// Most distinct scope sets kept for sharing before the table starts over.
+const MAX_INTERNED: usize = 4096;
 
 struct ThreadEntry {
     key: Arc<ResolvedKey>,
@@ -101,6 +131,9 @@ impl KeyResolver {
             policy,
             known: DigestCache::new(settings.max_entries, settings.ttl),
             unknown: DigestCache::new(settings.max_entries, settings.negative_ttl),
+            accounts: DigestCache::new(settings.max_entries, settings.ttl),
+            scope_sets: Mutex::default(),
+            inflight: Mutex::default(),
             epoch: AtomicU64::new(0),
         }
     }
@@ -137,7 +170,7 @@ impl KeyResolver {
         if self.unknown.get(hash).is_some() {
             return Ok(None);
         }
-        let found = self.store.find_key_by_hash(hash).await?;
+        let found = self.load(hash).await?;
         let Some((record, account)) = found else {
             self.unknown.insert(*hash, ());
             if self.epoch.load(Ordering::Acquire) != epoch {
@@ -145,7 +178,7 @@ impl KeyResolver {
             }
             return Ok(None);
         };
-        let resolved = Arc::new(compile(record, account, &self.policy)?);
+        let resolved = Arc::new(self.compile(record, account)?);
         self.known.insert(*hash, resolved.clone());
         // An invalidation that ran while we were loading may have missed our
         // insert, and another thread may have copied it already.
@@ -169,6 +202,9 @@ impl KeyResolver {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.known.remove(hash);
         self.unknown.remove(hash);
+        // A lookup already under way may have read the old row: later
+        // callers start their own.
+        self.lock_inflight().remove(hash);
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -177,7 +213,112 @@ impl KeyResolver {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.known.clear();
         self.unknown.clear();
+        self.accounts.clear();
+        self.lock_inflight().clear();
         self.epoch.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Lookup>>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The store's answer for `hash`, shared with every caller that asks
+    /// while the query runs. (If the first caller is cancelled, the next
+    /// waiting one runs the query.)
+    async fn load(&self, hash: &[u8; 32]) -> Found {
+        let lookup = self.lock_inflight().entry(*hash).or_default().clone();
+        let found = lookup
+            .get_or_init(|| self.store.find_key_by_hash(hash))
+            .await
+            .clone();
+        let mut inflight = self.lock_inflight();
+        if inflight.get(hash).is_some_and(|l| Arc::ptr_eq(l, &lookup)) {
+            inflight.remove(hash);
+        }
+        found
+    }
+
+    /// The cached account if it is the one just loaded, else this one.
+    fn shared_account(&self, account: Account) -> Arc<Account> {
+        let slot = crate::crypto::sha256(account.id.as_bytes());
+        if let Some(cached) = self.accounts.get(&slot)
+            && *cached == account
+        {
+            return cached;
+        }
+        let account = Arc::new(account);
+        self.accounts.insert(slot, account.clone());
+        account
+    }
+
+    /// The key's scope set and its strings, shared with every key that has
+    /// the same scopes.
+    fn shared_scopes(&self, record: &KeyRecord) -> Result<Interned, StoreError> {
+        let source = match &record.role {
+            Some(role) => ScopeSource::Role(role.clone()),
+            None if record.scopes.is_empty() && record.kind == KeyKind::Secret => {
+                ScopeSource::Everything
+            }
+            None => ScopeSource::Scopes(record.scopes.clone()),
+        };
+        let mut sets = self
+            .scope_sets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(hit) = sets.get(&source) {
+            return Ok(hit.clone());
+        }
+        let set = key_scopes(record, &self.policy)?;
+        let strings: Arc<[String]> = set.strings().into();
+        if sets.len() >= MAX_INTERNED {
+            sets.clear();
+        }
+        sets.insert(source, (set.clone(), strings.clone()));
+        Ok((set, strings))
+    }
+
+    fn compile(&self, mut record: KeyRecord, account: Account) -> Result<ResolvedKey, StoreError> {
+        let bad = |what: &str, e: &dyn std::fmt::Display| {
+            StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id))
+        };
+        let cidrs = record
+            .allowed_cidrs
+            .iter()
+            .map(|c| parse_cidr(c))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("CIDR", &e))?;
+        let origins = record
+            .allowed_origins
+            .iter()
+            .map(|o| OriginPattern::parse(o))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| bad("origin", &e))?;
+        let (scopes, scope_strings) = self.shared_scopes(&record)?;
+        let entitlements = if account.is_operator {
+            Some(self.policy.operator_entitlements().clone())
+        } else {
+            self.policy.plan(&account.plan).cloned()
+        };
+        // Parsed above, or never read by a decision: not kept per key.
+        for list in [
+            &mut record.scopes,
+            &mut record.allowed_cidrs,
+            &mut record.allowed_origins,
+        ] {
+            *list = Vec::new();
+        }
+        record.name = String::new();
+        record.masked = String::new();
+        Ok(ResolvedKey {
+            scope_strings,
+            scopes,
+            entitlements,
+            cidrs,
+            origins,
+            last_reported: AtomicI64::new(i64::MIN),
+            record,
+            account: self.shared_account(account),
+        })
     }
 }
 
@@ -199,40 +340,193 @@ pub fn key_scopes(record: &KeyRecord, policy: &Policy) -> Result<Arc<ScopeSet>, 
         .map_err(|e| StoreError::Internal(format!("key {} has a bad stored scope: {e}", record.id)))
 }
 
-fn compile(
-    record: KeyRecord,
-    account: Account,
-    policy: &Policy,
-) -> Result<ResolvedKey, StoreError> {
-    let bad = |what: &str, e: &dyn std::fmt::Display| {
-        StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id))
-    };
-    let cidrs = record
-        .allowed_cidrs
-        .iter()
-        .map(|c| parse_cidr(c))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("CIDR", &e))?;
-    let origins = record
-        .allowed_origins
-        .iter()
-        .map(|o| OriginPattern::parse(o))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| bad("origin", &e))?;
-    let scopes = key_scopes(&record, policy)?;
-    let entitlements = if account.is_operator {
-        Some(policy.operator_entitlements().clone())
-    } else {
-        policy.plan(&account.plan).cloned()
-    };
-    Ok(ResolvedKey {
-        scope_strings: scopes.strings(),
-        scopes,
-        entitlements,
-        cidrs,
-        origins,
-        last_reported: AtomicI64::new(i64::MIN),
-        record,
-        account,
-    })
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::AtomicUsize;
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::model::{LiveStatus, Millis, Mode, RuleRecord, StoredKeyStatus};
+    use crate::domain::permissions::{default_plans, default_roles};
+    use crate::ports::KeyFilter;
+
+    /// Answers `find_key_by_hash` from a map, counting the calls; each call
+    /// waits until the test opens the gate, so concurrent callers pile up.
+    struct Fake {
+        keys: HashMap<[u8; 32], (KeyRecord, Account)>,
+        calls: AtomicUsize,
+        gate: tokio::sync::Semaphore,
+    }
+
+    #[async_trait]
+    impl Store for Fake {
+        async fn find_key_by_hash(
+            &self,
+            hash: &[u8; 32],
+        ) -> Result<Option<(KeyRecord, Account)>, StoreError> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let _permit = self.gate.acquire().await.unwrap();
+            Ok(self.keys.get(hash).cloned())
+        }
+        async fn ping(&self) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn insert_account(&self, _: &Account) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn get_account(&self, _: &str) -> Result<Option<Account>, StoreError> {
+            unreachable!()
+        }
+        async fn list_accounts(&self, _: Option<&str>, _: u64) -> Result<Vec<Account>, StoreError> {
+            unreachable!()
+        }
+        async fn update_account(&self, _: &Account) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn add_store(&self, _: &str, _: &str, _: Millis) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn remove_store(&self, _: &str, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn insert_key(&self, _: &KeyRecord) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn get_key(&self, _: &str) -> Result<Option<KeyRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn list_keys(
+            &self,
+            _: &KeyFilter,
+            _: Millis,
+            _: Option<&str>,
+            _: u64,
+        ) -> Result<Vec<KeyRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn update_key(&self, _: &KeyRecord) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn rotate_key(&self, _: &KeyRecord, _: &KeyRecord) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn record_key_usage(&self, _: &[(String, Millis)]) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn insert_rule(&self, _: &RuleRecord) -> Result<(), StoreError> {
+            unreachable!()
+        }
+        async fn list_rules(&self, _: Option<&str>, _: u64) -> Result<Vec<RuleRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
+            unreachable!()
+        }
+        async fn delete_rule(&self, _: &str) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn get_meta(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            unreachable!()
+        }
+        async fn insert_meta(&self, _: &str, _: &[u8]) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+    }
+
+    fn account() -> Account {
+        Account {
+            id: "acct_1".into(),
+            name: "Shop".into(),
+            plan: "PRIME".into(),
+            live_status: LiveStatus::NotRequested,
+            is_operator: false,
+            store_ids: vec![],
+            created_at: 0,
+            updated_at: 0,
+            version: 1,
+        }
+    }
+
+    fn key(n: u8) -> KeyRecord {
+        KeyRecord {
+            id: format!("key_{n}"),
+            account_id: "acct_1".into(),
+            mode: Mode::Test,
+            kind: KeyKind::Secret,
+            name: "a name the decision never reads".into(),
+            key_hash: [n; 32],
+            masked: "lk_test_sk_…abcd".into(),
+            scopes: vec!["feedback.read".into(), "surveys.*".into()],
+            role: None,
+            allowed_cidrs: vec!["10.0.0.0/8".into()],
+            allowed_origins: vec![],
+            status: StoredKeyStatus::Active,
+            expires_at: Millis::MAX,
+            created_at: 0,
+            updated_at: 0,
+            last_used_at: None,
+            predecessor_id: None,
+            successor_id: None,
+            overlap_ends_at: None,
+            version: 1,
+            signing_secret_id: None,
+            rate_limit: None,
+            suspension_cause: None,
+        }
+    }
+
+    fn resolver(keys: &[KeyRecord]) -> (KeyResolver, Arc<Fake>) {
+        let fake = Arc::new(Fake {
+            keys: keys
+                .iter()
+                .map(|k| (k.key_hash, (k.clone(), account())))
+                .collect(),
+            calls: AtomicUsize::new(0),
+            gate: tokio::sync::Semaphore::new(0),
+        });
+        let policy = Arc::new(Policy::new(&default_plans(), &default_roles()).unwrap());
+        let resolver = KeyResolver::new(fake.clone(), policy, CacheSettings::default());
+        (resolver, fake)
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn concurrent_lookups_of_one_hash_share_one_query() {
+        let (resolver, fake) = resolver(&[key(1)]);
+        let resolver = Arc::new(resolver);
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let resolver = resolver.clone();
+                tokio::spawn(async move { resolver.resolve(&[1; 32]).await })
+            })
+            .collect();
+        // On this one thread, every task runs up to its first wait.
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        fake.gate.add_permits(100);
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 1);
+        // An invalidation starts a fresh lookup.
+        resolver.invalidate_key(&[1; 32]);
+        assert!(resolver.resolve(&[1; 32]).await.unwrap().is_some());
+        assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn keys_share_their_account_and_scope_set_and_keep_only_what_decides() {
+        let (resolver, fake) = resolver(&[key(1), key(2)]);
+        fake.gate.add_permits(100);
+        let one = resolver.resolve(&[1; 32]).await.unwrap().unwrap();
+        let two = resolver.resolve(&[2; 32]).await.unwrap().unwrap();
+        assert!(Arc::ptr_eq(&one.account, &two.account));
+        assert!(Arc::ptr_eq(&one.scopes, &two.scopes));
+        assert!(Arc::ptr_eq(&one.scope_strings, &two.scope_strings));
+        assert_eq!(&*one.scope_strings, ["feedback.read", "surveys.*"]);
+        assert_eq!(one.cidrs.len(), 1);
+        assert!(one.record.name.is_empty() && one.record.masked.is_empty());
+        assert!(one.record.scopes.is_empty() && one.record.allowed_cidrs.is_empty());
+    }
 }

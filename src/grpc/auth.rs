@@ -92,7 +92,11 @@ pub async fn authorize<T>(
     match decision.reason {
         Reason::Allowed => Ok(()),
         Reason::InternalError => Err(AdminAuthError::Undecided),
-        r if r.is_authentication_failure() => Err(AdminAuthError::Rejected(r)),
+        // An address past its failed-authentication budget is refused
+        // before its token is even looked at: rejected, not "not granted".
+        r if r.is_authentication_failure() || r == Reason::TooManyFailures => {
+            Err(AdminAuthError::Rejected(r))
+        }
         _ => Err(AdminAuthError::NotGranted(permission.to_string())),
     }
 }

@@ -394,7 +394,7 @@ pub fn decision_out(d: &Decision) -> pb::CheckResponse {
             account_id: k.record.account_id.clone(),
             key_id: k.record.id.clone(),
             mode: mode_out(k.record.mode).into(),
-            scopes: k.scope_strings.clone(),
+            scopes: k.scope_strings.to_vec(),
             plan: k.account.plan.clone(),
             kind: kind_out(k.record.kind).into(),
         }),

@@ -8,6 +8,7 @@ pub mod check;
 pub mod conn;
 pub mod convert;
 pub mod ext_authz;
+mod health;
 pub mod integration;
 pub mod key;
 pub mod ratelimit;

@@ -13,6 +13,7 @@ use tonic_health::server::HealthReporter;
 
 use super::conn::GrpcConn;
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
+use super::health::DrainingHealth;
 use super::state::GrpcState;
 use super::{
     AccountApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi,
@@ -49,9 +50,14 @@ pub enum ServerError {
 
 /// Sets what `grpc.health.v1.Health` answers for every service.
 #[derive(Clone)]
-pub struct Health(HealthReporter);
+pub struct Health(HealthReporter, Arc<tokio::sync::watch::Sender<bool>>);
 
 impl Health {
+    /// Ends every open Watch stream (and any opened later): the server drains.
+    pub fn end_watches(&self) {
+        self.1.send_replace(true);
+    }
+
     pub async fn set_serving(&self, serving: bool) {
         let status = if serving {
             ServingStatus::Serving
@@ -71,7 +77,9 @@ impl Server {
     /// Builds every service on `state`. Health starts as tonic-health's
     /// default until [`Health::set_serving`] is called.
     pub fn new(state: Arc<GrpcState>) -> Result<(Self, Health), ServerError> {
-        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let reporter = HealthReporter::new();
+        let (ending_tx, ending) = tokio::sync::watch::channel(false);
+        let health_service = DrainingHealth::server(&reporter, ending);
         let reflection = || {
             tonic_reflection::server::Builder::configure()
                 .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -129,7 +137,7 @@ impl Server {
                 pb::reveal_service_server::RevealServiceServer::new(RevealApi(state))
                     .max_decoding_message_size(max),
             );
-        Ok((Self(router), Health(reporter)))
+        Ok((Self(router), Health(reporter, Arc::new(ending_tx))))
     }
 
     /// Serves on `listener` until `shutdown` completes, then lets in-flight

@@ -19,6 +19,9 @@ impl From<Error> for Status {
             Error::PermissionDenied(_) => Status::permission_denied(e.to_string()),
             Error::Unauthenticated(_) => Status::unauthenticated(e.to_string()),
             Error::Conflict(_) => Status::aborted(e.to_string()),
+            Error::Store(StoreError::AlreadyExists) => {
+                Status::already_exists("the record exists already")
+            }
             Error::Store(StoreError::Conflict) => {
                 Status::aborted("the record was changed concurrently; retry")
             }
@@ -44,7 +47,7 @@ impl From<OAuthError> for Status {
             OAuthError::InvalidClient(_) => Code::Unauthenticated,
             OAuthError::UnauthorizedClient(_) => Code::PermissionDenied,
             OAuthError::InvalidGrant(_) => Code::FailedPrecondition,
-            OAuthError::ServerError => Code::Unavailable,
+            OAuthError::ServerError | OAuthError::TemporarilyUnavailable => Code::Unavailable,
             OAuthError::InvalidRequest(_)
             | OAuthError::UnsupportedGrantType(_)
             | OAuthError::InvalidScope(_) => Code::InvalidArgument,

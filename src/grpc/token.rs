@@ -168,7 +168,7 @@ impl TokenService for TokenApi {
         req: Request<pb::IntrospectRequest>,
     ) -> Result<Response<pb::IntrospectResponse>, Status> {
         authorize(&self.0, &req, &self.0.admin.tokens_read).await?;
-        let Some(i) = self.0.tokens.introspect(&req.get_ref().token).await else {
+        let Some(i) = self.0.tokens.introspect(&req.get_ref().token).await? else {
             return Ok(Response::new(pb::IntrospectResponse::default()));
         };
         Ok(Response::new(pb::IntrospectResponse {

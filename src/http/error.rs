@@ -83,11 +83,15 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// What a 503 during a store outage asks the client to wait (RFC 9110 §10.2.3).
+pub const RETRY_AFTER_SECS: &str = "2";
+
 /// RFC 6749 §5.2. `basic` = the client tried HTTP Basic, so a 401 names the scheme.
 pub fn oauth_error(e: &OAuthError, basic: bool) -> Response {
     let status = match e {
         OAuthError::InvalidClient(_) => StatusCode::UNAUTHORIZED,
         OAuthError::ServerError => StatusCode::INTERNAL_SERVER_ERROR,
+        OAuthError::TemporarilyUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         OAuthError::InvalidRequest(_)
         | OAuthError::InvalidGrant(_)
         | OAuthError::UnauthorizedClient(_)
@@ -98,6 +102,12 @@ pub fn oauth_error(e: &OAuthError, basic: bool) -> Response {
         status,
         serde_json::json!({ "error": e.code(), "error_description": e.to_string() }),
     );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from_static(RETRY_AFTER_SECS),
+        );
+    }
     if status == StatusCode::UNAUTHORIZED {
         let scheme = if basic {
             r#"Basic realm="latchkey""#

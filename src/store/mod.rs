@@ -4,21 +4,27 @@
 //! On PostgreSQL every key or account change also sends a `NOTIFY` inside its
 //! transaction, so every replica's cache drops the entry when it commits.
 
+mod circuit;
 pub mod entities;
 mod integrations;
+mod lookup;
 mod map;
 pub mod migration;
 mod notify;
 mod sealed;
 mod signing;
+mod startup;
 mod tokens;
+mod usage;
 
+pub use startup::StartupLock;
+
+use circuit::{Circuit, is_unavailable};
 use map::{account_from, account_to, key_from, key_to, rule_from};
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
@@ -38,34 +44,68 @@ const INVALIDATE_ALL: &str = "*";
 /// Payload meaning "route rules changed".
 const ROUTES_CHANGED: &str = "routes";
 
+/// Under the health loop's own bound (one second at least), so that a ping
+/// that times out still opens the circuit.
+const PING_TIMEOUT: Duration = Duration::from_millis(900);
+
 #[derive(Clone)]
 pub struct SqlStore {
     db: DatabaseConnection,
+    circuit: Circuit,
+}
+
+/// How the store connects. The acquire timeout bounds how long a call waits
+/// for a connection when the database is down: short, so that an outage is
+/// answered fast, not after the pool's default of many seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// PostgreSQL pool size (SQLite always uses a small pool).
+    pub max_connections: u32,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_millis(1000),
+            max_connections: 16,
+        }
+    }
 }
 
 fn map_err(e: DbErr) -> StoreError {
     if matches!(e.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) {
-        return StoreError::Conflict;
+        return StoreError::AlreadyExists;
     }
-    match e {
-        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e.to_string()),
-        other => StoreError::Internal(other.to_string()),
+    if is_unavailable(&e) {
+        return StoreError::Unavailable(e.to_string());
     }
+    StoreError::Internal(e.to_string())
 }
 
 impl SqlStore {
     /// Connects (creating a SQLite file if needed). Does not migrate.
     pub async fn connect(url: &Secret<String>) -> Result<Self, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        url: &Secret<String>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
         let is_sqlite = url.expose().starts_with("sqlite:");
         let mut opts = ConnectOptions::new(url.expose().clone());
         opts.sqlx_logging(false)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5));
+            .connect_timeout(options.connect_timeout)
+            .acquire_timeout(options.acquire_timeout);
         if is_sqlite {
             // One writer at a time is SQLite's nature; a small pool avoids lock churn.
             opts.max_connections(4).min_connections(1);
         } else {
-            opts.max_connections(16).min_connections(1);
+            opts.max_connections(options.max_connections)
+                .min_connections(1);
         }
         tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
         let db = Database::connect(opts).await.map_err(map_err)?;
@@ -78,9 +118,14 @@ impl SqlStore {
                 db.execute_unprepared(pragma).await.map_err(map_err)?;
             }
         }
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            circuit: Circuit::default(),
+        })
     }
 
+    /// Runs the migrations. On PostgreSQL, under the start-up lock (see
+    /// [`SqlStore::startup_lock`]) when the caller holds it.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         migration::Migrator::up(&self.db, None)
             .await
@@ -95,9 +140,9 @@ impl SqlStore {
         let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
         let rows = account_store::Entity::find()
             .filter(account_store::Column::AccountId.is_in(ids))
-            .all(&self.db)
+            .all(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         for row in rows {
             if let Some(a) = accounts.iter_mut().find(|a| a.id == row.account_id) {
                 a.store_ids.push(row.store_id);
@@ -196,25 +241,30 @@ fn status_condition(status: KeyStatus, now: Millis) -> sea_orm::Condition {
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.db
-            .ping()
-            .await
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        // The one call that bypasses the circuit: it is how the health loop
+        // finds out that the store is back, and closes it.
+        let result = match tokio::time::timeout(PING_TIMEOUT, self.db.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
+            Err(_) => Err(StoreError::Unavailable("the ping timed out".into())),
+        };
+        self.circuit.set_open(result.is_err());
+        result
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
         account::Entity::insert(account_to(a))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
         let Some(m) = account::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
         else {
             return Ok(None);
         };
@@ -230,7 +280,7 @@ impl Store for SqlStore {
     ) -> Result<Vec<Account>, StoreError> {
         let tenants = account::Entity::find().filter(account::Column::IsOperator.eq(false));
         let mut accounts = page(
-            &self.db,
+            self.conn()?,
             tenants,
             account::Column::Id,
             after,
@@ -243,19 +293,19 @@ impl Store for SqlStore {
     }
 
     async fn update_account(&self, a: &Account) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let result = account::Entity::update_many()
             .set(account_to(a))
             .filter(account::Column::Id.eq(a.id.clone()))
             .filter(account::Column::Version.eq(a.version - 1))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if result.rows_affected != 1 {
             return Err(StoreError::Conflict);
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn add_store(
@@ -264,7 +314,7 @@ impl Store for SqlStore {
         store_id: &str,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         account_store::Entity::insert(account_store::ActiveModel {
             store_id: Set(store_id.to_owned()),
             account_id: Set(account_id.to_owned()),
@@ -272,16 +322,16 @@ impl Store for SqlStore {
         })
         .exec(&txn)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(meta::Entity::find_by_id(name.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(|m| m.value))
     }
 
@@ -290,44 +340,49 @@ impl Store for SqlStore {
             name: Set(name.to_owned()),
             value: Set(value.to_vec()),
         })
-        .exec(&self.db)
+        .exec(self.conn()?)
         .await
-        .map_err(map_err);
+        .map_err(|e| self.fail(e));
         match inserted {
             Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
+            Err(StoreError::AlreadyExists) => Ok(false),
             Err(e) => Err(e),
         }
     }
 
     async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let result = account_store::Entity::delete_many()
             .filter(account_store::Column::StoreId.eq(store_id.to_owned()))
             .filter(account_store::Column::AccountId.eq(account_id.to_owned()))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(map_err)?;
+        txn.commit().await.map_err(|e| self.fail(e))?;
         Ok(result.rows_affected == 1)
     }
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
         api_key::Entity::insert(key_to(k))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
-        api_key::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
+        let Some(key) = api_key::Entity::find_by_id(id.to_owned())
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
-            .map(key_from)
-            .transpose()
+            .map_err(|e| self.fail(e))?
+        else {
+            return Ok(None);
+        };
+        let mut keys = [key_from(key)?];
+        self.attach_usage(&mut keys).await?;
+        let [key] = keys;
+        Ok(Some(key))
     }
 
     async fn list_keys(
@@ -347,70 +402,42 @@ impl Store for SqlStore {
         if let Some(status) = f.status {
             q = q.filter(status_condition(status, now));
         }
-        page(&self.db, q, api_key::Column::Id, after, limit, key_from).await
+        let mut keys = page(self.conn()?, q, api_key::Column::Id, after, limit, key_from).await?;
+        self.attach_usage(&mut keys).await?;
+        Ok(keys)
     }
 
     async fn update_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         update_key_in(&txn, k).await?;
         self.notify(&txn, &hex(&k.key_hash)).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn rotate_key(&self, old: &KeyRecord, successor: &KeyRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         update_key_in(&txn, old).await?;
         api_key::Entity::insert(key_to(successor))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         self.notify(&txn, &hex(&old.key_hash)).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn find_key_by_hash(
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<(KeyRecord, Account)>, StoreError> {
-        let Some(key) = api_key::Entity::find()
-            .filter(api_key::Column::KeyHash.eq(hex(hash)))
-            .one(&self.db)
-            .await
-            .map_err(map_err)?
-        else {
-            return Ok(None);
-        };
-        let key = key_from(key)?;
-        let account = self
-            .get_account(&key.account_id)
-            .await?
-            .ok_or_else(|| StoreError::Internal(format!("key {} has no account", key.id)))?;
-        Ok(Some((key, account)))
+        self.lookup_key(hash).await
     }
 
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError> {
-        if used.is_empty() {
-            return Ok(());
-        }
-        let txn = self.db.begin().await.map_err(map_err)?;
-        for (id, at) in used {
-            api_key::Entity::update_many()
-                .col_expr(api_key::Column::LastUsedAt, Expr::value(*at))
-                .filter(api_key::Column::Id.eq(id.clone()))
-                .filter(
-                    sea_orm::Condition::any()
-                        .add(api_key::Column::LastUsedAt.is_null())
-                        .add(api_key::Column::LastUsedAt.lt(*at)),
-                )
-                .exec(&txn)
-                .await
-                .map_err(map_err)?;
-        }
-        txn.commit().await.map_err(map_err)
+        self.write_usage(used).await
     }
 
     async fn insert_rule(&self, rule: &RuleRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         route_rule::Entity::insert(route_rule::ActiveModel {
             id: Set(rule.id.clone()),
             host: Set(rule.host.clone().unwrap_or_default()),
@@ -421,9 +448,9 @@ impl Store for SqlStore {
         })
         .exec(&txn)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn list_rules(
@@ -432,31 +459,36 @@ impl Store for SqlStore {
         limit: u64,
     ) -> Result<Vec<RuleRecord>, StoreError> {
         let rules = route_rule::Entity::find();
-        page(&self.db, rules, route_rule::Column::Id, after, limit, |m| {
-            Ok(rule_from(m))
-        })
+        page(
+            self.conn()?,
+            rules,
+            route_rule::Column::Id,
+            after,
+            limit,
+            |m| Ok(rule_from(m)),
+        )
         .await
     }
 
     async fn all_rules(&self) -> Result<Vec<RuleRecord>, StoreError> {
         Ok(route_rule::Entity::find()
             .order_by_asc(route_rule::Column::Id)
-            .all(&self.db)
+            .all(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .into_iter()
             .map(rule_from)
             .collect())
     }
 
     async fn delete_rule(&self, id: &str) -> Result<bool, StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let result = route_rule::Entity::delete_by_id(id.to_owned())
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(map_err)?;
+        txn.commit().await.map_err(|e| self.fail(e))?;
         Ok(result.rows_affected == 1)
     }
 }

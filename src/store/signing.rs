@@ -8,7 +8,7 @@ use sea_orm::{
 
 use super::entities::{reveal, signing_secret, signing_secret_version};
 use super::map::{parse_hash, parse_tag};
-use super::{SqlStore, map_err, page};
+use super::{SqlStore, page};
 use crate::crypto::hex;
 use crate::domain::model::{
     Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
@@ -70,16 +70,16 @@ impl SigningStore for SqlStore {
         secret: &SigningSecretRecord,
         first: &SecretVersionRecord,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         signing_secret::Entity::insert(secret_to(secret))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         signing_secret_version::Entity::insert(version_to(first))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn get_signing_secret(
@@ -87,18 +87,18 @@ impl SigningStore for SqlStore {
         id: &str,
     ) -> Result<Option<(SigningSecretRecord, Vec<SecretVersionRecord>)>, StoreError> {
         let Some(secret) = signing_secret::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
         else {
             return Ok(None);
         };
         let versions = signing_secret_version::Entity::find()
             .filter(signing_secret_version::Column::SecretId.eq(id))
             .order_by_desc(signing_secret_version::Column::Version)
-            .all(&self.db)
+            .all(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .into_iter()
             .map(version_from)
             .collect();
@@ -120,7 +120,7 @@ impl SigningStore for SqlStore {
             query = query.filter(signing_secret::Column::Mode.eq(m.tag()));
         }
         page(
-            &self.db,
+            self.conn()?,
             query,
             signing_secret::Column::Id,
             after,
@@ -138,7 +138,7 @@ impl SigningStore for SqlStore {
         new: &SecretVersionRecord,
     ) -> Result<(), StoreError> {
         let previous = updated.current_version - 1;
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         // The conditional update is the lock: a concurrent rotation finds the
         // version moved on and changes nothing.
         let moved = signing_secret::Entity::update_many()
@@ -155,7 +155,7 @@ impl SigningStore for SqlStore {
             .filter(signing_secret::Column::Status.eq(SecretStatus::Active.tag()))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if moved.rows_affected != 1 {
             return Err(StoreError::Conflict);
         }
@@ -172,19 +172,19 @@ impl SigningStore for SqlStore {
             .filter(signing_secret_version::Column::Version.eq(previous))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         signing_secret_version::Entity::insert(version_to(new))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn revoke_signing_secret(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
         let exists = signing_secret::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .is_some();
         if !exists {
             return Ok(false);
@@ -197,9 +197,9 @@ impl SigningStore for SqlStore {
             .col_expr(signing_secret::Column::UpdatedAt, Expr::value(now))
             .filter(signing_secret::Column::Id.eq(id))
             .filter(signing_secret::Column::Status.eq(SecretStatus::Active.tag()))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(true)
     }
 }
@@ -220,9 +220,9 @@ impl RevealStore for SqlStore {
     async fn insert_reveal(&self, r: &RevealRecord) -> Result<(), StoreError> {
         reveal::Entity::delete_many()
             .filter(reveal::Column::ExpiresAt.lte(r.created_at))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         reveal::Entity::insert(reveal::ActiveModel {
             token_hash: Set(hex(&r.token_hash)),
             sealed: Set(r.sealed.clone()),
@@ -231,9 +231,9 @@ impl RevealStore for SqlStore {
             created_at: Set(r.created_at),
             expires_at: Set(r.expires_at),
         })
-        .exec(&self.db)
+        .exec(self.conn()?)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -247,9 +247,9 @@ impl RevealStore for SqlStore {
         let mut taken = reveal::Entity::delete_many()
             .filter(reveal::Column::TokenHash.eq(hex(token_hash)))
             .filter(reveal::Column::ExpiresAt.gt(now))
-            .exec_with_returning(&self.db)
+            .exec_with_returning(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         match taken.len() {
             0 => Ok(None),
             1 => taken.pop().map(reveal_from).transpose(),

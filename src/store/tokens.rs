@@ -11,7 +11,7 @@ use sea_orm::{
 
 use super::entities::{auth_code, oauth_client, refresh_token, revoked_token, signing_key};
 use super::map::{json_list, parse_list, parse_tag};
-use super::{INVALIDATE_ALL, SqlStore, map_err};
+use super::{INVALIDATE_ALL, SqlStore};
 use crate::domain::model::{
     AuthCodeRecord, ClientRecord, HolderKind, Millis, Mode, RefreshRecord, SigningKeyRecord,
 };
@@ -129,19 +129,19 @@ impl SqlStore {
         filter: sea_orm::Condition,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let rows = refresh_token::Entity::find()
             .filter(filter.clone())
             .all(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
             .filter(filter)
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let revoked: Vec<revoked_token::ActiveModel> = rows
             .iter()
             .filter(|r| r.access_expires_at > now)
@@ -155,10 +155,10 @@ impl SqlStore {
                 .on_conflict_do_nothing_on([revoked_token::Column::Jti])
                 .exec(&txn)
                 .await
-                .map_err(map_err)?;
+                .map_err(|e| self.fail(e))?;
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 }
 
@@ -167,16 +167,16 @@ impl TokenStore for SqlStore {
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         Ok(signing_key::Entity::find()
             .order_by_asc(signing_key::Column::CreatedAt)
-            .all(&self.db)
+            .all(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .into_iter()
             .map(key_from)
             .collect())
     }
 
     async fn rotate_signing_key(&self, key: &SigningKeyRecord) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         signing_key::Entity::update_many()
             .col_expr(signing_key::Column::RetiredAt, Expr::value(key.created_at))
             .col_expr(
@@ -186,23 +186,23 @@ impl TokenStore for SqlStore {
             .filter(signing_key::Column::RetiredAt.is_null())
             .exec(&txn)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         signing_key::Entity::insert(key_to(key))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
         // The unique active slot decides between racing replicas.
         match signing_key::Entity::insert(key_to(key))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)
+            .map_err(|e| self.fail(e))
         {
             Ok(_) => Ok(true),
-            Err(StoreError::Conflict) => Ok(false),
+            Err(StoreError::AlreadyExists) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -219,17 +219,17 @@ impl TokenStore for SqlStore {
             scopes: Set(json_list(&c.scopes)),
             created_at: Set(c.created_at),
         })
-        .exec(&self.db)
+        .exec(self.conn()?)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
         oauth_client::Entity::find_by_id(client_id.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(client_from)
             .transpose()
     }
@@ -245,7 +245,7 @@ impl TokenStore for SqlStore {
             query = query.filter(oauth_client::Column::AccountId.eq(account.to_owned()));
         }
         super::page(
-            &self.db,
+            self.conn()?,
             query,
             oauth_client::Column::ClientId,
             after,
@@ -257,9 +257,9 @@ impl TokenStore for SqlStore {
 
     async fn delete_client(&self, client_id: &str, now: Millis) -> Result<bool, StoreError> {
         let deleted = oauth_client::Entity::delete_by_id(client_id.to_owned())
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         if deleted.rows_affected == 0 {
             return Ok(false);
         }
@@ -280,9 +280,9 @@ impl TokenStore for SqlStore {
             used_at: Set(c.used_at),
             created_at: Set(c.created_at),
         })
-        .exec(&self.db)
+        .exec(self.conn()?)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -295,23 +295,23 @@ impl TokenStore for SqlStore {
             .col_expr(auth_code::Column::UsedAt, Expr::value(now))
             .filter(auth_code::Column::CodeHash.eq(code_hash.to_vec()))
             .filter(auth_code::Column::UsedAt.is_null())
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .rows_affected
             == 1;
         let found = auth_code::Entity::find_by_id(code_hash.to_vec())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         found.map(|m| Ok((code_from(m)?, won))).transpose()
     }
 
     async fn insert_refresh(&self, token: &RefreshRecord) -> Result<(), StoreError> {
         refresh_token::Entity::insert(refresh_to(token))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(())
     }
 
@@ -320,9 +320,9 @@ impl TokenStore for SqlStore {
         token_hash: &[u8; 32],
     ) -> Result<Option<RefreshRecord>, StoreError> {
         refresh_token::Entity::find_by_id(token_hash.to_vec())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(refresh_from)
             .transpose()
     }
@@ -332,7 +332,7 @@ impl TokenStore for SqlStore {
         old: &[u8; 32],
         successor: &RefreshRecord,
     ) -> Result<bool, StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let won = refresh_token::Entity::update_many()
             .col_expr(
                 refresh_token::Column::RotatedAt,
@@ -343,7 +343,7 @@ impl TokenStore for SqlStore {
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(&txn)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .rows_affected
             == 1;
         if !won {
@@ -352,8 +352,8 @@ impl TokenStore for SqlStore {
         refresh_token::Entity::insert(refresh_to(successor))
             .exec(&txn)
             .await
-            .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))?;
         Ok(true)
     }
 
@@ -376,7 +376,7 @@ impl TokenStore for SqlStore {
     }
 
     async fn revoke_jti(&self, jti: &str, expires_at: Millis) -> Result<(), StoreError> {
-        let txn = self.db.begin().await.map_err(map_err)?;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         revoked_token::Entity::insert(revoked_token::ActiveModel {
             jti: Set(jti.to_owned()),
             expires_at: Set(expires_at),
@@ -384,36 +384,36 @@ impl TokenStore for SqlStore {
         .on_conflict_do_nothing_on([revoked_token::Column::Jti])
         .exec(&txn)
         .await
-        .map_err(map_err)?;
+        .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(map_err)
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     async fn prune_tokens(&self, before: Millis) -> Result<u64, StoreError> {
         let codes = auth_code::Entity::delete_many()
             .filter(auth_code::Column::ExpiresAt.lt(before))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let refresh = refresh_token::Entity::delete_many()
             .filter(refresh_token::Column::ExpiresAt.lt(before))
             .filter(refresh_token::Column::AccessExpiresAt.lt(before))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let revoked = revoked_token::Entity::delete_many()
             .filter(revoked_token::Column::ExpiresAt.lt(before))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         Ok(codes.rows_affected + refresh.rows_affected + revoked.rows_affected)
     }
 
     async fn is_revoked(&self, jti: &str) -> Result<bool, StoreError> {
         Ok(revoked_token::Entity::find_by_id(jti.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .is_some())
     }
 }

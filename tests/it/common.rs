@@ -117,6 +117,16 @@ impl TestDb {
         }
     }
 
+    /// A database someone else made (a throwaway cluster's): nothing to drop.
+    pub fn at(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            master_key: new_master_key(),
+            pg_name: None,
+            _dir: None,
+        }
+    }
+
     /// Runs SQL against the server's maintenance database (PostgreSQL only).
     pub async fn admin_sql(&self, sql: &str) {
         let conn = Database::connect(&postgres_admin_url()).await.unwrap();
@@ -158,6 +168,7 @@ pub fn test_config(db_url: &str) -> Config {
         usage_flush_interval_ms: 50,
         health_interval_ms: 50,
         shutdown_grace_seconds: 5,
+        shutdown_delay_seconds: 0,
         ..Config::default()
     }
 }

@@ -257,6 +257,58 @@ async fn exchanged_tokens_share_their_keys_limit(backend: Backend) {
     s.stop().await;
 }
 
+/// A client's tokens count against one limit, the client's (under its
+/// plan): issuing fresh tokens never escapes it.
+async fn client_tokens_share_their_clients_limit(backend: Backend) {
+    let s = TestServer::start_with(backend, |c: &mut Config| {
+        let mut plans = latchkey::domain::permissions::default_plans();
+        for p in &mut plans {
+            p.test_rate_limit = Some("2/h".to_owned());
+        }
+        c.plans = Some(plans);
+    })
+    .await;
+    let account = s.account("PRIME").await;
+    let tokens = pb::token_service_client::TokenServiceClient::new(s.channel.clone());
+    let client = tokens
+        .clone()
+        .create_client(s.admin(pb::CreateClientRequest {
+            account_id: account.id.clone(),
+            mode: pb::Mode::Test.into(),
+            name: "dashboard".into(),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec!["catalog.read".into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let issue = || {
+        let mut tokens = tokens.clone();
+        let req = pb::IssueTokenRequest {
+            client_id: client.client.as_ref().unwrap().client_id.clone(),
+            client_secret: client.client_secret.clone(),
+            scopes: vec![],
+        };
+        async move {
+            tokens
+                .issue_token(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .access_token
+        }
+    };
+    let first = issue().await;
+    let r = s.check_perm(&first, "catalog.read").await;
+    assert!(r.allowed, "{r:?}");
+    assert_eq!(limit(&r).0, 2);
+    assert!(s.check_perm(&issue().await, "catalog.read").await.allowed);
+    let r = s.check_perm(&issue().await, "catalog.read").await;
+    assert_eq!(reason(&r), Reason::RateLimited, "a fresh token: {r:?}");
+    s.stop().await;
+}
+
 fn headers_of(h: &HashMap<String, String>, name: &str) -> String {
     h.get(name)
         .cloned()
@@ -611,6 +663,7 @@ backend_tests!(
     configured_plans_and_the_default_apply,
     key_override_is_managed_and_validated,
     exchanged_tokens_share_their_keys_limit,
+    client_tokens_share_their_clients_limit,
     ext_authz_answers_429_with_both_header_conventions,
     failures_cool_down_the_address_and_only_it,
     should_rate_limit_counts_descriptors,

@@ -82,3 +82,60 @@ async fn route_rules_reach_other_replicas() {
     a.stop_keep_db().await;
     b.stop().await;
 }
+
+/// Three replicas started at the same moment on an empty database: each
+/// comes up (migrations and first-start writes take turns under the
+/// start-up lock), and the bootstrap rows exist once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_start_at_once_on_an_empty_database() {
+    use latchkey::crypto::keyfmt;
+    use sea_orm::{ConnectionTrait, Database, Statement};
+
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let token = keyfmt::generate("lk", "live", "sk")
+        .unwrap()
+        .expose()
+        .clone();
+    let (a, b, c) = tokio::join!(
+        TestServer::start_on(db.clone(), |_| {}, Some(token.clone())),
+        TestServer::start_on(db.clone(), |_| {}, Some(token.clone())),
+        TestServer::start_on(db.clone(), |_| {}, Some(token.clone())),
+    );
+    for s in [&a, &b, &c] {
+        s.accounts()
+            .list_accounts(crate::common::bearer(
+                &token,
+                pb::ListAccountsRequest::default(),
+            ))
+            .await
+            .unwrap();
+    }
+    let sql = Database::connect(&db.url).await.unwrap();
+    let count = |query: &'static str| {
+        let sql = &sql;
+        async move {
+            sql.query_one_raw(Statement::from_string(sql.get_database_backend(), query))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get_by_index::<i64>(0)
+                .unwrap()
+        }
+    };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM accounts WHERE is_operator").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM api_keys WHERE name = 'bootstrap admin token'").await,
+        1
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM signing_keys WHERE retired_at IS NULL").await,
+        1
+    );
+    sql.close().await.unwrap();
+    a.stop_keep_db().await;
+    b.stop_keep_db().await;
+    c.stop().await;
+}

@@ -85,7 +85,10 @@ async fn shutdown_turns_health_not_serving_first(backend: Backend) {
     let row = db
         .query_one_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
-            format!("SELECT last_used_at FROM api_keys WHERE id = '{}'", key.id),
+            format!(
+                "SELECT last_used_at FROM key_usage WHERE key_id = '{}'",
+                key.id
+            ),
         ))
         .await
         .unwrap()
@@ -199,5 +202,81 @@ async fn shutdown_drains_in_flight_calls() {
     assert!(answer.into_inner().allowed);
     s.running.take().unwrap().wait().await.unwrap();
     db.close().await.unwrap();
+    s.db.drop_database().await;
+}
+
+/// After NOT_SERVING, the listeners keep serving for
+/// `shutdown_delay_seconds` (new connections included), so that load
+/// balancers stop routing first. The delay here outlasts the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_serving_for_the_delay_after_not_serving() {
+    let mut s = TestServer::start_with(Backend::Sqlite, |c| c.shutdown_delay_seconds = 3600).await;
+    let (_, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let mut watch = HealthClient::new(s.channel.clone())
+        .watch(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+    s.trigger_shutdown();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
+    // Still answering, on a connection made after NOT_SERVING too.
+    let fresh = tonic::transport::Channel::from_shared(format!("http://{}", s.running().grpc_addr))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let r = pb::check_service_client::CheckServiceClient::new(fresh)
+        .check(pb::CheckRequest {
+            credential: secret.clone(),
+            permission: "feedback.read".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(r.allowed);
+    assert_eq!(http_get(s.running().http_addr, "/healthz").await.0, 200);
+    assert_eq!(http_get(s.running().http_addr, "/readyz").await.0, 503);
+}
+
+/// An open health Watch stream ends when the drain begins: it does not hold
+/// the process for the grace period (an hour here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_watch_streams_end_at_shutdown() {
+    let mut s = TestServer::start_with(Backend::Sqlite, |c| c.shutdown_grace_seconds = 3600).await;
+    let mut watch = HealthClient::new(s.channel.clone())
+        .watch(HealthCheckRequest {
+            service: "latchkey.v1.CheckService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::Serving as i32
+    );
+    s.trigger_shutdown();
+    assert_eq!(
+        watch.message().await.unwrap().unwrap().status,
+        ServingStatus::NotServing as i32
+    );
+    assert!(
+        matches!(watch.message().await, Ok(None) | Err(_)),
+        "the stream ends"
+    );
+    // The timeout only turns "held for the grace period" into a failure.
+    tokio::time::timeout(Duration::from_secs(60), s.running.take().unwrap().wait())
+        .await
+        .expect("the server stopped without waiting out the grace period")
+        .unwrap();
     s.db.drop_database().await;
 }

@@ -16,23 +16,23 @@ use tonic::Code;
 use crate::backend_tests;
 use crate::common::{Backend, TestServer, reason};
 
-struct Http {
-    status: u16,
-    headers: HashMap<String, String>,
-    body: String,
+pub struct Http {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
 }
 
 impl Http {
-    fn json(&self) -> serde_json::Value {
+    pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
 
-    fn header(&self, name: &str) -> &str {
+    pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).map_or("", String::as_str)
     }
 }
 
-async fn http(
+pub async fn http(
     addr: std::net::SocketAddr,
     method: &str,
     path: &str,
@@ -76,7 +76,7 @@ async fn http(
     }
 }
 
-fn form(pairs: &[(&str, &str)]) -> String {
+pub fn form(pairs: &[(&str, &str)]) -> String {
     let mut s = form_urlencoded::Serializer::new(String::new());
     for (k, v) in pairs {
         s.append_pair(k, v);
@@ -84,7 +84,7 @@ fn form(pairs: &[(&str, &str)]) -> String {
     s.finish()
 }
 
-fn basic(id: &str, secret: &str) -> String {
+pub fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
@@ -122,7 +122,7 @@ async fn issue(s: &TestServer, client_id: &str, client_secret: &str) -> String {
 }
 
 /// An account on PRIME and a client allowed every grant and `catalog.*`, `chat.read`.
-async fn client(s: &TestServer) -> (pb::Client, String) {
+pub async fn client(s: &TestServer) -> (pb::Client, String) {
     let account = s.account("PRIME").await;
     let r = tokens(s)
         .create_client(s.admin(pb::CreateClientRequest {

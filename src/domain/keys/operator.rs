@@ -23,7 +23,7 @@ impl KeyManager {
         };
         match self.store.insert_account(&account).await {
             // Another replica bootstrapped at the same moment.
-            Ok(()) | Err(StoreError::Conflict) => Ok(account),
+            Ok(()) | Err(StoreError::AlreadyExists) => Ok(account),
             Err(e) => Err(e.into()),
         }
     }
@@ -77,7 +77,7 @@ impl KeyManager {
             .operator_record("bootstrap admin token", scopes, None, key_hash, masked)
             .await?;
         match self.store.insert_key(&record).await {
-            Ok(()) | Err(StoreError::Conflict) => Ok(record),
+            Ok(()) | Err(StoreError::AlreadyExists) => Ok(record),
             Err(e) => Err(e.into()),
         }
     }

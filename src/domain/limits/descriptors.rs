@@ -10,10 +10,13 @@ use std::fmt::Write as _;
 
 use super::gcra::{Quota, RatePolicy};
 
+/// One entry of a rule: its key, and its value if the rule fixes one.
+type RuleEntry = (Box<str>, Option<Box<str>>);
+
 #[derive(Debug, Clone)]
 pub struct DescriptorRule {
     domain: Box<str>,
-    entries: Box<[(Box<str>, Option<Box<str>>)]>,
+    entries: Box<[RuleEntry]>,
     pub quota: Quota,
 }
 

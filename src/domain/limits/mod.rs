@@ -3,11 +3,13 @@
 //! default), per Envoy descriptor and per client address for failed
 //! authentications.
 //!
-//! The hot path takes one shard read lock (shared, never contended by
-//! another reader) and one compare-and-swap on the counted thing's cell; it
-//! allocates only the first time a thing is counted. Cells whose limit is
-//! fully available again carry no information and are swept when a shard
-//! fills up.
+//! The hot path touches no lock and no shared reference count: each thread
+//! keeps its own map from counted thing to cell (the shared, sharded map is
+//! asked only on a thread's first use of a thing), and a request is one
+//! compare-and-swap on the cell; it allocates only the first time a thread
+//! counts a thing. Cells whose limit is fully available again carry no
+//! information and are swept when a shard fills up — unless a thread still
+//! holds one, so that every thread always counts in the same cell.
 
 mod descriptors;
 mod failures;
@@ -17,6 +19,7 @@ mod plans;
 #[cfg(test)]
 mod tests;
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,13 +52,31 @@ pub enum Space {
     BadSignature,
 }
 
-type Shard = RwLock<HashMap<(Space, Box<str>), Arc<Cell>>>;
+/// Counted things and their cells (one shard of them, or one thread's handles).
+type Cells = HashMap<(Space, Box<str>), Arc<Cell>>;
+type Shard = RwLock<Cells>;
+
+/// Cells a thread keeps before it forgets them all (and so lets the shared
+/// map sweep the idle ones).
+const LOCAL_MAX: usize = 4096;
+
+thread_local! {
+    /// Per limiter (by its id): this thread's handles on the shared cells.
+    static LOCAL: RefCell<HashMap<u64, Cells>> = RefCell::default();
+}
+
+static NEXT_LIMITER: AtomicU64 = AtomicU64::new(0);
 
 /// Called once per request a limit refused (the metrics hook).
 pub type LimitedHook = Arc<dyn Fn(Space) + Send + Sync>;
 
 pub struct Limiter {
+    /// This limiter's entries in the per-thread maps.
+    id: u64,
     shards: Box<[Shard]>,
+    /// The latest end of any cool-down (TAT, nanoseconds): until then an
+    /// address may be blocked; after it, none is, and checks skip the lookup.
+    held_until: AtomicU64,
     hasher: std::collections::hash_map::RandomState,
     clock: Arc<dyn Clock>,
     on_limited: Option<LimitedHook>,
@@ -70,7 +91,9 @@ impl std::fmt::Debug for Limiter {
 impl Limiter {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Self {
+            id: NEXT_LIMITER.fetch_add(1, Ordering::Relaxed),
             shards: (0..SHARDS).map(|_| Shard::default()).collect(),
+            held_until: AtomicU64::new(0),
             hasher: std::collections::hash_map::RandomState::new(),
             clock,
             on_limited: None,
@@ -89,7 +112,32 @@ impl Limiter {
         &self.shards[usize::try_from(h).unwrap_or(0) % SHARDS]
     }
 
-    fn cell(&self, space: Space, id: &str, now: u64) -> Arc<Cell> {
+    /// Runs `f` on `id`'s cell: this thread's handle when it has one (no
+    /// lock, no reference count touched), else the shared cell, which the
+    /// thread then keeps.
+    fn with_cell<T>(&self, space: Space, id: &str, now: u64, f: impl Fn(&Cell) -> T) -> T {
+        let hit = LOCAL.with_borrow(|local| {
+            local
+                .get(&self.id)
+                .and_then(|mine| mine.get(&(space, id) as &dyn Lookup))
+                .map(|c| f(c))
+        });
+        if let Some(out) = hit {
+            return out;
+        }
+        let cell = self.shared_cell(space, id, now);
+        let out = f(&cell);
+        LOCAL.with_borrow_mut(|local| {
+            let mine = local.entry(self.id).or_default();
+            if mine.len() >= LOCAL_MAX {
+                mine.clear();
+            }
+            mine.insert((space, id.into()), cell);
+        });
+        out
+    }
+
+    fn shared_cell(&self, space: Space, id: &str, now: u64) -> Arc<Cell> {
         let shard = self.shard(space, id);
         {
             // A poisoned lock only means a panic elsewhere; the map is intact.
@@ -102,7 +150,8 @@ impl Limiter {
         // At each doubling from SWEEP_AT on, so that a shard full of live
         // cells costs amortised O(1) per insert, not a scan each time.
         if map.len() >= SWEEP_AT && map.len().is_power_of_two() {
-            map.retain(|_, c| c.0.load(Ordering::Relaxed) > now);
+            // A cell some thread still holds stays: it must keep counting there.
+            map.retain(|_, c| Arc::strong_count(c) > 1 || c.0.load(Ordering::Relaxed) > now);
         }
         map.entry((space, id.into())).or_default().clone()
     }
@@ -115,50 +164,62 @@ impl Limiter {
     /// Counts `cost` requests (Envoy's `hits_addend`).
     pub fn take_n(&self, space: Space, id: &str, quota: &Quota, cost: u64) -> RateState {
         let now = nanos(self.clock.now());
-        let cell = self.cell(space, id, now);
-        let mut tat = cell.0.load(Ordering::Acquire);
-        loop {
-            let (next, state) = quota.take(tat, now, cost);
-            let Some(next) = next else {
-                if let Some(hook) = &self.on_limited {
-                    hook(space);
+        let state = self.with_cell(space, id, now, |cell| {
+            let mut tat = cell.0.load(Ordering::Acquire);
+            loop {
+                let (next, state) = quota.take(tat, now, cost);
+                let Some(next) = next else {
+                    return state;
+                };
+                match cell
+                    .0
+                    .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => return state,
+                    Err(seen) => tat = seen,
                 }
-                return state;
-            };
-            match cell
-                .0
-                .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
-            {
-                Ok(_) => return state,
-                Err(seen) => tat = seen,
             }
+        });
+        if !state.allowed
+            && let Some(hook) = &self.on_limited
+        {
+            hook(space);
         }
+        state
     }
 
-    /// What `id`'s limit says now, consuming nothing.
+    /// What `id`'s limit says now, consuming nothing (and allocating
+    /// nothing for a thing that was never counted).
     pub fn peek(&self, space: Space, id: &str, quota: &Quota) -> RateState {
         let now = nanos(self.clock.now());
-        let shard = self.shard(space, id);
-        let map = shard.read().unwrap_or_else(|e| e.into_inner());
-        let tat = map
-            .get(&(space, id) as &dyn Lookup)
-            .map_or(0, |c| c.0.load(Ordering::Acquire));
+        let local = LOCAL.with_borrow(|local| {
+            local
+                .get(&self.id)
+                .and_then(|mine| mine.get(&(space, id) as &dyn Lookup))
+                .map(|c| c.0.load(Ordering::Acquire))
+        });
+        let tat = local.unwrap_or_else(|| {
+            let map = self
+                .shard(space, id)
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            map.get(&(space, id) as &dyn Lookup)
+                .map_or(0, |c| c.0.load(Ordering::Acquire))
+        });
         quota.peek(tat, now)
     }
 
     /// Moves `id`'s TAT to at least `until` (a cool-down).
     fn hold(&self, space: Space, id: &str, until: u64) {
         let now = nanos(self.clock.now());
-        self.cell(space, id, now)
-            .0
-            .fetch_max(until, Ordering::AcqRel);
+        self.held_until.fetch_max(until, Ordering::AcqRel);
+        self.with_cell(space, id, now, |c| c.0.fetch_max(until, Ordering::AcqRel));
     }
 
-    /// Forgets `id`'s count (a limit reset by its owner, or a cool-down lifted).
-    pub fn reset(&self, space: Space, id: &str) {
-        let shard = self.shard(space, id);
-        let mut map = shard.write().unwrap_or_else(|e| e.into_inner());
-        map.remove(&(space, id) as &dyn Lookup);
+    /// Could any cool-down still be running at `now`? A plain load of a
+    /// value that is written only when a cool-down starts.
+    fn any_held(&self, now: u64) -> bool {
+        self.held_until.load(Ordering::Relaxed) > now
     }
 }
 

@@ -340,3 +340,22 @@ fn failed_authentications_cool_an_address_down_and_only_that_address() {
     clock.advance_secs(21);
     assert!(l.failures_blocked(&budget, bad).is_none(), "cool-down over");
 }
+
+/// Each thread keeps its own handle on a cell, but every handle is the same
+/// cell: threads together never get more than the limit.
+#[test]
+fn threads_share_one_count() {
+    let (_, l) = limiter();
+    let l = Arc::new(l);
+    let q = policy(50, 60, 0);
+    let handles: Vec<_> = (0..4)
+        .map(|_| {
+            let l = l.clone();
+            std::thread::spawn(move || allowed(&l, "k", &q, 40))
+        })
+        .collect();
+    let total: usize = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(total, 50);
+    // And this thread, which never counted "k", sees the same state.
+    assert_eq!(l.peek(Space::Key, "k", &q).remaining, 0);
+}

@@ -4,6 +4,7 @@ use super::OAuthError;
 use super::TokenManager;
 use crate::crypto::{self, jwt};
 use crate::domain::model::ClientRecord;
+use crate::domain::reason::Reason;
 
 /// RFC 7662 §2.2 fields of an active token.
 #[derive(Debug, Clone)]
@@ -22,15 +23,26 @@ pub struct Introspection {
 
 impl TokenManager {
     /// Claims of an access token that verifies and is not revoked, or the
-    /// record of a live refresh token.
-    pub async fn introspect(&self, token: &str) -> Option<Introspection> {
+    /// record of a live refresh token; `TemporarilyUnavailable` when that
+    /// cannot be known now (the store is down), never "inactive" by mistake.
+    pub async fn introspect(
+        &self,
+        token: &str,
+    ) -> std::result::Result<Option<Introspection>, OAuthError> {
+        let undecided = |d: &super::verify::TokenDenial| d.reason == Reason::InternalError;
         let now = self.clock.now();
         if jwt::looks_like_jwt(token) {
-            let claims = self.verify_claims(token, now).await.ok()?;
-            if self.principal_for(&claims, now).await.is_err() {
-                return None;
+            let claims = match self.verify_claims(token, now).await {
+                Ok(claims) => claims,
+                Err(d) if undecided(&d) => return Err(OAuthError::TemporarilyUnavailable),
+                Err(_) => return Ok(None),
+            };
+            match self.principal_for(&claims, now).await {
+                Ok(_) => {}
+                Err(d) if undecided(&d) => return Err(OAuthError::TemporarilyUnavailable),
+                Err(_) => return Ok(None),
             }
-            return Some(Introspection {
+            return Ok(Some(Introspection {
                 token_type: "access_token",
                 scope: claims.scope.clone(),
                 client_id: claims.client_id.clone(),
@@ -41,17 +53,19 @@ impl TokenManager {
                 account_id: claims.lk_account.clone(),
                 iss: claims.iss.clone(),
                 aud: claims.aud.first().to_owned(),
-            });
+            }));
         }
-        let record = self
+        let Some(record) = self
             .tokens
             .get_refresh(&crypto::sha256(token.as_bytes()))
-            .await
-            .ok()??;
+            .await?
+        else {
+            return Ok(None);
+        };
         if record.revoked_at.is_some() || record.rotated_at.is_some() || record.expires_at <= now {
-            return None;
+            return Ok(None);
         }
-        Some(Introspection {
+        Ok(Some(Introspection {
             token_type: "refresh_token",
             scope: record.scope,
             client_id: record.holder_id,
@@ -62,7 +76,7 @@ impl TokenManager {
             account_id: record.account_id,
             iss: self.settings.issuer.clone(),
             aud: self.settings.audience.clone(),
-        })
+        }))
     }
 
     /// RFC 7009: revokes an access token (by `jti`) or a refresh token (and

@@ -110,6 +110,15 @@ impl TokenManager {
             ));
         }
         let scopes = self.grant_scopes(requested, &client.scopes)?;
+        // The client may have come from the cache: a token is minted only
+        // while the store confirms the client still exists, so that nothing
+        // is issued that Check would then refuse (or that a deleted client
+        // should no longer get). A store that is down is a 503, not a token.
+        if self.tokens.get_client(&client.client_id).await?.is_none() {
+            return Err(OAuthError::InvalidClient(
+                "client authentication failed".into(),
+            ));
+        }
         let now = self.clock.now();
         let (token, _) = self
             .mint(

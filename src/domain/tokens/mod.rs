@@ -96,6 +96,10 @@ pub enum OAuthError {
     InvalidScope(String),
     #[error("the server could not complete the request")]
     ServerError,
+    /// The store is down: nothing was issued or changed; try again shortly
+    /// (HTTP 503 with `Retry-After`).
+    #[error("the service is temporarily unavailable; retry shortly")]
+    TemporarilyUnavailable,
 }
 
 impl OAuthError {
@@ -108,6 +112,7 @@ impl OAuthError {
             OAuthError::UnsupportedGrantType(_) => "unsupported_grant_type",
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::ServerError => "server_error",
+            OAuthError::TemporarilyUnavailable => "temporarily_unavailable",
         }
     }
 }
@@ -115,7 +120,10 @@ impl OAuthError {
 impl From<StoreError> for OAuthError {
     fn from(e: StoreError) -> Self {
         tracing::error!(error = %e, "token store failed");
-        OAuthError::ServerError
+        match e {
+            StoreError::Unavailable(_) => OAuthError::TemporarilyUnavailable,
+            _ => OAuthError::ServerError,
+        }
     }
 }
 
@@ -127,7 +135,10 @@ impl From<Error> for OAuthError {
             Error::Internal { .. } => log_internal(&e),
             other => tracing::error!(error = %other, "token operation failed"),
         }
-        OAuthError::ServerError
+        match e {
+            Error::Store(StoreError::Unavailable(_)) => OAuthError::TemporarilyUnavailable,
+            _ => OAuthError::ServerError,
+        }
     }
 }
 

@@ -48,7 +48,8 @@ pub(super) async fn introspect(
     };
     // A client learns about tokens of its own account only.
     match s.tokens.introspect(&token).await {
-        Some(i) if i.account_id == client.account_id => {
+        Err(e) => oauth_error(&e, false),
+        Ok(Some(i)) if i.account_id == client.account_id => {
             let mut body = serde_json::json!({
                 "active": true,
                 "scope": i.scope,

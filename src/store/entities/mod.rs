@@ -7,6 +7,7 @@ pub mod api_key;
 pub mod auth_code;
 pub mod integration;
 pub mod integration_test;
+pub mod key_usage;
 pub mod meta;
 pub mod oauth_client;
 pub mod refresh_token;

@@ -12,7 +12,8 @@ mod m20261126_000005_tokens;
 mod m20261126_000010_signing;
 mod m20261201_000020_key_rate_limits;
 mod m20261201_000021_key_suspension_cause;
-mod m20261201_000030_integrations;
+mod m20261201_000030_key_usage;
+mod m20261201_000040_integrations;
 
 pub struct Migrator;
 
@@ -28,7 +29,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261126_000010_signing::Migration),
             Box::new(m20261201_000020_key_rate_limits::Migration),
             Box::new(m20261201_000021_key_suspension_cause::Migration),
-            Box::new(m20261201_000030_integrations::Migration),
+            Box::new(m20261201_000030_key_usage::Migration),
+            Box::new(m20261201_000040_integrations::Migration),
         ]
     }
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Benchmark (not a test; CI never runs it): many keys in PostgreSQL. Bulk-loads
+# LATCHKEY_BENCH_KEYS keys, then looks each up once cold (first paced at
+# LATCHKEY_BENCH_COLD_RATE per second, then as fast as LATCHKEY_BENCH_CONCURRENCY
+# calls in flight allow), and all of them once more warm. Prints cold and warm
+# latency percentiles and the server's RSS growth per cached key.
+#
+#   bench/scale.sh
+#
+# Env knobs (besides bench/lib.sh's LATCHKEY_BENCH_PROFILE, _BUILD, _KEEP):
+#   LATCHKEY_BENCH_KEYS=1000000        keys loaded and looked up
+#   LATCHKEY_BENCH_COLD_RATE=2000      paced cold lookups per second
+#   LATCHKEY_BENCH_COLD_SECONDS=10     how long the paced phase lasts
+#   LATCHKEY_BENCH_CONCURRENCY=32      calls in flight in the other phases
+#   DATABASE_URL                       PostgreSQL server (a database is created
+#                                      and dropped): default 127.0.0.1:5432
+#
+# Targets (issue 13): bytes per cached key ≤ 1024; cold p99 < 5 ms at
+# 2,000/s and at 32 in flight; ≥ 10,000 cold lookups/s.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+# shellcheck source=bench/lib-store.sh
+source "$ROOT/bench/lib-store.sh"
+
+KEYS=${LATCHKEY_BENCH_KEYS:-1000000}
+COLD_RATE=${LATCHKEY_BENCH_COLD_RATE:-2000}
+COLD_SECONDS=${LATCHKEY_BENCH_COLD_SECONDS:-10}
+CONCURRENCY=${LATCHKEY_BENCH_CONCURRENCY:-32}
+
+bench_setup
+build_driver
+bench_database
+CONFIG=$(mktemp "${TMPDIR:-/tmp}/latchkey-scale.XXXXXX.toml")
+# Every key stays cached for the whole run.
+cat >"$CONFIG" <<TOML
+[cache]
+max_entries = $((KEYS * 2 + 1000))
+ttl_seconds = 3600
+negative_ttl_seconds = 5
+TOML
+export LATCHKEY_CONFIG=$CONFIG
+trap 'drop_bench_database; rm -f "$CONFIG"' EXIT
+start_server
+# start_server installed its own EXIT trap: ours runs first, then it.
+store_cleanup() {
+  local rc=$?
+  drop_bench_database
+  rm -f "$CONFIG"
+  (exit "$rc")
+  bench_cleanup
+}
+trap store_cleanup EXIT
+
+ACCOUNT_ID=$(grpc latchkey.v1.AccountService/CreateAccount \
+  '{"name":"bench","plan":"PRIME"}' "${AUTH[@]}" | json_get 'd["id"]') || die "CreateAccount failed"
+TEMPLATE=$(grpc latchkey.v1.KeyService/CreateKey \
+  "{\"accountId\":\"$ACCOUNT_ID\",\"mode\":\"MODE_TEST\",\"kind\":\"KEY_KIND_SECRET\",\"name\":\"bench\",\"scopes\":[\"$PERMISSION\"]}" \
+  "${AUTH[@]}" | json_get 'd["key"]["id"]') || die "CreateKey failed"
+log "bulk-loading $KEYS keys"
+bulk_keys "$KEYS" "$TEMPLATE" "$TMP/secrets.txt"
+log "looking them up ($PROFILE build, server pid $SERVER_PID)"
+"$DRIVER" scale "$GRPC_ADDR" "$TMP/secrets.txt" "$SERVER_PID" "$COLD_RATE" "$COLD_SECONDS" "$CONCURRENCY"
