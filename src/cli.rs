@@ -1,4 +1,4 @@
-//! The `latchkey` command line: `serve`, `migrate`, `admin`, `config`.
+//! The `latchkey` command line: `serve`, `migrate`, `admin`, `config`, `master-key`.
 //! Flags override `LATCHKEY_*` variables, which override the config file.
 
 use std::path::PathBuf;
@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
+
+mod master_key;
 
 use crate::config::{Config, Settings};
 use crate::crypto::keyfmt;
@@ -36,6 +38,9 @@ pub enum Command {
     /// Configuration tasks.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Master-key status and rotation.
+    #[command(subcommand)]
+    MasterKey(master_key::MasterKeyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -160,15 +165,21 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
         .ok()
         .filter(|t| !t.is_empty())
         .map(Secret::new);
-    settings.master_key = master_key_from_env();
+    settings.master_key = master_key_from_env()?;
     Ok(settings)
 }
 
-fn master_key_from_env() -> Option<Secret<String>> {
-    std::env::var(crate::app::master_key::ENV_VAR)
-        .ok()
-        .filter(|k| !k.is_empty())
-        .map(Secret::new)
+/// `LATCHKEY_MASTER_KEYS` (newest first) or `LATCHKEY_MASTER_KEY`; both at
+/// once is ambiguous and refused.
+fn master_key_from_env() -> Result<Option<Secret<String>>, String> {
+    use crate::app::master_key::{ENV_VAR, LIST_ENV_VAR};
+    let read = |name| std::env::var(name).ok().filter(|k| !k.is_empty());
+    match (read(LIST_ENV_VAR), read(ENV_VAR)) {
+        (Some(_), Some(_)) => Err(format!(
+            "{LIST_ENV_VAR} and {ENV_VAR} are both set: set only {LIST_ENV_VAR} (newest key first)"
+        )),
+        (list, one) => Ok(list.or(one).map(Secret::new)),
+    }
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -201,6 +212,7 @@ pub async fn run(cli: Cli) -> ExitCode {
                 Err(e) => fail(e),
             }
         }
+        Command::MasterKey(command) => master_key::run(command).await,
         Command::Config(ConfigCommand::Check { file }) => {
             match Config::from_file(&file).and_then(|c| c.validate()) {
                 Ok(s) => {
@@ -309,7 +321,10 @@ async fn create_token(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    settings.master_key = master_key_from_env();
+    settings.master_key = match master_key_from_env() {
+        Ok(k) => k,
+        Err(e) => return fail(e),
+    };
     let scopes = if scopes.is_empty() {
         vec!["admin.*".to_owned()]
     } else {

@@ -15,6 +15,7 @@ pub mod crypto;
 pub mod domain;
 pub mod grpc;
 pub mod http;
+pub mod outbound;
 pub mod ports;
 pub mod store;
 pub mod telemetry;

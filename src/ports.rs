@@ -5,8 +5,10 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use async_trait::async_trait;
 
 use crate::domain::model::{
-    Account, AuthCodeRecord, ClientRecord, KeyRecord, KeyStatus, Millis, Mode, RefreshRecord,
-    RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord, SigningSecretRecord,
+    Account, AuthCodeRecord, ClientRecord, ConnectionTestRecord, IntegrationFilter,
+    IntegrationRecord, KeyRecord, KeyStatus, Millis, Mode, ProbeError, ProbeRequest, ProbeResponse,
+    RefreshRecord, RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord,
+    SigningSecretRecord,
 };
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -265,4 +267,100 @@ pub trait RevealStore: Send + Sync + 'static {
         token_hash: &[u8; 32],
         now: Millis,
     ) -> Result<Option<RevealRecord>, StoreError>;
+}
+
+/// Where a value sealed under the master key lives. The domain derives the
+/// value's associated data from it, so the store needs no crypto.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedSlot {
+    /// `meta.value` (the master-key canary, shared secrets such as the CSRF key).
+    Meta { name: String },
+    /// `signing_keys.private_sealed`.
+    SigningKey { kid: String },
+    /// `signing_secret_versions.sealed`.
+    SigningSecretVersion { secret_id: String, version: i64 },
+    /// `reveals.sealed`.
+    Reveal { token_hash: [u8; 32] },
+    /// `integrations.sealed_credentials`.
+    Integration { id: String },
+}
+
+impl SealedSlot {
+    /// The table it lives in, for reports.
+    pub fn table(&self) -> &'static str {
+        match self {
+            Self::Meta { .. } => "meta",
+            Self::SigningKey { .. } => "signing_keys",
+            Self::SigningSecretVersion { .. } => "signing_secret_versions",
+            Self::Reveal { .. } => "reveals",
+            Self::Integration { .. } => "integrations",
+        }
+    }
+}
+
+/// One sealed value and where it lives.
+#[derive(Clone)]
+pub struct SealedValue {
+    pub slot: SealedSlot,
+    pub sealed: Vec<u8>,
+}
+
+/// Every value sealed under the master key, whatever table holds it: what
+/// master-key rotation and the start-up key check walk.
+#[async_trait]
+pub trait SealedStore: Send + Sync + 'static {
+    /// Up to `limit` sealed values after `after` (the last slot of the
+    /// previous page), in one fixed order across every table.
+    async fn sealed_values(
+        &self,
+        after: Option<&SealedSlot>,
+        limit: u64,
+    ) -> Result<Vec<SealedValue>, StoreError>;
+    /// Writes `new` in place of `old`, only if the slot still holds `old`;
+    /// `false` (and nothing written) if it changed or is gone.
+    async fn replace_sealed(
+        &self,
+        slot: &SealedSlot,
+        old: &[u8],
+        new: &[u8],
+    ) -> Result<bool, StoreError>;
+}
+
+/// Persistence for integrations and their connection tests (`domain::vault`).
+#[async_trait]
+pub trait IntegrationStore: Send + Sync + 'static {
+    async fn insert_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError>;
+    async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError>;
+    /// Ordered by id, after `after`.
+    async fn list_integrations(
+        &self,
+        filter: &IntegrationFilter,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<IntegrationRecord>, StoreError>;
+    /// Writes `record`, whose `version` is one more than the stored one; `Conflict` otherwise.
+    async fn update_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError>;
+    /// Deletes it and its connection tests; `false` if there was none.
+    async fn delete_integration(&self, id: &str) -> Result<bool, StoreError>;
+    /// Records a test, and deletes every test recorded before `keep_after`.
+    async fn insert_connection_test(
+        &self,
+        test: &ConnectionTestRecord,
+        keep_after: Millis,
+    ) -> Result<(), StoreError>;
+    /// Newest first.
+    async fn list_connection_tests(
+        &self,
+        integration_id: &str,
+        limit: u64,
+    ) -> Result<Vec<ConnectionTestRecord>, StoreError>;
+}
+
+/// The outbound HTTPS client of connection tests: enforces the outbound
+/// safety rule (https only; no loopback, private, link-local or metadata
+/// address after DNS resolution, unless configured for tests), follows no
+/// redirects and reads a bounded body.
+#[async_trait]
+pub trait RemoteProbe: Send + Sync + 'static {
+    async fn get(&self, request: &ProbeRequest) -> Result<ProbeResponse, ProbeError>;
 }

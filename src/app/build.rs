@@ -21,13 +21,15 @@ use crate::domain::services::Services;
 use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
-use crate::ports::{Clock, RevealStore, SigningStore, Store, SystemClock};
+use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
+use crate::outbound::HttpsProbe;
+use crate::ports::{Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock};
 use crate::store::SqlStore;
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore {}
-impl<T: SigningStore + RevealStore> FeatureStores for T {}
+pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore {}
+impl<T: SigningStore + RevealStore + IntegrationStore> FeatureStores for T {}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -53,6 +55,7 @@ pub struct Parts {
     pub routes: RouteTable,
     pub signing: Arc<SigningManager>,
     pub reveals: RevealManager,
+    pub integrations: Arc<IntegrationManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -67,7 +70,7 @@ pub fn build(
     clock: Arc<dyn Clock>,
     master_key: Arc<MasterKey>,
     features: Arc<impl FeatureStores>,
-) -> Parts {
+) -> Result<Parts, AppError> {
     let policy = Arc::new(settings.policy.clone());
     let resolver = Arc::new(KeyResolver::new(
         store.clone(),
@@ -82,13 +85,23 @@ pub fn build(
         clock: clock.clone(),
         settings: settings.signing.signing.clone(),
     }));
+    let probe = HttpsProbe::new(&settings.integrations).map_err(AppError::Server)?;
+    let integrations = Arc::new(IntegrationManager::new(IntegrationDeps {
+        store: features.clone(),
+        accounts: store.clone(),
+        master_key: master_key.clone(),
+        probe: Arc::new(probe),
+        clock: clock.clone(),
+        allow_insecure_targets: settings.integrations.allow_insecure_targets,
+        retention_days: settings.integrations.test_retention_days,
+    }));
     let reveals = RevealManager::new(
         features,
         master_key,
         clock.clone(),
         settings.signing.reveal_ttl_secs,
     );
-    Parts {
+    Ok(Parts {
         accounts: AccountManager::new(
             store.clone(),
             policy.clone(),
@@ -117,8 +130,9 @@ pub fn build(
         }),
         descriptors: Arc::new(settings.rate_limits.descriptors.clone()),
         bad_signatures: settings.rate_limits.bad_signatures,
+        integrations,
         clock,
-    }
+    })
 }
 
 impl Parts {
@@ -146,6 +160,7 @@ impl Parts {
             checker,
             signing: self.signing,
             reveals: self.reveals,
+            integrations: self.integrations,
             tokens,
             resolver: self.resolver,
             usage: self.usage,
@@ -159,13 +174,13 @@ impl Parts {
 /// The services without listeners or signing keys, for one-shot commands.
 pub async fn offline_services(settings: &Settings, db: &SqlStore) -> Result<Services, AppError> {
     let store: Arc<dyn Store> = Arc::new(db.clone());
-    let master_key = Arc::new(super::master_key::resolve(settings, store.as_ref()).await?);
+    let master_key = Arc::new(super::master_key::resolve(settings, store.as_ref(), db).await?);
     let parts = build(
         settings,
         store,
         Arc::new(SystemClock),
         master_key,
         Arc::new(db.clone()),
-    );
+    )?;
     Ok(parts.into_services(None))
 }

@@ -1,19 +1,27 @@
-//! Where the master key comes from, and the check that it is the right one.
+//! Where the master keys come from, and the check that they are the right ones.
 //!
-//! `LATCHKEY_MASTER_KEY` (base64 of 32 bytes) wins. Without it, a development
-//! key file `master.key` in the data directory is used, and created (with a
-//! loud warning) only while the database holds nothing sealed yet. The
-//! database keeps a sealed canary, so a wrong key is a start-up error rather
-//! than a pile of secrets that no longer open — and never a silent new key.
+//! `LATCHKEY_MASTER_KEYS` (base64 keys, newest first, comma-separated) or
+//! `LATCHKEY_MASTER_KEY` (one key) wins. Without either, a development key
+//! file `master.key` in the data directory is used, and created (with a loud
+//! warning) only while the database holds nothing sealed yet. The database
+//! keeps a sealed canary, so a wrong key is a start-up error rather than a
+//! pile of secrets that no longer open — and never a silent new key. Start-up
+//! also walks every sealed value and refuses to run while one of them is under
+//! a key that is not configured, naming that key.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::config::Settings;
-use crate::crypto::envelope::{EnvelopeError, MasterKey};
-use crate::ports::{Store, StoreError};
+use crate::crypto::envelope::{EnvelopeError, KeyId, MasterKey};
+use crate::domain::vault::master_keys::{self, RotationError};
+use crate::ports::{SealedStore, Store, StoreError};
 
 pub const ENV_VAR: &str = "LATCHKEY_MASTER_KEY";
+/// The list form, newest first: what a rotation adds a key to.
+pub const LIST_ENV_VAR: &str = "LATCHKEY_MASTER_KEYS";
+/// Rows read per query while checking every sealed value at start-up.
+const CENSUS_BATCH: u64 = 500;
 const DEV_KEY_FILE: &str = "master.key";
 const CANARY_NAME: &str = "master_key_check";
 const CANARY: &[u8] = b"latchkey master key check v1";
@@ -21,9 +29,18 @@ const CANARY: &[u8] = b"latchkey master key check v1";
 #[derive(Debug, thiserror::Error)]
 pub enum MasterKeyError {
     #[error(
-        "{ENV_VAR} is not valid: it must be standard base64 of exactly 32 bytes (`openssl rand -base64 32`)"
+        "{ENV_VAR} / {LIST_ENV_VAR} is not valid: {0} (each key is standard base64 of exactly \
+         32 bytes, `openssl rand -base64 32`; a list is comma-separated, newest first)"
     )]
-    BadVariable,
+    BadVariable(EnvelopeError),
+    #[error(
+        "the master key is not the key they were sealed with: this database's secrets are \
+         sealed under master key {0}, which is not configured (set it in {ENV_VAR}, or add \
+         it to {LIST_ENV_VAR})"
+    )]
+    CanaryKeyMissing(KeyId),
+    #[error("{0}; add that key to {LIST_ENV_VAR} (newest first) or restore it")]
+    Values(#[from] RotationError),
     #[error("development key file {0} is not valid: it must hold base64 of exactly 32 bytes")]
     BadFile(PathBuf),
     #[error(
@@ -47,14 +64,26 @@ pub enum MasterKeyError {
     Envelope(#[from] EnvelopeError),
 }
 
-/// The master key for this database, checked against its canary (written on
-/// first use).
-pub async fn resolve(settings: &Settings, store: &dyn Store) -> Result<MasterKey, MasterKeyError> {
+/// The master keys for this database, checked against its canary (written on
+/// first use) and against every sealed value it holds.
+pub async fn resolve(
+    settings: &Settings,
+    store: &dyn Store,
+    sealed: &dyn SealedStore,
+) -> Result<MasterKey, MasterKeyError> {
+    let key = load(settings, store).await?;
+    let census = master_keys::census(sealed, &key, CENSUS_BATCH).await?;
+    census.check(&key)?;
+    Ok(key)
+}
+
+/// The master keys for this database, checked against its canary only (what
+/// `latchkey master-key status` needs to report on a database it could not
+/// serve).
+pub async fn load(settings: &Settings, store: &dyn Store) -> Result<MasterKey, MasterKeyError> {
     let canary = store.get_meta(CANARY_NAME).await?;
     let key = match &settings.master_key {
-        Some(text) => {
-            MasterKey::from_base64(text.expose()).map_err(|_| MasterKeyError::BadVariable)?
-        }
+        Some(text) => MasterKey::from_list(text.expose()).map_err(MasterKeyError::BadVariable)?,
         None => dev_key(&settings.data_dir, canary.is_some())?,
     };
     match canary {
@@ -74,6 +103,7 @@ pub async fn resolve(settings: &Settings, store: &dyn Store) -> Result<MasterKey
 fn verify(key: &MasterKey, sealed: &[u8]) -> Result<(), MasterKeyError> {
     match key.open(sealed, CANARY_NAME.as_bytes()) {
         Ok(plain) if plain.as_slice() == CANARY => Ok(()),
+        Err(EnvelopeError::MissingKey(id)) => Err(MasterKeyError::CanaryKeyMissing(id)),
         _ => Err(MasterKeyError::WrongKey),
     }
 }

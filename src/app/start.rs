@@ -61,14 +61,14 @@ pub async fn start(
         store.migrate().await?;
     }
     let store_port: Arc<dyn Store> = Arc::new(store.clone());
-    let master_key = Arc::new(master_key::resolve(&settings, store_port.as_ref()).await?);
+    let master_key = Arc::new(master_key::resolve(&settings, store_port.as_ref(), &store).await?);
     let parts = build(
         &settings,
         store_port.clone(),
         clock.clone(),
         master_key.clone(),
         Arc::new(store.clone()),
-    );
+    )?;
     if let Some(token) = &settings.bootstrap_admin_token {
         let key = parts.keys.register_operator_token(token).await?;
         tracing::info!(key_id = %key.id, masked = %key.masked, "bootstrap admin token registered");

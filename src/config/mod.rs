@@ -13,10 +13,11 @@ mod cache;
 mod check;
 mod ext_authz;
 mod forward_auth;
+mod integrations;
 mod keys;
 mod limits;
-mod rate_limits;
 mod metrics;
+mod rate_limits;
 mod signing;
 mod tls;
 mod tokens;
@@ -41,10 +42,11 @@ pub use cache::CacheConfig;
 pub use check::CheckConfig;
 pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
+pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
-pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
 pub use metrics::MetricsConfig;
+pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
 pub use signing::{SigningConfig, SigningSection};
 pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};
@@ -125,6 +127,7 @@ pub struct Config {
     /// Replaces the default roles (`read_only`, `full_access`) when set.
     pub roles: Option<BTreeMap<String, Vec<String>>>,
     pub signing: SigningConfig,
+    pub integrations: IntegrationsConfig,
     pub rate_limits: RateLimitsConfig,
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
@@ -154,6 +157,7 @@ impl Default for Config {
             plans: None,
             roles: None,
             signing: SigningConfig::default(),
+            integrations: IntegrationsConfig::default(),
             rate_limits: RateLimitsConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
@@ -194,6 +198,8 @@ pub struct Settings {
     pub forward_auth: Option<ForwardAuthListener>,
     pub tokens: TokensSettings,
     pub signing: SigningSection,
+    /// Connection tests of stored integrations.
+    pub integrations: IntegrationsSettings,
     pub rate_limits: RateLimitSettings,
     /// The Prometheus listener; `None` when it is off.
     pub metrics_addr: Option<SocketAddr>,
@@ -334,6 +340,7 @@ impl Config {
             forward_auth,
             tokens: self.tokens.validate()?,
             signing: self.signing.validate()?,
+            integrations: self.integrations.validate()?,
             rate_limits,
             metrics_addr,
             tls: self.tls.validate()?,

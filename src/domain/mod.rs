@@ -22,3 +22,4 @@ pub mod services;
 pub mod signing;
 pub mod tokens;
 pub mod usage;
+pub mod vault;

@@ -17,6 +17,7 @@ use super::routes::RouteTable;
 use super::signing::SigningManager;
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
+use super::vault::integrations::IntegrationManager;
 use crate::ports::Clock;
 
 pub struct Services {
@@ -26,6 +27,8 @@ pub struct Services {
     pub checker: Checker,
     pub signing: Arc<SigningManager>,
     pub reveals: RevealManager,
+    /// Stored remote credentials and their connection tests.
+    pub integrations: Arc<IntegrationManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

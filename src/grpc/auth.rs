@@ -25,6 +25,9 @@ pub struct AdminPermissions {
     pub signing_write: Permission<'static>,
     pub signing_sign: Permission<'static>,
     pub signing_verify: Permission<'static>,
+    pub integrations_read: Permission<'static>,
+    pub integrations_write: Permission<'static>,
+    pub integrations_use: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -44,6 +47,9 @@ impl AdminPermissions {
             signing_write: Permission::parse("admin.signing.write")?,
             signing_sign: Permission::parse("admin.signing.sign")?,
             signing_verify: Permission::parse("admin.signing.verify")?,
+            integrations_read: Permission::parse("admin.integrations.read")?,
+            integrations_write: Permission::parse("admin.integrations.write")?,
+            integrations_use: Permission::parse("admin.integrations.use")?,
         })
     }
 }

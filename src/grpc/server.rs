@@ -17,15 +17,16 @@ use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::health::DrainingHealth;
 use super::state::GrpcState;
 use super::{
-    AccountApi, CheckApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi, TokenApi,
+    AccountApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi,
+    TokenApi,
 };
 use crate::pb;
-use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use crate::telemetry::traces::GrpcTraceLayer;
 use crate::tls::MaybeTls;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 10] = [
+const SERVICES: [&str; 11] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -34,6 +35,7 @@ const SERVICES: [&str; 10] = [
     "latchkey.v1.RouteService",
     "envoy.service.auth.v3.Authorization",
     "latchkey.v1.SigningService",
+    "latchkey.v1.IntegrationService",
     "latchkey.v1.RevealService",
     "envoy.service.ratelimit.v3.RateLimitService",
 ];
@@ -163,6 +165,12 @@ impl Server {
             .add_service(
                 RateLimitServiceServer::new(RateLimitApi(state.clone()))
                     .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::integration_service_server::IntegrationServiceServer::new(IntegrationApi(
+                    state.clone(),
+                ))
+                .max_decoding_message_size(max),
             )
             .add_service(
                 pb::reveal_service_server::RevealServiceServer::new(RevealApi(state))

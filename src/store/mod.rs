@@ -6,10 +6,12 @@
 
 mod circuit;
 pub mod entities;
+mod integrations;
 mod lookup;
 mod map;
 pub mod migration;
 mod notify;
+mod sealed;
 mod signing;
 mod startup;
 mod tokens;

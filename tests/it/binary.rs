@@ -310,6 +310,9 @@ async fn no_secret_reaches_the_logs() {
         .unwrap()
         .trim()
         .to_owned();
+    // Connection tests may reach a closed local port, so the outbound client really runs.
+    let config = dir.path().join("latchkey.toml");
+    std::fs::write(&config, "[integrations]\nallow_insecure_targets = true\n").unwrap();
     let served = serve(
         &[
             "--data-dir",
@@ -318,6 +321,8 @@ async fn no_secret_reaches_the_logs() {
             "127.0.0.1:0",
             "--http-addr",
             "127.0.0.1:0",
+            "--config",
+            config.to_str().unwrap(),
         ],
         &[
             ("LATCHKEY_LOG", "trace"),
@@ -397,9 +402,80 @@ async fn no_secret_reaches_the_logs() {
             },
         ))
         .await;
+    // Integration credentials: stored, tested against a closed port, handed
+    // out, and refused in a bad update.
+    let mut vault = pb::integration_service_client::IntegrationServiceClient::new(
+        Channel::from_shared(format!("http://{}", served.grpc))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap(),
+    );
+    let (ck, cs) = (
+        "ck_logcheck_0123456789abcdef0123",
+        "cs_logcheck_fedcba9876543210fedc",
+    );
+    let integration = vault
+        .create_integration(bearer(
+            &admin,
+            pb::CreateIntegrationRequest {
+                account_id: account.id.clone(),
+                mode: pb::Mode::Test.into(),
+                kind: "woocommerce".into(),
+                name: "shop".into(),
+                base_url: "https://127.0.0.1:9".into(),
+                credentials: [
+                    ("consumer_key".to_owned(), ck.to_owned()),
+                    ("consumer_secret".to_owned(), cs.to_owned()),
+                ]
+                .into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let tested = vault
+        .test_connection(bearer(
+            &admin,
+            pb::TestConnectionRequest {
+                id: integration.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!tested.ok && !tested.error.is_empty(), "{tested:?}");
+    let plain = vault
+        .use_credentials(bearer(
+            &admin,
+            pb::UseCredentialsRequest {
+                id: integration.id.clone(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(plain.credentials["consumer_secret"], cs);
+    let _ = vault
+        .update_integration(bearer(
+            &admin,
+            pb::UpdateIntegrationRequest {
+                id: integration.id.clone(),
+                credentials: Some(pb::StringMap {
+                    values: [("consumer_key".to_owned(), ck.to_owned())].into(),
+                }),
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap_err();
+    secrets.push(ck.to_owned());
+    secrets.push(cs.to_owned());
     let (status, logs) = served.terminate();
     assert!(status.success());
     assert!(logs.len() > 1000, "trace logging produced output");
+    assert!(logs.contains("connection tested"), "the test was logged");
     for secret in &secrets {
         let body = &secret[11..];
         assert!(!logs.contains(body), "a secret reached the logs");

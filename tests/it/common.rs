@@ -65,7 +65,7 @@ pub fn with_database(url: &str, name: &str) -> String {
     format!("{base}/{name}{query}")
 }
 
-fn new_master_key() -> String {
+pub fn new_master_key() -> String {
     let (_, text) = latchkey::crypto::envelope::MasterKey::generate().unwrap();
     text.to_string()
 }
@@ -189,11 +189,23 @@ impl TestServer {
         tweak: impl FnOnce(&mut Config),
         bootstrap: Option<String>,
     ) -> Self {
+        let keys = db.master_key.clone();
+        Self::start_with_master_keys(db, tweak, bootstrap, &keys).await
+    }
+
+    /// As `start_on`, with these master keys (`LATCHKEY_MASTER_KEYS` form)
+    /// instead of the database's own.
+    pub async fn start_with_master_keys(
+        db: Arc<TestDb>,
+        tweak: impl FnOnce(&mut Config),
+        bootstrap: Option<String>,
+        master_keys: &str,
+    ) -> Self {
         let mut config = test_config(&db.url);
         tweak(&mut config);
         let mut settings = config.validate().unwrap();
         settings.bootstrap_admin_token = bootstrap.map(Secret::new);
-        settings.master_key = Some(Secret::new(db.master_key.clone()));
+        settings.master_key = Some(Secret::new(master_keys.to_owned()));
         let clock = Arc::new(ManualClock::new(latchkey::ports::SystemClock.now()));
         let (tx, rx) = oneshot::channel();
         let running = app::start(settings, clock.clone(), async {

@@ -825,7 +825,10 @@ async fn rotation_keeps_old_tokens_valid_and_keys_sealed(backend: Backend) {
     for row in rows {
         let sealed: Vec<u8> = row.try_get("", "private_sealed").unwrap();
         let public: Vec<u8> = row.try_get("", "public_key").unwrap();
-        assert_eq!(sealed[0], 1, "not in the envelope");
+        assert_eq!(
+            sealed[0], 2,
+            "not in the envelope (v2: it names its master key)"
+        );
         let probe = &public[public.len() - 24..];
         assert!(
             !sealed.windows(24).any(|w| w == probe),

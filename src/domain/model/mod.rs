@@ -41,6 +41,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 }
 
 mod accounts;
+mod integrations;
 mod keys;
 mod rate;
 mod reveal;
@@ -49,6 +50,7 @@ mod signing;
 mod tokens;
 
 pub use accounts::*;
+pub use integrations::*;
 pub use keys::*;
 pub use rate::*;
 pub use reveal::*;

@@ -112,3 +112,8 @@ pub struct RefreshRecord {
     pub rotated_at: Option<Millis>,
     pub revoked_at: Option<Millis>,
 }
+
+/// Associated data of a JWT signing key's sealed private half.
+pub fn signing_key_context(kid: &str) -> String {
+    format!("signing_key:{kid}")
+}

@@ -140,7 +140,7 @@ impl Keyring {
 }
 
 fn seal_context(kid: &str) -> String {
-    format!("signing_key:{kid}")
+    crate::domain::model::signing_key_context(kid)
 }
 
 fn new_signing_record(alg: Algorithm, master: &MasterKey, now: Millis) -> Result<SigningKeyRecord> {

@@ -1,6 +1,8 @@
 use sea_orm::entity::prelude::*;
 
-/// Small named values the service keeps about itself (the master-key check).
+/// Small named values the service keeps about itself (the master-key check,
+/// shared secrets). Every value is sealed under the master key: master-key
+/// rotation and the start-up key check walk them all.
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "meta")]
 pub struct Model {

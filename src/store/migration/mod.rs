@@ -16,6 +16,7 @@ mod m20261201_000030_key_usage;
 mod m20261201_000031_code_replays;
 mod m20261201_000032_unique_route_rules;
 mod m20261201_000033_case_insensitive_rules;
+mod m20261201_000040_integrations;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000031_code_replays::Migration),
             Box::new(m20261201_000032_unique_route_rules::Migration),
             Box::new(m20261201_000033_case_insensitive_rules::Migration),
+            Box::new(m20261201_000040_integrations::Migration),
         ]
     }
 }
