@@ -40,7 +40,9 @@ pub use ext_authz::ExtAuthzConfig;
 pub use forward_auth::{ForwardAuthConfig, ForwardAuthListener};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
-pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
+pub use rate_limits::{
+    DescriptorConfig, EntryConfig, GlobalLimits, RateLimitSettings, RateLimitsConfig,
+};
 pub use signing::{SigningConfig, SigningSection};
 pub use tokens::{TokensConfig, TokensSettings};
 
