@@ -26,7 +26,7 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use descriptors::{DescriptorRule, Descriptors};
+pub use descriptors::{DescriptorEntry, DescriptorRule, Descriptors};
 pub use failures::{FailureBudget, counts_as_failure};
 pub use gcra::{MAX_PER_SECONDS, MAX_REQUESTS, PolicyError, Quota, RatePolicy, RateState, nanos};
 pub use global::{Global, Pending};
