@@ -12,7 +12,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 
 use crate::config::GlobalLimits;
-use crate::domain::limits::{Limiter, Space};
+use crate::domain::limits::{Limiter, Quota, Space, StrictCounters};
 use crate::http::{LimitsMode, Readiness};
 
 /// Adds ARGV[2] µs to the TAT in KEYS[1] (from at least now, ARGV[1] µs)
@@ -27,6 +27,54 @@ local ttl = math.floor((tat - now) / 1000) + tonumber(ARGV[3])
 redis.call('SET', KEYS[1], string.format('%.0f', tat), 'PX', ttl)
 return string.format('%.0f', tat)
 ";
+
+/// Strict mode's GCRA step: KEYS[1] the TAT (µs); ARGV now, the cost's
+/// advance and the tolerance (µs), and the idle TTL slack (ms). Returns
+/// {allowed (0/1), the TAT before the step}.
+const TAKE_SCRIPT: &str = r"
+local now = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tat < now then tat = now end
+local new = tat + tonumber(ARGV[2])
+if new - now <= tonumber(ARGV[3]) then
+  local ttl = math.floor((new - now) / 1000) + tonumber(ARGV[4])
+  redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', ttl)
+  return {1, string.format('%.0f', tat)}
+end
+return {0, string.format('%.0f', tat)}
+";
+
+/// Strict mode through Redis.
+struct RedisStrict {
+    con: ConnectionManager,
+    script: redis::Script,
+}
+
+#[async_trait::async_trait]
+impl StrictCounters for RedisStrict {
+    async fn take(
+        &self,
+        space: Space,
+        id: &str,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+    ) -> Result<(bool, u64), ()> {
+        let mut con = self.con.clone();
+        let (allowed, tat): (u8, String) = self
+            .script
+            .key(redis_key(space, id))
+            .arg(now / 1000)
+            .arg(quota.interval.saturating_mul(cost).div_ceil(1000))
+            .arg(quota.tolerance / 1000)
+            .arg(1000)
+            .invoke_async(&mut con)
+            .await
+            .map_err(|e| tracing::debug!(error = %e, "redis strict take failed"))?;
+        let tat: u64 = tat.parse().map_err(|_| ())?;
+        Ok((allowed == 1, tat.saturating_mul(1000)))
+    }
+}
 
 fn redis_key(space: Space, id: &str) -> String {
     let family = match space {
@@ -112,6 +160,12 @@ pub(super) async fn reconcile(
     let Some(mut con) = connect(&settings).await else {
         return;
     };
+    if settings.strict {
+        limiter.set_strict(Arc::new(RedisStrict {
+            con: con.clone(),
+            script: redis::Script::new(TAKE_SCRIPT),
+        }));
+    }
     let mut ticker = tokio::time::interval(settings.sync_interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut logged_down = false;

@@ -37,6 +37,8 @@ pub struct RateLimitsConfig {
     pub replicas: u64,
     /// How often local counts are reconciled with Redis. Default 100.
     pub sync_interval_ms: u64,
+    /// Ask Redis on every request instead (exact, for low-rate limits).
+    pub strict: bool,
 }
 
 impl Default for RateLimitsConfig {
@@ -50,6 +52,7 @@ impl Default for RateLimitsConfig {
             redis_url: None,
             replicas: 2,
             sync_interval_ms: 100,
+            strict: false,
         }
     }
 }
@@ -96,6 +99,7 @@ pub struct GlobalLimits {
     pub redis_url: Secret<String>,
     pub replicas: u64,
     pub sync_interval: std::time::Duration,
+    pub strict: bool,
 }
 
 impl std::fmt::Debug for GlobalLimits {
@@ -104,6 +108,7 @@ impl std::fmt::Debug for GlobalLimits {
         f.debug_struct("GlobalLimits")
             .field("replicas", &self.replicas)
             .field("sync_interval", &self.sync_interval)
+            .field("strict", &self.strict)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +177,12 @@ impl RateLimitsConfig {
             ));
         }
         let global = match self.redis_url.as_deref() {
+            None | Some("") if self.strict => {
+                return Err(invalid(
+                    "rate_limits.strict",
+                    "needs rate_limits.redis_url (or --redis-url)",
+                ));
+            }
             None | Some("") => None,
             Some(url) => {
                 if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
@@ -196,6 +207,7 @@ impl RateLimitsConfig {
                     redis_url: Secret::new(url.to_owned()),
                     replicas: self.replicas,
                     sync_interval: std::time::Duration::from_millis(self.sync_interval_ms),
+                    strict: self.strict,
                 })
             }
         };

@@ -99,18 +99,30 @@ impl RateLimitService for RateLimitApi {
         // The descriptor that says the most: over limit, else least remaining.
         let mut tightest: Option<RateState> = None;
         for d in &r.descriptors {
-            let found = COUNTER.with_borrow_mut(|counter| {
-                let rule = services
+            let cost = d.hits_addend.as_ref().map_or(hits, |h| h.value);
+            let limiter = &services.limits.limiter;
+            let found = if limiter.is_strict() {
+                // Strict mode asks Redis: the counter's name must outlive the await.
+                let mut counter = String::new();
+                match services
                     .descriptors
-                    .find_into(&r.domain, &d.entries, counter)?;
-                let cost = d.hits_addend.as_ref().map_or(hits, |h| h.value);
-                Some(
-                    services
-                        .limits
-                        .limiter
-                        .take_n(Space::Descriptor, counter, &rule.quota, cost),
-                )
-            });
+                    .find_into(&r.domain, &d.entries, &mut counter)
+                {
+                    Some(rule) => Some(
+                        limiter
+                            .take_n_strict(Space::Descriptor, &counter, &rule.quota, cost)
+                            .await,
+                    ),
+                    None => None,
+                }
+            } else {
+                COUNTER.with_borrow_mut(|counter| {
+                    let rule = services
+                        .descriptors
+                        .find_into(&r.domain, &d.entries, counter)?;
+                    Some(limiter.take_n(Space::Descriptor, counter, &rule.quota, cost))
+                })
+            };
             let Some(state) = found else {
                 statuses.push(DescriptorStatus {
                     code: Code::Ok as i32,

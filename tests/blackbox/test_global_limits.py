@@ -30,12 +30,13 @@ BURST = 20
 WAIT = 20  # seconds a state change may take to show (a poll, not a timing claim)
 
 
-def config(redis_url: str) -> str:
+def config(redis_url: str, strict: bool = False) -> str:
     return f"""\
 [rate_limits]
 redis_url = "{redis_url}"
 replicas = 2
 sync_interval_ms = 100
+strict = {"true" if strict else "false"}
 
 [[rate_limits.descriptors]]
 domain = "api"
@@ -100,11 +101,11 @@ def throwaway_redis(tmp_path):
         r.stop()
 
 
-def start_replica(latchkey_bin, tmp_path, name: str, redis_url: str) -> Latchkey:
+def start_replica(latchkey_bin, tmp_path, name: str, redis_url: str, strict: bool) -> Latchkey:
     base = tmp_path / name
     base.mkdir()
     cfg = base / "latchkey.toml"
-    cfg.write_text(config(redis_url))
+    cfg.write_text(config(redis_url, strict))
     wrapper = base / "latchkey-with-config"
     bin_q, cfg_q = shlex.quote(str(latchkey_bin)), shlex.quote(str(cfg))
     wrapper.write_text(
@@ -124,9 +125,9 @@ def start_replica(latchkey_bin, tmp_path, name: str, redis_url: str) -> Latchkey
 def replicas(latchkey_bin, grpcurl_exe, tmp_path, request):
     started: list[Latchkey] = []
 
-    def make(redis_url: str) -> list[Grpcurl]:
+    def make(redis_url: str, strict: bool = False) -> list[Grpcurl]:
         for name in ("a", "b"):
-            started.append(start_replica(latchkey_bin, tmp_path, name, redis_url))
+            started.append(start_replica(latchkey_bin, tmp_path, name, redis_url, strict))
         return [Grpcurl(grpcurl_exe, lk) for lk in started]
 
     try:
@@ -230,3 +231,17 @@ def test_redis_outage_falls_back_per_replica_and_recovers(replicas, throwaway_re
     assert allowed(a, addr, BURST) == BURST
     assert ask(a, addr)["overallCode"] == "OVER_LIMIT"
     assert "redis reachable" in a.server.output(200)
+
+
+def test_strict_mode_asks_redis_on_every_request(replicas, redis_url):
+    a, b = replicas(redis_url, strict=True)
+    wait_mode(a, "global")
+    wait_mode(b, "global")
+    addr = fresh_address()
+    assert allowed(a, addr, BURST) == BURST
+    # No reconciliation to wait for: B's very first request sees A's.
+    r = ask(b, addr)
+    assert r["overallCode"] == "OVER_LIMIT", r
+    headers = {h["key"]: h["value"] for h in r["responseHeadersToAdd"]}
+    assert headers["x-ratelimit-limit"] == str(BURST), headers
+    assert ask(a, addr)["overallCode"] == "OVER_LIMIT"

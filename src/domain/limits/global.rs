@@ -13,10 +13,25 @@
 //! replica count (never unlimited, never deny-all), and pending advances
 //! are kept to be sent once it answers again.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
-use super::{Cell, Limiter, Quota, Space, nanos};
+use super::{Cell, Limiter, Quota, RateState, Space, nanos};
+
+/// Strict mode's global store: one GCRA step per request, atomically.
+#[async_trait::async_trait]
+pub trait StrictCounters: Send + Sync {
+    /// Takes `cost` against `quota` on the global counter at `now` (ns):
+    /// whether it was allowed, and the counter's TAT before the step.
+    async fn take(
+        &self,
+        space: Space,
+        id: &str,
+        quota: &Quota,
+        cost: u64,
+        now: u64,
+    ) -> Result<(bool, u64), ()>;
+}
 
 /// What one counter owes the global store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +105,54 @@ impl Limiter {
             dirty: Mutex::default(),
         });
         self
+    }
+
+    /// Strict mode: from now on every key and descriptor request asks `store`.
+    pub fn set_strict(&self, store: Arc<dyn StrictCounters>) {
+        let _ = self.strict.set(store);
+    }
+
+    pub fn is_strict(&self) -> bool {
+        self.strict.get().is_some()
+    }
+
+    /// [`Limiter::take_n`], but in strict mode (and while the global store
+    /// answers) decided by the global store. A failed answer marks it
+    /// unreachable and falls back to this replica's share.
+    pub async fn take_n_strict(
+        &self,
+        space: Space,
+        id: &str,
+        quota: &Quota,
+        cost: u64,
+    ) -> RateState {
+        if let (Some(store), Some(g)) = (self.strict.get(), &self.global)
+            && g.syncs(space)
+            && g.is_connected()
+        {
+            let now = self.now_nanos();
+            if let Ok((allowed, base)) = store.take(space, id, quota, cost, now).await {
+                let (_, mut state) = quota.take(base, now, cost);
+                if state.allowed != allowed {
+                    // Rounding (Redis counts microseconds): Redis decides.
+                    state.allowed = allowed;
+                    if !allowed {
+                        state.remaining = 0;
+                        state.retry_after_seconds = state.retry_after_seconds.max(1);
+                    }
+                }
+                if !allowed && let Some(hook) = &self.on_limited {
+                    hook(space);
+                }
+                return state;
+            }
+            if self.set_connected(false) {
+                tracing::warn!(
+                    "redis unreachable in strict mode: each replica enforces limit / replicas"
+                );
+            }
+        }
+        self.take_n(space, id, quota, cost)
     }
 
     /// The limiter's clock, as the algorithm counts (nanoseconds).

@@ -29,7 +29,7 @@ use std::sync::{Arc, RwLock};
 pub use descriptors::{DescriptorEntry, DescriptorRule, Descriptors};
 pub use failures::{FailureBudget, counts_as_failure};
 pub use gcra::{MAX_PER_SECONDS, MAX_REQUESTS, PolicyError, Quota, RatePolicy, RateState, nanos};
-pub use global::{Global, Pending};
+pub use global::{Global, Pending, StrictCounters};
 pub use headers::rate_limit_headers;
 pub use plans::{PlanLimits, PlanRate};
 
@@ -89,6 +89,8 @@ pub struct Limiter {
     on_limited: Option<LimitedHook>,
     /// Set when the limits are shared with other replicas (Redis).
     global: Option<Global>,
+    /// Set in strict mode: every request asks the global store.
+    strict: std::sync::OnceLock<Arc<dyn StrictCounters>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -107,6 +109,7 @@ impl Limiter {
             clock,
             on_limited: None,
             global: None,
+            strict: std::sync::OnceLock::new(),
         }
     }
 
@@ -174,6 +177,9 @@ impl Limiter {
     /// Counts `cost` requests (Envoy's `hits_addend`).
     pub fn take_n(&self, space: Space, id: &str, quota: &Quota, cost: u64) -> RateState {
         let now = nanos(self.clock.now());
+        // The global store counts the whole limit's interval, even while
+        // this replica enforces its share.
+        let (full_interval, full_tolerance) = (quota.interval, quota.tolerance);
         let scaled;
         let quota = match &self.global {
             Some(g) if g.syncs(space) && !g.is_connected() => {
@@ -199,8 +205,8 @@ impl Limiter {
                                 cell,
                                 space,
                                 id,
-                                quota.interval.saturating_mul(cost),
-                                quota.tolerance,
+                                full_interval.saturating_mul(cost),
+                                full_tolerance,
                             );
                         }
                         return state;
@@ -323,6 +329,16 @@ impl KeyLimits {
     pub fn take(&self, key: &ResolvedKey) -> Option<RateState> {
         let quota = self.quota(key)?;
         Some(self.limiter.take(Space::Key, &key.record.id, &quota))
+    }
+
+    /// [`KeyLimits::take`], asking the global store first in strict mode.
+    pub async fn take_checked(&self, key: &ResolvedKey) -> Option<RateState> {
+        let quota = self.quota(key)?;
+        Some(
+            self.limiter
+                .take_n_strict(Space::Key, &key.record.id, &quota, 1)
+                .await,
+        )
     }
 
     /// What `key`'s limit says, consuming nothing (for answers that were
