@@ -27,7 +27,8 @@
 #                      DATABASE; default: the server on 127.0.0.1:5432, else a
 #                      throwaway cluster (LATCHKEY_TEST_FORCE_THROWAWAY_PG=1
 #                      forces the latter)
-#   REDIS_URL          default redis://127.0.0.1:6379 when a Redis answers there
+#   REDIS_URL          default redis://127.0.0.1:6379 when a Redis answers there,
+#                      else a throwaway redis-server when the binary exists
 #   LATCHKEY_ARTIFACTS where the black-box tests leave artifacts (the browser
 #                      test's screenshots); default /tmp/latchkey-artifacts
 set -euo pipefail
@@ -109,6 +110,7 @@ on_exit() {
   local rc=$?
   trap - EXIT
   latchkey_pg_cleanup || true
+  redis_cleanup || true
   if [[ $rc -eq 0 && -n "$CURRENT" ]]; then rc=1; fi
   summary "$rc"
   exit "$rc"
@@ -289,14 +291,53 @@ redis_answers() {
   fi
 }
 
+# A throwaway redis-server on a free port, for machines that have the binary
+# but no Redis on 6379; stopped (by its pid) when the script ends.
+THROWAWAY_REDIS_PID=""
+THROWAWAY_REDIS_DIR=""
+start_throwaway_redis() {
+  command -v redis-server >/dev/null 2>&1 || return 1
+  local port i
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  THROWAWAY_REDIS_DIR=$(mktemp -d)
+  redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$THROWAWAY_REDIS_DIR" >"$THROWAWAY_REDIS_DIR/log" 2>&1 &
+  THROWAWAY_REDIS_PID=$!
+  for i in $(seq 50); do
+    if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port && printf 'PING\r\n' >&3 && head -c 5 <&3" \
+      2>/dev/null | grep -q PONG; then
+      export REDIS_URL="redis://127.0.0.1:$port"
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+redis_cleanup() {
+  if [[ -n "$THROWAWAY_REDIS_PID" ]]; then
+    kill "$THROWAWAY_REDIS_PID" 2>/dev/null || true
+    wait "$THROWAWAY_REDIS_PID" 2>/dev/null || true
+    THROWAWAY_REDIS_PID=""
+  fi
+  if [[ -n "$THROWAWAY_REDIS_DIR" ]]; then
+    rm -rf "$THROWAWAY_REDIS_DIR"
+    THROWAWAY_REDIS_DIR=""
+  fi
+}
+
 setup_services() {
   latchkey_pg_setup
   NOTES+=("DATABASE_URL ($LATCHKEY_PG_SOURCE): $(latchkey_redact_url "$DATABASE_URL")")
   if [[ -z "${REDIS_URL:-}" ]] && redis_answers; then
     export REDIS_URL="redis://127.0.0.1:6379"
   fi
-  if [[ -n "${REDIS_URL:-}" ]]; then
+  if [[ -z "${REDIS_URL:-}" ]] && start_throwaway_redis; then
+    NOTES+=("REDIS_URL: a throwaway redis-server ($REDIS_URL)")
+  elif [[ -n "${REDIS_URL:-}" ]]; then
     NOTES+=("REDIS_URL: $(latchkey_redact_url "$REDIS_URL")")
+  else
+    NOTES+=("no Redis and no redis-server binary: the Redis tests are skipped")
   fi
   drop_leftover_test_databases
 }

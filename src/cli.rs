@@ -83,6 +83,9 @@ pub struct ServeArgs {
     /// `text` or `json` [default: text].
     #[arg(long, env = "LATCHKEY_LOG_FORMAT")]
     pub log_format: Option<String>,
+    /// Share rate limits across replicas through this Redis (`redis://…`).
+    #[arg(long, env = "LATCHKEY_REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -156,6 +159,9 @@ fn settings_for_serve(args: &ServeArgs) -> Result<Settings, String> {
     }
     if args.no_migrate {
         config.migrate_on_start = false;
+    }
+    if let Some(u) = &args.redis_url {
+        config.rate_limits.redis_url = Some(u.clone());
     }
     if let Some(f) = &args.log_format {
         config.log_format = f.clone();

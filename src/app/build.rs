@@ -124,7 +124,10 @@ pub fn build(
         key_prefix: settings.keys.prefix.clone(),
         client_ip: settings.client_ip.clone(),
         limits: Arc::new(KeyLimits {
-            limiter: Arc::new(Limiter::new(clock.clone())),
+            limiter: Arc::new(match &settings.rate_limits.global {
+                Some(g) => Limiter::new(clock.clone()).with_global(g.replicas),
+                None => Limiter::new(clock.clone()),
+            }),
             plans: settings.rate_limits.plans.clone(),
             failures: settings.rate_limits.failures,
         }),

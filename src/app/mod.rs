@@ -4,11 +4,13 @@
 //!
 //! - `build`: the store and the services (also for one-shot CLI commands);
 //! - `start`: listeners, adapters and the running server;
+//! - `global_limits`: rate limits shared across replicas through Redis;
 //! - `tasks`: store health, usage flushing, route and signing-key reloads;
 //! - `shutdown`: the signal and the drain;
 //! - `master_key`: where `LATCHKEY_MASTER_KEY` comes from, and its check.
 
 mod build;
+mod global_limits;
 pub mod master_key;
 mod observe;
 mod secure;

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use super::build::{build, open_store};
 use super::shutdown::Stopping;
-use super::{AppError, master_key, observe, secure, tasks};
+use super::{AppError, global_limits, master_key, observe, secure, tasks};
 use crate::config::{ForwardAuthListener, Settings};
 use crate::domain::gate::Gate;
 use crate::domain::services::Services;
@@ -239,6 +239,15 @@ pub async fn start(
         drain_rx.clone(),
     ));
 
+    if let Some(global) = settings.rate_limits.global.clone() {
+        // Ends with the drain; nothing waits on it.
+        drop(tokio::spawn(global_limits::reconcile(
+            services.limits.limiter.clone(),
+            global,
+            readiness.clone(),
+            drain_rx.clone(),
+        )));
+    }
     let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
 
     let stopping = Stopping {

@@ -46,7 +46,9 @@ pub use integrations::{IntegrationsConfig, IntegrationsSettings};
 pub use keys::KeysConfig;
 pub use limits::LimitsConfig;
 pub use metrics::MetricsConfig;
-pub use rate_limits::{DescriptorConfig, EntryConfig, RateLimitSettings, RateLimitsConfig};
+pub use rate_limits::{
+    DescriptorConfig, EntryConfig, GlobalLimits, RateLimitSettings, RateLimitsConfig,
+};
 pub use signing::{SigningConfig, SigningSection};
 pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};

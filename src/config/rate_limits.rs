@@ -6,6 +6,7 @@
 use serde::Deserialize;
 
 use super::{ConfigError, invalid};
+use crate::crypto::secret::Secret;
 use crate::domain::limits::{
     DescriptorRule, Descriptors, FailureBudget, PlanLimits, PlanRate, RatePolicy,
 };
@@ -28,6 +29,16 @@ pub struct RateLimitsConfig {
     pub bad_signatures: String,
     /// Limits for Envoy's rate-limit service (`ShouldRateLimit`).
     pub descriptors: Vec<DescriptorConfig>,
+    /// `redis://…`: key and descriptor limits hold for the sum of all
+    /// replicas (also `--redis-url` / `LATCHKEY_REDIS_URL`). Unset = in memory.
+    pub redis_url: Option<String>,
+    /// Replicas sharing the limits: while Redis is unreachable each one
+    /// enforces `limit ÷ replicas`. Default 2.
+    pub replicas: u64,
+    /// How often local counts are reconciled with Redis. Default 100.
+    pub sync_interval_ms: u64,
+    /// Ask Redis on every request instead (exact, for low-rate limits).
+    pub strict: bool,
 }
 
 impl Default for RateLimitsConfig {
@@ -38,6 +49,10 @@ impl Default for RateLimitsConfig {
             failed_auth_cooldown_seconds: 300,
             bad_signatures: "10/h".to_owned(),
             descriptors: Vec::new(),
+            redis_url: None,
+            replicas: 2,
+            sync_interval_ms: 100,
+            strict: false,
         }
     }
 }
@@ -74,6 +89,28 @@ pub struct RateLimitSettings {
     /// Bad signatures a key may send before it is suspended; `None` = never.
     pub bad_signatures: Option<RatePolicy>,
     pub descriptors: Descriptors,
+    /// Limits shared through Redis; `None` = in memory only.
+    pub global: Option<GlobalLimits>,
+}
+
+/// `[rate_limits]` Redis settings.
+#[derive(Clone)]
+pub struct GlobalLimits {
+    pub redis_url: Secret<String>,
+    pub replicas: u64,
+    pub sync_interval: std::time::Duration,
+    pub strict: bool,
+}
+
+impl std::fmt::Debug for GlobalLimits {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The URL may carry a password.
+        f.debug_struct("GlobalLimits")
+            .field("replicas", &self.replicas)
+            .field("sync_interval", &self.sync_interval)
+            .field("strict", &self.strict)
+            .finish_non_exhaustive()
+    }
 }
 
 fn policy(field: &'static str, what: &str, s: &str) -> Result<Option<RatePolicy>, ConfigError> {
@@ -139,7 +176,43 @@ impl RateLimitsConfig {
                 p,
             ));
         }
+        let global = match self.redis_url.as_deref() {
+            None | Some("") if self.strict => {
+                return Err(invalid(
+                    "rate_limits.strict",
+                    "needs rate_limits.redis_url (or --redis-url)",
+                ));
+            }
+            None | Some("") => None,
+            Some(url) => {
+                if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                    return Err(invalid(
+                        "rate_limits.redis_url",
+                        "must start with redis:// or rediss://",
+                    ));
+                }
+                if !(1..=1000).contains(&self.replicas) {
+                    return Err(invalid(
+                        "rate_limits.replicas",
+                        "must be between 1 and 1000",
+                    ));
+                }
+                if !(10..=10_000).contains(&self.sync_interval_ms) {
+                    return Err(invalid(
+                        "rate_limits.sync_interval_ms",
+                        "must be between 10 and 10000",
+                    ));
+                }
+                Some(GlobalLimits {
+                    redis_url: Secret::new(url.to_owned()),
+                    replicas: self.replicas,
+                    sync_interval: std::time::Duration::from_millis(self.sync_interval_ms),
+                    strict: self.strict,
+                })
+            }
+        };
         Ok(RateLimitSettings {
+            global,
             plans: plan_limits,
             failures,
             bad_signatures: policy("rate_limits.bad_signatures", "", &self.bad_signatures)?,

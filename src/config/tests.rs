@@ -158,3 +158,32 @@ fn forward_auth_is_off_by_default_and_validated_when_on() {
     c.forward_auth.flavor = "envoy".into();
     assert!(c.validate().is_ok());
 }
+
+#[test]
+fn redis_settings_are_validated_and_never_printed() {
+    let field = |c: Config| c.validate().unwrap_err().to_string();
+    let mut c = Config::default();
+    c.rate_limits.strict = true;
+    assert!(field(c).starts_with("rate_limits.strict"));
+    let mut c = Config::default();
+    c.rate_limits.redis_url = Some("http://redis:6379".into());
+    assert!(field(c).starts_with("rate_limits.redis_url"));
+    let mut c = Config::default();
+    c.rate_limits.redis_url = Some("redis://redis:6379".into());
+    c.rate_limits.replicas = 0;
+    assert!(field(c).starts_with("rate_limits.replicas"));
+    let mut c = Config::default();
+    c.rate_limits.redis_url = Some("redis://:hunter2@redis:6379".into());
+    let s = c.validate().unwrap();
+    let global = s.rate_limits.global.as_ref().unwrap();
+    assert_eq!(global.replicas, 2);
+    assert!(!format!("{s:?}").contains("hunter2"));
+    assert!(
+        Config::default()
+            .validate()
+            .unwrap()
+            .rate_limits
+            .global
+            .is_none()
+    );
+}

@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use envoy_types::pb::envoy::config::core::v3::HeaderValue;
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::Entry;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
     Code, DescriptorStatus, RateLimit,
@@ -23,7 +24,22 @@ use envoy_types::pb::google::protobuf::Duration;
 use tonic::{Request, Response, Status};
 
 use super::state::GrpcState;
-use crate::domain::limits::{RateState, Space, rate_limit_headers};
+use crate::domain::limits::{DescriptorEntry, RateState, Space, rate_limit_headers};
+
+thread_local! {
+    /// The counter's name, built per descriptor into one buffer per thread
+    /// (no allocation per call once it has grown).
+    static COUNTER: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+}
+
+impl DescriptorEntry for Entry {
+    fn key(&self) -> &str {
+        &self.key
+    }
+    fn value(&self) -> &str {
+        &self.value
+    }
+}
 
 /// Most descriptors one request may carry (Envoy sends a handful).
 const MAX_DESCRIPTORS: usize = 64;
@@ -83,24 +99,37 @@ impl RateLimitService for RateLimitApi {
         // The descriptor that says the most: over limit, else least remaining.
         let mut tightest: Option<RateState> = None;
         for d in &r.descriptors {
-            let entries: Vec<(&str, &str)> = d
-                .entries
-                .iter()
-                .map(|e| (e.key.as_str(), e.value.as_str()))
-                .collect();
-            let Some((rule, counter)) = services.descriptors.find(&r.domain, &entries) else {
+            let cost = d.hits_addend.as_ref().map_or(hits, |h| h.value);
+            let limiter = &services.limits.limiter;
+            let found = if limiter.is_strict() {
+                // Strict mode asks Redis: the counter's name must outlive the await.
+                let mut counter = String::new();
+                match services
+                    .descriptors
+                    .find_into(&r.domain, &d.entries, &mut counter)
+                {
+                    Some(rule) => Some(
+                        limiter
+                            .take_n_strict(Space::Descriptor, &counter, &rule.quota, cost)
+                            .await,
+                    ),
+                    None => None,
+                }
+            } else {
+                COUNTER.with_borrow_mut(|counter| {
+                    let rule = services
+                        .descriptors
+                        .find_into(&r.domain, &d.entries, counter)?;
+                    Some(limiter.take_n(Space::Descriptor, counter, &rule.quota, cost))
+                })
+            };
+            let Some(state) = found else {
                 statuses.push(DescriptorStatus {
                     code: Code::Ok as i32,
                     ..Default::default()
                 });
                 continue;
             };
-            let cost = d.hits_addend.as_ref().map_or(hits, |h| h.value);
-            let state =
-                services
-                    .limits
-                    .limiter
-                    .take_n(Space::Descriptor, &counter, &rule.quota, cost);
             if tightest.is_none_or(|t| {
                 (t.allowed && !state.allowed)
                     || (t.allowed == state.allowed && state.remaining < t.remaining)

@@ -10,7 +10,7 @@ pub mod oauth;
 pub mod reveal;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -49,11 +49,35 @@ impl HttpState {
     }
 }
 
-/// Shared readiness: false while the store is unreachable or shutting down.
+/// Shared readiness: false while the store is unreachable or shutting down;
+/// and how rate limits are enforced, for the probe's details.
 #[derive(Debug, Default, Clone)]
-pub struct Readiness(Arc<AtomicBool>);
+pub struct Readiness(Arc<AtomicBool>, Arc<AtomicU8>);
+
+/// How rate limits are enforced right now (`/readyz` `rate_limits`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitsMode {
+    /// In memory, this replica only (no Redis configured).
+    Local = 0,
+    /// Shared through Redis.
+    Global = 1,
+    /// Redis configured but unreachable: each replica enforces its share.
+    PerReplica = 2,
+}
 
 impl Readiness {
+    pub fn set_limits_mode(&self, mode: LimitsMode) {
+        self.1.store(mode as u8, Ordering::SeqCst);
+    }
+
+    fn limits_mode(&self) -> &'static str {
+        match self.1.load(Ordering::SeqCst) {
+            1 => "global",
+            2 => "per_replica",
+            _ => "local",
+        }
+    }
+
     pub fn set(&self, ready: bool) {
         self.0.store(ready, Ordering::SeqCst);
     }
@@ -90,7 +114,7 @@ async fn refuse_http10(
     next.run(req).await
 }
 
-fn json(status: StatusCode, body: &'static str) -> impl IntoResponse {
+fn json(status: StatusCode, body: impl IntoResponse) -> impl IntoResponse {
     (
         status,
         [
@@ -106,11 +130,19 @@ async fn healthz() -> impl IntoResponse {
     json(StatusCode::OK, r#"{"status":"ok"}"#)
 }
 
-/// Readiness: the store answers and the process is not draining.
+/// Readiness: the store answers and the process is not draining. Details:
+/// how rate limits are enforced (`local`, `global`, `per_replica`).
 async fn readyz(State(ready): State<Readiness>) -> impl IntoResponse {
+    let limits = ready.limits_mode();
     if ready.get() {
-        json(StatusCode::OK, r#"{"status":"ready"}"#)
+        json(
+            StatusCode::OK,
+            format!(r#"{{"status":"ready","rate_limits":"{limits}"}}"#),
+        )
     } else {
-        json(StatusCode::SERVICE_UNAVAILABLE, r#"{"status":"not ready"}"#)
+        json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(r#"{{"status":"not ready","rate_limits":"{limits}"}}"#),
+        )
     }
 }

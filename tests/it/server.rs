@@ -51,7 +51,10 @@ async fn serving_with_probes(backend: Backend) {
     }
     assert_eq!(http_get(s.running().http_addr, "/healthz").await.0, 200);
     let (status, body) = http_get(s.running().http_addr, "/readyz").await;
-    assert_eq!((status, body.as_str()), (200, r#"{"status":"ready"}"#));
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"{"status":"ready","rate_limits":"local"}"#)
+    );
     assert_eq!(http_get(s.running().http_addr, "/nope").await.0, 404);
     s.stop().await;
 }

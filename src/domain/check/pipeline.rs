@@ -100,7 +100,10 @@ impl Checker {
             }
         }
         // Last, so that a request denied for any other reason consumes nothing.
-        let rate_limit = self.limits.as_ref().and_then(|l| l.take(&key));
+        let rate_limit = match &self.limits {
+            Some(l) => l.take_checked(&key).await,
+            None => None,
+        };
         if let Some(state) = rate_limit
             && !state.allowed
         {

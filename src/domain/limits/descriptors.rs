@@ -10,6 +10,21 @@ use std::fmt::Write as _;
 
 use super::gcra::{Quota, RatePolicy};
 
+/// One entry of a descriptor as a caller holds it (a pair, or a message).
+pub trait DescriptorEntry {
+    fn key(&self) -> &str;
+    fn value(&self) -> &str;
+}
+
+impl DescriptorEntry for (&str, &str) {
+    fn key(&self) -> &str {
+        self.0
+    }
+    fn value(&self) -> &str {
+        self.1
+    }
+}
+
 /// One entry of a rule: its key, and its value if the rule fixes one.
 type RuleEntry = (Box<str>, Option<Box<str>>);
 
@@ -36,14 +51,14 @@ impl DescriptorRule {
         }
     }
 
-    fn matches<'a>(&self, domain: &str, entries: &[(&'a str, &'a str)]) -> bool {
+    fn matches<E: DescriptorEntry>(&self, domain: &str, entries: &[E]) -> bool {
         *self.domain == *domain
             && self.entries.len() == entries.len()
             && self
                 .entries
                 .iter()
                 .zip(entries)
-                .all(|((k, v), (ek, ev))| **k == **ek && v.as_deref().is_none_or(|v| v == *ev))
+                .all(|((k, v), e)| **k == *e.key() && v.as_deref().is_none_or(|v| v == e.value()))
     }
 }
 
@@ -70,17 +85,33 @@ impl Descriptors {
         domain: &str,
         entries: &[(&str, &str)],
     ) -> Option<(&DescriptorRule, String)> {
+        let mut counter = String::new();
+        let rule = self.find_into(domain, entries, &mut counter)?;
+        Some((rule, counter))
+    }
+
+    /// [`Descriptors::find`] without allocating: the entries as the caller
+    /// holds them, the counter's name written into `counter` (cleared first),
+    /// so a caller can reuse one buffer for every request.
+    pub fn find_into<E: DescriptorEntry>(
+        &self,
+        domain: &str,
+        entries: &[E],
+        counter: &mut String,
+    ) -> Option<&DescriptorRule> {
         let (i, rule) = self
             .rules
             .iter()
             .enumerate()
             .find(|(_, r)| r.matches(domain, entries))?;
-        let mut counter = i.to_string();
-        for ((_, fixed), (_, value)) in rule.entries.iter().zip(entries) {
+        counter.clear();
+        let _ = write!(counter, "{i}");
+        for ((_, fixed), e) in rule.entries.iter().zip(entries) {
             if fixed.is_none() {
-                let _ = write!(counter, "\u{1f}{value}");
+                counter.push('\u{1f}');
+                counter.push_str(e.value());
             }
         }
-        Some((rule, counter))
+        Some(rule)
     }
 }

@@ -14,6 +14,7 @@
 mod descriptors;
 mod failures;
 mod gcra;
+mod global;
 mod headers;
 mod plans;
 #[cfg(test)]
@@ -25,9 +26,10 @@ use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-pub use descriptors::{DescriptorRule, Descriptors};
+pub use descriptors::{DescriptorEntry, DescriptorRule, Descriptors};
 pub use failures::{FailureBudget, counts_as_failure};
 pub use gcra::{MAX_PER_SECONDS, MAX_REQUESTS, PolicyError, Quota, RatePolicy, RateState, nanos};
+pub use global::{Global, Pending, StrictCounters};
 pub use headers::rate_limit_headers;
 pub use plans::{PlanLimits, PlanRate};
 
@@ -38,9 +40,14 @@ const SHARDS: usize = 64;
 /// Entries a shard holds before it first sweeps out idle cells.
 const SWEEP_AT: usize = 4096;
 
-/// A counted thing's state: its theoretical arrival time (nanoseconds).
+/// A counted thing's state: its theoretical arrival time (nanoseconds),
+/// and (with a global store) how far this replica moved it since the last
+/// reconciliation.
 #[derive(Debug, Default)]
-struct Cell(AtomicU64);
+struct Cell {
+    tat: AtomicU64,
+    pending: AtomicU64,
+}
 
 /// Which family a counter belongs to, so a key id can never collide with a
 /// descriptor value or an address.
@@ -80,6 +87,10 @@ pub struct Limiter {
     hasher: std::collections::hash_map::RandomState,
     clock: Arc<dyn Clock>,
     on_limited: Option<LimitedHook>,
+    /// Set when the limits are shared with other replicas (Redis).
+    global: Option<Global>,
+    /// Set in strict mode: every request asks the global store.
+    strict: std::sync::OnceLock<Arc<dyn StrictCounters>>,
 }
 
 impl std::fmt::Debug for Limiter {
@@ -97,6 +108,8 @@ impl Limiter {
             hasher: std::collections::hash_map::RandomState::new(),
             clock,
             on_limited: None,
+            global: None,
+            strict: std::sync::OnceLock::new(),
         }
     }
 
@@ -151,7 +164,7 @@ impl Limiter {
         // cells costs amortised O(1) per insert, not a scan each time.
         if map.len() >= SWEEP_AT && map.len().is_power_of_two() {
             // A cell some thread still holds stays: it must keep counting there.
-            map.retain(|_, c| Arc::strong_count(c) > 1 || c.0.load(Ordering::Relaxed) > now);
+            map.retain(|_, c| Arc::strong_count(c) > 1 || c.tat.load(Ordering::Relaxed) > now);
         }
         map.entry((space, id.into())).or_default().clone()
     }
@@ -164,18 +177,40 @@ impl Limiter {
     /// Counts `cost` requests (Envoy's `hits_addend`).
     pub fn take_n(&self, space: Space, id: &str, quota: &Quota, cost: u64) -> RateState {
         let now = nanos(self.clock.now());
+        // The global store counts the whole limit's interval, even while
+        // this replica enforces its share.
+        let (full_interval, full_tolerance) = (quota.interval, quota.tolerance);
+        let scaled;
+        let quota = match &self.global {
+            Some(g) if g.syncs(space) && !g.is_connected() => {
+                scaled = quota.per_replica(g.replicas);
+                &scaled
+            }
+            _ => quota,
+        };
         let state = self.with_cell(space, id, now, |cell| {
-            let mut tat = cell.0.load(Ordering::Acquire);
+            let mut tat = cell.tat.load(Ordering::Acquire);
             loop {
                 let (next, state) = quota.take(tat, now, cost);
                 let Some(next) = next else {
                     return state;
                 };
                 match cell
-                    .0
+                    .tat
                     .compare_exchange_weak(tat, next, Ordering::AcqRel, Ordering::Acquire)
                 {
-                    Ok(_) => return state,
+                    Ok(_) => {
+                        if let Some(g) = &self.global {
+                            g.consumed(
+                                cell,
+                                space,
+                                id,
+                                full_interval.saturating_mul(cost),
+                                full_tolerance,
+                            );
+                        }
+                        return state;
+                    }
                     Err(seen) => tat = seen,
                 }
             }
@@ -196,7 +231,7 @@ impl Limiter {
             local
                 .get(&self.id)
                 .and_then(|mine| mine.get(&(space, id) as &dyn Lookup))
-                .map(|c| c.0.load(Ordering::Acquire))
+                .map(|c| c.tat.load(Ordering::Acquire))
         });
         let tat = local.unwrap_or_else(|| {
             let map = self
@@ -204,7 +239,7 @@ impl Limiter {
                 .read()
                 .unwrap_or_else(|e| e.into_inner());
             map.get(&(space, id) as &dyn Lookup)
-                .map_or(0, |c| c.0.load(Ordering::Acquire))
+                .map_or(0, |c| c.tat.load(Ordering::Acquire))
         });
         quota.peek(tat, now)
     }
@@ -213,7 +248,7 @@ impl Limiter {
     fn hold(&self, space: Space, id: &str, until: u64) {
         let now = nanos(self.clock.now());
         self.held_until.fetch_max(until, Ordering::AcqRel);
-        self.with_cell(space, id, now, |c| c.0.fetch_max(until, Ordering::AcqRel));
+        self.with_cell(space, id, now, |c| c.tat.fetch_max(until, Ordering::AcqRel));
     }
 
     /// Could any cool-down still be running at `now`? A plain load of a
@@ -294,6 +329,16 @@ impl KeyLimits {
     pub fn take(&self, key: &ResolvedKey) -> Option<RateState> {
         let quota = self.quota(key)?;
         Some(self.limiter.take(Space::Key, &key.record.id, &quota))
+    }
+
+    /// [`KeyLimits::take`], asking the global store first in strict mode.
+    pub async fn take_checked(&self, key: &ResolvedKey) -> Option<RateState> {
+        let quota = self.quota(key)?;
+        Some(
+            self.limiter
+                .take_n_strict(Space::Key, &key.record.id, &quota, 1)
+                .await,
+        )
     }
 
     /// What `key`'s limit says, consuming nothing (for answers that were

@@ -359,3 +359,50 @@ fn threads_share_one_count() {
     // And this thread, which never counted "k", sees the same state.
     assert_eq!(l.peek(Space::Key, "k", &q).remaining, 0);
 }
+
+#[test]
+fn a_global_limiter_enforces_its_share_until_the_store_answers() {
+    let (_clock, l) = limiter();
+    let l = l.with_global(2);
+    let q = policy(10, 60, 0);
+    // Not connected yet: 10 ÷ 2 replicas.
+    assert_eq!(allowed(&l, "k", &q, 20), 5);
+    assert!(l.set_connected(true));
+    assert!(!l.set_connected(true));
+    assert_eq!(allowed(&l, "k2", &q, 20), 10);
+    // Descriptor and key advances are pending; brute-force budgets are not.
+    l.take(Space::FailedAuth, "10.0.0.1", &q);
+    let mut batch = l.take_pending();
+    batch.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(batch.len(), 2, "{batch:?}");
+    assert_eq!(batch[0].advance, 5 * q.interval);
+    assert_eq!(batch[1].advance, 10 * q.interval);
+    assert!(l.take_pending().is_empty(), "taken once");
+    // A failed batch gives its advances back.
+    l.restore_pending(batch);
+    assert_eq!(l.take_pending().len(), 2);
+}
+
+#[test]
+fn the_global_state_moves_the_local_counter() {
+    let (clock, l) = limiter();
+    let l = l.with_global(2);
+    l.set_connected(true);
+    let q = policy(10, 60, 0);
+    assert_eq!(allowed(&l, "k", &q, 3), 3);
+    let batch = l.take_pending();
+    // Another replica spent the other 7: the global TAT is 10 intervals on.
+    let now = nanos(clock.now());
+    l.apply_global(Space::Key, "k", now + 10 * q.interval);
+    assert_eq!(batch.len(), 1);
+    assert_eq!(allowed(&l, "k", &q, 5), 0);
+    // Counted locally after the batch was taken: kept on top of the global state.
+    let (_clock2, l2) = limiter();
+    let l2 = l2.with_global(2);
+    l2.set_connected(true);
+    assert_eq!(allowed(&l2, "k", &q, 2), 2);
+    let _ = l2.take_pending();
+    assert_eq!(allowed(&l2, "k", &q, 1), 1);
+    l2.apply_global(Space::Key, "k", nanos(clock.now()) + 8 * q.interval);
+    assert_eq!(allowed(&l2, "k", &q, 5), 1, "8 global + 1 local of 10");
+}
