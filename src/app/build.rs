@@ -11,7 +11,7 @@ use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
-use crate::domain::limits::{Descriptors, KeyLimits, Limiter};
+use crate::domain::limits::{Descriptors, KeyLimits, Limiter, Space};
 use crate::domain::model::RatePolicy;
 use crate::domain::permissions::Policy;
 use crate::domain::resolver::KeyResolver;
@@ -25,6 +25,7 @@ use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
 use crate::outbound::HttpsProbe;
 use crate::ports::{Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock};
 use crate::store::SqlStore;
+use crate::telemetry::metrics::{Limit, metrics};
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
@@ -124,10 +125,13 @@ pub fn build(
         key_prefix: settings.keys.prefix.clone(),
         client_ip: settings.client_ip.clone(),
         limits: Arc::new(KeyLimits {
-            limiter: Arc::new(match &settings.rate_limits.global {
-                Some(g) => Limiter::new(clock.clone()).with_global(g.replicas),
-                None => Limiter::new(clock.clone()),
-            }),
+            limiter: Arc::new(
+                match &settings.rate_limits.global {
+                    Some(g) => Limiter::new(clock.clone()).with_global(g.replicas),
+                    None => Limiter::new(clock.clone()),
+                }
+                .with_limited_hook(Arc::new(count_limited)),
+            ),
             plans: settings.rate_limits.plans.clone(),
             failures: settings.rate_limits.failures,
         }),
@@ -136,6 +140,17 @@ pub fn build(
         integrations,
         clock,
     })
+}
+
+/// The limiter's hook: each refused request counted by the limit that
+/// refused it (the domain does not know the metrics).
+fn count_limited(space: Space) {
+    metrics().rate_limited(match space {
+        Space::Key => Limit::Key,
+        Space::Descriptor => Limit::Descriptor,
+        Space::FailedAuth => Limit::FailedAuth,
+        Space::BadSignature => Limit::BadSignature,
+    });
 }
 
 impl Parts {

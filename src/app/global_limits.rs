@@ -14,6 +14,7 @@ use tokio::sync::watch;
 use crate::config::GlobalLimits;
 use crate::domain::limits::{Limiter, Quota, Space, StrictCounters};
 use crate::http::{LimitsMode, Readiness};
+use crate::telemetry::metrics::{LimitMode, metrics};
 
 /// Adds ARGV[2] µs to the TAT in KEYS[1] (from at least now, ARGV[1] µs)
 /// and keeps it ARGV[3] ms past its end. Microseconds stay exact in Lua's
@@ -149,6 +150,16 @@ async fn sync_once(
     }
 }
 
+/// Reports the mode on `/readyz` and in `latchkey_rate_limit_mode`.
+fn set_mode(readiness: &Readiness, mode: LimitsMode) {
+    readiness.set_limits_mode(mode);
+    metrics().set_rate_limit_mode(match mode {
+        LimitsMode::Local => LimitMode::Local,
+        LimitsMode::Global => LimitMode::Global,
+        LimitsMode::PerReplica => LimitMode::PerReplica,
+    });
+}
+
 /// Reconciles until the drain; reports the mode on `/readyz` and logs each change.
 pub(super) async fn reconcile(
     limiter: Arc<Limiter>,
@@ -156,7 +167,7 @@ pub(super) async fn reconcile(
     readiness: Readiness,
     mut drain: watch::Receiver<bool>,
 ) {
-    readiness.set_limits_mode(LimitsMode::PerReplica);
+    set_mode(&readiness, LimitsMode::PerReplica);
     let Some(mut con) = connect(&settings).await else {
         return;
     };
@@ -187,13 +198,13 @@ pub(super) async fn reconcile(
         };
         let changed = limiter.set_connected(up);
         if up {
-            readiness.set_limits_mode(LimitsMode::Global);
+            set_mode(&readiness, LimitsMode::Global);
             if changed {
                 tracing::info!("redis reachable: rate limits are global across replicas");
             }
             logged_down = false;
         } else {
-            readiness.set_limits_mode(LimitsMode::PerReplica);
+            set_mode(&readiness, LimitsMode::PerReplica);
             if changed || !logged_down {
                 tracing::warn!(
                     replicas = settings.replicas,

@@ -13,7 +13,7 @@
 //! each one is a single atomic operation, safe on any hot path.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 /// Which decision API answered.
@@ -112,6 +112,62 @@ impl Delivery {
             Delivery::Delivered => "delivered",
             Delivery::Retrying => "retrying",
             Delivery::GaveUp => "gave_up",
+        }
+    }
+}
+
+/// Which family of rate limit refused a request (the domain's limit spaces;
+/// a key's limit applies on every decision API, so the API is not known
+/// where the limit is taken).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A key's own, plan or default rate.
+    Key = 0,
+    /// An Envoy rate-limit descriptor rule.
+    Descriptor = 1,
+    /// Failed authentications from one client address.
+    FailedAuth = 2,
+    /// Bad request signatures for one key.
+    BadSignature = 3,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 4] = [
+        Limit::Key,
+        Limit::Descriptor,
+        Limit::FailedAuth,
+        Limit::BadSignature,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::Key => "key",
+            Limit::Descriptor => "descriptor",
+            Limit::FailedAuth => "failed_auth",
+            Limit::BadSignature => "bad_signature",
+        }
+    }
+}
+
+/// Where the rate limits are counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitMode {
+    /// In memory, this replica only (no Redis configured).
+    Local = 0,
+    /// Shared across replicas through Redis.
+    Global = 1,
+    /// Redis configured but unreachable: each replica enforces its share.
+    PerReplica = 2,
+}
+
+impl LimitMode {
+    pub const ALL: [LimitMode; 3] = [LimitMode::Local, LimitMode::Global, LimitMode::PerReplica];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LimitMode::Local => "local",
+            LimitMode::Global => "global",
+            LimitMode::PerReplica => "per_replica",
         }
     }
 }
@@ -216,7 +272,8 @@ pub struct Metrics {
     on: AtomicBool,
     decisions: [[AtomicU64; MAX_REASONS]; APIS],
     decision_latency: [Histogram<16>; APIS],
-    rate_limited: [AtomicU64; APIS],
+    rate_limited: [AtomicU64; Limit::ALL.len()],
+    rate_limit_mode: AtomicU8,
     cache_hits: AtomicU64,
     cache_misses: AtomicU64,
     store_latency: [Histogram<16>; StoreOp::ALL.len()],
@@ -248,6 +305,7 @@ impl Metrics {
             decisions: [const { zeros() }; APIS],
             decision_latency: [const { Histogram::new(LATENCY_BOUNDS) }; APIS],
             rate_limited: zeros(),
+            rate_limit_mode: AtomicU8::new(LimitMode::Local as u8),
             cache_hits: AtomicU64::new(0),
             cache_misses: AtomicU64::new(0),
             store_latency: [const { Histogram::new(LATENCY_BOUNDS) }; StoreOp::ALL.len()],
@@ -327,8 +385,13 @@ impl Metrics {
     // ---- hooks for rate limits, audit, webhooks and replicas -------------
 
     /// A request refused by a rate limit (also counted as a decision).
-    pub fn rate_limited(&self, api: Api) {
-        self.rate_limited[api as usize].fetch_add(1, Relaxed);
+    pub fn rate_limited(&self, limit: Limit) {
+        self.rate_limited[limit as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Where the rate limits are counted now (Redis reachable or not).
+    pub fn set_rate_limit_mode(&self, mode: LimitMode) {
+        self.rate_limit_mode.store(mode as u8, Relaxed);
     }
 
     /// Audit events waiting in the buffer to be written.
@@ -396,9 +459,13 @@ impl Metrics {
                     )
                 })
                 .to_vec(),
-            rate_limited: Api::ALL
-                .map(|a| (a, self.rate_limited[a as usize].load(Relaxed)))
+            rate_limited: Limit::ALL
+                .map(|l| (l, self.rate_limited[l as usize].load(Relaxed)))
                 .to_vec(),
+            rate_limit_mode: LimitMode::ALL
+                .into_iter()
+                .find(|m| *m as u8 == self.rate_limit_mode.load(Relaxed))
+                .unwrap_or(LimitMode::Local),
             cache_hits: self.cache_hits.load(Relaxed),
             cache_misses: self.cache_misses.load(Relaxed),
             cache_size: self.cache_size.get().map_or(0, |read| read()),
@@ -432,7 +499,8 @@ pub struct Snapshot {
     /// Only the (api, reason) pairs seen at least once.
     pub decisions: Vec<(Api, &'static str, u64)>,
     pub decision_latency: Vec<(Api, HistogramSnapshot)>,
-    pub rate_limited: Vec<(Api, u64)>,
+    pub rate_limited: Vec<(Limit, u64)>,
+    pub rate_limit_mode: LimitMode,
     pub cache_hits: u64,
     pub cache_misses: u64,
     pub cache_size: u64,

@@ -17,7 +17,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use tokio::sync::watch;
 
-use super::metrics::{HistogramSnapshot, Snapshot, VERSION, metrics};
+use super::metrics::{HistogramSnapshot, LimitMode, Snapshot, VERSION, metrics};
 
 fn set(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -195,10 +195,24 @@ fn request(s: &Snapshot, clock: &Clock, resource: Resource) -> ExportMetricsServ
         ),
         counter(
             "latchkey_rate_limited_total",
-            "Requests refused by a rate limit, by API.",
+            "Requests refused by a rate limit, by the limit that refused them.",
             s.rate_limited
                 .iter()
-                .map(|(api, n)| point(clock, vec![text("api", api.label())], int(*n)))
+                .map(|(limit, n)| point(clock, vec![text("limit", limit.label())], int(*n)))
+                .collect(),
+        ),
+        gauge(
+            "latchkey_rate_limit_mode",
+            "Where rate limits are counted: 1 for the current mode, 0 for the others.",
+            LimitMode::ALL
+                .iter()
+                .map(|m| {
+                    point(
+                        clock,
+                        vec![text("mode", m.label())],
+                        int(u64::from(*m == s.rate_limit_mode)),
+                    )
+                })
                 .collect(),
         ),
         counter(

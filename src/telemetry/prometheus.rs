@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::metrics::{HistogramSnapshot, Snapshot, VERSION};
+use super::metrics::{HistogramSnapshot, LimitMode, Snapshot, VERSION};
 
 /// `Content-Type` of the text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -98,13 +98,28 @@ pub fn render(s: &Snapshot) -> String {
         &mut out,
         "latchkey_rate_limited_total",
         "counter",
-        "Requests refused by a rate limit, by API.",
+        "Requests refused by a rate limit, by the limit that refused them.",
     );
-    for (api, n) in &s.rate_limited {
+    for (limit, n) in &s.rate_limited {
         let _ = writeln!(
             out,
-            "latchkey_rate_limited_total{{api=\"{}\"}} {n}",
-            api.label()
+            "latchkey_rate_limited_total{{limit=\"{}\"}} {n}",
+            limit.label()
+        );
+    }
+
+    header(
+        &mut out,
+        "latchkey_rate_limit_mode",
+        "gauge",
+        "Where rate limits are counted: 1 for the current mode, 0 for the others.",
+    );
+    for mode in LimitMode::ALL {
+        let _ = writeln!(
+            out,
+            "latchkey_rate_limit_mode{{mode=\"{}\"}} {}",
+            mode.label(),
+            u8::from(mode == s.rate_limit_mode)
         );
     }
 

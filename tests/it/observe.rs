@@ -7,8 +7,10 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::backend_tests;
-use crate::common::{Backend, TestServer, eventually};
+use crate::common::{Backend, TestServer, eventually, key_request, reason};
 use crate::server::http_get;
+use latchkey::pb;
+use pb::Reason;
 
 async fn health(s: &TestServer, service: &str) -> i32 {
     HealthClient::new(s.channel.clone())
@@ -133,9 +135,59 @@ async fn metrics_are_off_unless_asked_for(backend: Backend) {
     s.stop().await;
 }
 
+/// A refused request is counted by the limit that refused it.
+async fn metrics_count_rate_limited_requests(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.metrics.enabled = true;
+        c.metrics.addr = "127.0.0.1:0".into();
+    })
+    .await;
+    let series = r#"latchkey_rate_limited_total{limit="key"}"#;
+    let before = sample(&scrape(&s).await, series).expect("series exposed");
+    let account = s.account("PRIME").await;
+    let (_, secret) = s
+        .create_key(pb::CreateKeyRequest {
+            rate_limit: Some(pb::RateLimitPolicy {
+                requests: 1,
+                per_seconds: 60,
+                burst: 0,
+            }),
+            ..key_request(&account.id, &["feedback.read"])
+        })
+        .await;
+    assert!(s.check_perm(&secret, "feedback.read").await.allowed);
+    let r = s.check_perm(&secret, "feedback.read").await;
+    assert_eq!(reason(&r), Reason::RateLimited);
+    let after = sample(&scrape(&s).await, series).unwrap();
+    assert!(after - before >= 1.0, "{before} -> {after}");
+    s.stop().await;
+}
+
+/// Redis configured but unreachable: the mode gauge says per replica.
+async fn metrics_show_the_rate_limit_mode(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.metrics.enabled = true;
+        c.metrics.addr = "127.0.0.1:0".into();
+        // Nothing listens on port 1.
+        c.rate_limits.redis_url = Some("redis://127.0.0.1:1".into());
+    })
+    .await;
+    eventually("per_replica mode", || async {
+        let text = scrape(&s).await;
+        (sample(&text, r#"latchkey_rate_limit_mode{mode="per_replica"}"#) == Some(1.0)
+            && sample(&text, r#"latchkey_rate_limit_mode{mode="global"}"#) == Some(0.0)
+            && sample(&text, r#"latchkey_rate_limit_mode{mode="local"}"#) == Some(0.0))
+        .then_some(())
+    })
+    .await;
+    s.stop().await;
+}
+
 backend_tests!(
     metrics_count_decisions_cache_and_store,
-    metrics_are_off_unless_asked_for
+    metrics_are_off_unless_asked_for,
+    metrics_count_rate_limited_requests,
+    metrics_show_the_rate_limit_mode
 );
 
 /// HTTP/2 limits on the gRPC port: a call whose headers exceed 16 KiB is
