@@ -18,19 +18,75 @@ use ipnet::IpNet;
 use tokio::sync::OnceCell;
 
 use super::cache::{DigestCache, SlotOwner, ThreadSlots};
-use super::model::{Account, KeyKind, KeyRecord};
+use super::model::{
+    Account, KeyKind, KeyRecord, KeyStatus, Millis, Mode, RatePolicy, StoredKeyStatus,
+};
 use super::network::parse_cidr;
 use super::origin::OriginPattern;
 use super::permissions::{Policy, ScopeSet};
 use crate::ports::{Store, StoreError};
 use crate::telemetry::metrics::{StoreOp, metrics};
 
+/// What the decision, and the answers built from it, read of a key's
+/// record: nothing else is kept per cached key (issue 13: at most 1 KiB an
+/// entry; `tests::a_cached_entry_stays_under_one_kib` holds it there).
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFacts {
+    pub id: String,
+    pub account_id: String,
+    pub key_hash: [u8; 32],
+    pub mode: Mode,
+    pub kind: KeyKind,
+    pub status: StoredKeyStatus,
+    pub expires_at: Millis,
+    pub overlap_ends_at: Option<Millis>,
+    pub signing_secret_id: Option<String>,
+    /// The key's own rate limit, overriding its plan's (`None` = the plan's).
+    pub rate_limit: Option<RatePolicy>,
+}
+
+impl KeyFacts {
+    /// Status at `now`, as [`KeyRecord::status_at`].
+    pub fn status_at(&self, now: Millis) -> KeyStatus {
+        KeyStatus::at(self.status, self.expires_at, self.overlap_ends_at, now)
+    }
+}
+
+impl From<KeyRecord> for KeyFacts {
+    fn from(r: KeyRecord) -> Self {
+        Self {
+            id: r.id,
+            account_id: r.account_id,
+            key_hash: r.key_hash,
+            mode: r.mode,
+            kind: r.kind,
+            status: r.status,
+            expires_at: r.expires_at,
+            overlap_ends_at: r.overlap_ends_at,
+            signing_secret_id: r.signing_secret_id,
+            rate_limit: r.rate_limit,
+        }
+    }
+}
+
+// As `KeyRecord`'s: the hash is not secret, but there is no reason to print it.
+impl std::fmt::Debug for KeyFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFacts")
+            .field("id", &self.id)
+            .field("account_id", &self.account_id)
+            .field("mode", &self.mode)
+            .field("kind", &self.kind)
+            .field("status", &self.status)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A key with its account, ready for decisions.
 #[derive(Debug)]
 pub struct ResolvedKey {
-    /// The key's record, without what the decision never reads (name,
-    /// masked form, the unparsed scope, CIDR and origin lists).
-    pub record: KeyRecord,
+    /// What the decision reads of the key's record.
+    pub record: KeyFacts,
     /// Shared by every cached key of the account.
     pub account: Arc<Account>,
     /// The key's own scopes (role expanded; a bare secret key gets `*`),
@@ -194,6 +250,34 @@ impl KeyResolver {
         Ok(Some(resolved))
     }
 
+    /// The key as the store holds it right now, compiled but cached nowhere
+    /// and sharing nothing from a cache (Explain: no cache may colour it).
+    pub async fn resolve_uncached(
+        &self,
+        hash: &[u8; 32],
+    ) -> Result<Option<Arc<ResolvedKey>>, StoreError> {
+        let started = Instant::now();
+        let found = self.store.find_key_by_hash(hash).await;
+        metrics().store_call(StoreOp::FindKey, started.elapsed(), found.is_ok());
+        let Some((record, account)) = found? else {
+            return Ok(None);
+        };
+        let scopes = key_scopes(&record, &self.policy)?;
+        let strings: Arc<[String]> = scopes.strings().into();
+        let key = compile(record, Arc::new(account), scopes, strings, &self.policy)?;
+        Ok(Some(Arc::new(key)))
+    }
+
+    /// What the shared cache holds for `hash`, loading and copying nothing:
+    /// `None` = no entry (the next Check reads the store), `Some(None)` =
+    /// remembered as unknown.
+    pub fn cached(&self, hash: &[u8; 32]) -> Option<Option<Arc<ResolvedKey>>> {
+        if let Some(key) = self.known.get(hash) {
+            return Some(Some(key));
+        }
+        self.unknown.get(hash).map(|()| None)
+    }
+
     /// Keys held in the shared cache (known and unknown), for the metrics.
     pub fn cached_entries(&self) -> u64 {
         u64::try_from(self.known.entries() + self.unknown.entries()).unwrap_or(u64::MAX)
@@ -293,49 +377,63 @@ impl KeyResolver {
         Ok((set, strings))
     }
 
-    fn compile(&self, mut record: KeyRecord, account: Account) -> Result<ResolvedKey, StoreError> {
-        let bad = |what: &str, e: &dyn std::fmt::Display| {
-            StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id))
-        };
-        let cidrs = record
-            .allowed_cidrs
-            .iter()
-            .map(|c| parse_cidr(c))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("CIDR", &e))?;
-        let origins = record
-            .allowed_origins
-            .iter()
-            .map(|o| OriginPattern::parse(o))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| bad("origin", &e))?;
+    fn compile(&self, record: KeyRecord, account: Account) -> Result<ResolvedKey, StoreError> {
         let (scopes, scope_strings) = self.shared_scopes(&record)?;
-        let entitlements = if account.is_operator {
-            Some(self.policy.operator_entitlements().clone())
-        } else {
-            self.policy.plan(&account.plan).cloned()
-        };
-        // Parsed above, or never read by a decision: not kept per key.
-        for list in [
-            &mut record.scopes,
-            &mut record.allowed_cidrs,
-            &mut record.allowed_origins,
-        ] {
-            *list = Vec::new();
-        }
-        record.name = String::new();
-        record.masked = String::new();
-        Ok(ResolvedKey {
-            scope_strings,
-            scopes,
-            entitlements,
-            cidrs,
-            origins,
-            last_reported: AtomicI64::new(i64::MIN),
-            record,
-            account: self.shared_account(account),
-        })
+        let account = self.shared_account(account);
+        compile(record, account, scopes, scope_strings, &self.policy)
     }
+}
+
+/// `record` made ready for decisions: lists parsed, and nothing kept that a
+/// decision never reads (name, masked form, the unparsed lists, times).
+fn compile(
+    record: KeyRecord,
+    account: Arc<Account>,
+    scopes: Arc<ScopeSet>,
+    scope_strings: Arc<[String]>,
+    policy: &Policy,
+) -> Result<ResolvedKey, StoreError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Internal(format!("key {} has a bad stored {what}: {e}", record.id))
+    };
+    let cidrs = record
+        .allowed_cidrs
+        .iter()
+        .map(|c| parse_cidr(c))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("CIDR", &e))?;
+    let origins = record
+        .allowed_origins
+        .iter()
+        .map(|o| OriginPattern::parse(o))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad("origin", &e))?;
+    let entitlements = if account.is_operator {
+        Some(policy.operator_entitlements().clone())
+    } else {
+        policy.plan(&account.plan).cloned()
+    };
+    // Kept for the entry's lifetime: no spare capacity (a collected Vec
+    // starts at four slots, which for origins alone was 256 B a key).
+    let (mut cidrs, mut origins) = (cidrs, origins);
+    cidrs.shrink_to_fit();
+    origins.shrink_to_fit();
+    let mut record = KeyFacts::from(record);
+    record.id.shrink_to_fit();
+    record.account_id.shrink_to_fit();
+    if let Some(id) = &mut record.signing_secret_id {
+        id.shrink_to_fit();
+    }
+    Ok(ResolvedKey {
+        scope_strings,
+        scopes,
+        entitlements,
+        cidrs,
+        origins,
+        last_reported: AtomicI64::new(i64::MIN),
+        record,
+        account,
+    })
 }
 
 /// The scopes a key carries: its role's, its own, or (a secret key with
@@ -547,7 +645,60 @@ mod tests {
         assert!(Arc::ptr_eq(&one.scope_strings, &two.scope_strings));
         assert_eq!(&*one.scope_strings, ["feedback.read", "surveys.*"]);
         assert_eq!(one.cidrs.len(), 1);
-        assert!(one.record.name.is_empty() && one.record.masked.is_empty());
-        assert!(one.record.scopes.is_empty() && one.record.allowed_cidrs.is_empty());
+        assert_eq!(one.record.id, "key_1");
+    }
+
+    /// What one cached key costs: its entry (with the heap it owns alone)
+    /// and its slot in the shared map, at the map's worst load (just grown:
+    /// half full). Allocations are rounded up to 16 bytes, plus an eighth
+    /// for the allocator's size classes. The account, scope set and plan
+    /// are shared with other keys and not counted.
+    fn entry_bytes(key: &ResolvedKey) -> usize {
+        let alloc = |n: usize| {
+            if n == 0 {
+                0
+            } else {
+                let n = n.next_multiple_of(16);
+                n + n / 8
+            }
+        };
+        let origins: usize = key.origins.iter().map(|o| alloc(o.to_string().len())).sum();
+        let owned = alloc(std::mem::size_of::<ResolvedKey>() + 16) // the Arc's counts
+            + alloc(key.record.id.capacity())
+            + alloc(key.record.account_id.capacity())
+            + alloc(key.record.signing_secret_id.as_ref().map_or(0, String::capacity))
+            + alloc(key.cidrs.capacity() * std::mem::size_of::<IpNet>())
+            + alloc(key.origins.capacity() * std::mem::size_of::<OriginPattern>())
+            + origins;
+        let slot = std::mem::size_of::<([u8; 32], (Arc<ResolvedKey>, Instant))>() + 1;
+        owned + 2 * slot
+    }
+
+    /// Issue 13: at most 1 KiB per cached key. Before, an entry held the
+    /// whole `KeyRecord` (name, masked form, lists, times, rotation links):
+    /// this bounds both the estimate and the entry's own size, so neither
+    /// can grow back unnoticed.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cached_entry_stays_under_one_kib() {
+        use crate::domain::model::new_id;
+        let mut typical = key(7);
+        typical.id = new_id("key");
+        typical.account_id = new_id("acct");
+        typical.allowed_cidrs = vec!["203.0.113.0/24".into(), "2001:db8::/32".into()];
+        typical.allowed_origins = vec!["https://shop.example.com".into()];
+        typical.signing_secret_id = Some(new_id("sec"));
+        typical.rate_limit = Some(RatePolicy::new(100, 1, 100).unwrap());
+        typical.predecessor_id = Some(new_id("key"));
+        typical.overlap_ends_at = Some(Millis::MAX - 1);
+        let (resolver, fake) = resolver(&[typical]);
+        fake.gate.add_permits(100);
+        let cached = resolver.resolve(&[7; 32]).await.unwrap().unwrap();
+        let bytes = entry_bytes(&cached);
+        let own = std::mem::size_of::<ResolvedKey>();
+        println!("ResolvedKey {own} B; a cached entry ~{bytes} B");
+        assert!(bytes < 1024, "a cached key costs ~{bytes} B, over 1 KiB");
+        // The full record alone was ~420 B; what decides fits in far less.
+        assert!(own <= 320, "ResolvedKey grew to {own} B");
+        assert!(std::mem::size_of::<KeyFacts>() < std::mem::size_of::<KeyRecord>() / 2);
     }
 }

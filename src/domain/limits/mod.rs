@@ -322,7 +322,11 @@ impl KeyLimits {
         if key.account.is_operator {
             return None;
         }
-        self.plans.for_key(&key.record, &key.account.plan)
+        self.plans.for_policy(
+            key.record.rate_limit.as_ref(),
+            key.record.mode,
+            &key.account.plan,
+        )
     }
 
     /// Counts one request for `key`.

@@ -58,9 +58,14 @@ impl PlanLimits {
     /// The limit a key (or a token minted from it) runs under: its own
     /// policy beats its plan's.
     pub fn for_key(&self, record: &KeyRecord, plan: &str) -> Option<Quota> {
-        match &record.rate_limit {
+        self.for_policy(record.rate_limit.as_ref(), record.mode, plan)
+    }
+
+    /// As [`PlanLimits::for_key`], from the key's own policy and mode.
+    pub fn for_policy(&self, own: Option<&RatePolicy>, mode: Mode, plan: &str) -> Option<Quota> {
+        match own {
             Some(own) => Some(own.quota()),
-            None => self.plan(plan, record.mode),
+            None => self.plan(plan, mode),
         }
     }
 }

@@ -113,13 +113,26 @@ pub const AUTO_SUSPENDED_BRUTE_FORCE: &str = "auto_suspended_brute_force";
 impl KeyRecord {
     /// Status at `now`: a stored state, or one that time has brought about.
     pub fn status_at(&self, now: Millis) -> KeyStatus {
-        match self.status {
+        KeyStatus::at(self.status, self.expires_at, self.overlap_ends_at, now)
+    }
+}
+
+impl KeyStatus {
+    /// A stored status at `now`, with what expiry and a rotation's overlap
+    /// window have made of it.
+    pub fn at(
+        stored: StoredKeyStatus,
+        expires_at: Millis,
+        overlap_ends_at: Option<Millis>,
+        now: Millis,
+    ) -> Self {
+        match stored {
             StoredKeyStatus::Revoked => KeyStatus::Revoked,
             StoredKeyStatus::Suspended => KeyStatus::Suspended,
             StoredKeyStatus::Active => {
-                if self.overlap_ends_at.is_some_and(|end| end <= now) {
+                if overlap_ends_at.is_some_and(|end| end <= now) {
                     KeyStatus::Rotated
-                } else if self.expires_at <= now {
+                } else if expires_at <= now {
                     KeyStatus::Expired
                 } else {
                     KeyStatus::Active

@@ -13,7 +13,7 @@ use crate::domain::model::{
 };
 use crate::domain::permissions::ScopeSet;
 use crate::domain::reason::{Reason, key_status_denial};
-use crate::domain::resolver::ResolvedKey;
+use crate::domain::resolver::{KeyFacts, ResolvedKey};
 use crate::ports::StoreError;
 
 /// A verified token, cached by the SHA-256 of its text.
@@ -240,7 +240,7 @@ impl TokenManager {
                 };
                 let entitlements = self.policy.plan(&account.plan).cloned();
                 Ok(Arc::new(ResolvedKey {
-                    record: KeyRecord {
+                    record: KeyFacts::from(KeyRecord {
                         id: client.client_id.clone(),
                         account_id: client.account_id.clone(),
                         mode: client.mode,
@@ -264,7 +264,7 @@ impl TokenManager {
                         signing_secret_id: None,
                         rate_limit: None,
                         suspension_cause: None,
-                    },
+                    }),
                     account: Arc::new(account),
                     scope_strings: scope_set.strings().into(),
                     scopes: scope_set,
