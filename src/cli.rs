@@ -1,4 +1,5 @@
-//! The `latchkey` command line: `serve`, `migrate`, `admin`, `config`, `master-key`.
+//! The `latchkey` command line: `serve`, `migrate`, `admin`, `config`, `master-key`,
+//! `explain`.
 //! Flags override `LATCHKEY_*` variables, which override the config file.
 
 use std::path::PathBuf;
@@ -7,6 +8,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
+mod explain;
 mod master_key;
 
 use crate::config::{Config, Settings};
@@ -41,6 +43,9 @@ pub enum Command {
     /// Master-key status and rotation.
     #[command(subcommand)]
     MasterKey(master_key::MasterKeyCommand),
+    /// Why a credential is allowed or denied, step by step, from a running
+    /// server (CheckService/Explain; credential on stdin).
+    Explain(explain::ExplainArgs),
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +224,7 @@ pub async fn run(cli: Cli) -> ExitCode {
             }
         }
         Command::MasterKey(command) => master_key::run(command).await,
+        Command::Explain(args) => explain::run(args).await,
         Command::Config(ConfigCommand::Check { file }) => {
             match Config::from_file(&file).and_then(|c| c.validate()) {
                 Ok(s) => {

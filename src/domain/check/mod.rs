@@ -31,14 +31,19 @@ use super::usage::UsageRecorder;
 use crate::crypto::{self, keyfmt};
 use crate::ports::Clock;
 
-/// Last-used times are kept to this resolution (milliseconds).
+mod explain;
 mod input;
 mod pipeline;
 mod request;
+mod trace;
 
+pub use explain::{CacheView, Explanation};
 pub use input::{CheckInput, Decision, RequestFacts};
 pub use request::feed_path_allowed;
+pub use trace::{Outcome, Step, StepReport};
+use trace::{Source, Trace, Untraced};
 
+/// Last-used times are kept to this resolution (milliseconds).
 const USAGE_RESOLUTION_MS: i64 = 1000;
 
 pub struct Checker {
@@ -103,35 +108,67 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        self.run(input, &[], &mut Untraced).await
+    }
+
+    /// The decision's steps, shared by `decide` (untraced) and `explain`
+    /// (recorded, dry). `extra`: permissions asked besides `input.permission`
+    /// (Explain's what-if; always empty for Check).
+    async fn run<T: Trace>(
+        &self,
+        input: CheckInput<'_>,
+        extra: &[Permission<'_>],
+        trace: &mut T,
+    ) -> Decision {
         // An address that failed too often is refused before any lookup.
         let budget = self.limits.as_ref().and_then(|l| Some((l, l.failures?)));
         let client = budget.and_then(|_| {
             self.client_ip
                 .client_ip(input.peer_ip, input.forwarded_for, input.own_hops)
         });
-        if let (Some((limits, budget)), Some(ip)) = (budget, client)
-            && let Some(state) = limits.limiter.failures_blocked(&budget, ip)
-        {
-            return Decision {
-                reason: Reason::TooManyFailures,
-                key: None,
-                message: Cow::Borrowed(
-                    "too many failed authentications from this address; retry after the time given",
-                ),
-                rate_limit: Some(state),
-            };
+        if let (Some((limits, budget)), Some(ip)) = (budget, client) {
+            if let Some(state) = limits.limiter.failures_blocked(&budget, ip) {
+                trace.step(Step::FailureBudget, Outcome::Failed, || {
+                    format!(
+                        "client {ip} failed to authenticate too often: refused for {} s",
+                        state.retry_after_seconds
+                    )
+                });
+                return Decision {
+                    reason: Reason::TooManyFailures,
+                    key: None,
+                    message: Cow::Borrowed(
+                        "too many failed authentications from this address; retry after the time given",
+                    ),
+                    rate_limit: Some(state),
+                };
+            }
+            trace.step(Step::FailureBudget, Outcome::Passed, || {
+                format!("client {ip} is within its failed-authentication budget")
+            });
+        } else {
+            trace.step(Step::FailureBudget, Outcome::Skipped, || {
+                if budget.is_none() {
+                    "no failed-authentication budget is configured".into()
+                } else {
+                    "no client address to budget".into()
+                }
+            });
         }
-        let mut decision = self.judge(input).await;
-        if let (Some((limits, budget)), Some(ip)) = (budget, client)
+        let mut decision = self.judge(input, extra, trace).await;
+        if !T::DRY_RUN
+            && let (Some((limits, budget)), Some(ip)) = (budget, client)
             && counts_as_failure(decision.reason)
         {
             limits.limiter.failed(&budget, ip);
         }
-        if matches!(
-            decision.reason,
-            Reason::SignatureMissing | Reason::SignatureInvalid
-        ) && let (Some(limits), Some((keys, quota)), Some(key)) =
-            (&self.limits, &self.suspender, &decision.key)
+        if !T::DRY_RUN
+            && matches!(
+                decision.reason,
+                Reason::SignatureMissing | Reason::SignatureInvalid
+            )
+            && let (Some(limits), Some((keys, quota)), Some(key)) =
+                (&self.limits, &self.suspender, &decision.key)
         {
             // Counted per key, never per address: only a valid key gets
             // here, and then only the key has leaked, not its signing secret.
@@ -161,24 +198,51 @@ impl Checker {
         decision
     }
 
-    async fn judge(&self, input: CheckInput<'_>) -> Decision {
+    async fn judge<T: Trace>(
+        &self,
+        input: CheckInput<'_>,
+        extra: &[Permission<'_>],
+        trace: &mut T,
+    ) -> Decision {
         let key = match Credential::classify(input.credential) {
             Credential::Missing => {
+                trace.step(Step::Credential, Outcome::Failed, || {
+                    "no credential was presented".into()
+                });
                 return Decision::deny(Reason::CredentialMissing, "no credential was presented");
             }
             Credential::Malformed(why) => {
+                trace.step(Step::Credential, Outcome::Failed, || why.into());
                 return Decision::deny(Reason::CredentialMalformed, why);
             }
             Credential::Jwt(token) => {
                 let Some(tokens) = &self.tokens else {
+                    trace.step(Step::Credential, Outcome::Failed, || {
+                        "a JWT access token, and this server verifies none".into()
+                    });
                     return Decision::deny(
                         Reason::InternalError,
                         "the decision could not be made; denied",
                     );
                 };
                 match tokens.authenticate(token).await {
-                    Ok(principal) => principal,
+                    Ok(principal) => {
+                        trace.step(Step::Credential, Outcome::Passed, || {
+                            "a JWT access token: signature, claims and revocation verified".into()
+                        });
+                        trace.step(Step::Lookup, Outcome::Passed, || {
+                            format!(
+                                "the token speaks for {} of account {}",
+                                principal.record.id, principal.record.account_id
+                            )
+                        });
+                        trace.step(Step::Status, Outcome::Passed, || {
+                            "checked with the token: its key (if any) is active".into()
+                        });
+                        principal
+                    }
                     Err(d) => {
+                        trace.step(Step::Credential, Outcome::Failed, || d.message.clone());
                         return Decision {
                             reason: d.reason,
                             key: d.principal,
@@ -188,26 +252,58 @@ impl Checker {
                     }
                 }
             }
-            Credential::ApiKey(credential) => match self.api_key(credential).await {
+            Credential::ApiKey(credential) => match self.api_key(credential, trace).await {
                 Ok(key) => key,
                 Err(denied) => return denied,
             },
         };
-        self.authorize(key, &input).await
+        self.authorize(key, &input, extra, trace).await
     }
 
     /// An API key's principal, if the key exists and works right now.
-    async fn api_key(&self, credential: &str) -> Result<Arc<ResolvedKey>, Decision> {
+    async fn api_key<T: Trace>(
+        &self,
+        credential: &str,
+        trace: &mut T,
+    ) -> Result<Arc<ResolvedKey>, Decision> {
         let parts = match keyfmt::parse(credential, &self.key_prefix) {
             Ok(parts) => parts,
-            Err(e) => return Err(Decision::deny(Reason::CredentialMalformed, e.to_string())),
+            Err(e) => {
+                trace.step(Step::Credential, Outcome::Failed, || e.to_string());
+                return Err(Decision::deny(Reason::CredentialMalformed, e.to_string()));
+            }
         };
+        trace.step(Step::Credential, Outcome::Passed, || {
+            let masked = keyfmt::mask(
+                &self.key_prefix,
+                parts.mode,
+                parts.kind,
+                keyfmt::last4(credential),
+            );
+            format!("API key {masked}: format and checksum valid")
+        });
         let hash = crypto::sha256(credential.as_bytes());
-        let key = match self.resolver.resolve(&hash).await {
+        let (found, from) = match trace.source() {
+            Source::Cache => (self.resolver.resolve(&hash).await, "the cache or the store"),
+            Source::Store => (
+                self.resolver.resolve_uncached(&hash).await,
+                "the store (no cache)",
+            ),
+            Source::Held(entry) => (Ok(entry), "the shared cache"),
+        };
+        let key = match found {
             Ok(Some(key)) => key,
-            Ok(None) => return Err(Decision::deny(Reason::CredentialUnknown, "no such key")),
+            Ok(None) => {
+                trace.step(Step::Lookup, Outcome::Failed, || {
+                    format!("no key has this credential's hash (read from {from})")
+                });
+                return Err(Decision::deny(Reason::CredentialUnknown, "no such key"));
+            }
             Err(e) => {
                 tracing::error!(error = %e, "key resolution failed; denying");
+                trace.step(Step::Lookup, Outcome::Failed, || {
+                    format!("{from} could not be read (the server log has the cause): denied")
+                });
                 return Err(Decision::deny(
                     Reason::InternalError,
                     "the decision could not be made; denied",
@@ -221,15 +317,41 @@ impl Checker {
             || parts.kind != record.kind.tag()
         {
             tracing::error!(key_id = %record.id, "stored key does not match its credential; denying");
+            trace.step(Step::Lookup, Outcome::Failed, || {
+                format!("stored key {} does not match its credential", record.id)
+            });
             return Err(Decision::deny(
                 Reason::InternalError,
                 "the decision could not be made; denied",
             ));
         }
+        trace.step(Step::Lookup, Outcome::Passed, || {
+            format!(
+                "key {} of account {} ({} {}), read from {from}",
+                record.id,
+                record.account_id,
+                record.mode.tag(),
+                record.kind.tag()
+            )
+        });
         let now = self.clock.now();
-        if let Some((reason, message)) = key_status_denial(record.status_at(now)) {
+        let status = record.status_at(now);
+        if let Some((reason, message)) = key_status_denial(status) {
+            trace.step(Step::Status, Outcome::Failed, || {
+                format!("{message} (stored status `{}`)", record.status.tag())
+            });
             return Err(Decision::deny_key(reason, &key, message));
         }
+        trace.step(Step::Status, Outcome::Passed, || {
+            let mut detail = format!("active; expires {}", trace::when(record.expires_at, now));
+            if let Some(end) = record.overlap_ends_at {
+                detail.push_str(&format!(
+                    "; rotated, overlap window ends {}",
+                    trace::when(end, now)
+                ));
+            }
+            detail
+        });
         Ok(key)
     }
 }

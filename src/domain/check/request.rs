@@ -5,10 +5,11 @@ use super::*;
 
 impl Checker {
     /// The feed-path and signed-request steps; `None` = they pass.
-    pub(super) async fn request_checks(
+    pub(super) async fn request_checks<T: Trace>(
         &self,
         key: &Arc<ResolvedKey>,
         request: Option<&RequestFacts<'_>>,
+        trace: &mut T,
     ) -> Option<Decision> {
         let record = &key.record;
         if record.kind == KeyKind::Feed {
@@ -21,29 +22,60 @@ impl Checker {
                 (Some(prefix), Some(path)) => feed_path_allowed(prefix, path),
                 _ => false,
             };
+            let shown = || {
+                format!(
+                    "path {} against the feed prefix {}",
+                    path.as_deref()
+                        .map_or("(none, or not normalisable)", without_query),
+                    prefix.unwrap_or("(none configured)")
+                )
+            };
             if !inside {
+                trace.step(Step::FeedPath, Outcome::Failed, || {
+                    format!("outside: {}", shown())
+                });
                 return Some(Decision::deny_key(
                     Reason::PathNotAllowed,
                     key,
                     "feed keys are accepted only under the configured feed path",
                 ));
             }
+            trace.step(Step::FeedPath, Outcome::Passed, || {
+                format!("inside: {}", shown())
+            });
+        } else {
+            trace.step(Step::FeedPath, Outcome::Skipped, || "not a feed key".into());
         }
-        let secret_id = record.signing_secret_id.as_deref()?;
+        let Some(secret_id) = record.signing_secret_id.as_deref() else {
+            trace.step(Step::Signature, Outcome::Skipped, || {
+                "the key's requests need no signature".into()
+            });
+            return None;
+        };
+        let denied = |trace: &mut T, reason, message: Cow<'static, str>| {
+            trace.step(Step::Signature, Outcome::Failed, || {
+                format!("{message} (signing secret {secret_id})")
+            });
+            Some(Decision::deny_key(reason, key, message))
+        };
         if request.is_some_and(|r| r.body_withheld) {
-            return Some(Decision::deny_key(
+            return denied(
+                trace,
                 Reason::BodyUnavailable,
-                key,
-                "the key's requests must be signed over their body, which forward auth never \
-                 receives; send them through Envoy's ext_authz with the request body",
-            ));
+                Cow::Borrowed(
+                    "the key's requests must be signed over their body, which forward auth never \
+                     receives; send them through Envoy's ext_authz with the request body",
+                ),
+            );
         }
         let (Some(signing), Some(request)) = (self.signing.as_ref(), request) else {
-            return Some(Decision::deny_key(
+            return denied(
+                trace,
                 Reason::SignatureMissing,
-                key,
-                "the key requires signed requests; no request details were given to verify",
-            ));
+                Cow::Borrowed(
+                    "the key requires signed requests; no request details were given to verify",
+                ),
+            );
         };
         let body = request
             .body_sha256
@@ -59,25 +91,36 @@ impl Checker {
             .await;
         match verified {
             Ok(v) => match v.reason {
-                VerifyReason::Valid => None,
-                VerifyReason::Missing => {
-                    Some(Decision::deny_key(Reason::SignatureMissing, key, v.message))
+                VerifyReason::Valid => {
+                    trace.step(Step::Signature, Outcome::Passed, || {
+                        format!(
+                            "{} {} signed by a current version of signing secret {secret_id}",
+                            request.method,
+                            without_query(request.path)
+                        )
+                    });
+                    None
                 }
-                VerifyReason::Expired => {
-                    Some(Decision::deny_key(Reason::SignatureExpired, key, v.message))
-                }
-                _ => Some(Decision::deny_key(Reason::SignatureInvalid, key, v.message)),
+                VerifyReason::Missing => denied(trace, Reason::SignatureMissing, v.message.into()),
+                VerifyReason::Expired => denied(trace, Reason::SignatureExpired, v.message.into()),
+                _ => denied(trace, Reason::SignatureInvalid, v.message.into()),
             },
             Err(e) => {
                 tracing::error!(error = %e, key_id = %record.id, "request signature check failed; denying");
-                Some(Decision::deny_key(
+                denied(
+                    trace,
                     Reason::InternalError,
-                    key,
-                    "the decision could not be made; denied",
-                ))
+                    Cow::Borrowed("the decision could not be made; denied"),
+                )
             }
         }
     }
+}
+
+/// A path for a detail: its query may carry credentials (`?api_key=`,
+/// a signed URL's `signature`), so it is never shown.
+fn without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(p, _)| p)
 }
 
 /// Is the normalised `path` under `prefix`? A prefix without a trailing slash
