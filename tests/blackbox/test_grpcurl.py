@@ -181,6 +181,62 @@ def test_invalid_scope_is_rejected(grpcurl: Grpcurl):
 
 
 # ---------------------------------------------------------------------------
+# CheckService/Explain: the decision step by step, through reflection alone
+
+EXPLAIN_STEPS = [
+    "failure_budget", "credential", "lookup", "status", "live_mode", "mode", "network",
+    "origin", "store", "feed_path", "signature", "operator", "scopes", "plan", "rate_limit",
+]
+
+
+def test_explain_through_reflection(grpcurl: Grpcurl):
+    out = grpcurl.ok("describe", "latchkey.v1.CheckService").stdout
+    assert "rpc Explain" in out, out
+    account = create_account(grpcurl)
+    created = grpcurl.call(
+        "latchkey.v1.KeyService/CreateKey",
+        {"accountId": account["id"], "mode": "MODE_TEST", "kind": "KEY_KIND_SECRET",
+         "name": "explained", "scopes": ["feedback.read"], "allowedCidrs": ["203.0.113.0/24"]},
+    )
+    key, secret = created["key"], created["secret"]
+    request = {"credential": secret, "permission": "feedback.read", "context": {"clientIp": "203.0.113.7"}}
+
+    allowed = grpcurl.call("latchkey.v1.CheckService/Explain", {"request": request})
+    assert [s["name"] for s in allowed["steps"]] == EXPLAIN_STEPS, allowed
+    assert allowed["decision"]["allowed"] is True, allowed
+    assert allowed["decision"]["reason"] == "REASON_ALLOWED", allowed
+    assert {s["outcome"] for s in allowed["steps"]} <= {"STEP_OUTCOME_PASSED", "STEP_OUTCOME_SKIPPED"}, allowed
+    assert secret not in str(allowed), "the credential is shown masked only"
+    lookup = next(s for s in allowed["steps"] if s["name"] == "lookup")
+    assert key["id"] in lookup["detail"], lookup
+
+    # What if the call came from elsewhere and asked for more?
+    denied = grpcurl.call(
+        "latchkey.v1.CheckService/Explain",
+        {"request": request, "whatIf": {"clientIp": "198.51.100.1"}},
+    )
+    assert denied["decision"].get("allowed", False) is False, denied
+    assert denied["decision"]["reason"] == "REASON_IP_NOT_ALLOWED", denied
+    failed = [s for s in denied["steps"] if s["outcome"] == "STEP_OUTCOME_FAILED"]
+    assert [s["name"] for s in failed] == ["network"], denied
+    assert "198.51.100.1" in failed[0]["detail"], failed
+
+    # Explain consumed and cached nothing: Check still allows from 203.0.113.7.
+    assert check(grpcurl, secret, "feedback.read").get("allowed") is not True  # no clientIp: denied
+    ok = grpcurl.call("latchkey.v1.CheckService/Check", dict(request), token=None)
+    assert ok.get("allowed") is True, ok
+
+    # Operators only, and the field is named on bad input.
+    grpcurl.fails("latchkey.v1.CheckService/Explain", {"request": request}, token=None, code="Unauthenticated")
+    _, message = grpcurl.fails(
+        "latchkey.v1.CheckService/Explain",
+        {"request": request, "whatIf": {"permissions": ["Not A Permission"]}},
+        code="InvalidArgument",
+    )
+    assert "what_if.permissions" in message, message
+
+
+# ---------------------------------------------------------------------------
 # Shutdown (the server fixture checks this after every test as well)
 
 
