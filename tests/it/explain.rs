@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use latchkey::crypto::keyfmt;
 use latchkey::domain::permissions::Scope;
 use latchkey::pb;
+use latchkey::ports::Clock;
 use pb::{Reason, StepOutcome};
 use sea_orm::{ConnectionTrait, Database};
 use tonic::Code;
@@ -341,6 +342,25 @@ async fn explain_names_the_step_behind_each_denial(backend: Backend) {
     .await;
     let detail = denied_at(&r, Reason::SignatureMissing, "signature");
     assert!(detail.contains(&sid), "{detail}");
+    let forged = format!("t={},v1={}", s.clock.now() / 1000, "0".repeat(64));
+    let r = explain(
+        &s,
+        with_context(
+            ask(&signed_secret, "feedback.write"),
+            pb::RequestContext {
+                method: "POST".into(),
+                path: "/v2/responses".into(),
+                headers: HashMap::from([("x-latchkey-signature".into(), forged.clone())]),
+                ..Default::default()
+            },
+        ),
+    )
+    .await;
+    let detail = denied_at(&r, Reason::SignatureInvalid, "signature");
+    assert!(
+        !detail.contains(&forged),
+        "signatures are never shown: {detail}"
+    );
 
     let (_, narrow) = s.simple_key("PRIME", &["products.read"]).await;
     let detail = denied_at(

@@ -147,13 +147,15 @@ impl Checker {
             });
         }
         // Explain's what-if may ask for several permissions; Check for one.
-        let management = input.permission.is_some_and(Permission::is_admin)
-            && extra.iter().all(Permission::is_admin);
+        let management = || {
+            input.permission.is_some_and(Permission::is_admin)
+                && extra.iter().all(Permission::is_admin)
+        };
         if !key.account.is_operator {
             trace.step(Step::Operator, Outcome::Skipped, || {
                 "not an operator key".into()
             });
-        } else if !management {
+        } else if !management() {
             trace.step(Step::Operator, Outcome::Failed, || {
                 "an operator key, asked for something other than management permissions".into()
             });
