@@ -1430,3 +1430,47 @@ async fn codes_are_bound_to_their_client_and_a_racing_replay_revokes(backend: Ba
     assert_eq!(r.json()["error"], "invalid_grant");
     s.stop().await;
 }
+
+/// The token endpoint mints from its cached client without asking the
+/// store; a client deleted on another replica must still get no token there
+/// (the store's notification drops the cached client well before its TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_deleted_on_another_replica_gets_no_token() {
+    use crate::common::{TestDb, eventually};
+    use std::sync::Arc;
+
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestServer::start_on(db.clone(), |c| c.cache.ttl_seconds = 3600, None).await;
+    let b = TestServer::start_on(db, |c| c.cache.ttl_seconds = 3600, None).await;
+    let (c, secret) = client(&a).await;
+    let auth = basic(&c.client_id, &secret);
+    let grant = form(&[("grant_type", "client_credentials")]);
+    let token_on_b = || async {
+        http(
+            b.running().http_addr,
+            "POST",
+            "/oauth2/token",
+            &[("authorization", &auth)],
+            &grant,
+        )
+        .await
+    };
+    let r = token_on_b().await;
+    assert_eq!(r.status, 200, "cached on b: {}", r.body);
+    tokens(&a)
+        .delete_client(a.admin(pb::DeleteClientRequest {
+            client_id: c.client_id.clone(),
+        }))
+        .await
+        .unwrap();
+    eventually("b to refuse the deleted client", || async {
+        let r = token_on_b().await;
+        (r.status == 401).then(|| r.json())
+    })
+    .await
+    .get("error")
+    .map(|e| assert_eq!(e, "invalid_client"))
+    .unwrap();
+    a.stop_keep_db().await;
+    b.stop().await;
+}
