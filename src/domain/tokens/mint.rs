@@ -74,7 +74,7 @@ impl TokenManager {
             sub: grant.subject.to_owned(),
             scope: join_scopes(grant.scopes),
             exp: iat + ttl_secs,
-            iat,
+            iat: Some(iat),
             nbf: Some(iat),
             jti: uuid::Uuid::new_v4().simple().to_string(),
             client_id: grant.holder_id.to_owned(),
