@@ -159,6 +159,12 @@ impl Clock for ManualClock {
 /// Persistence for OAuth2 clients, tokens and JWT signing keys.
 #[async_trait]
 pub trait TokenStore: Send + Sync + 'static {
+    /// Is the store known to be down (its circuit open until the health
+    /// loop reaches it again)? A cheap, lock-free read and no I/O: what the
+    /// token endpoint asks before minting from a cached client, so that a
+    /// known-down store is a 503 at once rather than a token.
+    fn known_down(&self) -> bool;
+
     /// Every signing key, retired ones included.
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError>;
     /// Retires every active key at `key.created_at` and inserts `key` as the active one.

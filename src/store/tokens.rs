@@ -164,6 +164,10 @@ impl SqlStore {
 
 #[async_trait]
 impl TokenStore for SqlStore {
+    fn known_down(&self) -> bool {
+        self.circuit.is_open()
+    }
+
     async fn signing_keys(&self) -> Result<Vec<SigningKeyRecord>, StoreError> {
         Ok(signing_key::Entity::find()
             .order_by_asc(signing_key::Column::CreatedAt)

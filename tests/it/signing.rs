@@ -169,6 +169,21 @@ fn known_answer_vectors_from_python() {
         assert_eq!(hex(&parsed.signature), s(&u["signature"]));
         assert_eq!(parsed.timestamp, u["now_millis"].as_i64().unwrap());
     }
+    for u in v["signed_url_strict"].as_array().unwrap() {
+        let form = sigfmt::UrlForm::Strict;
+        let signed = sigfmt::sign_url_as(
+            form,
+            &s(&u["unsigned_url"]),
+            s(&u["key"]).as_bytes(),
+            u["now_millis"].as_i64().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(signed, s(&u["signed_url"]));
+        let parsed = sigfmt::url_signature_as(form, &signed).unwrap();
+        assert_eq!(parsed.canonical, s(&u["canonical"]));
+        assert_eq!(hex(&parsed.signature), s(&u["signature"]));
+        assert_eq!(parsed.timestamp, u["now_millis"].as_i64().unwrap());
+    }
     for r in v["signed_request"].as_array().unwrap() {
         let body = s(&r["body"]);
         let canonical = sigfmt::canonical_request(

@@ -1204,6 +1204,7 @@ backend_tests!(
     clients_are_validated_and_deleting_one_ends_its_tokens,
     introspection_and_revocation,
     client_secret_can_come_as_a_one_time_reveal_link,
+    check_refuses_well_signed_tokens_that_are_not_access_tokens,
 );
 
 async fn client_secret_can_come_as_a_one_time_reveal_link(backend: Backend) {
@@ -1428,5 +1429,186 @@ async fn codes_are_bound_to_their_client_and_a_racing_replay_revokes(backend: Ba
         r.body
     );
     assert_eq!(r.json()["error"], "invalid_grant");
+    s.stop().await;
+}
+
+/// The token endpoint mints from its cached client without asking the
+/// store; a client deleted on another replica must still get no token there
+/// (the store's notification drops the cached client well before its TTL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_deleted_on_another_replica_gets_no_token() {
+    use crate::common::{TestDb, eventually};
+    use std::sync::Arc;
+
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let a = TestServer::start_on(db.clone(), |c| c.cache.ttl_seconds = 3600, None).await;
+    let b = TestServer::start_on(db, |c| c.cache.ttl_seconds = 3600, None).await;
+    let (c, secret) = client(&a).await;
+    let auth = basic(&c.client_id, &secret);
+    let grant = form(&[("grant_type", "client_credentials")]);
+    let token_on_b = || async {
+        http(
+            b.running().http_addr,
+            "POST",
+            "/oauth2/token",
+            &[("authorization", &auth)],
+            &grant,
+        )
+        .await
+    };
+    let r = token_on_b().await;
+    assert_eq!(r.status, 200, "cached on b: {}", r.body);
+    tokens(&a)
+        .delete_client(a.admin(pb::DeleteClientRequest {
+            client_id: c.client_id.clone(),
+        }))
+        .await
+        .unwrap();
+    eventually("b to refuse the deleted client", || async {
+        let r = token_on_b().await;
+        (r.status == 401).then(|| r.json())
+    })
+    .await
+    .get("error")
+    .map(|e| assert_eq!(e, "invalid_client"))
+    .unwrap();
+    a.stop_keep_db().await;
+    b.stop().await;
+}
+
+/// The server's active signing key, opened from the store with the test
+/// database's master key, after rotating to an EdDSA key (whose PKCS#8 is
+/// what `jsonwebtoken` takes as it is).
+async fn server_eddsa_key(s: &TestServer) -> (String, jsonwebtoken::EncodingKey) {
+    let key = tokens(s)
+        .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
+            algorithm: "EdDSA".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let db = sea_orm::Database::connect(&s.db.url).await.unwrap();
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT private_sealed FROM signing_keys WHERE kid = '{}'",
+                key.kid
+            ),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let sealed: Vec<u8> = row.try_get("", "private_sealed").unwrap();
+    db.close().await.unwrap();
+    let master = latchkey::crypto::envelope::MasterKey::from_list(&s.db.master_key).unwrap();
+    let pkcs8 = master
+        .open(
+            &sealed,
+            latchkey::domain::model::signing_key_context(&key.kid).as_bytes(),
+        )
+        .unwrap();
+    (key.kid, jsonwebtoken::EncodingKey::from_ed_der(&pkcs8))
+}
+
+/// Signed by the server's own key, so only the claims and header can be
+/// what Check refuses: `typ` other than `at+jwt`, a missing `iat`, `sub` or
+/// `exp`, an `iat` in the future, `crit`. Each has its reason.
+async fn check_refuses_well_signed_tokens_that_are_not_access_tokens(backend: Backend) {
+    use jsonwebtoken::{Algorithm, Header};
+
+    let s = TestServer::start(backend).await;
+    let (c, secret) = client(&s).await;
+    let (kid, key) = server_eddsa_key(&s).await;
+    let good = claims(&issue(&s, &c.client_id, &secret).await);
+    let now = good["iat"].as_i64().unwrap();
+    let header = |typ: Option<&str>| {
+        let mut h = Header::new(Algorithm::EdDSA);
+        h.kid = Some(kid.clone());
+        h.typ = typ.map(str::to_owned);
+        h
+    };
+    let sign = |h: &Header, c: &serde_json::Value| jsonwebtoken::encode(h, c, &key).unwrap();
+    let without = |name: &str| {
+        let mut c = good.clone();
+        c.as_object_mut().unwrap().remove(name);
+        c
+    };
+    let at = header(Some("at+jwt"));
+    // The forging itself is sound: the same path with good claims passes.
+    let control = {
+        let mut c = good.clone();
+        c["jti"] = "forged-but-fine".into();
+        sign(&at, &c)
+    };
+    assert!(s.check_perm(&control, "catalog.read").await.allowed);
+    assert!(
+        s.check_perm(
+            &sign(&header(Some("application/at+jwt")), &good),
+            "catalog.read"
+        )
+        .await
+        .allowed
+    );
+    let mut future = good.clone();
+    future["iat"] = (now + 120).into();
+    let mut crit = at.clone();
+    crit.crit = Some(vec!["exp".into()]);
+    for (token, want, what) in [
+        (
+            sign(&header(Some("JWT")), &good),
+            Reason::TokenClaimsInvalid,
+            "typ JWT",
+        ),
+        (
+            sign(&header(None), &good),
+            Reason::TokenClaimsInvalid,
+            "no typ",
+        ),
+        (
+            sign(&at, &without("iat")),
+            Reason::TokenClaimsInvalid,
+            "no iat",
+        ),
+        (
+            sign(&at, &without("sub")),
+            Reason::TokenClaimsInvalid,
+            "no sub",
+        ),
+        (
+            sign(&at, &without("exp")),
+            Reason::TokenClaimsInvalid,
+            "no exp",
+        ),
+        (
+            sign(&at, &without("iss")),
+            Reason::TokenClaimsInvalid,
+            "no iss",
+        ),
+        (
+            sign(&at, &without("aud")),
+            Reason::TokenClaimsInvalid,
+            "no aud",
+        ),
+        (
+            sign(&at, &future),
+            Reason::TokenNotYetValid,
+            "iat in the future",
+        ),
+        (sign(&crit, &good), Reason::CredentialMalformed, "crit"),
+    ] {
+        let r = s.check_perm(&token, "catalog.read").await;
+        assert_eq!(reason(&r), want, "{what}: {}", r.message);
+        assert!(!r.allowed, "{what}");
+    }
+    // Within the leeway, a slightly early `iat` is clock skew, not a forgery.
+    let mut skewed = good.clone();
+    skewed["iat"] = (now + 20).into();
+    skewed["jti"] = "skewed".into();
+    assert!(
+        s.check_perm(&sign(&at, &skewed), "catalog.read")
+            .await
+            .allowed
+    );
     s.stop().await;
 }

@@ -76,6 +76,64 @@ def signed_request(key, t, method, path, query_pairs, body):
     }
 
 
+def unpct(s: str) -> bytes:
+    """Percent-decoding by hand (`+` stays `+`: this is for path segments)."""
+    out, i, raw = bytearray(), 0, s.encode()
+    while i < len(raw):
+        if raw[i] == ord("%"):
+            out.append(int(raw[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            out.append(raw[i])
+            i += 1
+    return bytes(out)
+
+
+def pct_bytes(b: bytes) -> str:
+    safe = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+    return "".join(chr(c) if c in safe else "%%%02X" % c for c in b)
+
+
+def strict_canonical(base, params):
+    """The strict form (README "Signed URLs, strict form"): scheme, host,
+    path and query, every component decoded and re-encoded."""
+    scheme, rest = base.split("://", 1)
+    scheme = scheme.lower()
+    default_port = {"https": 443, "http": 80}[scheme]
+    i = rest.find("/")
+    authority, path = (rest, "") if i < 0 else (rest[:i], rest[i:])
+    if authority.startswith("["):
+        inside, _, after = authority[1:].partition("]")
+        host, port = "[" + inside.lower() + "]", (after[1:] if after else None)
+    elif ":" in authority:
+        host, port = authority.rsplit(":", 1)
+        host = host.lower()
+    else:
+        host, port = authority.lower(), None
+    if port is not None and int(port) != default_port:
+        host += ":%d" % int(port)
+    path = "/".join(pct_bytes(unpct(seg)) for seg in path.split("/")) if path else "/"
+    pairs = sorted((pct(k), pct(v)) for k, v in params if k != "signature")
+    query = "&".join(k + "=" + v for k, v in pairs)
+    return "\n".join(["LATCHKEY-URL-V2", scheme, host, path, query])
+
+
+def signed_url_strict(key, base, params, timestamp, timestamp_millis):
+    query = "&".join(pct(k) + "=" + pct(v) for k, v in params)
+    unsigned = base + "?" + query
+    canonical = strict_canonical(base, list(params) + [("timestamp", timestamp)])
+    signature = mac(key, canonical.encode())
+    signed = unsigned + "&timestamp=" + pct(timestamp) + "&signature=" + signature
+    return {
+        "key": key,
+        "unsigned_url": unsigned,
+        "now_millis": timestamp_millis,
+        "canonical": canonical,
+        "signature": signature,
+        "signed_url": signed,
+    }
+
+
 K1 = "whsec_7cS0dY1k3vJbq2q6m0n1nE3d0mJ5m8Q0k4uX2z9yT1w"
 K2 = "whsec_Zr1cQk0bW2f3n4H5j6K7l8M9n0P1q2R3s4T5u6V7w8X"
 
@@ -109,6 +167,37 @@ VECTORS = {
             [("state", "s1"), ("client_id", "c")],
             "2026-11-26T06:07:08.009Z",
             1795673228009,
+        ),
+    ],
+    "signed_url_strict": [
+        signed_url_strict(
+            K1,
+            "https://consent.example.com/flow",
+            [
+                ("client_id", "cl_123"),
+                # What the seed form must refuse is plain data here.
+                ("redirect_uri", "https://app.example.com/callback?x=1&y=2"),
+                ("state", "a b+c=d"),
+                ("uid", "müller@example.com"),
+            ],
+            "2024-01-15T10:30:00.000Z",
+            1705314600000,
+        ),
+        # Scheme and host in any case, a default port, an escaped `/` and
+        # `~` in the path: all canonicalised.
+        signed_url_strict(
+            K2,
+            "HTTPS://Consent.Example.COM:443/flow/a%2Fb/%7euser",
+            [("state", "s1")],
+            "2026-11-26T06:07:08.009Z",
+            1795673228009,
+        ),
+        signed_url_strict(
+            K1,
+            "http://127.0.0.1:8080",
+            [("b", "2"), ("a", "1")],
+            "2024-01-15T10:30:00.000Z",
+            1705314600000,
         ),
     ],
     "signed_request": [

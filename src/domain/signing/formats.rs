@@ -9,11 +9,17 @@
 //!   `signature`, percent-decoded, sorted by key, joined as `key=value&…`;
 //!   HMAC-SHA256 of that, lower-case hex, appended as `signature`; `timestamp`
 //!   is ISO 8601 UTC (`2024-01-15T10:30:00.000Z`).
+//! - Signed URL, strict form (`strict_url::strict_url_canonical`):
+//!   also signs scheme, host and path, and re-encodes every component, so
+//!   that no decoded `&`, `=` or `/` can pass for a boundary.
 //! - Signed request: the signature header's `v1` is computed over the
 //!   canonical request of [`canonical_request`] instead of a body.
 
 use chrono::{DateTime, Datelike, Timelike, Utc};
 
+pub use super::strict_url::{
+    STRICT_URL_SCHEME, UrlForm, sign_url_as, strict_url_canonical, url_signature_as,
+};
 use crate::crypto::mac::{hmac_sha256, parse_hex32};
 use crate::crypto::{ct_eq, hex};
 use crate::domain::model::Millis;
@@ -64,6 +70,9 @@ pub enum FormatError {
         "query parameter `{0}` decodes to a value with `&` or `=`, which the signed-URL form cannot tell apart from a parameter boundary"
     )]
     Ambiguous(String),
+    /// The strict form signs where a URL points: it must be absolute.
+    #[error("the URL must be an absolute http(s) URL to be signed in the strict form: {0}")]
+    NotAbsolute(&'static str),
 }
 
 /// A parsed signature header. `t_text` is kept as sent: it is what was signed.
@@ -204,7 +213,7 @@ pub struct ParsedUrl<'a> {
     pub params: Vec<(String, String)>,
 }
 
-fn hex_val(b: u8) -> Option<u8> {
+pub(super) fn hex_val(b: u8) -> Option<u8> {
     (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
 }
 
@@ -243,7 +252,22 @@ pub fn form_encode(s: &str) -> String {
     out
 }
 
+/// Splits a signed URL and decodes its query, refusing what the seed form
+/// cannot sign unambiguously (a decoded `&` or `=`).
 pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, FormatError> {
+    let parsed = parse_url_any(url)?;
+    if let Some((key, _)) = parsed
+        .params
+        .iter()
+        .find(|(k, v)| k.contains(['&', '=']) || v.contains(['&', '=']))
+    {
+        return Err(FormatError::Ambiguous(key.chars().take(40).collect()));
+    }
+    Ok(parsed)
+}
+
+/// Splits a URL and decodes its query: no fragment, no parameter twice.
+pub fn parse_url_any(url: &str) -> Result<ParsedUrl<'_>, FormatError> {
     if url.contains('#') {
         return Err(FormatError::Fragment);
     }
@@ -256,9 +280,6 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl<'_>, FormatError> {
         let value = form_decode(v).ok_or_else(|| FormatError::BadEncoding(key.clone()))?;
         if params.iter().any(|(seen, _)| *seen == key) {
             return Err(FormatError::DuplicateParameter(key));
-        }
-        if key.contains(['&', '=']) || value.contains(['&', '=']) {
-            return Err(FormatError::Ambiguous(key.chars().take(40).collect()));
         }
         params.push((key, value));
     }
@@ -327,6 +348,18 @@ pub struct UrlSignature {
 
 pub fn url_signature(url: &str) -> Result<UrlSignature, FormatError> {
     let parsed = parse_url(url)?;
+    let (signature, timestamp) = signature_and_timestamp(&parsed)?;
+    Ok(UrlSignature {
+        canonical: url_canonical(&parsed.params),
+        signature,
+        timestamp,
+    })
+}
+
+/// The `signature` and `timestamp` parameters of a signed URL.
+pub(super) fn signature_and_timestamp(
+    parsed: &ParsedUrl<'_>,
+) -> Result<([u8; 32], Millis), FormatError> {
     let find = |name: &str| {
         parsed
             .params
@@ -338,11 +371,7 @@ pub fn url_signature(url: &str) -> Result<UrlSignature, FormatError> {
     let signature = parse_hex32(signature).ok_or(FormatError::BadSignature)?;
     let timestamp = find("timestamp").ok_or(FormatError::NoUrlTimestamp)?;
     let timestamp = parse_iso8601(timestamp).ok_or(FormatError::BadUrlTimestamp)?;
-    Ok(UrlSignature {
-        canonical: url_canonical(&parsed.params),
-        signature,
-        timestamp,
-    })
+    Ok((signature, timestamp))
 }
 
 // ---------------------------------------------------------------------------

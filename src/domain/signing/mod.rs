@@ -14,11 +14,13 @@
 //!   secret a key's requests must be signed with.
 //! - `sign.rs`: webhook signature headers and signed URLs, made now.
 //! - `verify.rs`: checking webhooks, signed URLs and signed requests.
-//! - [`formats`]: the wire formats themselves, pure functions.
+//! - [`formats`]: the wire formats themselves, pure functions;
+//!   [`strict_url`]: the strict signed-URL form.
 
 pub mod formats;
 mod manager;
 mod sign;
+pub mod strict_url;
 mod verify;
 
 #[cfg(test)]

@@ -367,3 +367,86 @@ proptest::proptest! {
         let _ = parse_iso8601(&s);
     }
 }
+
+#[test]
+fn the_strict_url_form_binds_scheme_host_and_path() {
+    use super::formats::{UrlForm, sign_url_as, strict_url_canonical, url_signature_as};
+    let key = b"whsec_k";
+    let signed = sign_url_as(
+        UrlForm::Strict,
+        "https://consent.example/flow?redirect_uri=https%3A%2F%2Fa.example%2Fcb%3Fx%3D1%26y%3D2",
+        key,
+        1_705_314_600_000,
+    )
+    .unwrap();
+    let sig = url_signature_as(UrlForm::Strict, &signed).unwrap();
+    // The same query elsewhere: another canonical string, so another MAC.
+    for moved in [
+        signed.replace("https://consent.example/flow", "https://evil.example/flow"),
+        signed.replace(
+            "https://consent.example/flow",
+            "https://consent.example/other",
+        ),
+        signed.replace(
+            "https://consent.example/flow",
+            "http://consent.example/flow",
+        ),
+        signed.replace(
+            "https://consent.example/flow",
+            "https://consent.example:8443/flow",
+        ),
+    ] {
+        let other = url_signature_as(UrlForm::Strict, &moved).unwrap();
+        assert_ne!(other.canonical, sig.canonical, "{moved}");
+    }
+    // Spelling does not matter; meaning does.
+    let same = signed.replace(
+        "https://consent.example/flow",
+        "HTTPS://Consent.EXAMPLE:443/fl%6Fw",
+    );
+    assert_eq!(
+        url_signature_as(UrlForm::Strict, &same).unwrap().canonical,
+        sig.canonical
+    );
+    // A value with `&` and `=` stays one value (the seed form refuses it) …
+    assert!(url_signature_as(UrlForm::Seed, &signed).is_err());
+    // … and cannot be split into two parameters that verify.
+    let split = strict_url_canonical("https://h.example/p?a=1&b=2").unwrap();
+    let merged = strict_url_canonical("https://h.example/p?a=1%26b%3D2").unwrap();
+    assert_ne!(split, merged);
+    // `/` escaped inside a segment is not a segment boundary.
+    assert_ne!(
+        strict_url_canonical("https://h.example/a%2Fb").unwrap(),
+        strict_url_canonical("https://h.example/a/b").unwrap()
+    );
+}
+
+#[test]
+fn the_strict_url_form_needs_an_absolute_http_url() {
+    use super::formats::{FormatError, strict_url_canonical};
+    for url in [
+        "/consent?x=1",
+        "consent.example/flow?x=1",
+        "ftp://h.example/x?y=1",
+        "https://user@h.example/x?y=1",
+        "https://h.example:0/x",
+        "https://h.example:99999/x",
+        "https://h.example:ab/x",
+        "https:///x",
+        "https://hé.example/x",
+    ] {
+        assert!(
+            matches!(strict_url_canonical(url), Err(FormatError::NotAbsolute(_))),
+            "{url}: {:?}",
+            strict_url_canonical(url)
+        );
+    }
+    assert!(matches!(
+        strict_url_canonical("https://h.example/x?a=1&a=2"),
+        Err(FormatError::DuplicateParameter(_))
+    ));
+    assert!(matches!(
+        strict_url_canonical("https://h.example/x#f"),
+        Err(FormatError::Fragment)
+    ));
+}

@@ -48,7 +48,7 @@ impl TokenManager {
                 client_id: claims.client_id.clone(),
                 sub: claims.sub.clone(),
                 exp: claims.exp,
-                iat: claims.iat,
+                iat: claims.iat.unwrap_or_default(),
                 jti: claims.jti.clone(),
                 account_id: claims.lk_account.clone(),
                 iss: claims.iss.clone(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{TokenManager, TokenSettings, log_internal};
 use crate::crypto::envelope::MasterKey;
-use crate::crypto::jwt::{Algorithm, SigningKey, VerifyingKey};
+use crate::crypto::jwt::{self, Algorithm, Expected, SigningKey, VerifyingKey};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Millis, SigningKeyRecord, new_id};
 use crate::ports::TokenStore;
@@ -48,7 +48,7 @@ impl Keyring {
             }
             records = tokens.signing_keys().await?;
         }
-        let state = Self::build(&records, None, master_key, now, keep_retired_ms(settings))?;
+        let state = Self::build(&records, None, master_key, now, settings)?;
         Ok(Self {
             state: RwLock::new(Arc::new(state)),
             last_reload: Mutex::new(None),
@@ -63,8 +63,15 @@ impl Keyring {
         previous: Option<&KeyringState>,
         master: &MasterKey,
         now: Millis,
-        keep_ms: i64,
+        settings: &TokenSettings,
     ) -> Result<KeyringState> {
+        let keep_ms = keep_retired_ms(settings);
+        // What every token a key signed must say; built into each key's
+        // validation once, not per token.
+        let expected = Expected {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        };
         let bad = |kid: &str, e: &dyn std::fmt::Display| {
             Error::internal("loading a signing key", format!("{kid}: {e}"))
         };
@@ -80,7 +87,7 @@ impl Keyring {
             verifiers.push(match known {
                 Some(v) => v.clone(),
                 None => Arc::new(
-                    VerifyingKey::new(alg, r.kid.clone(), &r.public_key)
+                    VerifyingKey::new(alg, r.kid.clone(), &r.public_key, &expected)
                         .map_err(|e| bad(&r.kid, &e))?,
                 ),
             });
@@ -100,8 +107,7 @@ impl Keyring {
         }
         let active = active
             .ok_or_else(|| Error::internal("loading the signing keys", "no active signing key"))?;
-        let keys: Vec<&serde_json::Value> = verifiers.iter().map(|v| v.jwk()).collect();
-        let jwks = serde_json::json!({ "keys": keys }).to_string();
+        let jwks = jwt::jwks(verifiers.iter().map(|v| v.as_ref()));
         Ok(KeyringState {
             active,
             verifiers,
@@ -181,7 +187,7 @@ impl TokenManager {
             Some(&previous),
             &self.master_key,
             self.clock.now(),
-            keep_retired_ms(&self.settings),
+            &self.settings,
         )?;
         self.keyring.replace(state);
         Ok(())

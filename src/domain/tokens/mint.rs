@@ -74,7 +74,7 @@ impl TokenManager {
             sub: grant.subject.to_owned(),
             scope: join_scopes(grant.scopes),
             exp: iat + ttl_secs,
-            iat,
+            iat: Some(iat),
             nbf: Some(iat),
             jti: uuid::Uuid::new_v4().simple().to_string(),
             client_id: grant.holder_id.to_owned(),
@@ -110,14 +110,15 @@ impl TokenManager {
             ));
         }
         let scopes = self.grant_scopes(requested, &client.scopes)?;
-        // The client may have come from the cache: a token is minted only
-        // while the store confirms the client still exists, so that nothing
-        // is issued that Check would then refuse (or that a deleted client
-        // should no longer get). A store that is down is a 503, not a token.
-        if self.tokens.get_client(&client.client_id).await?.is_none() {
-            return Err(OAuthError::InvalidClient(
-                "client authentication failed".into(),
-            ));
+        // The client may have come from the cache. A deleted client is not
+        // in it: deleting one drops every cached client here and, through
+        // the store's notification, on every replica. What the cache cannot
+        // tell is an outage: a store known to be down is a 503, not a token
+        // (nothing may be issued that introspection or revocation could not
+        // then answer). One atomic read, not a query per token: re-reading
+        // the client on every mint halved issuance.
+        if self.tokens.known_down() {
+            return Err(OAuthError::TemporarilyUnavailable);
         }
         let now = self.clock.now();
         let (token, _) = self

@@ -178,16 +178,24 @@ fn expose_opt<S: serde::Serializer>(
     }
 }
 
-/// The claims of every access token we mint.
+/// The claims of every access token we mint (RFC 9068 §2.2). When a
+/// presented token is read, a missing `iss`, `aud`, `sub` or `exp` reads as
+/// empty here so that `jsonwebtoken`'s validation names the claim that is
+/// missing; a missing `iat` reads as `None`, refused by [`verify`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Claims {
+    #[serde(default)]
     pub iss: String,
+    #[serde(default)]
     pub aud: Audience,
+    #[serde(default)]
     pub sub: String,
     #[serde(default)]
     pub scope: String,
+    #[serde(default)]
     pub exp: i64,
-    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
     #[serde(default)]
     pub nbf: Option<i64>,
     pub jti: String,
@@ -206,14 +214,13 @@ pub enum Audience {
     Many(Vec<String>),
 }
 
-impl Audience {
-    fn contains(&self, aud: &str) -> bool {
-        match self {
-            Audience::One(a) => a == aud,
-            Audience::Many(list) => list.iter().any(|a| a == aud),
-        }
+impl Default for Audience {
+    fn default() -> Self {
+        Audience::Many(Vec::new())
     }
+}
 
+impl Audience {
     pub fn first(&self) -> &str {
         match self {
             Audience::One(a) => a,

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
 use super::{Claims, TokenManager, split_scopes};
-use crate::crypto::{self, jwt};
+use crate::crypto;
+use crate::crypto::jwt::{self, JwtError};
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::{
     Account, HolderKind, KeyKind, KeyRecord, Millis, StoredKeyStatus, valid_id,
@@ -39,26 +40,31 @@ fn denial(reason: Reason, message: impl Into<String>) -> TokenDenial {
 }
 
 impl TokenManager {
+    /// The header read (unverified) only to find the key; then the key's
+    /// own validation: signature, `iss`, `aud`, required claims
+    /// (`jsonwebtoken`), and `typ` (RFC 9068 §4).
     pub(super) fn verify_signature(&self, token: &str) -> std::result::Result<Claims, TokenDenial> {
-        let parts = jwt::split(token).map_err(|e| {
-            denial(
-                Reason::CredentialMalformed,
-                format!("the token is malformed: {e}"),
-            )
-        })?;
-        if parts.header.alg.eq_ignore_ascii_case("none") {
-            return Err(denial(
+        let header = jwt::header(token).map_err(|e| match e {
+            JwtError::Unsigned => denial(
                 Reason::TokenUnsigned,
                 "unsigned tokens (alg `none`) are never accepted",
-            ));
-        }
-        if parts.header.crit.is_some() {
+            ),
+            JwtError::UnknownAlgorithm => denial(
+                Reason::TokenAlgorithmMismatch,
+                "the token names an algorithm no signing key here uses",
+            ),
+            e => denial(
+                Reason::CredentialMalformed,
+                format!("the token is malformed: {e}"),
+            ),
+        })?;
+        if header.crit.is_some() {
             return Err(denial(
                 Reason::CredentialMalformed,
                 "the token names critical header parameters this server does not support",
             ));
         }
-        let kid = parts.header.kid.as_deref().unwrap_or_default();
+        let kid = header.kid.as_deref().unwrap_or_default();
         let state = self.keyring.current();
         let Some(key) = state.verifiers.iter().find(|v| v.kid == kid) else {
             return Err(denial(
@@ -66,31 +72,56 @@ impl TokenManager {
                 "the token's `kid` names no current signing key",
             ));
         };
-        if parts.header.alg != key.alg.name() {
+        // The key decides the algorithm, never the token.
+        if header.alg != key.alg.jws() {
             return Err(denial(
                 Reason::TokenAlgorithmMismatch,
                 format!(
-                    "the token says `{}` but its key is {}",
-                    parts.header.alg.chars().take(16).collect::<String>(),
-                    key.alg
+                    "the token says `{:?}` but its key is {}",
+                    header.alg, key.alg
                 ),
             ));
         }
-        key.verify(&parts).map_err(|_| {
-            denial(
+        let (header, claims) = key.decode::<Claims>(token).map_err(|e| match e {
+            JwtError::BadSignature => denial(
                 Reason::TokenSignatureInvalid,
                 "the token's signature does not verify",
-            )
-        })?;
-        serde_json::from_slice::<Claims>(&parts.claims).map_err(|_| {
-            denial(
+            ),
+            JwtError::UnknownAlgorithm => denial(
+                Reason::TokenAlgorithmMismatch,
+                format!("the token's algorithm is not its key's ({})", key.alg),
+            ),
+            e @ (JwtError::MissingClaim(_)
+            | JwtError::WrongIssuer
+            | JwtError::WrongAudience
+            | JwtError::BadClaims) => denial(Reason::TokenClaimsInvalid, e.to_string()),
+            e => denial(
                 Reason::CredentialMalformed,
-                "the token's claims are not the ones this server issues",
-            )
-        })
+                format!("the token is malformed: {e}"),
+            ),
+        })?;
+        // RFC 9068 §4: an access token says so (`at+jwt`, or the full
+        // media type), so that no other JWT a key signed passes for one.
+        let typ = header.typ.as_deref().unwrap_or_default();
+        if !typ.eq_ignore_ascii_case(jwt::ACCESS_TOKEN_TYP)
+            && !typ.eq_ignore_ascii_case("application/at+jwt")
+        {
+            return Err(denial(
+                Reason::TokenClaimsInvalid,
+                "the token is not an access token (`typ` must be `at+jwt`)",
+            ));
+        }
+        if claims.iat.is_none() {
+            return Err(denial(
+                Reason::TokenClaimsInvalid,
+                "the token lacks the `iat` claim",
+            ));
+        }
+        Ok(claims)
     }
 
-    /// Signature, then `exp`/`nbf` (with leeway), `iss`, `aud`, and revocation.
+    /// Signature and claims, then time on this server's clock (`exp`,
+    /// `nbf`, `iat`, each with the leeway), then revocation.
     pub(super) async fn verify_claims(
         &self,
         token: &str,
@@ -108,19 +139,25 @@ impl TokenManager {
         };
         let now_s = now / 1000;
         let leeway = self.settings.leeway_secs;
-        if claims.exp + leeway <= now_s {
+        if claims.exp.saturating_add(leeway) <= now_s {
             return Err(denial(Reason::TokenExpired, "the token has expired"));
         }
-        if claims.nbf.is_some_and(|nbf| nbf - leeway > now_s) {
+        if claims
+            .nbf
+            .is_some_and(|nbf| nbf.saturating_sub(leeway) > now_s)
+        {
             return Err(denial(
                 Reason::TokenNotYetValid,
                 "the token is not valid yet",
             ));
         }
-        if claims.iss != self.settings.issuer || !claims.aud.contains(&self.settings.audience) {
+        if claims
+            .iat
+            .is_some_and(|iat| iat.saturating_sub(leeway) > now_s)
+        {
             return Err(denial(
-                Reason::TokenClaimsInvalid,
-                "the token was issued for another issuer or audience",
+                Reason::TokenNotYetValid,
+                "the token was issued in the future",
             ));
         }
         match self.tokens.is_revoked(&claims.jti).await {
@@ -254,8 +291,8 @@ impl TokenManager {
                         allowed_origins: Vec::new(),
                         status: StoredKeyStatus::Active,
                         expires_at: claims.exp * 1000,
-                        created_at: claims.iat * 1000,
-                        updated_at: claims.iat * 1000,
+                        created_at: claims.iat.unwrap_or_default() * 1000,
+                        updated_at: claims.iat.unwrap_or_default() * 1000,
                         last_used_at: None,
                         predecessor_id: None,
                         successor_id: None,
