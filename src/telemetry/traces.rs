@@ -292,8 +292,8 @@ mod tests {
         let inner = tower::service_fn(|_req: Request<()>| async {
             Ok::<_, std::convert::Infallible>(Response::new(()))
         });
-        let mut grpc = GrpcTraceLayer.layer(inner.clone());
-        let mut http = HttpTraceLayer.layer(inner.clone());
+        let mut grpc = GrpcTraceLayer.layer(inner);
+        let mut http = HttpTraceLayer.layer(inner);
         let plain = || {
             Request::builder()
                 .uri("/latchkey.v1.CheckService/Check")
