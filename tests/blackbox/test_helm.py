@@ -26,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from chart import CHART, SHAPES, Rendered, chart_copy, checkov, helm_tool, render, require_helm_sdkpy
+from test_tls import Pki
 
 # Kubernetes versions the manifests must be valid for: the chart's
 # kubeVersion floor (native gRPC probes are GA from 1.27) and the newest
@@ -626,10 +627,10 @@ def test_tls_mounts_the_secrets_and_points_the_config_at_them(tmp_path, latchkey
     certs = tmp_path / "certs"
     certs.mkdir()
     text = toml.replace(tls_dir, str(certs)).replace(ca_dir, str(certs))
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-                    "-keyout", certs / "tls.key", "-out", certs / "tls.crt", "-days", "1", "-subj", "/CN=latchkey"],
-                   check=True, capture_output=True)
-    (certs / "ca.crt").write_bytes((certs / "tls.crt").read_bytes())
+    pki = Pki(certs)
+    (certs / "tls.crt").write_bytes(Path(pki.path("server.pem")).read_bytes())
+    (certs / "tls.key").write_bytes(Path(pki.path("server.key")).read_bytes())
+    (certs / "ca.crt").write_bytes(Path(pki.path("client-ca.pem")).read_bytes())
     path = tmp_path / "latchkey.toml"
     path.write_text(text)
     p = run_binary(latchkey_bin, "config", "check", str(path))
