@@ -178,14 +178,15 @@ pub async fn start(
         None => {
             let grpc_task =
                 tokio::spawn(grpc_server.serve(grpc_listener, drained(drain_rx.clone())));
-            let http = axum::serve(
+            let http = crate::http::serve::serve(
                 http_listener.tap_io(|tcp| {
                     let _ = tcp.set_nodelay(true);
                 }),
                 public,
-            )
-            .with_graceful_shutdown(drained(drain_rx.clone()));
-            (grpc_task, tokio::spawn(async move { http.await }))
+                settings.http_limits,
+                drained(drain_rx.clone()),
+            );
+            (grpc_task, tokio::spawn(http))
         }
         Some(tls) => {
             let acceptors = secure::acceptors(tls, drained(drain_rx.clone()))?;
@@ -195,9 +196,13 @@ pub async fn start(
             ));
             let incoming = crate::tls::Incoming::new(http_listener, Some(acceptors.http))
                 .map_err(|e| AppError::Server(e.to_string()))?;
-            let http =
-                axum::serve(incoming, public).with_graceful_shutdown(drained(drain_rx.clone()));
-            (grpc_task, tokio::spawn(async move { http.await }))
+            let http = crate::http::serve::serve(
+                incoming,
+                public,
+                settings.http_limits,
+                drained(drain_rx.clone()),
+            );
+            (grpc_task, tokio::spawn(http))
         }
     };
     let forward_auth_task = match (forward_auth_listener, &settings.forward_auth) {

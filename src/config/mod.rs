@@ -115,6 +115,9 @@ pub struct Config {
     /// counts as unavailable (then calls fail fast until the health check
     /// reaches it again). Default 1000.
     pub store_acquire_timeout_ms: u64,
+    /// Longest a store statement may run (PostgreSQL `statement_timeout`,
+    /// SQLite's busy wait). Default 5000.
+    pub store_statement_timeout_ms: u64,
     pub keys: KeysConfig,
     pub check: CheckConfig,
     pub cache: CacheConfig,
@@ -148,6 +151,7 @@ impl Default for Config {
             shutdown_delay_seconds: 0,
             health_interval_ms: 2000,
             store_acquire_timeout_ms: 1000,
+            store_statement_timeout_ms: 5000,
             keys: KeysConfig::default(),
             check: CheckConfig::default(),
             cache: CacheConfig::default(),
@@ -189,6 +193,8 @@ pub struct Settings {
     pub usage_flush_interval: Duration,
     pub max_list_items: usize,
     pub max_message_bytes: usize,
+    /// The public HTTP port's slow-client and body limits.
+    pub http_limits: crate::http::serve::HttpLimits,
     pub policy: Policy,
     pub bootstrap_admin_token: Option<Secret<String>>,
     /// `LATCHKEY_MASTER_KEY` (base64); unset = development key file in `data_dir`.
@@ -280,6 +286,12 @@ impl Config {
                 "must be between 10 and 60000",
             ));
         }
+        if !(100..=600_000).contains(&self.store_statement_timeout_ms) {
+            return Err(invalid(
+                "store_statement_timeout_ms",
+                "must be between 100 and 600000",
+            ));
+        }
         self.limits.validate()?;
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
@@ -321,6 +333,7 @@ impl Config {
             health_interval: Duration::from_millis(self.health_interval_ms),
             store: StoreOptions {
                 acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),
+                statement_timeout: Duration::from_millis(self.store_statement_timeout_ms),
                 ..StoreOptions::default()
             },
             keys,
@@ -334,6 +347,7 @@ impl Config {
             usage_flush_interval: Duration::from_millis(self.usage_flush_interval_ms),
             max_list_items: self.limits.max_list_items,
             max_message_bytes: self.limits.max_message_bytes,
+            http_limits: self.limits.http(),
             policy,
             bootstrap_admin_token: None,
             master_key: None,

@@ -134,9 +134,12 @@ pub fn mask(prefix: &str, mode: &str, kind: &str, last4: &str) -> String {
     format!("{prefix}_{mode}_{kind}_…{last4}")
 }
 
-/// The last four characters of a key, kept for masked display.
+/// The last four characters of a key, kept for masked display. Characters,
+/// not bytes: on a string that is not ASCII a byte offset could fall inside
+/// a character and panic (found by fuzz/fuzz_targets/key_format.rs).
 pub fn last4(key: &str) -> &str {
-    &key[key.len().saturating_sub(4)..]
+    let start = key.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+    &key[start..]
 }
 
 impl fmt::Display for KeyParts<'_> {
@@ -148,6 +151,15 @@ impl fmt::Display for KeyParts<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn last4_counts_characters_never_splitting_one() {
+        assert_eq!(last4("lk_live_sk_abcdef"), "cdef");
+        assert_eq!(last4("abc"), "abc");
+        assert_eq!(last4(""), "");
+        assert_eq!(last4("x\u{2d9}"), "x\u{2d9}");
+        assert_eq!(last4("ab\u{2d9}cde"), "\u{2d9}cde");
+    }
     use proptest::prelude::*;
 
     fn fresh(prefix: &str, mode: &str, kind: &str) -> String {

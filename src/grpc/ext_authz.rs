@@ -86,6 +86,38 @@ struct HttpView<'a> {
     body: Option<&'a [u8]>,
 }
 
+/// The lean decoder end to end, for `fuzz/fuzz_targets/ext_authz_decode.rs`:
+/// decode as the codec does (raw headers folded in), then read every field
+/// the adapter reads. Never panics on any input; returns whether an HTTP
+/// request was found.
+#[doc(hidden)]
+pub fn decode_for_fuzzing(bytes: &[u8]) -> bool {
+    use prost::Message as _;
+    let Ok(mut req) = CheckRequest::decode(bytes) else {
+        return false;
+    };
+    req.fold_raw_headers();
+    let Some(v) = view(&req) else {
+        return false;
+    };
+    for name in [
+        "authorization",
+        "x-api-key",
+        ":authority",
+        "origin",
+        "x-forwarded-for",
+    ] {
+        let _ = v.headers.get(name);
+        let _ = v.headers.only(name);
+    }
+    let _ = v.headers.names_with_prefix("x-");
+    !v.method.is_empty()
+        || !v.path.is_empty()
+        || !v.host.is_empty()
+        || v.source.is_some()
+        || v.body.is_some()
+}
+
 fn view(req: &CheckRequest) -> Option<HttpView<'_>> {
     let attrs = req.attributes.as_ref()?;
     let http = attrs.request.as_ref()?.http.as_ref()?;

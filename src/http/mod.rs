@@ -8,6 +8,7 @@ pub mod forward_auth;
 pub mod metrics;
 pub mod oauth;
 pub mod reveal;
+pub mod serve;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};

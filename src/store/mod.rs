@@ -63,6 +63,11 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL pool size (SQLite always uses a small pool).
     pub max_connections: u32,
+    /// Longest one statement may run: PostgreSQL's `statement_timeout` on
+    /// every pooled connection, SQLite's `busy_timeout` (how long a
+    /// statement waits for the write lock). A hung query fails, and frees
+    /// its connection, instead of holding it.
+    pub statement_timeout: Duration,
 }
 
 impl Default for StoreOptions {
@@ -71,6 +76,7 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_millis(1000),
             max_connections: 16,
+            statement_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -100,24 +106,27 @@ impl SqlStore {
         opts.sqlx_logging(false)
             .connect_timeout(options.connect_timeout)
             .acquire_timeout(options.acquire_timeout);
+        let statement_timeout = options.statement_timeout;
         if is_sqlite {
             // One writer at a time is SQLite's nature; a small pool avoids lock churn.
             opts.max_connections(4).min_connections(1);
+            // Per connection, so on every connection of the pool (a PRAGMA
+            // run once would set only the one connection that ran it).
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(statement_timeout)
+            });
         } else {
             opts.max_connections(options.max_connections)
                 .min_connections(1);
+            // Sent in the startup packet: the session default of every
+            // pooled connection, restored by RESET (see startup.rs).
+            let ms = statement_timeout.as_millis().to_string();
+            opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
         }
         tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
         let db = Database::connect(opts).await.map_err(map_err)?;
-        if is_sqlite {
-            for pragma in [
-                "PRAGMA journal_mode=WAL",
-                "PRAGMA foreign_keys=ON",
-                "PRAGMA busy_timeout=5000",
-            ] {
-                db.execute_unprepared(pragma).await.map_err(map_err)?;
-            }
-        }
         Ok(Self {
             db,
             circuit: Circuit::default(),
@@ -501,5 +510,79 @@ impl Store for SqlStore {
         self.notify(&txn, ROUTES_CHANGED).await?;
         txn.commit().await.map_err(|e| self.fail(e))?;
         Ok(result.rows_affected == 1)
+    }
+}
+
+#[cfg(test)]
+mod statement_timeout_tests {
+    use std::time::Instant;
+
+    use super::*;
+
+    fn options(ms: u64) -> StoreOptions {
+        StoreOptions {
+            statement_timeout: Duration::from_millis(ms),
+            ..StoreOptions::default()
+        }
+    }
+
+    /// Every pooled PostgreSQL connection carries `statement_timeout`: a
+    /// statement that runs longer is cancelled, not waited for.
+    #[tokio::test]
+    async fn postgres_cancels_a_statement_over_the_timeout() {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+        let store = SqlStore::connect_with(&Secret::new(url), options(300))
+            .await
+            .unwrap();
+        // More than one connection of the pool: all of them carry it.
+        let (a, b) = tokio::join!(
+            store.db.execute_unprepared("SELECT pg_sleep(3)"),
+            store.db.execute_unprepared("SELECT pg_sleep(3)")
+        );
+        for r in [a, b] {
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("statement timeout"), "{e}");
+        }
+        store.db.execute_unprepared("SELECT 1").await.unwrap();
+        store.close().await;
+    }
+
+    /// SQLite: a write that waits for another writer's lock gives up after
+    /// the statement timeout, not SQLite's default of never (or sqlx's 5 s).
+    #[tokio::test]
+    async fn sqlite_gives_up_waiting_for_the_write_lock() {
+        use sqlx::Connection as _;
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("t.db").display());
+        let store = SqlStore::connect_with(&Secret::new(url.clone()), options(300))
+            .await
+            .unwrap();
+        store
+            .db
+            .execute_unprepared("CREATE TABLE t (x INTEGER)")
+            .await
+            .unwrap();
+        let mut holder = sqlx::sqlite::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let started = Instant::now();
+        let e = store
+            .db
+            .execute_unprepared("INSERT INTO t VALUES (1)")
+            .await
+            .unwrap_err()
+            .to_string();
+        let waited = started.elapsed();
+        assert!(e.contains("locked"), "{e}");
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_secs(3),
+            "waited {waited:?}"
+        );
+        drop(holder);
+        store.close().await;
     }
 }

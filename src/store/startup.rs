@@ -37,6 +37,12 @@ impl SqlStore {
             .map_err(fail)?;
         // Never back into the pool: the lock lives as long as this session.
         conn.close_on_drop();
+        // Waiting out another replica's migrations is not a hung statement:
+        // no statement timeout on this session (it is never pooled again).
+        sqlx::query("SET statement_timeout = 0")
+            .execute(&mut *conn)
+            .await
+            .map_err(fail)?;
         tracing::debug!("waiting for the start-up lock");
         sqlx::query("SELECT pg_advisory_lock($1)")
             .bind(STARTUP_LOCK_KEY)

@@ -8,6 +8,7 @@ pub mod metrics;
 mod otlp;
 mod otlp_metrics;
 pub mod prometheus;
+mod sampling;
 pub mod traces;
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -116,6 +117,8 @@ pub fn init(json: bool) -> Telemetry {
     }
     let tracer = provider.filter(|_| installed);
     if tracer.is_some() {
+        // Sampling happens in the request layers, before any span is made.
+        sampling::install(sampling::HeadSampler::from_env());
         traces::enable();
         tracing::info!("exporting traces over OTLP");
     }

@@ -1,14 +1,14 @@
 //! OTLP trace export over gRPC (tonic), configured only by the standard
 //! `OTEL_*` variables: `OTEL_EXPORTER_OTLP_ENDPOINT` (or
 //! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) switches it on; `OTEL_SERVICE_NAME`,
-//! `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and `_ARG` are read by
-//! the SDK. `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` keep it
+//! `OTEL_RESOURCE_ATTRIBUTES` are read by the SDK, `OTEL_TRACES_SAMPLER` and
+//! `_ARG` by the head sampler (`sampling`). `OTEL_SDK_DISABLED=true` or `OTEL_TRACES_EXPORTER=none` keep it
 //! off. Off, nothing is built: no exporter, no span, no thread.
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 
 fn set(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
@@ -55,6 +55,9 @@ pub(super) fn tracer_provider() -> Result<SdkTracerProvider, String> {
         .map_err(|e| format!("OTLP span exporter: {e}"))?;
     let provider = SdkTracerProvider::builder()
         .with_resource(resource())
+        // OTEL_TRACES_SAMPLER is applied by the request layers' head sampler
+        // (`sampling`) before a span exists; what reaches the SDK is sampled.
+        .with_sampler(Sampler::AlwaysOn)
         .with_batch_exporter(exporter)
         .build();
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());

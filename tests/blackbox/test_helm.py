@@ -26,6 +26,7 @@ import kubernetes_validate
 import pytest
 import yaml
 from chart import CHART, SHAPES, Rendered, chart_copy, checkov, helm_tool, render, require_helm_sdkpy
+from test_tls import Pki
 
 # Kubernetes versions the manifests must be valid for: the chart's
 # kubeVersion floor (native gRPC probes are GA from 1.27) and the newest
@@ -350,7 +351,10 @@ EVERY_CONFIG_KEY = {
              "default_overlap_seconds": 3600, "max_overlap_days": 7},
     "check": {"require_auth": True, "trusted_proxies": ["10.0.0.0/8", "192.0.2.1"], "store_header": "x-beep-store-id"},
     "cache": {"max_entries": 5000, "ttl_seconds": 30, "negative_ttl_seconds": 2},
-    "limits": {"max_list_items": 50, "max_message_bytes": 65536},
+    "store_statement_timeout_ms": 3000,
+    "limits": {"max_list_items": 50, "max_message_bytes": 65536, "http_header_timeout_ms": 5000,
+               "http_body_timeout_ms": 5000, "http_max_body_bytes": 32768},
+    "tls": {"min_version": "1.3", "reload_interval_ms": 5000},
     "ext_authz": {"api_key_header": "x-key", "query_param": "api_key", "strip_credential": True,
                   "header_prefix": "x-auth-", "public_routes": ["GET /v2/status", "POST /v2/hooks/**"],
                   "trusted_hops": 1, "dynamic_metadata": False},
@@ -570,3 +574,92 @@ def test_ingress_exposes_only_the_http_port(tmp_path):
     assert ingress["spec"]["ingressClassName"] == "nginx"
     for version in KUBE_VERSIONS:
         kubernetes_validate.validate(ingress, version, strict=True)
+
+
+# ---------------------------------------------------------------------------
+# TLS from existing Secrets
+
+TLS_VALUES = {"tls": {"existingSecret": "latchkey-tls", "certKey": "tls.crt", "keyKey": "tls.key",
+                      "clientCa": {"existingSecret": "latchkey-client-ca", "key": "ca.crt"}},
+              "config": {"tls": {"min_version": "1.3"}}}
+
+
+def test_tls_is_off_by_default(rendered):
+    for shape, r in rendered.items():
+        assert "[tls]" not in r.toml(), shape
+        spec = r.one("Deployment")["spec"]["template"]["spec"]
+        assert not [v for v in spec["volumes"] if "secret" in v], shape
+
+
+@pytest.mark.parametrize("shape", ["sqlite", "postgres"])
+def test_tls_mounts_the_secrets_and_points_the_config_at_them(tmp_path, latchkey_bin, shape):
+    release, error = render_with(tmp_path, copy.deepcopy(TLS_VALUES), shape=shape)
+    assert release, error
+    spec = release.one("Deployment")["spec"]["template"]["spec"]
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["tls"]["secret"]["secretName"] == "latchkey-tls"
+    assert {i["key"]: i["path"] for i in volumes["tls"]["secret"]["items"]} == {"tls.crt": "tls.crt", "tls.key": "tls.key"}
+    assert volumes["tls-client-ca"]["secret"] == {"secretName": "latchkey-client-ca", "defaultMode": 0o440,
+                                                  "items": [{"key": "ca.crt", "path": "ca.crt"}]}
+    server = release.server()
+    mounts = {m["name"]: m for m in server["volumeMounts"]}
+    for name in ("tls", "tls-client-ca"):
+        # Whole-volume mounts: a subPath mount would never see a rotated Secret.
+        assert mounts[name]["readOnly"] is True and "subPath" not in mounts[name], mounts[name]
+    toml = release.toml()
+    tls_dir, ca_dir = mounts["tls"]["mountPath"], mounts["tls-client-ca"]["mountPath"]
+    for line in (f'cert_file = "{tls_dir}/tls.crt"', f'key_file = "{tls_dir}/tls.key"',
+                 f'client_ca_file = "{ca_dir}/ca.crt"', 'min_version = "1.3"'):
+        assert line in toml.splitlines(), toml
+    # The init container and the migration Job need no certificate.
+    for where, pod in pod_specs(release):
+        for c in containers(pod):
+            if c["name"] != "latchkey":
+                assert not {"tls", "tls-client-ca"} & {m["name"] for m in c.get("volumeMounts", [])}, where
+    # The kubelet's gRPC probes cannot speak TLS: HTTPS probes of the HTTP port instead.
+    for probe, path in (("startupProbe", "/readyz"), ("readinessProbe", "/readyz"), ("livenessProbe", "/healthz")):
+        assert server[probe]["httpGet"] == {"path": path, "port": "http", "scheme": "HTTPS"}, server[probe]
+        assert "grpc" not in server[probe]
+    for version in KUBE_VERSIONS:
+        for doc in release.all:
+            kubernetes_validate.validate(doc, version, strict=True)
+    # The rendered file is one the binary accepts, once the files exist where it points.
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    text = toml.replace(tls_dir, str(certs)).replace(ca_dir, str(certs))
+    pki = Pki(certs)
+    (certs / "tls.crt").write_bytes(Path(pki.path("server.pem")).read_bytes())
+    (certs / "tls.key").write_bytes(Path(pki.path("server.key")).read_bytes())
+    (certs / "ca.crt").write_bytes(Path(pki.path("client-ca.pem")).read_bytes())
+    path = tmp_path / "latchkey.toml"
+    path.write_text(text)
+    p = run_binary(latchkey_bin, "config", "check", str(path))
+    assert p.returncode == 0, f"{text}\n{p.stderr}"
+
+
+def test_tls_without_a_client_ca_asks_for_no_client_certificates(tmp_path):
+    values = {"tls": {"existingSecret": "latchkey-tls", "certKey": "cert.pem", "keyKey": "key.pem",
+                      "clientCa": {"existingSecret": "", "key": "ca.crt"}}}
+    release, error = render_with(tmp_path, values)
+    assert release, error
+    assert "client_ca_file" not in release.toml()
+    volumes = {v["name"]: v for v in release.one("Deployment")["spec"]["template"]["spec"]["volumes"]}
+    assert "tls-client-ca" not in volumes
+    assert {i["key"]: i["path"] for i in volumes["tls"]["secret"]["items"]} == {"cert.pem": "tls.crt", "key.pem": "tls.key"}
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"tls": {"existingSecret": "", "certKey": "tls.crt", "keyKey": "tls.key",
+                  "clientCa": {"existingSecret": "ca", "key": "ca.crt"}}}, "tls.clientCa.existingSecret (mTLS) needs tls.existingSecret"),
+        # The files are the chart's to set (values.schema.json offers only the other keys).
+        ({"config": {"tls": {"cert_file": "/x.pem"}}}, "additional properties 'cert_file' not allowed"),
+        ({"config": {"tls": {"client_ca_file": "/x.pem"}}}, "additional properties 'client_ca_file' not allowed"),
+        ({"config": {"tls": {"min_version": "1.1"}}}, "min_version"),
+    ],
+)
+def test_tls_shapes_the_chart_refuses(tmp_path, values, message):
+    release, error = render_with(tmp_path, values)
+    assert release is None, f"{values} rendered"
+    assert message in error, error

@@ -310,3 +310,49 @@ def test_metrics_are_exported_over_otlp_and_flushed_at_exit(latchkey_bin, grpcur
     assert check.count == 2 and sum(check.bucket_counts) == 2
     assert len(check.bucket_counts) == len(check.explicit_bounds) + 1
     assert metrics["latchkey_key_cache_misses_total"].sum.data_points[0].as_int >= 1
+
+
+def test_head_sampling_at_ratio_zero_exports_only_what_the_caller_sampled(
+    latchkey_bin, grpcurl_exe, tmp_path, receiver
+):
+    """`parentbased_traceidratio` at 0: calls without a `traceparent` make no
+    span (the request layers decide before one exists); a caller's sampled
+    `traceparent` is followed, on gRPC and HTTP alike."""
+    env = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "OTEL_BSP_SCHEDULE_DELAY": "600000",
+    }
+    lk = start(latchkey_bin, tmp_path, env=env)
+    try:
+        grpcurl = Grpcurl(grpcurl_exe, lk)
+        _, secret = make_key(grpcurl)
+        for _ in range(5):
+            grpcurl.call("latchkey.v1.CheckService/Check", {"credential": secret, "permission": "feedback.read"})
+            assert http_get(f"http://{lk.http_addr}/.well-known/jwks.json")[0] == 200
+        unsampled = secrets.token_hex(16)
+        grpcurl.ok(
+            "latchkey.v1.CheckService/Check",
+            data={"credential": secret, "permission": "feedback.read"},
+            headers=(f"traceparent: 00-{unsampled}-{secrets.token_hex(8)}-00",),
+        )
+        grpc_trace, http_trace = secrets.token_hex(16), secrets.token_hex(16)
+        grpcurl.ok(
+            "latchkey.v1.CheckService/Check",
+            data={"credential": secret, "permission": "feedback.read"},
+            headers=(f"traceparent: 00-{grpc_trace}-{secrets.token_hex(8)}-01",),
+        )
+        status, _ = http_get(
+            f"http://{lk.http_addr}/.well-known/jwks.json",
+            {"traceparent": f"00-{http_trace}-{secrets.token_hex(8)}-01"},
+        )
+        assert status == 200
+    finally:
+        assert lk.stop() == 0, lk.output()
+    spans = [s for _, s in receiver.spans()]
+    traces = {s.trace_id.hex() for s in spans}
+    # grpcurl sends the same metadata on its reflection calls, hence a subset.
+    assert traces == {grpc_trace, http_trace}, [(s.name, s.trace_id.hex()) for s in spans]
+    assert any(s.name == "latchkey.v1.CheckService/Check" for s in spans if s.trace_id.hex() == grpc_trace)
+    assert [s.name for s in spans if s.trace_id.hex() == http_trace] == ["GET /.well-known/jwks.json"]

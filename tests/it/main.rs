@@ -16,6 +16,7 @@ mod integrations;
 mod keys;
 mod layers;
 mod limits;
+mod limits_http;
 mod master_keys;
 mod observe;
 mod outage;

@@ -221,3 +221,81 @@ async fn grpc_refuses_a_header_list_over_16_kib() {
     assert_eq!(status, ServingStatus::Serving as i32);
     s.stop().await;
 }
+
+/// Two replicas on one PostgreSQL database: a change committed on `a`
+/// reaches `b` as a notice stamped with its send time, and `b`'s
+/// notification-lag histogram moves; losing the notification connection is
+/// counted as a cache drop; an older replica's unstamped notice still applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_lag_moves_when_another_replica_changes_something() {
+    use std::sync::Arc;
+
+    use crate::common::TestDb;
+
+    let db = Arc::new(TestDb::new(Backend::Postgres).await);
+    let with_metrics = |c: &mut latchkey::config::Config| {
+        c.cache.ttl_seconds = 3600;
+        c.metrics.enabled = true;
+        c.metrics.addr = "127.0.0.1:0".into();
+    };
+    let a = TestServer::start_on(db.clone(), with_metrics, None).await;
+    let b = TestServer::start_on(db.clone(), with_metrics, None).await;
+    let lag_count = "latchkey_notification_lag_seconds_count";
+    let lag_sum = "latchkey_notification_lag_seconds_sum";
+    let drops = "latchkey_key_cache_drops_total";
+    let at = |text: &str, series: &str| sample(text, series).unwrap_or(0.0);
+
+    let (key, secret) = a.simple_key("PRIME", &["feedback.read"]).await;
+    assert!(b.check_perm(&secret, "feedback.read").await.allowed);
+    let before = scrape(&b).await;
+    a.keys()
+        .revoke_key(a.admin(pb::RevokeKeyRequest { id: key.id.clone() }))
+        .await
+        .unwrap();
+    eventually("b to see the revocation", || async {
+        (reason(&b.check_perm(&secret, "feedback.read").await) == Reason::KeyRevoked).then_some(())
+    })
+    .await;
+    let after = scrape(&b).await;
+    assert!(
+        at(&after, lag_count) > at(&before, lag_count),
+        "the lag histogram did not move:\n{after}"
+    );
+    let lag = at(&after, lag_sum) - at(&before, lag_sum);
+    assert!((0.0..10.0).contains(&lag), "lag {lag}s");
+
+    // An unstamped notice (an older replica's) still drops b's cache.
+    let (_, other) = a.simple_key("PRIME", &["feedback.read"]).await;
+    assert!(b.check_perm(&other, "feedback.read").await.allowed);
+    let name = db.pg_name().to_owned();
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(
+        &conn,
+        "SELECT pg_notify('latchkey_invalidate', '*')",
+    )
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
+    let misses = "latchkey_key_cache_misses_total";
+    let before = scrape(&b).await;
+    eventually("b to drop its cache on an unstamped notice", || async {
+        assert!(b.check_perm(&other, "feedback.read").await.allowed);
+        (at(&scrape(&b).await, misses) > at(&before, misses)).then_some(())
+    })
+    .await;
+
+    // The notification connections are cut: each replica reconnects, drops
+    // its cache, and counts it.
+    let before = scrape(&b).await;
+    db.admin_sql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = '{name}' AND query LIKE 'LISTEN%'"
+    ))
+    .await;
+    eventually("the cache drop to be counted", || async {
+        (at(&scrape(&b).await, drops) > at(&before, drops)).then_some(())
+    })
+    .await;
+    a.stop_keep_db().await;
+    b.stop().await;
+}

@@ -87,6 +87,9 @@ that depends on them, so `helm lint` and `helm install` both stop here.
 {{- fail (printf "config.%s is set by the chart (listeners from service.*, data_dir from the volume, migrate_on_start from migrations.strategy, database_url from store.postgres.existingSecret): remove it from config" $key) }}
 {{- end }}
 {{- end }}
+{{- if and .Values.tls.clientCa.existingSecret (not .Values.tls.existingSecret) }}
+{{- fail "tls.clientCa.existingSecret (mTLS) needs tls.existingSecret: the server's own certificate and key" }}
+{{- end }}
 {{- if and .Values.serviceMonitor.enabled (not .Values.metrics.enabled) }}
 {{- fail "serviceMonitor.enabled needs metrics.enabled (the metrics port to scrape)" }}
 {{- end }}
@@ -109,6 +112,13 @@ not with toToml: Helm reads YAML numbers as floats, and toToml would write
   "data_dir" (include "latchkey.dataDir" .)
   "migrate_on_start" false
 }}
+{{- if .Values.tls.existingSecret }}
+{{- $tls := dict "cert_file" (printf "%s/tls.crt" (include "latchkey.tlsDir" .)) "key_file" (printf "%s/tls.key" (include "latchkey.tlsDir" .)) }}
+{{- if .Values.tls.clientCa.existingSecret }}
+{{- $_ := set $tls "client_ca_file" (printf "%s/ca.crt" (include "latchkey.clientCaDir" .)) }}
+{{- end }}
+{{- $_ := set $own "tls" $tls }}
+{{- end }}
 {{- $all := merge (deepCopy $own) (deepCopy .Values.config) -}}
 # latchkey.toml, rendered by the latchkey Helm chart from its values.
 # Check a copy with: latchkey config check latchkey.toml
@@ -155,3 +165,7 @@ not with toToml: Helm reads YAML numbers as floats, and toToml would write
 {{- else }}{{ fail (printf "config: cannot write %v (%s) as TOML" $v (kindOf $v)) }}
 {{- end }}
 {{- end }}
+
+{{/* Where the TLS Secrets are mounted (read-only, whole: no subPath, so a rotation reaches the files). */}}
+{{- define "latchkey.tlsDir" -}}/etc/latchkey/tls{{- end }}
+{{- define "latchkey.clientCaDir" -}}/etc/latchkey/client-ca{{- end }}
