@@ -9,15 +9,16 @@
 //! - `client_auth`: client authentication (RFC 6749 §2.3.1);
 //! - `introspect`: introspection and revocation;
 //! - `discovery`: server metadata and the JWKS;
-//! - `consent`: the authorize endpoint and its consent page (`page`, `csrf`).
+//! - `consent`: the authorize endpoint, signed consent links and the
+//!   consent page (`csrf`);
+//! - `page`: every HTML page, from `templates/`, in English or German.
 
 mod client_auth;
 mod consent;
 pub mod csrf;
 mod discovery;
 mod introspect;
-mod page;
-pub(crate) use page::{escape, page};
+pub mod page;
 mod token;
 
 use std::collections::HashMap;
@@ -34,6 +35,10 @@ pub fn routes(state: Arc<HttpState>) -> Router {
         .route(
             "/oauth2/authorize",
             get(consent::authorize_page).post(consent::authorize_decision),
+        )
+        .route(
+            "/oauth2/consent",
+            get(consent::link_page).post(consent::link_decision),
         )
         .route("/oauth2/introspect", post(introspect::introspect))
         .route("/oauth2/revoke", post(introspect::revoke))
