@@ -371,28 +371,28 @@ pub trait ConsentStore: Send + Sync + 'static {
     /// `AlreadyExists` when the account has a configuration of that name.
     async fn insert_flow_config(
         &self,
-        record: &crate::domain::consent::FlowConfigRecord,
+        record: &crate::domain::model::FlowConfigRecord,
     ) -> Result<(), StoreError>;
     async fn get_flow_config(
         &self,
         id: &str,
-    ) -> Result<Option<crate::domain::consent::FlowConfigRecord>, StoreError>;
+    ) -> Result<Option<crate::domain::model::FlowConfigRecord>, StoreError>;
     async fn find_flow_config(
         &self,
         account_id: &str,
         name: &str,
-    ) -> Result<Option<crate::domain::consent::FlowConfigRecord>, StoreError>;
+    ) -> Result<Option<crate::domain::model::FlowConfigRecord>, StoreError>;
     /// Ordered by id, after `after`.
     async fn list_flow_configs(
         &self,
         account_id: Option<&str>,
         after: Option<&str>,
         limit: u64,
-    ) -> Result<Vec<crate::domain::consent::FlowConfigRecord>, StoreError>;
+    ) -> Result<Vec<crate::domain::model::FlowConfigRecord>, StoreError>;
     /// `false` if there is none.
     async fn update_flow_config(
         &self,
-        record: &crate::domain::consent::FlowConfigRecord,
+        record: &crate::domain::model::FlowConfigRecord,
     ) -> Result<bool, StoreError>;
     /// `false` if there was none.
     async fn delete_flow_config(&self, id: &str) -> Result<bool, StoreError>;

@@ -5,8 +5,7 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query
 
 use super::entities::{consent_link_use, flow_config, oauth_client};
 use super::{SqlStore, map_err, page};
-use crate::domain::consent::FlowConfigRecord;
-use crate::domain::model::Millis;
+use crate::domain::model::{FlowConfigRecord, Millis};
 use crate::ports::{ConsentStore, StoreError};
 
 fn from_row(m: flow_config::Model) -> Result<FlowConfigRecord, StoreError> {

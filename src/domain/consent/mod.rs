@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use crate::domain::error::{Error, Result};
+pub use crate::domain::model::FlowConfigRecord;
 use crate::domain::model::{Millis, new_id, valid_id};
 use crate::ports::{Clock, ConsentStore, Store, StoreError};
 
@@ -18,26 +19,6 @@ pub const LANGUAGES: [&str; 2] = ["en", "de"];
 const MAX_NAME_LEN: usize = 64;
 const MAX_DISPLAY_NAME_CHARS: usize = 100;
 const MAX_URL_LEN: usize = 2048;
-
-/// Named branding of an account's consent pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FlowConfigRecord {
-    pub id: String,
-    pub account_id: String,
-    /// What `flow_config=` names, unique within the account.
-    pub name: String,
-    pub display_name: String,
-    /// https only; the consent page's `img-src` allows this host alone.
-    pub logo_url: Option<String>,
-    /// `#rrggbb`.
-    pub primary_color: Option<String>,
-    /// https only.
-    pub support_url: Option<String>,
-    /// `en` or `de`: the page's language when `Accept-Language` names neither.
-    pub default_language: String,
-    pub created_at: Millis,
-    pub updated_at: Millis,
-}
 
 /// The fields of a flow configuration as a caller sends them: `None` keeps
 /// (on update) or leaves empty (on create); `Some("")` clears an optional one.

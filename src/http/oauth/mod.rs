@@ -9,8 +9,8 @@
 //! - `client_auth`: client authentication (RFC 6749 §2.3.1);
 //! - `introspect`: introspection and revocation;
 //! - `discovery`: server metadata and the JWKS;
-//! - `consent`: the authorize endpoint, signed consent links and the
-//!   consent page (`csrf`);
+//! - `consent`: the authorize endpoint and the consent page (`csrf`);
+//! - `link`: signed consent links (`/oauth2/consent`);
 //! - `page`: every HTML page, from `templates/`, in English or German.
 
 mod client_auth;
@@ -18,6 +18,7 @@ mod consent;
 pub mod csrf;
 mod discovery;
 mod introspect;
+mod link;
 pub mod page;
 mod token;
 
@@ -38,7 +39,7 @@ pub fn routes(state: Arc<HttpState>) -> Router {
         )
         .route(
             "/oauth2/consent",
-            get(consent::link_page).post(consent::link_decision),
+            get(link::link_page).post(link::link_decision),
         )
         .route("/oauth2/introspect", post(introspect::introspect))
         .route("/oauth2/revoke", post(introspect::revoke))

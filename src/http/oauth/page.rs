@@ -10,7 +10,7 @@ use std::sync::LazyLock;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use minijinja::{Environment, Value, context};
+use minijinja::{AutoEscape, Environment, Value, context};
 use serde::Serialize;
 
 /// The languages the catalogues cover.
@@ -73,6 +73,22 @@ pub fn negotiate(headers: &HeaderMap, fallback: Option<Lang>) -> Lang {
     best.map(|(_, l)| l).or(fallback).unwrap_or_default()
 }
 
+/// HTML-escapes the five characters that matter in text and quoted attributes.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 type Catalogue = BTreeMap<String, String>;
 
 struct Pages {
@@ -103,6 +119,14 @@ const DE: &str = include_str!("../../../templates/locales/de.toml");
 impl Pages {
     fn load() -> Result<Pages, String> {
         let mut env = Environment::new();
+        // minijinja's own HTML escaping, but with the five entities of
+        // `escape` (no `&#x2f;`), which every HTML parser undoes.
+        env.set_formatter(|out, state, value| match value.as_str() {
+            Some(text) if state.auto_escape() == AutoEscape::Html && !value.is_safe() => {
+                out.write_str(&escape(text)).map_err(minijinja::Error::from)
+            }
+            _ => minijinja::escape_formatter(out, state, value),
+        });
         for (name, source) in TEMPLATES {
             env.add_template(name, source)
                 .map_err(|e| format!("template {name}: {e}"))?;

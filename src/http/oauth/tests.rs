@@ -108,7 +108,7 @@ async fn hostile_names_are_escaped_on_the_consent_page() {
     assert!(!html.contains("<script"), "{html}");
     assert!(!html.contains("\"onmouseover"), "{html}");
     assert!(
-        html.contains("&lt;script&gt;alert(1)&lt;&#x2f;script&gt;"),
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#39;&amp;"),
         "{html}"
     );
     // An invalid colour never reaches the style sheet.
