@@ -267,7 +267,6 @@ def test_signed_link_in_chromium_in_german_and_english(
         serious = axe_violations(page)
         assert not serious, f"axe-core found serious violations on the {locale} consent page: {serious}"
 
-        # Keyboard: the first focusable control after the skip link is a decision button.
         before = len(receiver.requests)
         page.get_by_role("button", name=button, exact=True).click()
         try:

@@ -125,6 +125,16 @@ def get(url: str, lang: str | None = None) -> requests.Response:
     return requests.get(url, headers=headers, allow_redirects=False, timeout=TIMEOUT)
 
 
+def post(oauth: OAuthServer, data: dict[str, str], lang: str = "en") -> requests.Response:
+    return requests.post(
+        oauth.url("/oauth2/consent"),
+        data=data,
+        headers={"Accept-Language": lang},
+        allow_redirects=False,
+        timeout=TIMEOUT,
+    )
+
+
 def assert_page(resp: requests.Response, status: int, *words: str) -> str:
     assert resp.status_code == status, f"{resp.status_code}: {resp.text[:2000]}"
     assert "Location" not in resp.headers, f"a bad link must not redirect: {resp.headers}"
@@ -152,12 +162,7 @@ def test_a_link_signed_with_hmac_and_hashlib_consents_once_and_its_code_works(oa
 
     fields = form_fields(page.text)
     assert set(fields) == {"link", "csrf_token"}, fields
-    posted = requests.post(
-        oauth.url("/oauth2/consent"),
-        data={**fields, "decision": "allow"},
-        allow_redirects=False,
-        timeout=TIMEOUT,
-    )
+    posted = post(oauth, {**fields, "decision": "allow"})
     assert posted.status_code == 302, f"{posted.status_code}: {posted.text[:2000]}"
     location = posted.headers["Location"]
     assert location.startswith(REDIRECT_URI + "?"), location
@@ -179,19 +184,16 @@ def test_a_link_signed_with_hmac_and_hashlib_consents_once_and_its_code_works(oa
     # The same link again: "already used", whether opened or posted; no redirect.
     assert_page(get(url, "en"), 410, "already used")
     assert_page(get(url, "de"), 410, "bereits verwendet")
-    again = requests.post(
-        oauth.url("/oauth2/consent"), data={**fields, "decision": "allow"}, allow_redirects=False, timeout=TIMEOUT
-    )
+    again = post(oauth, {**fields, "decision": "allow"})
     assert_page(again, 410, "already used")
 
 
 def test_deny_on_a_signed_link_redirects_with_access_denied(oauth: OAuthServer):
     it = Integrator(oauth)
     page = get(it.link(verifier()), "en")
-    fields = form_fields(assert_page(page, 200, "Deny") and page.text)
-    posted = requests.post(
-        oauth.url("/oauth2/consent"), data={**fields, "decision": "deny"}, allow_redirects=False, timeout=TIMEOUT
-    )
+    assert_page(page, 200, "Deny")
+    fields = form_fields(page.text)
+    posted = post(oauth, {**fields, "decision": "deny"})
     assert posted.status_code == 302, posted.text
     got = parse_qs(urlsplit(posted.headers["Location"]).query)
     assert got["error"] == ["access_denied"] and got["state"] == ["st-42"] and "code" not in got, got
@@ -202,12 +204,7 @@ def test_the_signed_link_form_keeps_its_csrf_protection(oauth: OAuthServer):
     page = get(it.link(verifier()), "en")
     fields = form_fields(page.text)
     for bad in ("", "1.x", fields["csrf_token"] + "x"):
-        posted = requests.post(
-            oauth.url("/oauth2/consent"),
-            data={"link": fields["link"], "csrf_token": bad, "decision": "allow"},
-            allow_redirects=False,
-            timeout=TIMEOUT,
-        )
+        posted = post(oauth, {"link": fields["link"], "csrf_token": bad, "decision": "allow"})
         assert_page(posted, 403, "expired or did not come from this page")
     # The refused posts used nothing up.
     assert_page(get(it.link(verifier()), "en"), 200, "Allow")
@@ -226,7 +223,7 @@ def test_tampered_expired_unsigned_and_foreign_links_get_a_page_not_a_redirect(o
     assert_page(get(url.replace("shop-de", "shop-at"), "de"), 403, "verändert")
 
     # Signed with another secret.
-    assert_page(get(it.link(v, secret="whsec_not-the-secret")), 403, "verändert")
+    assert_page(get(it.link(v, secret="whsec_not-the-secret"), "de-CH"), 403, "verändert")
     # Unsigned.
     unsigned = oauth.url("/oauth2/consent?") + urlencode(it.params(v))
     assert_page(get(unsigned, "en"), 400, "not signed")
