@@ -1,8 +1,8 @@
 //! Every HTML page Latchkey shows (consent, errors, reveal links), rendered
-//! from the templates in `templates/` with minijinja, HTML auto-escaping on
+//! from the templates in `src/http/templates/` with minijinja, HTML auto-escaping on
 //! (the templates end in `.html`). One base layout (`base.html`) carries the
 //! styles inline: the pages' policy allows no other resource. Every text
-//! comes from a message catalogue (`templates/locales/*.toml`), English or
+//! comes from a message catalogue (`src/http/templates/locales/*.toml`), English or
 //! German as `Accept-Language` asks ([`negotiate`]).
 
 use std::collections::BTreeMap;
@@ -98,23 +98,17 @@ struct Pages {
 }
 
 const TEMPLATES: [(&str, &str); 5] = [
-    ("base.html", include_str!("../../../templates/base.html")),
-    (
-        "consent.html",
-        include_str!("../../../templates/consent.html"),
-    ),
-    ("error.html", include_str!("../../../templates/error.html")),
-    (
-        "reveal.html",
-        include_str!("../../../templates/reveal.html"),
-    ),
+    ("base.html", include_str!("../templates/base.html")),
+    ("consent.html", include_str!("../templates/consent.html")),
+    ("error.html", include_str!("../templates/error.html")),
+    ("reveal.html", include_str!("../templates/reveal.html")),
     (
         "reveal_shown.html",
-        include_str!("../../../templates/reveal_shown.html"),
+        include_str!("../templates/reveal_shown.html"),
     ),
 ];
-const EN: &str = include_str!("../../../templates/locales/en.toml");
-const DE: &str = include_str!("../../../templates/locales/de.toml");
+const EN: &str = include_str!("../templates/locales/en.toml");
+const DE: &str = include_str!("../templates/locales/de.toml");
 
 impl Pages {
     fn load() -> Result<Pages, String> {
