@@ -164,7 +164,83 @@ backend_tests!(
     bad_links_get_a_page_that_names_the_problem,
     links_expire_after_30_days_and_survive_a_rotation,
     flow_configs_are_stored_and_checked,
+    a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does,
 );
+
+async fn a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let setup = setup(&s).await;
+    let now = format_iso8601(s.clock.now());
+    let no_pkce: Vec<_> = params(&setup, &now)
+        .into_iter()
+        .filter(|(k, _)| !k.starts_with("code_challenge"))
+        .collect();
+    let page = get(&s, &link(&setup.secret, &no_pkce), "en").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let allowed = decide(&s, &page, "allow").await;
+    assert_eq!(allowed.status, 302, "{}", allowed.body);
+    let location = allowed.header("location").to_owned();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap();
+    let addr = s.running().http_addr;
+    let auth = crate::tokens::basic(&setup.client_id, &setup.client_secret);
+    let exchange = |code: String| {
+        let auth = auth.clone();
+        async move {
+            http(
+                addr,
+                "POST",
+                "/oauth2/token",
+                &[("Authorization", &auth)],
+                &form(&[
+                    ("grant_type", "authorization_code"),
+                    ("code", &code),
+                    ("redirect_uri", REDIRECT),
+                ]),
+            )
+            .await
+        }
+    };
+    let r = exchange(code.to_owned()).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // A signed challenge is enforced: no verifier, no tokens.
+    let page = get(&s, &link(&setup.secret, &params(&setup, &now)), "en").await;
+    let allowed = decide(&s, &page, "allow").await;
+    let location = allowed.header("location").to_owned();
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap();
+    let r = exchange(code.to_owned()).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("code_verifier"), "{}", r.body);
+
+    // The login-header flow still requires PKCE.
+    let query = form(&[
+        ("response_type", "code"),
+        ("client_id", &setup.client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "feedback.read"),
+    ]);
+    let r = http(
+        s.running().http_addr,
+        "GET",
+        &format!("/oauth2/authorize?{query}"),
+        &[("X-Forwarded-User", "alice")],
+        "",
+    )
+    .await;
+    assert_eq!(r.status, 302, "{}", r.body);
+    assert!(
+        r.header("location").contains("PKCE"),
+        "{}",
+        r.header("location")
+    );
+    s.stop().await;
+}
 
 async fn a_signed_link_consents_once_and_its_code_works(backend: Backend) {
     let s = TestServer::start(backend).await;

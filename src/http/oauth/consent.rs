@@ -152,6 +152,7 @@ pub(super) async fn validate(
     s: &HttpState,
     p: &HashMap<String, String>,
     default_response_type: Option<&'static str>,
+    pkce_optional: bool,
 ) -> Result<AuthorizeRequest, AuthorizeError> {
     let get = |k: &str| p.get(k).map(String::as_str);
     s.tokens
@@ -163,6 +164,7 @@ pub(super) async fn validate(
             state: get("state"),
             code_challenge: get("code_challenge"),
             code_challenge_method: get("code_challenge_method"),
+            pkce_optional,
         })
         .await
 }
@@ -333,7 +335,7 @@ pub(super) async fn authorize_page(
         Ok(p) => p,
         Err(m) => return duplicate(&plain, &m),
     };
-    let request = match validate(&s, &p, None).await {
+    let request = match validate(&s, &p, None, false).await {
         Ok(r) => r,
         Err(e) => return redirect_error(&plain, e),
     };
@@ -366,7 +368,7 @@ pub(super) async fn authorize_decision(
         Ok(p) => p,
         Err(m) => return duplicate(&plain, &m),
     };
-    let request = match validate(&s, &p, None).await {
+    let request = match validate(&s, &p, None, false).await {
         Ok(r) => r,
         Err(e) => return redirect_error(&plain, e),
     };

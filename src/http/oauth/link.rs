@@ -142,7 +142,7 @@ async fn open_link(s: &HttpState, headers: &HeaderMap, raw: &str) -> Result<Link
             return Err(plain.error(StatusCode::SERVICE_UNAVAILABLE, "error_unavailable", &[]));
         }
     }
-    let request = validate(s, &p, Some("code"))
+    let request = validate(s, &p, Some("code"), true)
         .await
         .map_err(|e| redirect_error(&plain, e))?;
     let flow = flow_config(s, headers, &request.client.account_id, &p).await?;
