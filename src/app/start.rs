@@ -143,12 +143,15 @@ pub async fn start(
     let csrf_secret =
         master_key::shared_secret(store_port.as_ref(), &master_key, "oauth_csrf_key").await?;
     drop(startup_lock);
-    let http_state = Arc::new(HttpState::new(
-        services.clone(),
-        tokens.clone(),
-        settings.tokens.user_header.clone(),
-        &csrf_secret,
-    ));
+    let http_state = Arc::new(
+        HttpState::new(
+            services.clone(),
+            tokens.clone(),
+            settings.tokens.user_header.clone(),
+            &csrf_secret,
+        )
+        .with_scope_texts(settings.scope_texts.clone()),
+    );
     let grpc_state = Arc::new(GrpcState {
         services: services.clone(),
         tokens: tokens.clone(),

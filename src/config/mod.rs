@@ -18,6 +18,7 @@ mod keys;
 mod limits;
 mod metrics;
 mod rate_limits;
+mod scopes;
 mod signing;
 mod tls;
 mod tokens;
@@ -136,6 +137,8 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
+    /// How the consent page describes scopes (`[scopes."x"] description = { en, de }`).
+    pub scopes: BTreeMap<String, scopes::ScopeConfig>,
 }
 
 impl Default for Config {
@@ -167,6 +170,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
+            scopes: BTreeMap::new(),
         }
     }
 }
@@ -213,6 +217,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// TLS on both ports; `None` = plaintext.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Configured scope descriptions for the consent page.
+    pub scope_texts: std::collections::HashMap<String, crate::http::ScopeText>,
 }
 
 impl Config {
@@ -360,6 +366,7 @@ impl Config {
             rate_limits,
             metrics_addr,
             tls: self.tls.validate()?,
+            scope_texts: scopes::validate(&self.scopes)?,
         })
     }
 }

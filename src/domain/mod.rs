@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod cache;
 pub mod check;
+pub mod consent;
 pub mod credential;
 pub mod error;
 pub mod gate;

@@ -29,6 +29,8 @@ pub struct Services {
     pub reveals: RevealManager,
     /// Stored remote credentials and their connection tests.
     pub integrations: Arc<IntegrationManager>,
+    /// Flow configurations and signed consent links.
+    pub consent: Arc<super::consent::ConsentManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

@@ -6,6 +6,7 @@ pub mod account;
 pub mod auth;
 pub mod check;
 pub mod conn;
+pub mod consent;
 pub mod convert;
 pub mod ext_authz;
 mod health;
@@ -21,6 +22,7 @@ pub mod token;
 
 pub use account::AccountApi;
 pub use check::CheckApi;
+pub use consent::ConsentApi;
 pub use ext_authz::ExtAuthzApi;
 pub use integration::IntegrationApi;
 pub use key::KeyApi;

@@ -27,6 +27,7 @@ fn client_out(c: &ClientRecord) -> pb::Client {
         grant_types: c.grant_types.clone(),
         scopes: c.scopes.clone(),
         created_at: Some(convert::timestamp(c.created_at)),
+        signing_secret_id: c.signing_secret_id.clone().unwrap_or_default(),
     }
 }
 
@@ -55,7 +56,11 @@ impl TokenService for TokenApi {
         let r = req.get_ref();
         let account_id = convert::account_id("account_id", &r.account_id)?;
         let mode = convert::required_mode("mode", r.mode)?;
-        let (client, secret) = self
+        // Checked before the client exists, so that a bad one changes nothing.
+        let signing_secret_id =
+            super::consent::client_signing_secret(&self.0, &account_id, mode, &r.signing_secret_id)
+                .await?;
+        let (mut client, secret) = self
             .0
             .tokens
             .create_client(
@@ -67,6 +72,14 @@ impl TokenService for TokenApi {
                 &r.scopes,
             )
             .await?;
+        if let Some(id) = signing_secret_id {
+            self.0
+                .services
+                .consent
+                .set_client_signing_secret(&client.client_id, Some(&id))
+                .await?;
+            client.signing_secret_id = Some(id);
+        }
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
         let (client_secret, reveal) = if r.reveal_link {
             let link = self
@@ -122,6 +135,29 @@ impl TokenService for TokenApi {
             clients: rows.iter().map(client_out).collect(),
             next_page_token,
         }))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_client(
+        &self,
+        req: Request<pb::UpdateClientRequest>,
+    ) -> Result<Response<pb::Client>, Status> {
+        authorize(&self.0, &req, &self.0.admin.tokens_write).await?;
+        let r = req.get_ref();
+        let mut client = self.0.tokens.get_client(&r.client_id).await?;
+        if let Some(id) = &r.signing_secret_id {
+            let id =
+                super::consent::client_signing_secret(&self.0, &client.account_id, client.mode, id)
+                    .await?;
+            self.0
+                .services
+                .consent
+                .set_client_signing_secret(&client.client_id, id.as_deref())
+                .await?;
+            client.signing_secret_id = id;
+        }
+        tracing::info!(client_id = %client.client_id, "OAuth2 client updated");
+        Ok(Response::new(client_out(&client)))
     }
 
     #[instrument(skip_all)]

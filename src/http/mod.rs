@@ -10,6 +10,7 @@ pub mod oauth;
 pub mod reveal;
 pub mod serve;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -31,6 +32,16 @@ pub struct HttpState {
     /// by the platform's login proxy.
     pub user_header: String,
     csrf: oauth::csrf::CsrfKey,
+    /// Configured scope descriptions (`[scopes."x"] description = { en, de }`).
+    scope_texts: HashMap<String, ScopeText>,
+}
+
+/// A scope's description on the consent page, per language; the built-in
+/// wording stands in for a language left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeText {
+    pub en: Option<String>,
+    pub de: Option<String>,
 }
 
 impl HttpState {
@@ -46,6 +57,21 @@ impl HttpState {
             tokens,
             user_header,
             csrf: oauth::csrf::CsrfKey::new(csrf_secret),
+            scope_texts: HashMap::new(),
+        }
+    }
+
+    /// The consent page describes these scopes in these words.
+    pub fn with_scope_texts(mut self, texts: HashMap<String, ScopeText>) -> Self {
+        self.scope_texts = texts;
+        self
+    }
+
+    fn scope_description(&self, scope: &str, lang: oauth::page::Lang) -> Option<&str> {
+        let t = self.scope_texts.get(scope)?;
+        match lang {
+            oauth::page::Lang::En => t.en.as_deref(),
+            oauth::page::Lang::De => t.de.as_deref(),
         }
     }
 }

@@ -19,7 +19,7 @@ use axum::routing::get;
 
 use super::HttpState;
 use super::error::{ApiError, json_response};
-use super::oauth::{escape, page};
+use super::oauth::page::{Brand, negotiate, render, tr};
 use crate::domain::error::Error;
 
 pub fn routes(state: Arc<HttpState>) -> Router {
@@ -30,14 +30,15 @@ pub fn routes(state: Arc<HttpState>) -> Router {
 
 /// The confirmation page: a button that posts back here. No lookup, no
 /// redemption: a scanner that fetches the link changes nothing.
-async fn confirm() -> Response {
-    page(
+async fn confirm(headers: HeaderMap) -> Response {
+    let lang = negotiate(&headers, None);
+    render(
         StatusCode::OK,
-        "Reveal a secret",
-        "<h1>Reveal a secret</h1>\n\
-         <p>This link shows a secret once. After you reveal it, the link stops working: \
-         copy the secret somewhere safe straight away.</p>\n\
-         <form method=\"post\"><button type=\"submit\">Reveal the secret</button></form>",
+        "reveal.html",
+        lang,
+        &tr(lang, "reveal_title", &[]),
+        &Brand::default(),
+        minijinja::context! {},
     )
 }
 
@@ -57,11 +58,17 @@ async fn reveal(
     let revealed = match state.services.reveals.redeem(&token).await {
         Ok(r) => r,
         Err(Error::NotFound { .. }) if html => {
-            return Ok(page(
+            let lang = negotiate(&headers, None);
+            return Ok(render(
                 StatusCode::NOT_FOUND,
-                "Reveal link not valid",
-                "<h1>Reveal link not valid</h1>\n\
-                 <p>This reveal link is unknown, expired or already used.</p>",
+                "error.html",
+                lang,
+                &tr(lang, "reveal_invalid_title", &[]),
+                &Brand::default(),
+                minijinja::context! {
+                    heading => tr(lang, "reveal_invalid_title", &[]),
+                    message => tr(lang, "reveal_invalid_body", &[]),
+                },
             ));
         }
         Err(Error::NotFound { .. }) => {
@@ -73,16 +80,18 @@ async fn reveal(
     };
     tracing::info!(kind = %revealed.kind, subject_id = %revealed.subject_id, "reveal link redeemed");
     if html {
-        return Ok(page(
+        let lang = negotiate(&headers, None);
+        return Ok(render(
             StatusCode::OK,
-            "Your secret",
-            &format!(
-                "<h1>Your secret</h1>\n<p>{} for <code>{}</code>. It is shown this once.</p>\n\
-                 <pre id=\"secret\">{}</pre>",
-                escape(&revealed.kind),
-                escape(&revealed.subject_id),
-                escape(revealed.secret.expose()),
-            ),
+            "reveal_shown.html",
+            lang,
+            &tr(lang, "reveal_shown_title", &[]),
+            &Brand::default(),
+            minijinja::context! {
+                kind => &revealed.kind,
+                subject => &revealed.subject_id,
+                secret => revealed.secret.expose(),
+            },
         ));
     }
     let body = serde_json::json!({

@@ -5,6 +5,7 @@
 //! transaction, so every replica's cache drops the entry when it commits.
 
 mod circuit;
+mod consent;
 pub mod entities;
 mod integrations;
 mod lookup;

@@ -60,6 +60,7 @@ fn client_from(m: oauth_client::Model) -> Result<ClientRecord, StoreError> {
         account_id: m.account_id,
         name: m.name,
         created_at: m.created_at,
+        signing_secret_id: m.signing_secret_id,
     })
 }
 
@@ -222,6 +223,7 @@ impl TokenStore for SqlStore {
             grant_types: Set(json_list(&c.grant_types)),
             scopes: Set(json_list(&c.scopes)),
             created_at: Set(c.created_at),
+            signing_secret_id: Set(c.signing_secret_id.clone()),
         })
         .exec(self.conn()?)
         .await

@@ -206,3 +206,110 @@ def test_consent_page_refuses_to_be_framed_by_the_client(oauth: OAuthServer, wat
     assert frame.get_by_role("button", name="Allow").count() == 0, (
         f"the consent page rendered in a frame\n{watched.report()}"
     )
+
+
+# ---------------------------------------------------------------------------
+# Signed consent links (issue 12) in the browser: the page in German and in
+# English as the browser's language asks, a screenshot of each, Allow and
+# Deny completing, and an accessibility check with axe-core (vendored in
+# tests/blackbox/vendor, from the npm registry's axe-core package).
+
+AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+# axe-core's impact levels that fail the test.
+AXE_FAILING = {"serious", "critical"}
+
+
+def axe_violations(page) -> list[dict]:
+    """Runs axe-core in the page (CDP evaluation: the page's CSP, which
+    allows no script, does not apply to it) and returns its serious and
+    critical violations."""
+    page.evaluate(AXE.read_text(encoding="utf-8") + "\n;undefined")
+    result = page.evaluate(
+        "() => axe.run(document, {resultTypes: ['violations']}).then(r => r.violations.map(v => "
+        "({id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.map(n => n.target.join(' '))})))"
+    )
+    return [v for v in result if v.get("impact") in AXE_FAILING]
+
+
+@pytest.mark.parametrize(
+    ("locale", "button", "words"),
+    [
+        ("de-DE", "Erlauben", ["Darf", "Angemeldet als", "Testmodus", "Ansehen", "Ändern"]),
+        ("en-US", "Deny", ["Allow", "Signed in as", "Test mode", "See", "Change"]),
+    ],
+    ids=["de-allow", "en-deny"],
+)
+def test_signed_link_in_chromium_in_german_and_english(
+    oauth: OAuthServer, chromium, receiver: Receiver, artifacts_dir: Path, locale: str, button: str, words: list[str]
+):
+    from test_consent_links import Integrator
+
+    redirect_uri = receiver.url(CALLBACK)
+    it = Integrator(oauth, redirect_uri=redirect_uri)
+    code_verifier = verifier()
+    url = it.link(code_verifier)
+
+    # No login header: the signature vouches for the user.
+    context = chromium.new_context(locale=locale)
+    page = context.new_page()
+    console: list[str] = []
+    page.on("console", lambda m: console.append(f"[{m.type}] {m.text}"))
+    try:
+        response = page.goto(url)
+        assert response is not None and response.status == 200, page.content()
+        lang = locale.split("-")[0]
+        assert page.locator("html").get_attribute("lang") == lang
+        text = page.locator("main").inner_text()
+        for w in words + ["Schuhhaus Müller", "merchant-7", "surveys.read", "surveys.write"]:
+            assert w in text, f"{w!r} not on the {locale} page:\n{text}"
+        page.screenshot(path=str(artifacts_dir / f"consent-signed-link-{lang}.png"), full_page=True)
+
+        serious = axe_violations(page)
+        assert not serious, f"axe-core found serious violations on the {locale} consent page: {serious}"
+
+        before = len(receiver.requests)
+        page.get_by_role("button", name=button, exact=True).click()
+        try:
+            page.wait_for_url(lambda u: u.startswith(redirect_uri), timeout=ARRIVAL_TIMEOUT_MS)
+        except PlaywrightTimeout:
+            pytest.fail(f"after {button}, never reached {redirect_uri}: at {page.url}\n" + "\n".join(console))
+        got = {k: v[0] for k, v in parse_qs(urlsplit(page.url).query).items()}
+        assert got.get("state") == "st-42", got
+        if button == "Deny":
+            assert got.get("error") == "access_denied" and "code" not in got, got
+        else:
+            assert got.get("code") and "error" not in got, got
+            tokens = oauth.token(
+                {
+                    "grant_type": "authorization_code",
+                    "code": got["code"],
+                    "redirect_uri": redirect_uri,
+                    "code_verifier": code_verifier,
+                },
+                auth=(it.client_id, it.client_secret),
+            )
+            assert tokens.status_code == 200, tokens.text
+        with receiver.arrived:
+            receiver.arrived.wait_for(lambda: len(receiver.requests) > before, timeout=5)
+        violations = [m for m in console if re.search(r"content security policy", m, re.I)]
+        assert not violations, "\n".join(console)
+
+        # Back to the link: already used, in the same language.
+        page.goto(url)
+        used = page.locator("#message").inner_text()
+        assert ("bereits verwendet" if lang == "de" else "already used") in used, used
+    finally:
+        context.close()
+
+
+def test_the_error_page_passes_axe_too(oauth: OAuthServer, chromium):
+    context = chromium.new_context(locale="de-DE")
+    page = context.new_page()
+    try:
+        response = page.goto(oauth.url("/oauth2/consent?client_id=cli_x&uid=a"))
+        assert response is not None and response.status == 400
+        assert "signiert" in page.locator("#message").inner_text()
+        serious = axe_violations(page)
+        assert not serious, serious
+    finally:
+        context.close()

@@ -9,6 +9,7 @@ mod admin_auth;
 mod bad_input;
 mod binary;
 mod check;
+mod consent;
 mod explain;
 mod ext_authz;
 mod forward_auth;

@@ -137,6 +137,7 @@ pub async fn client(s: &TestServer) -> (pb::Client, String) {
             ],
             scopes: vec!["catalog.*".into(), "chat.read".into()],
             reveal_link: false,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -855,6 +856,7 @@ async fn clients_are_validated_and_deleting_one_ends_its_tokens(backend: Backend
         grant_types: vec!["authorization_code".into()],
         scopes: vec!["chat.read".into()],
         reveal_link: false,
+        ..Default::default()
     };
     for (change, field) in [
         (
@@ -1219,6 +1221,7 @@ async fn client_secret_can_come_as_a_one_time_reveal_link(backend: Backend) {
             grant_types: vec!["client_credentials".into()],
             scopes: vec!["catalog.read".into()],
             reveal_link: true,
+            ..Default::default()
         }))
         .await
         .unwrap()
@@ -1276,6 +1279,7 @@ async fn registration_refuses_userinfo_and_loopback_takes_any_port(backend: Back
         grant_types: vec!["authorization_code".into()],
         scopes: vec!["chat.read".into()],
         reveal_link: false,
+        ..Default::default()
     };
     for uri in [
         "http://localhost:80@evil.com/cb",

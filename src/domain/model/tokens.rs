@@ -39,6 +39,8 @@ pub struct ClientRecord {
     pub grant_types: Vec<String>,
     pub scopes: Vec<String>,
     pub created_at: Millis,
+    /// The signing secret (`SigningService`) of the client's signed consent links.
+    pub signing_secret_id: Option<String>,
 }
 
 impl ClientRecord {

@@ -176,6 +176,7 @@ impl TokenManager {
             grant_types: grants,
             scopes,
             created_at: self.clock.now(),
+            signing_secret_id: None,
         };
         self.tokens.insert_client(&client).await?;
         Ok((client, secret))

@@ -26,6 +26,9 @@ pub struct AuthorizeParams<'a> {
     pub state: Option<&'a str>,
     pub code_challenge: Option<&'a str>,
     pub code_challenge_method: Option<&'a str>,
+    /// A signed consent link: PKCE only when the link carries a challenge
+    /// (the signature already binds the request to the integrator).
+    pub pkce_optional: bool,
 }
 
 /// A validated `/oauth2/authorize` request.
@@ -66,6 +69,7 @@ impl TokenManager {
             state,
             code_challenge,
             code_challenge_method,
+            pkce_optional,
         } = params;
         let client_id = client_id.unwrap_or_default();
         let client = if valid_id(client_id, CLIENT_ID_PREFIX) {
@@ -122,23 +126,28 @@ impl TokenManager {
             ));
         }
         let challenge = code_challenge.unwrap_or_default();
-        if challenge.is_empty() {
-            return Err(fail(
-                "invalid_request",
-                "PKCE is required: send code_challenge",
-            ));
-        }
-        if code_challenge_method != Some("S256") {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge_method must be S256",
-            ));
-        }
-        if challenge.len() != 43 || B64.decode(challenge).is_err() {
-            return Err(fail(
-                "invalid_request",
-                "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
-            ));
+        // A signed link without a challenge: the code is redeemed with the
+        // client's secret alone (`code_challenge` stays empty).
+        let without_pkce = pkce_optional && challenge.is_empty() && code_challenge_method.is_none();
+        if !without_pkce {
+            if challenge.is_empty() {
+                return Err(fail(
+                    "invalid_request",
+                    "PKCE is required: send code_challenge",
+                ));
+            }
+            if code_challenge_method != Some("S256") {
+                return Err(fail(
+                    "invalid_request",
+                    "code_challenge_method must be S256",
+                ));
+            }
+            if challenge.len() != 43 || B64.decode(challenge).is_err() {
+                return Err(fail(
+                    "invalid_request",
+                    "code_challenge must be the base64url SHA-256 of the verifier (43 characters)",
+                ));
+            }
         }
         let requested: Vec<String> = scope.map(|s| vec![s.to_owned()]).unwrap_or_default();
         let scopes = self
@@ -228,17 +237,21 @@ impl TokenManager {
                 "redirect_uri must be the one the authorization request used",
             ));
         }
-        let verifier = code_verifier.unwrap_or_default();
-        if !(43..=128).contains(&verifier.len())
-            || !verifier
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
-        {
-            return Err(invalid("code_verifier is missing or malformed"));
-        }
-        let computed = B64.encode(crypto::sha256(verifier.as_bytes()));
-        if !ct_eq(computed.as_bytes(), record.code_challenge.as_bytes()) {
-            return Err(invalid("code_verifier does not match the code_challenge"));
+        // An empty challenge comes only from a signed consent link that
+        // carried none (`pkce_optional`); every other code has one.
+        if !record.code_challenge.is_empty() {
+            let verifier = code_verifier.unwrap_or_default();
+            if !(43..=128).contains(&verifier.len())
+                || !verifier
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+            {
+                return Err(invalid("code_verifier is missing or malformed"));
+            }
+            let computed = B64.encode(crypto::sha256(verifier.as_bytes()));
+            if !ct_eq(computed.as_bytes(), record.code_challenge.as_bytes()) {
+                return Err(invalid("code_verifier does not match the code_challenge"));
+            }
         }
         let scopes = split_scopes(&[record.scope.as_str()]);
         let mut issued = self

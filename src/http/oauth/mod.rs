@@ -9,15 +9,17 @@
 //! - `client_auth`: client authentication (RFC 6749 §2.3.1);
 //! - `introspect`: introspection and revocation;
 //! - `discovery`: server metadata and the JWKS;
-//! - `consent`: the authorize endpoint and its consent page (`page`, `csrf`).
+//! - `consent`: the authorize endpoint and the consent page (`csrf`);
+//! - `link`: signed consent links (`/oauth2/consent`);
+//! - `page`: every HTML page, from `templates/`, in English or German.
 
 mod client_auth;
 mod consent;
 pub mod csrf;
 mod discovery;
 mod introspect;
-mod page;
-pub(crate) use page::{escape, page};
+mod link;
+pub mod page;
 mod token;
 
 use std::collections::HashMap;
@@ -34,6 +36,10 @@ pub fn routes(state: Arc<HttpState>) -> Router {
         .route(
             "/oauth2/authorize",
             get(consent::authorize_page).post(consent::authorize_decision),
+        )
+        .route(
+            "/oauth2/consent",
+            get(link::link_page).post(link::link_decision),
         )
         .route("/oauth2/introspect", post(introspect::introspect))
         .route("/oauth2/revoke", post(introspect::revoke))

@@ -5,6 +5,8 @@ pub mod account;
 pub mod account_store;
 pub mod api_key;
 pub mod auth_code;
+pub mod consent_link_use;
+pub mod flow_config;
 pub mod integration;
 pub mod integration_test;
 pub mod key_usage;

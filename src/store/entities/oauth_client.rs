@@ -15,6 +15,8 @@ pub struct Model {
     pub grant_types: String,
     pub scopes: String,
     pub created_at: i64,
+    /// The signing secret of the client's signed consent links (`sig_…`).
+    pub signing_secret_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
