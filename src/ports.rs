@@ -1,9 +1,12 @@
 //! What the domain needs from the outside world: a store and a clock.
 
+pub mod audit_scope;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
+use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter};
 use crate::domain::model::{
     Account, AuthCodeRecord, ClientRecord, ConnectionTestRecord, IntegrationFilter,
     IntegrationRecord, KeyRecord, KeyStatus, Millis, Mode, ProbeError, ProbeRequest, ProbeResponse,
@@ -363,4 +366,25 @@ pub trait IntegrationStore: Send + Sync + 'static {
 #[async_trait]
 pub trait RemoteProbe: Send + Sync + 'static {
     async fn get(&self, request: &ProbeRequest) -> Result<ProbeResponse, ProbeError>;
+}
+
+/// The audit trail (`domain::audit`). A mutation's own event is not written
+/// through here: the store writes it in the mutation's transaction (see
+/// `ports::audit_scope`). This is for batches of aggregated outcomes,
+/// for reading, and for retention.
+#[async_trait]
+pub trait AuditStore: Send + Sync + 'static {
+    /// Appends `events` in one short transaction of their own.
+    async fn append_batch(&self, events: Vec<AuditEvent>) -> Result<(), StoreError>;
+    async fn get_event(&self, id: &str) -> Result<Option<AuditEvent>, StoreError>;
+    /// Newest first (time, then id, descending), strictly before `before`.
+    async fn list_events(
+        &self,
+        filter: &AuditFilter,
+        before: Option<&AuditCursor>,
+        limit: u64,
+    ) -> Result<Vec<AuditEvent>, StoreError>;
+    /// Deletes up to `limit` of the oldest events with `time < before`, in
+    /// one transaction; how many went.
+    async fn purge_events(&self, before: Millis, limit: u64) -> Result<u64, StoreError>;
 }

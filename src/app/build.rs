@@ -23,14 +23,17 @@ use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
 use crate::outbound::HttpsProbe;
-use crate::ports::{Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock};
+use crate::domain::audit::AuditManager;
+use crate::ports::{
+    AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
+};
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore {}
-impl<T: SigningStore + RevealStore + IntegrationStore> FeatureStores for T {}
+pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore + AuditStore {}
+impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore> FeatureStores for T {}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -57,6 +60,8 @@ pub struct Parts {
     pub signing: Arc<SigningManager>,
     pub reveals: RevealManager,
     pub integrations: Arc<IntegrationManager>,
+    /// The audit trail: reading, outcome batches, retention.
+    pub audit: Arc<AuditManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -96,6 +101,11 @@ pub fn build(
         allow_insecure_targets: settings.integrations.allow_insecure_targets,
         retention_days: settings.integrations.test_retention_days,
     }));
+    let audit = Arc::new(AuditManager::new(
+        features.clone(),
+        clock.clone(),
+        settings.audit.retention_days,
+    ));
     let reveals = RevealManager::new(
         features,
         master_key,
@@ -138,6 +148,7 @@ pub fn build(
         descriptors: Arc::new(settings.rate_limits.descriptors.clone()),
         bad_signatures: settings.rate_limits.bad_signatures,
         integrations,
+        audit,
         clock,
     })
 }
@@ -179,6 +190,7 @@ impl Parts {
             signing: self.signing,
             reveals: self.reveals,
             integrations: self.integrations,
+            audit: self.audit,
             tokens,
             resolver: self.resolver,
             usage: self.usage,

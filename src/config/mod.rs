@@ -9,6 +9,7 @@
 //! `SigningSettings`, the plan `Policy`) or an adapter's (`ExtAuthzSettings`),
 //! so neither the domain nor the adapters depend on the file's shape.
 
+mod audit;
 mod cache;
 mod check;
 mod ext_authz;
@@ -38,6 +39,7 @@ use crate::domain::resolver::CacheSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 use crate::store::StoreOptions;
 
+pub use audit::{AuditConfig, AuditSettings};
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
 pub use ext_authz::ExtAuthzConfig;
@@ -133,6 +135,7 @@ pub struct Config {
     pub rate_limits: RateLimitsConfig,
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
+    pub audit: AuditConfig,
 }
 
 impl Default for Config {
@@ -163,6 +166,7 @@ impl Default for Config {
             rate_limits: RateLimitsConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -207,6 +211,8 @@ pub struct Settings {
     pub metrics_addr: Option<SocketAddr>,
     /// TLS on both ports; `None` = plaintext.
     pub tls: Option<crate::tls::TlsSettings>,
+    /// Audit-trail retention.
+    pub audit: AuditSettings,
 }
 
 impl Config {
@@ -346,6 +352,7 @@ impl Config {
             rate_limits,
             metrics_addr,
             tls: self.tls.validate()?,
+            audit: self.audit.validate()?,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! outside world comes in through `crate::ports`.
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod check;
 pub mod credential;

@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::accounts::AccountManager;
+use super::audit::AuditManager;
 use super::check::Checker;
 use super::keys::KeyManager;
 use super::limits::{Descriptors, KeyLimits};
@@ -29,6 +30,8 @@ pub struct Services {
     pub reveals: RevealManager,
     /// Stored remote credentials and their connection tests.
     pub integrations: Arc<IntegrationManager>,
+    /// The audit trail: reading, outcome batches (`append_batch`), retention.
+    pub audit: Arc<AuditManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

@@ -4,6 +4,7 @@
 //! On PostgreSQL every key or account change also sends a `NOTIFY` inside its
 //! transaction, so every replica's cache drops the entry when it commits.
 
+mod audit;
 mod circuit;
 pub mod entities;
 mod integrations;
@@ -18,6 +19,8 @@ mod tokens;
 mod usage;
 
 pub use startup::StartupLock;
+// The audit trail (issue 16): a mutation's events, inside its transaction.
+pub(crate) use audit::append_events_in;
 
 use circuit::{Circuit, is_unavailable};
 use map::{account_from, account_to, key_from, key_to, rule_from};

@@ -41,6 +41,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 }
 
 mod accounts;
+mod audit;
 mod integrations;
 mod keys;
 mod rate;
@@ -50,6 +51,7 @@ mod signing;
 mod tokens;
 
 pub use accounts::*;
+pub use audit::*;
 pub use integrations::*;
 pub use keys::*;
 pub use rate::*;

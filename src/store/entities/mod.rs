@@ -4,6 +4,7 @@
 pub mod account;
 pub mod account_store;
 pub mod api_key;
+pub mod audit_event;
 pub mod auth_code;
 pub mod integration;
 pub mod integration_test;
