@@ -6,13 +6,13 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use async_trait::async_trait;
 
-use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter};
 use crate::domain::model::{
     Account, AuthCodeRecord, ClientRecord, ConnectionTestRecord, IntegrationFilter,
     IntegrationRecord, KeyRecord, KeyStatus, Millis, Mode, ProbeError, ProbeRequest, ProbeResponse,
     RefreshRecord, RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord,
     SigningSecretRecord,
 };
+use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum StoreError {

@@ -9,6 +9,7 @@ use super::AppError;
 use crate::config::Settings;
 use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
+use crate::domain::audit::AuditManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::limits::{Descriptors, KeyLimits, Limiter, Space};
@@ -23,7 +24,6 @@ use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
 use crate::outbound::HttpsProbe;
-use crate::domain::audit::AuditManager;
 use crate::ports::{
     AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
 };

@@ -67,6 +67,16 @@ pub async fn scope<F: Future>(caller: Caller, fut: F) -> F::Output {
     CURRENT.scope(state, fut).await
 }
 
+/// Runs `fut` in the current audit scope, or, outside any (background jobs,
+/// one-shot CLI commands), in a new one as the `system` actor.
+pub async fn scope_or_system<F: Future>(fut: F) -> F::Output {
+    if CURRENT.try_with(|_| ()).is_ok() {
+        fut.await
+    } else {
+        scope(Caller::system(), fut).await
+    }
+}
+
 /// Sets who is calling (the gRPC admin check does, once the token passed).
 pub fn set_caller(caller: Caller) {
     with_state(|s| s.caller = caller);
@@ -169,7 +179,10 @@ mod tests {
             correlation_id: Some("c1".into()),
         };
         scope(caller, async {
-            record(5, Change::new("key.revoked", "key", "key_a").account("acct_1"));
+            record(
+                5,
+                Change::new("key.revoked", "key", "key_a").account("acct_1"),
+            );
             let events = take_staged();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].actor, "key_1");
