@@ -249,6 +249,13 @@ pub async fn start(
         )));
     }
     let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
+    // Audit retention: ends with the drain; a purge cut short loses only
+    // whole batches of expired events.
+    drop(tokio::spawn(tasks::purge_audit_periodically(
+        services.audit.clone(),
+        settings.audit.purge_interval,
+        drain_rx.clone(),
+    )));
 
     let stopping = Stopping {
         readiness,
