@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod admin_auth;
+mod audit;
 mod bad_input;
 mod binary;
 mod check;
