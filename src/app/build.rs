@@ -23,17 +23,25 @@ use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
+use crate::domain::webhooks::WebhookManager;
 use crate::outbound::HttpsProbe;
 use crate::ports::{
     AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
+    WebhookStore,
 };
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore + AuditStore {}
-impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore> FeatureStores for T {}
+pub trait FeatureStores:
+    SigningStore + RevealStore + IntegrationStore + AuditStore + WebhookStore
+{
+}
+impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore + WebhookStore> FeatureStores
+    for T
+{
+}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -62,6 +70,7 @@ pub struct Parts {
     pub integrations: Arc<IntegrationManager>,
     /// The audit trail: reading, outcome batches, retention.
     pub audit: Arc<AuditManager>,
+    pub webhooks: Arc<WebhookManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -106,6 +115,7 @@ pub fn build(
         clock.clone(),
         settings.audit.retention_days,
     ));
+    let webhooks = Arc::new(WebhookManager::new(features.clone()));
     let reveals = RevealManager::new(
         features,
         master_key,
@@ -149,6 +159,7 @@ pub fn build(
         bad_signatures: settings.rate_limits.bad_signatures,
         integrations,
         audit,
+        webhooks,
         clock,
     })
 }
@@ -191,6 +202,7 @@ impl Parts {
             reveals: self.reveals,
             integrations: self.integrations,
             audit: self.audit,
+            webhooks: self.webhooks,
             tokens,
             resolver: self.resolver,
             usage: self.usage,

@@ -24,3 +24,4 @@ pub mod signing;
 pub mod tokens;
 pub mod usage;
 pub mod vault;
+pub mod webhooks;

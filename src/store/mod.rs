@@ -17,6 +17,8 @@ mod signing;
 mod startup;
 mod tokens;
 mod usage;
+mod webhook_deliveries;
+mod webhooks;
 
 pub use startup::StartupLock;
 
