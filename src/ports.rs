@@ -14,7 +14,7 @@ use crate::domain::model::{
 };
 use crate::domain::model::{
     AttemptOutcome, DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord,
-    EndpointSecretRecord, OutboxEvent,
+    EndpointSecretRecord, OutboxEvent, WebhookPost,
 };
 use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter};
 
@@ -462,4 +462,15 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Makes a delivery due again at `now`; `false` if there is none.
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+}
+
+/// The outbound side of webhook deliveries: the same safety rule as
+/// [`RemoteProbe`] (https only; no loopback, private, link-local or metadata
+/// address after DNS resolution unless configured for tests; no redirects;
+/// a bounded body), for POSTs.
+#[async_trait]
+pub trait WebhookSender: Send + Sync + 'static {
+    /// Refuses a URL whose host is not a public address (creation-time check).
+    async fn vet(&self, url: &str) -> Result<(), ProbeError>;
+    async fn post(&self, post: &WebhookPost) -> Result<ProbeResponse, ProbeError>;
 }

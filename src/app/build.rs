@@ -23,7 +23,7 @@ use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
-use crate::domain::webhooks::WebhookManager;
+use crate::domain::webhooks::{WebhookDeps, WebhookManager};
 use crate::outbound::HttpsProbe;
 use crate::ports::{
     AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
@@ -115,7 +115,20 @@ pub fn build(
         clock.clone(),
         settings.audit.retention_days,
     ));
-    let webhooks = Arc::new(WebhookManager::new(features.clone()));
+    let sender = HttpsProbe::new(&crate::config::IntegrationsSettings {
+        allow_insecure_targets: settings.webhooks.allow_insecure_targets,
+        test_timeout: settings.webhooks.timeout,
+        max_body_bytes: settings.webhooks.max_body_bytes,
+        ..settings.integrations.clone()
+    })
+    .map_err(AppError::Server)?;
+    let webhooks = Arc::new(WebhookManager::new(WebhookDeps {
+        store: features.clone(),
+        sender: Arc::new(sender),
+        master_key: master_key.clone(),
+        clock: clock.clone(),
+        allow_insecure_targets: settings.webhooks.allow_insecure_targets,
+    }));
     let reveals = RevealManager::new(
         features,
         master_key,

@@ -183,3 +183,23 @@ pub(super) async fn purge_audit_periodically(
         }
     }
 }
+
+/// The webhook delivery worker: a round every `every`, and at once again
+/// while rounds come back full.
+pub(super) async fn deliver_webhooks(
+    webhooks: Arc<crate::domain::webhooks::WebhookManager>,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                if let Err(e) = webhooks.deliver_due().await {
+                    tracing::warn!(error = %e, "webhook deliveries failed this round; will retry");
+                }
+            }
+            _ = drain.changed() => return,
+        }
+    }
+}

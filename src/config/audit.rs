@@ -61,3 +61,78 @@ impl AuditConfig {
         })
     }
 }
+
+/// `[webhooks]`: how deliveries reach endpoints.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhooksConfig {
+    /// Allow `http://` URLs and loopback, private, link-local and metadata
+    /// targets (tests, development only). Default false.
+    pub allow_insecure_targets: bool,
+    /// Time limit of one delivery, DNS to last byte. Default 10000.
+    pub timeout_ms: u64,
+    /// Response-body bytes stored with a delivery. Default 1024.
+    pub max_body_bytes: usize,
+    /// How often the worker looks for due deliveries. Default 500.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_insecure_targets: false,
+            timeout_ms: 10_000,
+            max_body_bytes: 1024,
+            poll_interval_ms: 500,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhooksSettings {
+    pub allow_insecure_targets: bool,
+    pub timeout: Duration,
+    pub max_body_bytes: usize,
+    pub poll_interval: Duration,
+}
+
+impl Default for WebhooksSettings {
+    fn default() -> Self {
+        let d = WebhooksConfig::default();
+        Self {
+            allow_insecure_targets: d.allow_insecure_targets,
+            timeout: Duration::from_millis(d.timeout_ms),
+            max_body_bytes: d.max_body_bytes,
+            poll_interval: Duration::from_millis(d.poll_interval_ms),
+        }
+    }
+}
+
+impl WebhooksConfig {
+    pub fn validate(&self) -> Result<WebhooksSettings, ConfigError> {
+        if !(100..=60_000).contains(&self.timeout_ms) {
+            return Err(invalid(
+                "webhooks.timeout_ms",
+                "must be between 100 and 60000",
+            ));
+        }
+        if !(1..=65_536).contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "webhooks.max_body_bytes",
+                "must be between 1 and 65536",
+            ));
+        }
+        if !(10..=60_000).contains(&self.poll_interval_ms) {
+            return Err(invalid(
+                "webhooks.poll_interval_ms",
+                "must be between 10 and 60000",
+            ));
+        }
+        Ok(WebhooksSettings {
+            allow_insecure_targets: self.allow_insecure_targets,
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_body_bytes: self.max_body_bytes,
+            poll_interval: Duration::from_millis(self.poll_interval_ms),
+        })
+    }
+}

@@ -39,7 +39,7 @@ use crate::domain::resolver::CacheSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 use crate::store::StoreOptions;
 
-pub use audit::{AuditConfig, AuditSettings};
+pub use audit::{AuditConfig, AuditSettings, WebhooksConfig, WebhooksSettings};
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
 pub use ext_authz::ExtAuthzConfig;
@@ -136,6 +136,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -167,6 +168,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             audit: AuditConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -213,6 +215,8 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Audit-trail retention.
     pub audit: AuditSettings,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksSettings,
 }
 
 impl Config {
@@ -353,6 +357,7 @@ impl Config {
             metrics_addr,
             tls: self.tls.validate()?,
             audit: self.audit.validate()?,
+            webhooks: self.webhooks.validate()?,
         })
     }
 }

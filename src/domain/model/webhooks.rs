@@ -220,3 +220,20 @@ pub struct AttemptOutcome {
     pub response_excerpt: Option<String>,
     pub at: Millis,
 }
+
+/// One outbound POST of a delivery.
+#[derive(Clone)]
+pub struct WebhookPost {
+    pub url: String,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for WebhookPost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Signatures are not secrets, but nothing here needs logging whole.
+        f.debug_struct("WebhookPost")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
