@@ -25,3 +25,4 @@ mod signing;
 mod throwaway;
 mod tokens;
 mod usage;
+mod webhooks;
