@@ -169,3 +169,94 @@ impl RemoteProbe for HttpsProbe {
         }
     }
 }
+
+// Webhook deliveries (issue 16): the same rule, for POSTs.
+impl HttpsProbe {
+    /// The checked URL, host (for DNS) and its vetted addresses.
+    async fn vet_url(
+        &self,
+        raw: &str,
+    ) -> Result<(reqwest::Url, String, Vec<SocketAddr>), ProbeError> {
+        let refused = |why: &str| ProbeError::Refused(why.to_owned());
+        let url = reqwest::Url::parse(raw).map_err(|_| refused("is not a URL"))?;
+        match url.scheme() {
+            "https" => {}
+            "http" if self.allow_insecure => {}
+            _ => return Err(refused("must be an https:// URL")),
+        }
+        let host = url
+            .host_str()
+            .ok_or_else(|| refused("must name a host"))?
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = url.port_or_known_default().unwrap_or(443);
+        let addrs = self.vetted(&host, port).await?;
+        Ok((url, host, addrs))
+    }
+
+    async fn post_once(
+        &self,
+        post: &crate::domain::model::WebhookPost,
+        start: Instant,
+    ) -> Result<ProbeResponse, ProbeError> {
+        let (url, host, addrs) = self.vet_url(&post.url).await?;
+        let failed = |e: reqwest::Error| ProbeError::Failed {
+            message: describe(&e),
+            latency_ms: Self::elapsed(start),
+        };
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .https_only(!self.allow_insecure)
+            .tls_certs_merge(self.extra_roots.clone())
+            .resolve_to_addrs(&host, &addrs)
+            .build()
+            .map_err(failed)?;
+        let mut builder = client
+            .post(url)
+            .header("content-type", "application/json")
+            .body(post.body.clone());
+        for (name, value) in &post.headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let mut response = builder.send().await.map_err(failed)?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        while body.len() < self.max_body {
+            match response.chunk().await.map_err(failed)? {
+                Some(chunk) => {
+                    let room = self.max_body - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                }
+                None => break,
+            }
+        }
+        Ok(ProbeResponse {
+            status,
+            body,
+            latency_ms: Self::elapsed(start),
+        })
+    }
+}
+
+#[async_trait]
+impl crate::ports::WebhookSender for HttpsProbe {
+    async fn vet(&self, url: &str) -> Result<(), ProbeError> {
+        self.vet_url(url).await.map(|_| ())
+    }
+
+    async fn post(
+        &self,
+        post: &crate::domain::model::WebhookPost,
+    ) -> Result<ProbeResponse, ProbeError> {
+        let start = Instant::now();
+        match tokio::time::timeout(self.timeout, self.post_once(post, start)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProbeError::Failed {
+                message: format!("timed out after {} ms", self.timeout.as_millis()),
+                latency_ms: Self::elapsed(start),
+            }),
+        }
+    }
+}

@@ -9,6 +9,7 @@ use super::AppError;
 use crate::config::Settings;
 use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
+use crate::domain::audit::AuditManager;
 use crate::domain::check::Checker;
 use crate::domain::consent::ConsentManager;
 use crate::domain::keys::KeyManager;
@@ -23,17 +24,25 @@ use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
+use crate::domain::webhooks::{WebhookDeps, WebhookManager};
 use crate::outbound::HttpsProbe;
 use crate::ports::{
-    Clock, ConsentStore, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
+    AuditStore, Clock, ConsentStore, IntegrationStore, RevealStore, SigningStore, Store,
+    SystemClock, WebhookStore,
 };
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore + ConsentStore {}
-impl<T: SigningStore + RevealStore + IntegrationStore + ConsentStore> FeatureStores for T {}
+pub trait FeatureStores:
+    SigningStore + RevealStore + IntegrationStore + ConsentStore + AuditStore + WebhookStore
+{
+}
+impl<T> FeatureStores for T where
+    T: SigningStore + RevealStore + IntegrationStore + ConsentStore + AuditStore + WebhookStore
+{
+}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -62,6 +71,9 @@ pub struct Parts {
     pub integrations: Arc<IntegrationManager>,
     /// Flow configurations and signed consent links.
     pub consent: Arc<ConsentManager>,
+    /// The audit trail: reading, outcome batches, retention.
+    pub audit: Arc<AuditManager>,
+    pub webhooks: Arc<WebhookManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -106,6 +118,25 @@ pub fn build(
         store.clone(),
         clock.clone(),
     ));
+    let audit = Arc::new(AuditManager::new(
+        features.clone(),
+        clock.clone(),
+        settings.audit.retention_days,
+    ));
+    let sender = HttpsProbe::new(&crate::config::IntegrationsSettings {
+        allow_insecure_targets: settings.webhooks.allow_insecure_targets,
+        test_timeout: settings.webhooks.timeout,
+        max_body_bytes: settings.webhooks.max_body_bytes,
+        ..settings.integrations.clone()
+    })
+    .map_err(AppError::Server)?;
+    let webhooks = Arc::new(WebhookManager::new(WebhookDeps {
+        store: features.clone(),
+        sender: Arc::new(sender),
+        master_key: master_key.clone(),
+        clock: clock.clone(),
+        allow_insecure_targets: settings.webhooks.allow_insecure_targets,
+    }));
     let reveals = RevealManager::new(
         features,
         master_key,
@@ -149,6 +180,8 @@ pub fn build(
         bad_signatures: settings.rate_limits.bad_signatures,
         integrations,
         consent,
+        audit,
+        webhooks,
         clock,
     })
 }
@@ -191,6 +224,8 @@ impl Parts {
             reveals: self.reveals,
             integrations: self.integrations,
             consent: self.consent,
+            audit: self.audit,
+            webhooks: self.webhooks,
             tokens,
             resolver: self.resolver,
             usage: self.usage,

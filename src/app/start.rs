@@ -257,6 +257,20 @@ pub async fn start(
         )));
     }
     let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
+    // Audit retention: ends with the drain; a purge cut short loses only
+    // whole batches of expired events.
+    // Webhook deliveries: never on a mutation's path; ends with the drain,
+    // and what it had not sent is in the outbox for the next start.
+    drop(tokio::spawn(tasks::deliver_webhooks(
+        services.webhooks.clone(),
+        settings.webhooks.poll_interval,
+        drain_rx.clone(),
+    )));
+    drop(tokio::spawn(tasks::purge_audit_periodically(
+        services.audit.clone(),
+        settings.audit.purge_interval,
+        drain_rx.clone(),
+    )));
 
     let stopping = Stopping {
         readiness,

@@ -9,6 +9,7 @@
 //! `SigningSettings`, the plan `Policy`) or an adapter's (`ExtAuthzSettings`),
 //! so neither the domain nor the adapters depend on the file's shape.
 
+mod audit;
 mod cache;
 mod check;
 mod ext_authz;
@@ -39,6 +40,7 @@ use crate::domain::resolver::CacheSettings;
 use crate::grpc::ext_authz::ExtAuthzSettings;
 use crate::store::StoreOptions;
 
+pub use audit::{AuditConfig, AuditSettings, WebhooksConfig, WebhooksSettings};
 pub use cache::CacheConfig;
 pub use check::CheckConfig;
 pub use ext_authz::ExtAuthzConfig;
@@ -139,6 +141,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// How the consent page describes scopes (`[scopes."x"] description = { en, de }`).
     pub scopes: BTreeMap<String, scopes::ScopeConfig>,
+    pub audit: AuditConfig,
+    pub webhooks: WebhooksConfig,
 }
 
 impl Default for Config {
@@ -171,6 +175,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             scopes: BTreeMap::new(),
+            audit: AuditConfig::default(),
+            webhooks: WebhooksConfig::default(),
         }
     }
 }
@@ -219,6 +225,10 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Configured scope descriptions for the consent page.
     pub scope_texts: std::collections::HashMap<String, crate::http::ScopeText>,
+    /// Audit-trail retention.
+    pub audit: AuditSettings,
+    /// Webhook deliveries.
+    pub webhooks: WebhooksSettings,
 }
 
 impl Config {
@@ -367,6 +377,8 @@ impl Config {
             metrics_addr,
             tls: self.tls.validate()?,
             scope_texts: scopes::validate(&self.scopes)?,
+            audit: self.audit.validate()?,
+            webhooks: self.webhooks.validate()?,
         })
     }
 }

@@ -2,6 +2,7 @@
 //! outside world comes in through `crate::ports`.
 
 pub mod accounts;
+pub mod audit;
 pub mod cache;
 pub mod check;
 pub mod consent;
@@ -24,3 +25,4 @@ pub mod signing;
 pub mod tokens;
 pub mod usage;
 pub mod vault;
+pub mod webhooks;

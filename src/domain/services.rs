@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::accounts::AccountManager;
+use super::audit::AuditManager;
 use super::check::Checker;
 use super::keys::KeyManager;
 use super::limits::{Descriptors, KeyLimits};
@@ -18,6 +19,7 @@ use super::signing::SigningManager;
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
 use super::vault::integrations::IntegrationManager;
+use super::webhooks::WebhookManager;
 use crate::ports::Clock;
 
 pub struct Services {
@@ -31,6 +33,10 @@ pub struct Services {
     pub integrations: Arc<IntegrationManager>,
     /// Flow configurations and signed consent links.
     pub consent: Arc<super::consent::ConsentManager>,
+    /// The audit trail: reading, outcome batches (`append_batch`), retention.
+    pub audit: Arc<AuditManager>,
+    /// Event webhooks: the outbox (`enqueue`), endpoints, deliveries.
+    pub webhooks: Arc<WebhookManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

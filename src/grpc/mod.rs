@@ -3,6 +3,7 @@
 //! health and reflection; `status.rs` is the one error table.
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod conn;
@@ -21,6 +22,7 @@ pub mod status;
 pub mod token;
 
 pub use account::AccountApi;
+pub use audit::AuditApi;
 pub use check::CheckApi;
 pub use consent::ConsentApi;
 pub use ext_authz::ExtAuthzApi;

@@ -4,6 +4,7 @@
 //! On PostgreSQL every key or account change also sends a `NOTIFY` inside its
 //! transaction, so every replica's cache drops the entry when it commits.
 
+mod audit;
 mod circuit;
 mod consent;
 pub mod entities;
@@ -17,6 +18,8 @@ mod signing;
 mod startup;
 mod tokens;
 mod usage;
+mod webhook_deliveries;
+mod webhooks;
 
 pub use startup::StartupLock;
 
@@ -263,11 +266,12 @@ impl Store for SqlStore {
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         account::Entity::insert(account_to(a))
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
@@ -315,7 +319,7 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn add_store(
@@ -334,7 +338,7 @@ impl Store for SqlStore {
         .await
         .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -368,17 +372,22 @@ impl Store for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        if result.rows_affected == 0 {
+            // Nothing changed: no notice, and no audit event either.
+            return Ok(false);
+        }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(result.rows_affected == 1)
     }
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         api_key::Entity::insert(key_to(k))
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -421,7 +430,7 @@ impl Store for SqlStore {
         let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         update_key_in(&txn, k).await?;
         self.notify(&txn, &hex(&k.key_hash)).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn rotate_key(
@@ -441,7 +450,7 @@ impl Store for SqlStore {
             .await
             .map_err(|e| self.fail(e))?;
         self.notify(&txn, &hex(&old.key_hash)).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn find_key_by_hash(
@@ -471,7 +480,7 @@ impl Store for SqlStore {
         .await
         .map_err(|e| self.fail(e))?;
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn list_rules(
@@ -508,8 +517,12 @@ impl Store for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        if result.rows_affected == 0 {
+            // Nothing changed: no notice, and no audit event either.
+            return Ok(false);
+        }
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(result.rows_affected == 1)
     }
 }

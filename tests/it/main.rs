@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod admin_auth;
+mod audit;
 mod bad_input;
 mod binary;
 mod check;
@@ -27,3 +28,4 @@ mod signing;
 mod throwaway;
 mod tokens;
 mod usage;
+mod webhooks;

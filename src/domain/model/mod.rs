@@ -41,6 +41,7 @@ pub fn valid_id(id: &str, prefix: &str) -> bool {
 }
 
 mod accounts;
+mod audit;
 mod consent;
 mod integrations;
 mod keys;
@@ -49,8 +50,10 @@ mod reveal;
 mod rules;
 mod signing;
 mod tokens;
+mod webhooks;
 
 pub use accounts::*;
+pub use audit::*;
 pub use consent::*;
 pub use integrations::*;
 pub use keys::*;
@@ -59,3 +62,4 @@ pub use reveal::*;
 pub use rules::*;
 pub use signing::*;
 pub use tokens::*;
+pub use webhooks::*;

@@ -4,6 +4,7 @@
 pub mod account;
 pub mod account_store;
 pub mod api_key;
+pub mod audit_event;
 pub mod auth_code;
 pub mod consent_link_use;
 pub mod flow_config;
@@ -19,3 +20,7 @@ pub mod route_rule;
 pub mod signing_key;
 pub mod signing_secret;
 pub mod signing_secret_version;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;
+pub mod webhook_secret;

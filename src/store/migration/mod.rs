@@ -17,6 +17,9 @@ mod m20261201_000031_code_replays;
 mod m20261201_000032_unique_route_rules;
 mod m20261201_000033_case_insensitive_rules;
 mod m20261201_000040_integrations;
+// audit trail and webhooks (issue 16)
+mod m20261202_000050_audit_events;
+mod m20261202_000051_webhooks;
 mod m20261202_000070_consent;
 
 pub struct Migrator;
@@ -38,6 +41,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000032_unique_route_rules::Migration),
             Box::new(m20261201_000033_case_insensitive_rules::Migration),
             Box::new(m20261201_000040_integrations::Migration),
+            Box::new(m20261202_000050_audit_events::Migration),
+            Box::new(m20261202_000051_webhooks::Migration),
             Box::new(m20261202_000070_consent::Migration),
         ]
     }
