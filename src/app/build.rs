@@ -9,6 +9,8 @@ use super::AppError;
 use crate::config::Settings;
 use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
+use crate::domain::analytics::Analytics;
+use crate::domain::audit::AuditManager;
 use crate::domain::check::Checker;
 use crate::domain::keys::KeyManager;
 use crate::domain::limits::{Descriptors, KeyLimits, Limiter, Space};
@@ -23,17 +25,22 @@ use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
 use crate::outbound::HttpsProbe;
-use crate::domain::audit::AuditManager;
 use crate::ports::{
-    AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock,
+    AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock, UsageStore,
 };
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
 
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
-pub trait FeatureStores: SigningStore + RevealStore + IntegrationStore + AuditStore {}
-impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore> FeatureStores for T {}
+pub trait FeatureStores:
+    SigningStore + RevealStore + IntegrationStore + AuditStore + UsageStore
+{
+}
+impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore + UsageStore> FeatureStores
+    for T
+{
+}
 
 /// Opens the configured store, creating the SQLite data directory if needed.
 pub async fn open_store(settings: &Settings) -> Result<SqlStore, AppError> {
@@ -62,6 +69,8 @@ pub struct Parts {
     pub integrations: Arc<IntegrationManager>,
     /// The audit trail: reading, outcome batches, retention.
     pub audit: Arc<AuditManager>,
+    /// Outcome recording, usage analytics and the advisor.
+    pub analytics: Arc<Analytics>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -106,8 +115,16 @@ pub fn build(
         clock.clone(),
         settings.audit.retention_days,
     ));
+    let analytics = super::usage_tasks::analytics(
+        settings,
+        store.clone(),
+        features.clone(),
+        audit.clone(),
+        policy.clone(),
+        clock.clone(),
+    )?;
     let reveals = RevealManager::new(
-        features,
+        features.clone(),
         master_key,
         clock.clone(),
         settings.signing.reveal_ttl_secs,
@@ -148,6 +165,7 @@ pub fn build(
         descriptors: Arc::new(settings.rate_limits.descriptors.clone()),
         bad_signatures: settings.rate_limits.bad_signatures,
         integrations,
+        analytics,
         audit,
         clock,
     })
@@ -178,6 +196,10 @@ impl Parts {
         )
         .with_signed_requests(self.signing.clone())
         .with_rate_limits(self.limits.clone());
+        let checker = match &self.analytics.recorder {
+            Some(recorder) => checker.with_outcomes(recorder.clone()),
+            None => checker,
+        };
         let checker = match self.bad_signatures {
             Some(budget) => checker.with_auto_suspend(self.keys.clone(), budget),
             None => checker,
@@ -191,6 +213,7 @@ impl Parts {
             reveals: self.reveals,
             integrations: self.integrations,
             audit: self.audit,
+            analytics: self.analytics,
             tokens,
             resolver: self.resolver,
             usage: self.usage,

@@ -22,6 +22,7 @@ mod rate_limits;
 mod signing;
 mod tls;
 mod tokens;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +55,7 @@ pub use rate_limits::{
 pub use signing::{SigningConfig, SigningSection};
 pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};
+pub use usage::{GeoipConfig, UsageConfig, UsageSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -136,6 +138,10 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub tls: TlsConfig,
     pub audit: AuditConfig,
+    /// Outcome recording, usage analytics and the advisor.
+    pub usage: UsageConfig,
+    /// The country database for unusual-location events.
+    pub geoip: GeoipConfig,
 }
 
 impl Default for Config {
@@ -167,6 +173,8 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
             audit: AuditConfig::default(),
+            usage: UsageConfig::default(),
+            geoip: GeoipConfig::default(),
         }
     }
 }
@@ -213,6 +221,8 @@ pub struct Settings {
     pub tls: Option<crate::tls::TlsSettings>,
     /// Audit-trail retention.
     pub audit: AuditSettings,
+    /// `[usage]` and `[geoip]`.
+    pub usage: UsageSettings,
 }
 
 impl Config {
@@ -352,6 +362,7 @@ impl Config {
             rate_limits,
             metrics_addr,
             tls: self.tls.validate()?,
+            usage: self.usage.validate(&self.geoip)?,
             audit: self.audit.validate()?,
         })
     }

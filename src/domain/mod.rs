@@ -2,6 +2,8 @@
 //! outside world comes in through `crate::ports`.
 
 pub mod accounts;
+pub mod advisor;
+pub mod analytics;
 pub mod audit;
 pub mod cache;
 pub mod check;
@@ -14,6 +16,7 @@ pub mod model;
 pub mod network;
 pub mod observe;
 pub mod origin;
+pub mod outcomes;
 pub mod permissions;
 pub mod reason;
 pub mod resolver;
@@ -23,4 +26,5 @@ pub mod services;
 pub mod signing;
 pub mod tokens;
 pub mod usage;
+pub mod usage_reports;
 pub mod vault;

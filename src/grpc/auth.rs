@@ -28,6 +28,7 @@ pub struct AdminPermissions {
     pub integrations_read: Permission<'static>,
     pub integrations_write: Permission<'static>,
     pub integrations_use: Permission<'static>,
+    pub usage_read: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -50,6 +51,7 @@ impl AdminPermissions {
             integrations_read: Permission::parse("admin.integrations.read")?,
             integrations_write: Permission::parse("admin.integrations.write")?,
             integrations_use: Permission::parse("admin.integrations.use")?,
+            usage_read: Permission::parse("admin.usage.read")?,
         })
     }
 }

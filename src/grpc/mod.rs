@@ -18,6 +18,7 @@ pub mod signing;
 pub mod state;
 pub mod status;
 pub mod token;
+pub mod usage;
 
 pub use account::AccountApi;
 pub use check::CheckApi;
@@ -30,3 +31,4 @@ pub use server::{Health, Server};
 pub use signing::{RevealApi, SigningApi};
 pub use state::GrpcState;
 pub use token::TokenApi;
+pub use usage::UsageApi;

@@ -18,7 +18,7 @@ use super::health::DrainingHealth;
 use super::state::GrpcState;
 use super::{
     AccountApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi,
-    TokenApi,
+    TokenApi, UsageApi,
 };
 use crate::pb;
 use crate::telemetry::traces::GrpcTraceLayer;
@@ -26,7 +26,7 @@ use crate::tls::MaybeTls;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 11] = [
+const SERVICES: [&str; 12] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -38,6 +38,7 @@ const SERVICES: [&str; 11] = [
     "latchkey.v1.IntegrationService",
     "latchkey.v1.RevealService",
     "envoy.service.ratelimit.v3.RateLimitService",
+    "latchkey.v1.UsageService",
 ];
 
 /// The liveness service: SERVING for as long as the process answers,
@@ -171,6 +172,10 @@ impl Server {
                     state.clone(),
                 ))
                 .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::usage_service_server::UsageServiceServer::new(UsageApi(state.clone()))
+                    .max_decoding_message_size(max),
             )
             .add_service(
                 pb::reveal_service_server::RevealServiceServer::new(RevealApi(state))

@@ -169,7 +169,10 @@ mod tests {
             correlation_id: Some("c1".into()),
         };
         scope(caller, async {
-            record(5, Change::new("key.revoked", "key", "key_a").account("acct_1"));
+            record(
+                5,
+                Change::new("key.revoked", "key", "key_a").account("acct_1"),
+            );
             let events = take_staged();
             assert_eq!(events.len(), 1);
             assert_eq!(events[0].actor, "key_1");

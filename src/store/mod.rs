@@ -17,6 +17,7 @@ mod signing;
 mod startup;
 mod tokens;
 mod usage;
+mod usage_stats;
 
 pub use startup::StartupLock;
 // The audit trail (issue 16): a mutation's events, inside its transaction.

@@ -20,6 +20,7 @@ use super::model::{AUTO_SUSPENDED_BRUTE_FORCE, RatePolicy};
 use super::model::{KeyKind, LiveStatus, Mode};
 use super::network::{self, ClientIpRule};
 use super::origin;
+use super::outcomes::OutcomeRecorder;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::reason::key_status_denial;
@@ -54,6 +55,8 @@ pub struct Checker {
     limits: Option<Arc<KeyLimits>>,
     /// Suspends a valid key that keeps arriving with bad signatures.
     suspender: Option<(KeyManager, Quota)>,
+    /// Where each outcome is noted for usage analytics and the audit trail.
+    outcomes: Option<Arc<OutcomeRecorder>>,
 }
 
 impl Checker {
@@ -75,7 +78,14 @@ impl Checker {
             signing: None,
             limits: None,
             suspender: None,
+            outcomes: None,
         }
+    }
+
+    /// Notes every decision's outcome (usage analytics, aggregated denials).
+    pub fn with_outcomes(mut self, outcomes: Arc<OutcomeRecorder>) -> Self {
+        self.outcomes = Some(outcomes);
+        self
     }
 
     /// Suspends a key after `budget` requests with a missing or invalid
@@ -103,6 +113,17 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
+        let decision = self.decide_unrecorded(input).await;
+        if let Some(outcomes) = &self.outcomes {
+            let ip = self
+                .client_ip
+                .client_ip(input.peer_ip, input.forwarded_for, input.own_hops);
+            outcomes.record(&input, &decision, ip, self.clock.now());
+        }
+        decision
+    }
+
+    async fn decide_unrecorded(&self, input: CheckInput<'_>) -> Decision {
         // An address that failed too often is refused before any lookup.
         let budget = self.limits.as_ref().and_then(|l| Some((l, l.failures?)));
         let client = budget.and_then(|_| {

@@ -41,11 +41,7 @@ impl MigrationTrait for Migration {
                 Table::create()
                     .table(AuditEvents::Table)
                     .col(text(AuditEvents::Id).primary_key())
-                    .col(
-                        ColumnDef::new(AuditEvents::Time)
-                            .big_integer()
-                            .not_null(),
-                    )
+                    .col(ColumnDef::new(AuditEvents::Time).big_integer().not_null())
                     .col(text(AuditEvents::Actor))
                     .col(text(AuditEvents::Action))
                     .col(text(AuditEvents::Outcome))
@@ -70,7 +66,10 @@ impl MigrationTrait for Migration {
         // filter of ListEvents leads with its own column and ends on the
         // paging order, so a filtered page is an index range scan.
         let indexes: [(&str, &[AuditEvents]); 5] = [
-            ("idx_audit_events_time", &[AuditEvents::Time, AuditEvents::Id]),
+            (
+                "idx_audit_events_time",
+                &[AuditEvents::Time, AuditEvents::Id],
+            ),
             (
                 "idx_audit_events_account",
                 &[AuditEvents::AccountId, AuditEvents::Time],
@@ -79,7 +78,10 @@ impl MigrationTrait for Migration {
                 "idx_audit_events_target",
                 &[AuditEvents::TargetId, AuditEvents::Time],
             ),
-            ("idx_audit_events_actor", &[AuditEvents::Actor, AuditEvents::Time]),
+            (
+                "idx_audit_events_actor",
+                &[AuditEvents::Actor, AuditEvents::Time],
+            ),
             (
                 "idx_audit_events_action",
                 &[AuditEvents::Action, AuditEvents::Time],
