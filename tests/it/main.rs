@@ -6,6 +6,7 @@ mod common;
 
 mod accounts;
 mod admin_auth;
+mod advisor;
 mod bad_input;
 mod binary;
 mod check;
