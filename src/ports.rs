@@ -12,6 +12,10 @@ use crate::domain::model::{
     RefreshRecord, RevealRecord, RuleRecord, SecretVersionRecord, SigningKeyRecord,
     SigningSecretRecord,
 };
+use crate::domain::model::{
+    AttemptOutcome, DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord,
+    EndpointSecretRecord, OutboxEvent,
+};
 use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -506,4 +510,75 @@ pub trait OutcomeEvents: Send + Sync + 'static {
 pub trait GeoLookup: Send + Sync + 'static {
     /// ISO 3166-1 alpha-2 code, `None` when the address is not in the database.
     fn country(&self, ip: std::net::IpAddr) -> Option<String>;
+}
+
+/// Event webhooks (`domain::webhooks`): endpoints, the durable outbox and
+/// deliveries. Events announcing a change are written by the change's own
+/// commit (`ports::audit_scope::emit`); [`WebhookStore::enqueue`] is for
+/// events standing alone (aggregated ones).
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    /// Appends events to the outbox in one short transaction of their own.
+    async fn enqueue(&self, events: Vec<OutboxEvent>) -> Result<(), StoreError>;
+    async fn insert_endpoint(
+        &self,
+        endpoint: &EndpointRecord,
+        secret: &EndpointSecretRecord,
+    ) -> Result<(), StoreError>;
+    /// The endpoint and its secret versions, newest first.
+    async fn get_endpoint(
+        &self,
+        id: &str,
+    ) -> Result<Option<(EndpointRecord, Vec<EndpointSecretRecord>)>, StoreError>;
+    /// Ordered by id, after `after`; `account_id` narrows when given.
+    async fn list_endpoints(
+        &self,
+        account_id: Option<&str>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<EndpointRecord>, StoreError>;
+    /// Writes `endpoint`, whose `version` is one more than the stored one; `Conflict` otherwise.
+    async fn update_endpoint(&self, endpoint: &EndpointRecord) -> Result<(), StoreError>;
+    /// Deletes it, its secrets and its deliveries; `false` if there was none.
+    async fn delete_endpoint(&self, id: &str) -> Result<bool, StoreError>;
+    /// Inserts `new` and ends every older version at `old_until`.
+    async fn rotate_endpoint_secret(
+        &self,
+        new: &EndpointSecretRecord,
+        old_until: Millis,
+    ) -> Result<(), StoreError>;
+    /// Fans up to `limit` undispatched outbox events out into one delivery
+    /// per subscribed endpoint, due at `now`; how many events.
+    async fn dispatch_events(&self, now: Millis, limit: u64) -> Result<u64, StoreError>;
+    /// Leases up to `limit` due deliveries until `lease_until` (on
+    /// PostgreSQL with `FOR UPDATE SKIP LOCKED`, so replicas never lease one
+    /// twice), with what sending them needs.
+    async fn lease_deliveries(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u64,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
+    /// Records an attempt and releases the lease.
+    async fn finish_delivery(&self, id: &str, outcome: &AttemptOutcome) -> Result<(), StoreError>;
+    /// Notes a success (clears `failing_since`) or a failure (sets it if
+    /// unset); a failing run that began before `disable_before` disables
+    /// the endpoint: `true` then (once).
+    async fn endpoint_result(
+        &self,
+        endpoint_id: &str,
+        ok: bool,
+        now: Millis,
+        disable_before: Millis,
+    ) -> Result<bool, StoreError>;
+    /// Newest first, after `after` (a delivery id).
+    async fn list_deliveries(
+        &self,
+        endpoint_id: &str,
+        status: Option<DeliveryStatus>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError>;
+    /// Makes a delivery due again at `now`; `false` if there is none.
+    async fn retry_delivery(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
 }

@@ -24,9 +24,11 @@ use crate::domain::signing::{SigningDeps, SigningManager};
 use crate::domain::tokens::TokenManager;
 use crate::domain::usage::UsageRecorder;
 use crate::domain::vault::integrations::{IntegrationDeps, IntegrationManager};
+use crate::domain::webhooks::WebhookManager;
 use crate::outbound::HttpsProbe;
 use crate::ports::{
     AuditStore, Clock, IntegrationStore, RevealStore, SigningStore, Store, SystemClock, UsageStore,
+    WebhookStore,
 };
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
@@ -34,11 +36,11 @@ use crate::telemetry::metrics::{Limit, metrics};
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
 pub trait FeatureStores:
-    SigningStore + RevealStore + IntegrationStore + AuditStore + UsageStore
+    SigningStore + RevealStore + IntegrationStore + AuditStore + WebhookStore + UsageStore
 {
 }
-impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore + UsageStore> FeatureStores
-    for T
+impl<T: SigningStore + RevealStore + IntegrationStore + AuditStore + WebhookStore + UsageStore>
+    FeatureStores for T
 {
 }
 
@@ -71,6 +73,7 @@ pub struct Parts {
     pub audit: Arc<AuditManager>,
     /// Outcome recording, usage analytics and the advisor.
     pub analytics: Arc<Analytics>,
+    pub webhooks: Arc<WebhookManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
     client_ip: ClientIpRule,
@@ -115,11 +118,12 @@ pub fn build(
         clock.clone(),
         settings.audit.retention_days,
     ));
+    let webhooks = Arc::new(WebhookManager::new(features.clone()));
     let analytics = super::usage_tasks::analytics(
         settings,
         store.clone(),
         features.clone(),
-        audit.clone(),
+        (audit.clone(), webhooks.clone()),
         policy.clone(),
         clock.clone(),
     )?;
@@ -167,6 +171,7 @@ pub fn build(
         integrations,
         analytics,
         audit,
+        webhooks,
         clock,
     })
 }
@@ -214,6 +219,7 @@ impl Parts {
             integrations: self.integrations,
             audit: self.audit,
             analytics: self.analytics,
+            webhooks: self.webhooks,
             tokens,
             resolver: self.resolver,
             usage: self.usage,

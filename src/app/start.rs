@@ -251,6 +251,13 @@ pub async fn start(
     let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
     let outcome_tasks =
         super::usage_tasks::spawn(&services.analytics, &settings, clock.clone(), &drain_rx);
+    // Audit retention: ends with the drain; a purge cut short loses only
+    // whole batches of expired events.
+    drop(tokio::spawn(tasks::purge_audit_periodically(
+        services.audit.clone(),
+        settings.audit.purge_interval,
+        drain_rx.clone(),
+    )));
 
     let stopping = Stopping {
         readiness,

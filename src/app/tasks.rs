@@ -163,3 +163,23 @@ impl crate::ports::Invalidations for ReplicaInvalidations {
         self.routes_changed.notify_one();
     }
 }
+
+/// Purges audit events past `audit.retention_days`, in small batches (see
+/// `AuditManager::purge_expired`), once at start and then every `every`.
+pub(super) async fn purge_audit_periodically(
+    audit: Arc<crate::domain::audit::AuditManager>,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => match audit.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(events = n, "purged audit events past their retention"),
+                Err(e) => tracing::warn!(error = %e, "audit events could not be purged; will retry"),
+            },
+            _ = drain.changed() => return,
+        }
+    }
+}

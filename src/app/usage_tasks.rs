@@ -16,6 +16,7 @@ use crate::domain::audit::AuditManager;
 use crate::domain::outcomes::{AuditedEvents, OutcomeRecorder, OutcomeWorker, WorkerDeps};
 use crate::domain::permissions::Policy;
 use crate::domain::usage_reports::UsageReports;
+use crate::domain::webhooks::WebhookManager;
 use crate::geoip::MaxMindCountries;
 use crate::ports::{Clock, GeoLookup, OutcomeEvents, Store, UsageStore};
 
@@ -23,7 +24,7 @@ pub(super) fn analytics(
     settings: &Settings,
     keys: Arc<dyn Store>,
     store: Arc<impl UsageStore>,
-    audit: Arc<AuditManager>,
+    (audit, webhooks): (Arc<AuditManager>, Arc<WebhookManager>),
     policy: Arc<Policy>,
     clock: Arc<dyn Clock>,
 ) -> Result<Arc<Analytics>, AppError> {
@@ -35,7 +36,7 @@ pub(super) fn analytics(
         None => None,
     };
     let store: Arc<dyn UsageStore> = store;
-    let events: Arc<dyn OutcomeEvents> = Arc::new(AuditedEvents { audit });
+    let events: Arc<dyn OutcomeEvents> = Arc::new(AuditedEvents { audit, webhooks });
     Ok(Arc::new(Analytics {
         recorder: u
             .record_outcomes

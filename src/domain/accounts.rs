@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use super::audit::{self, Change};
 use super::error::{Error, Result};
 use super::model::{Account, LiveStatus, new_id};
 use super::permissions::Policy;
@@ -95,6 +96,7 @@ impl AccountManager {
             updated_at: now,
             version: 1,
         };
+        audit::record(now, account_change("account.created", &account));
         self.store.insert_account(&account).await?;
         Ok(account)
     }
@@ -115,11 +117,14 @@ impl AccountManager {
     pub async fn add_store(&self, account_id: &str, store_id: &str) -> Result<Account> {
         validate_store_id(store_id)?;
         let account = self.get(account_id).await?;
-        match self
-            .store
-            .add_store(&account.id, store_id, self.clock.now())
-            .await
-        {
+        let now = self.clock.now();
+        audit::record(
+            now,
+            Change::new("account.store_added", "account", &account.id)
+                .account(&account.id)
+                .summary(serde_json::json!({ "store_id": store_id })),
+        );
+        match self.store.add_store(&account.id, store_id, now).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists) => {
                 return Err(Error::FailedPrecondition(format!(
@@ -136,6 +141,12 @@ impl AccountManager {
     pub async fn remove_store(&self, account_id: &str, store_id: &str) -> Result<Account> {
         validate_store_id(store_id)?;
         let account = self.get(account_id).await?;
+        audit::record(
+            self.clock.now(),
+            Change::new("account.store_removed", "account", &account.id)
+                .account(&account.id)
+                .summary(serde_json::json!({ "store_id": store_id })),
+        );
         if !self.store.remove_store(&account.id, store_id).await? {
             return Err(Error::not_found("store", store_id));
         }
@@ -144,7 +155,7 @@ impl AccountManager {
     }
 
     pub async fn request_live(&self, id: &str) -> Result<Account> {
-        self.transition(id, |from| match from {
+        self.transition(id, "live_mode.requested", |from| match from {
             LiveStatus::NotRequested | LiveStatus::Rejected => Ok(LiveStatus::PendingReview),
             other => Err(Error::FailedPrecondition(format!(
                 "live mode cannot be requested while it is `{other}`"
@@ -154,7 +165,7 @@ impl AccountManager {
     }
 
     pub async fn review_live(&self, id: &str, approve: bool) -> Result<Account> {
-        self.transition(id, |from| match from {
+        self.transition(id, "live_mode.reviewed", |from| match from {
             LiveStatus::PendingReview if approve => Ok(LiveStatus::Active),
             LiveStatus::PendingReview => Ok(LiveStatus::Rejected),
             other => Err(Error::FailedPrecondition(format!(
@@ -167,12 +178,24 @@ impl AccountManager {
     async fn transition(
         &self,
         id: &str,
+        action: &'static str,
         next: impl Fn(LiveStatus) -> Result<LiveStatus>,
     ) -> Result<Account> {
         let mut account = self.get(id).await?;
-        account.live_status = next(account.live_status)?;
+        let from = account.live_status;
+        account.live_status = next(from)?;
         account.updated_at = self.clock.now();
         account.version += 1;
+        audit::record(
+            account.updated_at,
+            Change::new(action, "account", &account.id)
+                .account(&account.id)
+                .mode("live")
+                .summary(serde_json::json!({
+                    "from": from.to_string(),
+                    "to": account.live_status.to_string(),
+                })),
+        );
         match self.store.update_account(&account).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => return Err(Error::Conflict("account")),
@@ -182,4 +205,15 @@ impl AccountManager {
         self.resolver.invalidate_all();
         Ok(account)
     }
+}
+
+/// The audit record of a change to `account` (its public fields).
+fn account_change(action: &'static str, account: &Account) -> Change {
+    Change::new(action, "account", &account.id)
+        .account(&account.id)
+        .summary(serde_json::json!({
+            "name": account.name,
+            "plan": account.plan,
+            "live_status": account.live_status.to_string(),
+        }))
 }

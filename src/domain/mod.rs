@@ -28,3 +28,4 @@ pub mod tokens;
 pub mod usage;
 pub mod usage_reports;
 pub mod vault;
+pub mod webhooks;

@@ -20,6 +20,7 @@ use super::signing::SigningManager;
 use super::tokens::TokenManager;
 use super::usage::UsageRecorder;
 use super::vault::integrations::IntegrationManager;
+use super::webhooks::WebhookManager;
 use crate::ports::Clock;
 
 pub struct Services {
@@ -33,6 +34,8 @@ pub struct Services {
     pub integrations: Arc<IntegrationManager>,
     /// The audit trail: reading, outcome batches (`append_batch`), retention.
     pub audit: Arc<AuditManager>,
+    /// Event webhooks: the outbox (`enqueue`), endpoints, deliveries.
+    pub webhooks: Arc<WebhookManager>,
     /// JWT access tokens and OAuth2 clients. `None` in one-shot CLI
     /// commands: the token issuer is the bound HTTP address, and they bind none.
     pub tokens: Option<Arc<TokenManager>>,

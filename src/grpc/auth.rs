@@ -29,6 +29,9 @@ pub struct AdminPermissions {
     pub integrations_write: Permission<'static>,
     pub integrations_use: Permission<'static>,
     pub usage_read: Permission<'static>,
+    pub audit_read: Permission<'static>,
+    pub webhooks_read: Permission<'static>,
+    pub webhooks_write: Permission<'static>,
 }
 
 impl AdminPermissions {
@@ -52,6 +55,9 @@ impl AdminPermissions {
             integrations_write: Permission::parse("admin.integrations.write")?,
             integrations_use: Permission::parse("admin.integrations.use")?,
             usage_read: Permission::parse("admin.usage.read")?,
+            audit_read: Permission::parse("admin.audit.read")?,
+            webhooks_read: Permission::parse("admin.webhooks.read")?,
+            webhooks_write: Permission::parse("admin.webhooks.write")?,
         })
     }
 }
@@ -92,7 +98,13 @@ pub async fn authorize<T>(
         })
         .await;
     match decision.reason {
-        Reason::Allowed => Ok(()),
+        Reason::Allowed => {
+            // Who the audit events of this call's changes name.
+            if let Some(key) = &decision.key {
+                crate::domain::audit::set_caller(super::audit::caller_of(request, &key.record.id));
+            }
+            Ok(())
+        }
         Reason::InternalError => Err(AdminAuthError::Undecided),
         // An address past its failed-authentication budget is refused
         // before its token is even looked at: rejected, not "not granted".

@@ -3,6 +3,7 @@
 //! health and reflection; `status.rs` is the one error table.
 
 pub mod account;
+pub mod audit;
 pub mod auth;
 pub mod check;
 pub mod conn;
@@ -21,6 +22,7 @@ pub mod token;
 pub mod usage;
 
 pub use account::AccountApi;
+pub use audit::AuditApi;
 pub use check::CheckApi;
 pub use ext_authz::ExtAuthzApi;
 pub use integration::IntegrationApi;

@@ -12,13 +12,14 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
+use super::audit::AuditScopeLayer;
 use super::conn::{GrpcConn, TlsConn};
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
 use super::health::DrainingHealth;
 use super::state::GrpcState;
 use super::{
-    AccountApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi, SigningApi,
-    TokenApi, UsageApi,
+    AccountApi, AuditApi, CheckApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi, RouteApi,
+    SigningApi, TokenApi, UsageApi,
 };
 use crate::pb;
 use crate::telemetry::traces::GrpcTraceLayer;
@@ -26,7 +27,7 @@ use crate::tls::MaybeTls;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 12] = [
+const SERVICES: [&str; 13] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -39,6 +40,7 @@ const SERVICES: [&str; 12] = [
     "latchkey.v1.RevealService",
     "envoy.service.ratelimit.v3.RateLimitService",
     "latchkey.v1.UsageService",
+    "latchkey.v1.AuditService",
 ];
 
 /// The liveness service: SERVING for as long as the process answers,
@@ -99,7 +101,7 @@ impl Health {
 }
 
 /// The assembled server, not yet listening.
-pub struct Server(Router<Stack<GrpcTraceLayer, Identity>>);
+pub struct Server(Router<Stack<AuditScopeLayer, Stack<GrpcTraceLayer, Identity>>>);
 
 impl Server {
     /// Builds every service on `state`. Health starts as tonic-health's
@@ -131,6 +133,7 @@ impl Server {
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_RESETS))
             .http2_max_local_error_reset_streams(Some(MAX_LOCAL_RESETS))
             .layer(GrpcTraceLayer)
+            .layer(AuditScopeLayer)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -175,6 +178,10 @@ impl Server {
             )
             .add_service(
                 pb::usage_service_server::UsageServiceServer::new(UsageApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::audit_service_server::AuditServiceServer::new(AuditApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(

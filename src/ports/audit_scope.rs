@@ -15,7 +15,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::domain::model::{AuditEvent, Millis, SYSTEM_ACTOR};
+use crate::domain::model::{AuditEvent, Millis, OutboxEvent, SYSTEM_ACTOR, is_webhook_event_type};
 
 /// Who is calling, from where: filled in once the admin token is decided.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,6 +41,8 @@ impl Caller {
 struct State {
     caller: Caller,
     staged: Vec<AuditEvent>,
+    /// Webhook events, written to the outbox by the same commit.
+    outbox: Vec<OutboxEvent>,
 }
 
 tokio::task_local! {
@@ -63,8 +65,19 @@ pub async fn scope<F: Future>(caller: Caller, fut: F) -> F::Output {
     let state = Arc::new(Mutex::new(State {
         caller,
         staged: Vec::new(),
+        outbox: Vec::new(),
     }));
     CURRENT.scope(state, fut).await
+}
+
+/// Runs `fut` in the current audit scope, or, outside any (background jobs,
+/// one-shot CLI commands), in a new one as the `system` actor.
+pub async fn scope_or_system<F: Future>(fut: F) -> F::Output {
+    if CURRENT.try_with(|_| ()).is_ok() {
+        fut.await
+    } else {
+        scope(Caller::system(), fut).await
+    }
 }
 
 /// Sets who is calling (the gRPC admin check does, once the token passed).
@@ -130,6 +143,26 @@ pub fn record(now: Millis, change: Change) {
         event.client_ip = s.caller.client_ip.clone();
         event.user_agent = s.caller.user_agent.clone();
         event.correlation_id = s.caller.correlation_id.clone();
+        // A change subscribers care about is announced through the outbox,
+        // in the same transaction (its `data` is the audit summary: public
+        // fields only, plus the target's id).
+        if is_webhook_event_type(change.action) {
+            let mut data = change.summary.clone();
+            if let (Some(map), Some(id)) = (data.as_object_mut(), &change.target_id) {
+                map.insert("id".to_owned(), serde_json::Value::String(id.clone()));
+                map.insert(
+                    "object".to_owned(),
+                    serde_json::Value::String(change.target_type.to_owned()),
+                );
+            }
+            s.outbox.push(OutboxEvent::new(
+                now,
+                change.action,
+                change.account_id.as_deref(),
+                change.mode.as_deref(),
+                data,
+            ));
+        }
         s.staged.push(event);
     });
     if staged.is_none() {
@@ -140,19 +173,58 @@ pub fn record(now: Millis, change: Change) {
     }
 }
 
+/// Stages a webhook event for the outbox: the store's next commit in this
+/// scope writes it in the same transaction as the change. Outside a scope,
+/// nothing is staged (use `WebhookStore::enqueue` for standalone events).
+pub fn emit(event: OutboxEvent) -> bool {
+    with_state(|s| s.outbox.push(event)).is_some()
+}
+
+/// What a commit writes beside the change.
+#[derive(Debug, Default)]
+pub struct Staged {
+    pub audit: Vec<AuditEvent>,
+    pub outbox: Vec<OutboxEvent>,
+}
+
+impl Staged {
+    pub fn is_empty(&self) -> bool {
+        self.audit.is_empty() && self.outbox.is_empty()
+    }
+}
+
 /// Takes every staged event (the store, at commit).
+pub fn take_all() -> Staged {
+    with_state(|s| Staged {
+        audit: std::mem::take(&mut s.staged),
+        outbox: std::mem::take(&mut s.outbox),
+    })
+    .unwrap_or_default()
+}
+
+/// Takes every staged audit event.
 pub fn take_staged() -> Vec<AuditEvent> {
     with_state(|s| std::mem::take(&mut s.staged)).unwrap_or_default()
 }
 
 /// Puts back events whose commit failed, ahead of any staged since.
-pub fn restore(mut events: Vec<AuditEvent>) {
-    if events.is_empty() {
+pub fn restore_all(mut staged: Staged) {
+    if staged.is_empty() {
         return;
     }
     with_state(move |s| {
-        events.append(&mut s.staged);
-        s.staged = events;
+        staged.audit.append(&mut s.staged);
+        s.staged = staged.audit;
+        staged.outbox.append(&mut s.outbox);
+        s.outbox = staged.outbox;
+    });
+}
+
+/// Puts back audit events whose commit failed.
+pub fn restore(events: Vec<AuditEvent>) {
+    restore_all(Staged {
+        audit: events,
+        outbox: Vec::new(),
     });
 }
 

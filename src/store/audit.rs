@@ -93,17 +93,21 @@ impl SqlStore {
     /// this call's audit scope written inside it: the change and its event
     /// commit together or not at all. A failed commit puts the events back.
     pub(super) async fn commit(&self, txn: DatabaseTransaction) -> Result<(), StoreError> {
-        let events = context::take_staged();
-        if !events.is_empty()
-            && let Err(e) = append_events_in(&txn, &events).await
-        {
-            context::restore(events);
-            return Err(self.fail(e));
+        let staged = context::take_all();
+        if !staged.is_empty() {
+            let written = match append_events_in(&txn, &staged.audit).await {
+                Ok(()) => super::webhooks::append_outbox_in(&txn, &staged.outbox).await,
+                Err(e) => Err(e),
+            };
+            if let Err(e) = written {
+                context::restore_all(staged);
+                return Err(self.fail(e));
+            }
         }
         match txn.commit().await {
             Ok(()) => Ok(()),
             Err(e) => {
-                context::restore(events);
+                context::restore_all(staged);
                 Err(self.fail(e))
             }
         }

@@ -78,11 +78,12 @@ fn test_from(m: integration_test::Model) -> ConnectionTestRecord {
 #[async_trait]
 impl IntegrationStore for SqlStore {
     async fn insert_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
         integration::Entity::insert(to_row(record))
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(map_err)?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_integration(&self, id: &str) -> Result<Option<IntegrationRecord>, StoreError> {
@@ -115,15 +116,16 @@ impl IntegrationStore for SqlStore {
     }
 
     async fn update_integration(&self, record: &IntegrationRecord) -> Result<(), StoreError> {
+        let txn = self.db.begin().await.map_err(map_err)?;
         let result = integration::Entity::update_many()
             .set(to_row(record))
             .filter(integration::Column::Id.eq(record.id.clone()))
             .filter(integration::Column::Version.eq(record.version - 1))
-            .exec(&self.db)
+            .exec(&txn)
             .await
             .map_err(map_err)?;
         if result.rows_affected == 1 {
-            Ok(())
+            self.commit(txn).await
         } else {
             Err(StoreError::Conflict)
         }
@@ -141,8 +143,12 @@ impl IntegrationStore for SqlStore {
             .await
             .map_err(map_err)?
             .rows_affected;
-        txn.commit().await.map_err(map_err)?;
-        Ok(gone == 1)
+        if gone == 0 {
+            // Nothing changed: no audit event either.
+            return Ok(false);
+        }
+        self.commit(txn).await?;
+        Ok(true)
     }
 
     async fn insert_connection_test(
@@ -169,7 +175,7 @@ impl IntegrationStore for SqlStore {
         .exec(&txn)
         .await
         .map_err(map_err)?;
-        txn.commit().await.map_err(map_err)
+        self.commit(txn).await
     }
 
     async fn list_connection_tests(

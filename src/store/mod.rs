@@ -18,10 +18,10 @@ mod startup;
 mod tokens;
 mod usage;
 mod usage_stats;
+mod webhook_deliveries;
+mod webhooks;
 
 pub use startup::StartupLock;
-// The audit trail (issue 16): a mutation's events, inside its transaction.
-pub(crate) use audit::append_events_in;
 
 use circuit::{Circuit, is_unavailable};
 use map::{account_from, account_to, key_from, key_to, rule_from};
@@ -257,11 +257,12 @@ impl Store for SqlStore {
     }
 
     async fn insert_account(&self, a: &Account) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         account::Entity::insert(account_to(a))
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_account(&self, id: &str) -> Result<Option<Account>, StoreError> {
@@ -309,7 +310,7 @@ impl Store for SqlStore {
             return Err(StoreError::Conflict);
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn add_store(
@@ -328,7 +329,7 @@ impl Store for SqlStore {
         .await
         .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn get_meta(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
@@ -362,17 +363,22 @@ impl Store for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        if result.rows_affected == 0 {
+            // Nothing changed: no notice, and no audit event either.
+            return Ok(false);
+        }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(result.rows_affected == 1)
     }
 
     async fn insert_key(&self, k: &KeyRecord) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         api_key::Entity::insert(key_to(k))
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_key(&self, id: &str) -> Result<Option<KeyRecord>, StoreError> {
@@ -415,7 +421,7 @@ impl Store for SqlStore {
         let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         update_key_in(&txn, k).await?;
         self.notify(&txn, &hex(&k.key_hash)).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn rotate_key(
@@ -435,7 +441,7 @@ impl Store for SqlStore {
             .await
             .map_err(|e| self.fail(e))?;
         self.notify(&txn, &hex(&old.key_hash)).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn find_key_by_hash(
@@ -465,7 +471,7 @@ impl Store for SqlStore {
         .await
         .map_err(|e| self.fail(e))?;
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn list_rules(
@@ -502,8 +508,12 @@ impl Store for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        if result.rows_affected == 0 {
+            // Nothing changed: no notice, and no audit event either.
+            return Ok(false);
+        }
         self.notify(&txn, ROUTES_CHANGED).await?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(result.rows_affected == 1)
     }
 }

@@ -79,7 +79,7 @@ impl SigningStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn get_signing_secret(
@@ -177,7 +177,7 @@ impl SigningStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn revoke_signing_secret(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
@@ -189,6 +189,7 @@ impl SigningStore for SqlStore {
         if !exists {
             return Ok(false);
         }
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         signing_secret::Entity::update_many()
             .col_expr(
                 signing_secret::Column::Status,
@@ -197,9 +198,10 @@ impl SigningStore for SqlStore {
             .col_expr(signing_secret::Column::UpdatedAt, Expr::value(now))
             .filter(signing_secret::Column::Id.eq(id))
             .filter(signing_secret::Column::Status.eq(SecretStatus::Active.tag()))
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(true)
     }
 }

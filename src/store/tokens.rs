@@ -158,7 +158,7 @@ impl SqlStore {
                 .map_err(|e| self.fail(e))?;
         }
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 }
 
@@ -191,7 +191,7 @@ impl TokenStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn insert_first_signing_key(&self, key: &SigningKeyRecord) -> Result<bool, StoreError> {
@@ -208,6 +208,7 @@ impl TokenStore for SqlStore {
     }
 
     async fn insert_client(&self, c: &ClientRecord) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         oauth_client::Entity::insert(oauth_client::ActiveModel {
             client_id: Set(c.client_id.clone()),
             account_id: Set(c.account_id.clone()),
@@ -219,10 +220,10 @@ impl TokenStore for SqlStore {
             scopes: Set(json_list(&c.scopes)),
             created_at: Set(c.created_at),
         })
-        .exec(self.conn()?)
+        .exec(&txn)
         .await
         .map_err(|e| self.fail(e))?;
-        Ok(())
+        self.commit(txn).await
     }
 
     async fn get_client(&self, client_id: &str) -> Result<Option<ClientRecord>, StoreError> {
@@ -256,13 +257,15 @@ impl TokenStore for SqlStore {
     }
 
     async fn delete_client(&self, client_id: &str, now: Millis) -> Result<bool, StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let deleted = oauth_client::Entity::delete_by_id(client_id.to_owned())
-            .exec(self.conn()?)
+            .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
         if deleted.rows_affected == 0 {
             return Ok(false);
         }
+        self.commit(txn).await?;
         self.revoke_holder(client_id, now).await?;
         Ok(true)
     }
@@ -379,7 +382,7 @@ impl TokenStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
         Ok(true)
     }
 
@@ -412,7 +415,7 @@ impl TokenStore for SqlStore {
         .await
         .map_err(|e| self.fail(e))?;
         self.notify(&txn, INVALIDATE_ALL).await?;
-        txn.commit().await.map_err(|e| self.fail(e))
+        self.commit(txn).await
     }
 
     async fn prune_tokens(&self, before: Millis) -> Result<u64, StoreError> {

@@ -7,6 +7,7 @@ mod common;
 mod accounts;
 mod admin_auth;
 mod advisor;
+mod audit;
 mod bad_input;
 mod binary;
 mod check;

@@ -10,7 +10,7 @@ use crate::domain::error::{Error, Result};
 use crate::domain::model::{AuditCursor, AuditEvent, AuditFilter, Millis};
 use crate::ports::{AuditStore, Clock};
 
-pub use crate::ports::audit_scope::{Caller, Change, record, scope, set_caller};
+pub use crate::ports::audit_scope::{Caller, Change, record, scope, scope_or_system, set_caller};
 
 const DAY_MS: Millis = 86_400_000;
 /// Rows one purge statement deletes: short transactions that never hold

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::accounts::{OPERATOR_ACCOUNT_ID, validate_name};
+use super::audit::{self, Change};
 use super::error::{Error, Result};
 use super::model::{
     Account, KeyKind, KeyRecord, LiveStatus, Millis, Mode, RatePolicy, StoredKeyStatus, new_id,
@@ -188,14 +189,26 @@ impl KeyManager {
         Ok((secret, hash, masked))
     }
 
-    async fn set_status(&self, mut key: KeyRecord, status: StoredKeyStatus) -> Result<KeyRecord> {
+    async fn set_status(
+        &self,
+        mut key: KeyRecord,
+        status: StoredKeyStatus,
+        action: &'static str,
+    ) -> Result<KeyRecord> {
         key.status = status;
-        self.save(key, self.clock.now()).await
+        self.save(key, self.clock.now(), action).await
     }
 
-    async fn save(&self, mut key: KeyRecord, now: Millis) -> Result<KeyRecord> {
+    /// Writes `key`, with its audit event (`action`) in the same transaction.
+    async fn save(
+        &self,
+        mut key: KeyRecord,
+        now: Millis,
+        action: &'static str,
+    ) -> Result<KeyRecord> {
         key.updated_at = now;
         key.version += 1;
+        audit::record(now, key_change(action, &key));
         match self.store.update_key(&key).await {
             Ok(()) => {}
             Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
@@ -204,4 +217,22 @@ impl KeyManager {
         self.resolver.invalidate_key(&key.key_hash);
         Ok(key)
     }
+}
+
+/// The audit record of a change to `key`: identifiers and public fields
+/// only (the masked form is what every listing shows; never the hash).
+fn key_change(action: &'static str, key: &KeyRecord) -> Change {
+    Change::new(action, "key", &key.id)
+        .account(&key.account_id)
+        .mode(key.mode.tag())
+        .summary(serde_json::json!({
+            "name": key.name,
+            "kind": key.kind.tag(),
+            "masked": key.masked,
+            "status": key.status.tag(),
+            "scopes": key.scopes,
+            "role": key.role,
+            "expires_at": key.expires_at,
+            "suspension_cause": key.suspension_cause,
+        }))
 }

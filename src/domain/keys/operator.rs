@@ -39,7 +39,14 @@ impl KeyManager {
         let record = self
             .operator_record(name, scopes, ttl_secs, key_hash, masked)
             .await?;
-        self.store.insert_key(&record).await?;
+        audit::scope_or_system(async {
+            audit::record(
+                record.created_at,
+                key_change("admin_token.created", &record),
+            );
+            self.store.insert_key(&record).await
+        })
+        .await?;
         Ok(IssuedKey { record, secret })
     }
 
@@ -76,7 +83,15 @@ impl KeyManager {
         let record = self
             .operator_record("bootstrap admin token", scopes, None, key_hash, masked)
             .await?;
-        match self.store.insert_key(&record).await {
+        let inserted = audit::scope_or_system(async {
+            audit::record(
+                record.created_at,
+                key_change("admin_token.registered", &record),
+            );
+            self.store.insert_key(&record).await
+        })
+        .await;
+        match inserted {
             Ok(()) | Err(StoreError::AlreadyExists) => Ok(record),
             Err(e) => Err(e.into()),
         }

@@ -45,6 +45,7 @@ impl KeyManager {
             suspension_cause: None,
         };
         self.check_shape(&record)?;
+        audit::record(now, key_change("key.created", &record));
         self.store.insert_key(&record).await?;
         // A negative-cache entry for this hash is astronomically unlikely, but free to drop.
         self.resolver.invalidate_key(&record.key_hash);
@@ -107,7 +108,7 @@ impl KeyManager {
             key.expires_at = now + self.check_ttl("expires_in_seconds", secs)? * 1000;
         }
         self.check_shape(&key)?;
-        self.save(key, now).await
+        self.save(key, now, "key.updated").await
     }
 
     pub async fn revoke(&self, id: &str) -> Result<KeyRecord> {
@@ -115,7 +116,8 @@ impl KeyManager {
         if key.status == StoredKeyStatus::Revoked {
             return Ok(key);
         }
-        self.set_status(key, StoredKeyStatus::Revoked).await
+        self.set_status(key, StoredKeyStatus::Revoked, "key.revoked")
+            .await
     }
 
     pub async fn suspend(&self, id: &str) -> Result<KeyRecord> {
@@ -125,7 +127,10 @@ impl KeyManager {
             StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
                 "a revoked key cannot be suspended".to_owned(),
             )),
-            StoredKeyStatus::Active => self.set_status(key, StoredKeyStatus::Suspended).await,
+            StoredKeyStatus::Active => {
+                self.set_status(key, StoredKeyStatus::Suspended, "key.suspended")
+                    .await
+            }
         }
     }
 
@@ -139,7 +144,8 @@ impl KeyManager {
             StoredKeyStatus::Suspended => {
                 let mut key = key;
                 key.suspension_cause = None;
-                self.set_status(key, StoredKeyStatus::Active).await
+                self.set_status(key, StoredKeyStatus::Active, "key.resumed")
+                    .await
             }
         }
     }
@@ -147,16 +153,21 @@ impl KeyManager {
     /// Suspends an active key on Latchkey's own account, recording why
     /// (`cause`, e.g. `auto_suspended_brute_force`). A key that is not
     /// active is left as it is: an operator's decision is never overwritten.
+    /// Audited as `key.auto_suspended` by the `system` actor.
     pub async fn auto_suspend(&self, id: &str, cause: &str) -> Result<KeyRecord> {
-        let mut key = self.get(id).await?;
-        if key.status != StoredKeyStatus::Active || key.account_id == OPERATOR_ACCOUNT_ID {
-            return Ok(key);
-        }
-        key.suspension_cause = Some(cause.to_owned());
-        let key = self.set_status(key, StoredKeyStatus::Suspended).await?;
-        // Until the events work exists, the log is where this is announced.
-        tracing::warn!(key_id = %key.id, account_id = %key.account_id, cause, "key suspended automatically");
-        Ok(key)
+        audit::scope_or_system(async {
+            let mut key = self.get(id).await?;
+            if key.status != StoredKeyStatus::Active || key.account_id == OPERATOR_ACCOUNT_ID {
+                return Ok(key);
+            }
+            key.suspension_cause = Some(cause.to_owned());
+            let key = self
+                .set_status(key, StoredKeyStatus::Suspended, "key.auto_suspended")
+                .await?;
+            tracing::warn!(key_id = %key.id, account_id = %key.account_id, cause, "key suspended automatically");
+            Ok(key)
+        })
+        .await
     }
 
     /// Issues a successor with the same settings and lifetime; the old key
@@ -218,6 +229,16 @@ impl KeyManager {
         old.overlap_ends_at = Some(now + overlap * 1000);
         old.updated_at = now;
         old.version += 1;
+        audit::record(
+            now,
+            key_change("key.rotated", &old).summary(serde_json::json!({
+                "name": old.name,
+                "masked": old.masked,
+                "successor_id": successor.id,
+                "successor_masked": successor.masked,
+                "overlap_ends_at": old.overlap_ends_at,
+            })),
+        );
         match self
             .store
             .rotate_key(&old, &successor, predecessor.as_ref())

@@ -49,6 +49,7 @@ mod reveal;
 mod rules;
 mod signing;
 mod tokens;
+mod webhooks;
 
 pub use accounts::*;
 pub use audit::*;
@@ -59,3 +60,4 @@ pub use reveal::*;
 pub use rules::*;
 pub use signing::*;
 pub use tokens::*;
+pub use webhooks::*;

@@ -1,7 +1,8 @@
 //! Where the outcome worker's events go: aggregated denials into the audit
 //! trail (outcome `denied`, action `auth.denied`), and subscriber events
-//! (`auth.failed`, `auth.unusual_location`, `scope.unused`) into the audit
-//! trail and the webhook outbox.
+//! (`auth.failed`, `auth.unusual_location`, `scope.unused`) into the
+//! webhook outbox (its own short transaction; delivery never waits on it,
+//! nor it on delivery) and then the audit trail.
 
 use std::sync::Arc;
 
@@ -9,11 +10,13 @@ use async_trait::async_trait;
 
 use crate::domain::audit::AuditManager;
 use crate::domain::error::Error;
-use crate::domain::model::{AuditEvent, AuditOutcome, Millis, SYSTEM_ACTOR};
+use crate::domain::model::{AuditEvent, AuditOutcome, Millis, OutboxEvent, SYSTEM_ACTOR};
+use crate::domain::webhooks::WebhookManager;
 use crate::ports::{DenialEvent, OutcomeEvents, PublishedEvent, StoreError};
 
 pub struct AuditedEvents {
     pub audit: Arc<AuditManager>,
+    pub webhooks: Arc<WebhookManager>,
 }
 
 fn store_error(e: Error) -> StoreError {
@@ -61,6 +64,19 @@ impl OutcomeEvents for AuditedEvents {
     }
 
     async fn publish(&self, events: &[PublishedEvent]) -> Result<(), StoreError> {
+        let outbox = events
+            .iter()
+            .map(|e| {
+                OutboxEvent::new(
+                    e.time,
+                    e.event_type,
+                    e.account_id.as_deref(),
+                    e.mode.map(|m| m.tag()),
+                    e.data.clone(),
+                )
+            })
+            .collect();
+        self.webhooks.enqueue(outbox).await.map_err(store_error)?;
         let rows = events.iter().map(published).collect();
         self.audit.append_batch(rows).await.map_err(store_error)
     }

@@ -8,6 +8,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use super::matcher::{RouteMatcher, RouteRule, rule_key};
 use super::template::{validate_host, validate_method, validate_template};
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{RuleRecord, new_id};
 use crate::domain::permissions::Permission;
@@ -154,6 +155,16 @@ impl RouteTable {
         // One transaction, under the store's unique constraint on the
         // rule's key: of two concurrent creations of the same route, one
         // fails here. Nothing else can make a set of valid rules ambiguous.
+        audit::record(
+            rule.created_at,
+            Change::new("route.created", "route", &rule.id).summary(serde_json::json!({
+                "host": rule.host,
+                "method": rule.method,
+                "path": rule.path,
+                "permission": rule.permission,
+                "case_insensitive": rule.case_insensitive,
+            })),
+        );
         match self.store.insert_rule(&rule).await {
             Ok(()) => {}
             Err(StoreError::AlreadyExists | StoreError::Conflict) => {
@@ -175,6 +186,7 @@ impl RouteTable {
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {
+        audit::record(self.clock.now(), Change::new("route.deleted", "route", id));
         if !self.store.delete_rule(id).await? {
             return Err(Error::not_found("rule", id));
         }

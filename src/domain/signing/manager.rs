@@ -12,6 +12,7 @@ use crate::crypto::envelope::MasterKey;
 use crate::crypto::mac::random_secret;
 use crate::crypto::secret::Secret;
 use crate::domain::accounts::validate_name;
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
     KeyRecord, LiveStatus, Millis, Mode, SecretStatus, SecretVersionRecord, SigningSecretRecord,
@@ -160,6 +161,13 @@ impl SigningManager {
             retired_at: None,
             overlap_ends_at: None,
         };
+        audit::record(
+            now,
+            Change::new("secret.created", "signing_secret", &secret.id)
+                .account(&secret.account_id)
+                .mode(secret.mode.tag())
+                .summary(serde_json::json!({ "name": secret.name, "version": 1 })),
+        );
         self.store.insert_signing_secret(&secret, &first).await?;
         Ok(IssuedSecret {
             secret: SecretWithVersions {
@@ -224,6 +232,16 @@ impl SigningManager {
         let mut updated = current.secret.clone();
         updated.current_version = version;
         updated.updated_at = now;
+        audit::record(
+            now,
+            Change::new("secret.rotated", "signing_secret", id)
+                .account(&updated.account_id)
+                .mode(updated.mode.tag())
+                .summary(serde_json::json!({
+                    "version": version,
+                    "previous_active_until": now + overlap * 1000,
+                })),
+        );
         match self
             .store
             .rotate_signing_secret(&updated, now, now + overlap * 1000, &new)
@@ -240,6 +258,10 @@ impl SigningManager {
     }
 
     pub async fn revoke(&self, id: &str) -> Result<SecretWithVersions> {
+        audit::record(
+            self.clock.now(),
+            Change::new("secret.revoked", "signing_secret", id),
+        );
         if !self
             .store
             .revoke_signing_secret(id, self.clock.now())
@@ -295,6 +317,13 @@ impl SigningManager {
         key.signing_secret_id = secret_id.map(str::to_owned);
         key.updated_at = self.clock.now();
         key.version += 1;
+        audit::record(
+            key.updated_at,
+            Change::new("key.signing_secret_set", "key", &key.id)
+                .account(&key.account_id)
+                .mode(key.mode.tag())
+                .summary(serde_json::json!({ "signing_secret_id": key.signing_secret_id })),
+        );
         match self.keys.update_key(&key).await {
             Err(StoreError::Conflict) => return Err(Error::Conflict("key")),
             other => other?,

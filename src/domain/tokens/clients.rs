@@ -9,6 +9,7 @@ use super::{CLIENT_ID_PREFIX, TokenManager, random_token, split_scopes};
 use crate::crypto::secret::Secret;
 use crate::crypto::{self, ct_eq};
 use crate::domain::accounts::validate_name;
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{ClientRecord, GRANT_TYPES, LiveStatus, Mode, new_id, valid_id};
 use crate::domain::permissions::Scope;
@@ -177,6 +178,18 @@ impl TokenManager {
             scopes,
             created_at: self.clock.now(),
         };
+        audit::record(
+            client.created_at,
+            Change::new("client.created", "client", &client.client_id)
+                .account(&client.account_id)
+                .mode(client.mode.tag())
+                .summary(serde_json::json!({
+                    "name": client.name,
+                    "redirect_uris": client.redirect_uris,
+                    "grant_types": client.grant_types,
+                    "scopes": client.scopes,
+                })),
+        );
         self.tokens.insert_client(&client).await?;
         Ok((client, secret))
     }
@@ -204,6 +217,10 @@ impl TokenManager {
         if !valid_id(client_id, CLIENT_ID_PREFIX) {
             return Err(Error::invalid("client_id", "is not a client id"));
         }
+        audit::record(
+            self.clock.now(),
+            Change::new("client.deleted", "client", client_id),
+        );
         if !self
             .tokens
             .delete_client(client_id, self.clock.now())

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::{TokenManager, TokenSettings, log_internal};
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::jwt::{Algorithm, SigningKey, VerifyingKey};
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{Millis, SigningKeyRecord, new_id};
 use crate::ports::TokenStore;
@@ -206,6 +207,11 @@ impl TokenManager {
         let record = tokio::task::spawn_blocking(move || new_signing_record(alg, &master, now))
             .await
             .map_err(|e| Error::internal("generating a signing key", e))??;
+        audit::record(
+            now,
+            Change::new("signing_key.rotated", "signing_key", &record.kid)
+                .summary(serde_json::json!({ "algorithm": record.algorithm })),
+        );
         self.tokens.rotate_signing_key(&record).await?;
         self.reread_keys().await?;
         tracing::info!(kid = %record.kid, algorithm = %record.algorithm, "rotated the JWT signing key");

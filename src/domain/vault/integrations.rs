@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::crypto::envelope::MasterKey;
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{
     ConnectionTestRecord, IntegrationFilter, IntegrationRecord, Millis, Mode, ProbeError,
@@ -161,6 +162,10 @@ impl IntegrationManager {
             updated_at: now,
             version: 1,
         };
+        audit::record(
+            now,
+            integration_change("integration.created", &record, None),
+        );
         self.deps.store.insert_integration(&record).await?;
         tracing::info!(integration_id = %record.id, account_id = %record.account_id, kind = %record.kind, "integration created");
         Ok(record)
@@ -203,6 +208,7 @@ impl IntegrationManager {
             kinds::validate_settings(&settings)?;
             record.settings = settings;
         }
+        let credentials_replaced = change.credentials.is_some();
         if let Some(credentials) = change.credentials {
             // Replaced whole: a missing field is an error, never kept from before.
             kinds::validate_credentials(&record.kind, &credentials)?;
@@ -211,6 +217,10 @@ impl IntegrationManager {
         }
         record.updated_at = self.deps.clock.now();
         record.version += 1;
+        audit::record(
+            record.updated_at,
+            integration_change("integration.updated", &record, Some(credentials_replaced)),
+        );
         match self.deps.store.update_integration(&record).await {
             Err(StoreError::Conflict) => Err(Error::Conflict("integration")),
             other => other.map_err(Error::from),
@@ -220,6 +230,10 @@ impl IntegrationManager {
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {
+        audit::record(
+            self.deps.clock.now(),
+            Change::new("integration.deleted", "integration", id),
+        );
         if !self.deps.store.delete_integration(id).await? {
             return Err(Error::not_found("integration", id));
         }
@@ -316,4 +330,23 @@ impl IntegrationManager {
         self.get(id).await?;
         Ok(self.deps.store.list_connection_tests(id, limit).await?)
     }
+}
+
+/// The audit record of a change to an integration: its public fields; of
+/// the credentials only whether they were replaced, never a value or hint.
+fn integration_change(
+    action: &'static str,
+    record: &IntegrationRecord,
+    credentials_replaced: Option<bool>,
+) -> Change {
+    Change::new(action, "integration", &record.id)
+        .account(&record.account_id)
+        .mode(record.mode.tag())
+        .summary(serde_json::json!({
+            "name": record.name,
+            "kind": record.kind,
+            "base_url": record.base_url,
+            "store_id": record.store_id,
+            "credentials_replaced": credentials_replaced,
+        }))
 }

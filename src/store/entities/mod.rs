@@ -18,3 +18,7 @@ pub mod route_rule;
 pub mod signing_key;
 pub mod signing_secret;
 pub mod signing_secret_version;
+pub mod webhook_delivery;
+pub mod webhook_endpoint;
+pub mod webhook_event;
+pub mod webhook_secret;

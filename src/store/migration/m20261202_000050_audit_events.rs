@@ -91,7 +91,7 @@ impl MigrationTrait for Migration {
             let mut index = Index::create();
             index.name(name).table(AuditEvents::Table);
             for col in cols {
-                index.col(col.clone());
+                index.col(*col);
             }
             manager.create_index(index.to_owned()).await?;
         }

@@ -1,0 +1,262 @@
+//! Deliveries: fanning outbox events out to endpoints, leasing due ones
+//! (`FOR UPDATE SKIP LOCKED` on PostgreSQL: replicas never lease one
+//! delivery twice; SQLite has one writer, which serialises the same
+//! statements), and recording attempts.
+
+use std::collections::HashMap;
+
+use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionTrait,
+};
+
+use super::SqlStore;
+use super::entities::{webhook_delivery, webhook_endpoint, webhook_event};
+use super::webhooks::{delivery_from, endpoint_from, event_from};
+use crate::domain::model::{
+    AttemptOutcome, DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, Millis,
+    WEBHOOK_DELIVERY_ID_PREFIX, new_id,
+};
+use crate::ports::StoreError;
+
+impl SqlStore {
+    pub(super) async fn dispatch(&self, now: Millis, limit: u64) -> Result<u64, StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        let mut q = webhook_event::Entity::find()
+            .filter(webhook_event::Column::Dispatched.eq(false))
+            .order_by_asc(webhook_event::Column::CreatedAt)
+            .limit(limit);
+        if self.is_postgres() {
+            q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let events = q.all(&txn).await.map_err(|e| self.fail(e))?;
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let endpoints: Vec<EndpointRecord> = webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::Enabled.eq(true))
+            .all(&txn)
+            .await
+            .map_err(|e| self.fail(e))?
+            .into_iter()
+            .map(endpoint_from)
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<String> = events.iter().map(|e| e.id.clone()).collect();
+        let mut rows = Vec::new();
+        for event in events.into_iter().map(event_from) {
+            for endpoint in endpoints.iter().filter(|ep| ep.wants(&event)) {
+                rows.push(webhook_delivery::ActiveModel {
+                    id: Set(new_id(WEBHOOK_DELIVERY_ID_PREFIX)),
+                    event_id: Set(event.id.clone()),
+                    endpoint_id: Set(endpoint.id.clone()),
+                    status: Set(DeliveryStatus::Pending.tag().to_owned()),
+                    attempts: Set(0),
+                    next_attempt_at: Set(now),
+                    lease_until: Set(None),
+                    last_status: Set(None),
+                    last_error: Set(None),
+                    response_excerpt: Set(None),
+                    created_at: Set(now),
+                    updated_at: Set(now),
+                });
+            }
+        }
+        for chunk in rows.chunks(100) {
+            webhook_delivery::Entity::insert_many(chunk.to_vec())
+                .on_conflict_do_nothing_on([
+                    webhook_delivery::Column::EventId,
+                    webhook_delivery::Column::EndpointId,
+                ])
+                .exec(&txn)
+                .await
+                .map_err(|e| self.fail(e))?;
+        }
+        let n = ids.len() as u64;
+        webhook_event::Entity::update_many()
+            .col_expr(webhook_event::Column::Dispatched, Expr::value(true))
+            .filter(webhook_event::Column::Id.is_in(ids))
+            .exec(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))?;
+        Ok(n)
+    }
+
+    pub(super) async fn lease(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        limit: u64,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        use webhook_delivery::Column as C;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        let mut q = webhook_delivery::Entity::find()
+            .filter(C::Status.eq(DeliveryStatus::Pending.tag()))
+            .filter(C::NextAttemptAt.lte(now))
+            .filter(
+                Condition::any()
+                    .add(C::LeaseUntil.is_null())
+                    .add(C::LeaseUntil.lte(now)),
+            )
+            .order_by_asc(C::NextAttemptAt)
+            .limit(limit);
+        if self.is_postgres() {
+            q = q.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        }
+        let rows = q.all(&txn).await.map_err(|e| self.fail(e))?;
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = rows.iter().map(|r| r.id.clone()).collect();
+        webhook_delivery::Entity::update_many()
+            .col_expr(C::LeaseUntil, Expr::value(lease_until))
+            .filter(C::Id.is_in(ids))
+            .exec(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))?;
+
+        let event_ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+        let endpoint_ids: Vec<String> = rows.iter().map(|r| r.endpoint_id.clone()).collect();
+        let events: HashMap<String, _> = webhook_event::Entity::find()
+            .filter(webhook_event::Column::Id.is_in(event_ids))
+            .all(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?
+            .into_iter()
+            .map(|m| (m.id.clone(), event_from(m)))
+            .collect();
+        let mut endpoints: HashMap<String, EndpointRecord> = HashMap::new();
+        for m in webhook_endpoint::Entity::find()
+            .filter(webhook_endpoint::Column::Id.is_in(endpoint_ids.clone()))
+            .all(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?
+        {
+            let e = endpoint_from(m)?;
+            endpoints.insert(e.id.clone(), e);
+        }
+        let secrets = self.secrets_of(endpoint_ids).await?;
+        let mut due = Vec::with_capacity(rows.len());
+        for row in rows {
+            let delivery = delivery_from(row)?;
+            let (Some(event), Some(endpoint)) = (
+                events.get(&delivery.event_id),
+                endpoints.get(&delivery.endpoint_id),
+            ) else {
+                continue;
+            };
+            due.push(DueDelivery {
+                secrets: secrets
+                    .iter()
+                    .filter(|s| s.endpoint_id == endpoint.id)
+                    .cloned()
+                    .collect(),
+                event: event.clone(),
+                endpoint: endpoint.clone(),
+                delivery,
+            });
+        }
+        Ok(due)
+    }
+
+    pub(super) async fn finish(&self, id: &str, o: &AttemptOutcome) -> Result<(), StoreError> {
+        use webhook_delivery::Column as C;
+        webhook_delivery::Entity::update_many()
+            .col_expr(C::Status, Expr::value(o.status.tag()))
+            .col_expr(C::Attempts, Expr::value(o.attempts))
+            .col_expr(C::NextAttemptAt, Expr::value(o.next_attempt_at))
+            .col_expr(C::LeaseUntil, Expr::value(Option::<i64>::None))
+            .col_expr(C::LastStatus, Expr::value(o.last_status))
+            .col_expr(C::LastError, Expr::value(o.last_error.clone()))
+            .col_expr(C::ResponseExcerpt, Expr::value(o.response_excerpt.clone()))
+            .col_expr(C::UpdatedAt, Expr::value(o.at))
+            .filter(C::Id.eq(id))
+            .exec(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(())
+    }
+
+    pub(super) async fn note_result(
+        &self,
+        endpoint_id: &str,
+        ok: bool,
+        now: Millis,
+        disable_before: Millis,
+    ) -> Result<bool, StoreError> {
+        use webhook_endpoint::Column as C;
+        let conn = self.conn()?;
+        if ok {
+            webhook_endpoint::Entity::update_many()
+                .col_expr(C::FailingSince, Expr::value(Option::<i64>::None))
+                .filter(C::Id.eq(endpoint_id))
+                .filter(C::FailingSince.is_not_null())
+                .exec(conn)
+                .await
+                .map_err(|e| self.fail(e))?;
+            return Ok(false);
+        }
+        webhook_endpoint::Entity::update_many()
+            .col_expr(C::FailingSince, Expr::value(now))
+            .filter(C::Id.eq(endpoint_id))
+            .filter(C::FailingSince.is_null())
+            .exec(conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let disabled = webhook_endpoint::Entity::update_many()
+            .col_expr(C::Enabled, Expr::value(false))
+            .col_expr(
+                C::DisabledReason,
+                Expr::value("deliveries failed for 5 days"),
+            )
+            .col_expr(C::UpdatedAt, Expr::value(now))
+            .filter(C::Id.eq(endpoint_id))
+            .filter(C::Enabled.eq(true))
+            .filter(C::FailingSince.lt(disable_before))
+            .exec(conn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(disabled.rows_affected == 1)
+    }
+
+    pub(super) async fn deliveries(
+        &self,
+        endpoint_id: &str,
+        status: Option<DeliveryStatus>,
+        after: Option<&str>,
+        limit: u64,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        use webhook_delivery::Column as C;
+        let mut q = webhook_delivery::Entity::find().filter(C::EndpointId.eq(endpoint_id));
+        if let Some(s) = status {
+            q = q.filter(C::Status.eq(s.tag()));
+        }
+        if let Some(a) = after {
+            q = q.filter(C::Id.lt(a));
+        }
+        q.order_by_desc(C::Id)
+            .limit(limit)
+            .all(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?
+            .into_iter()
+            .map(delivery_from)
+            .collect()
+    }
+
+    pub(super) async fn retry(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
+        use webhook_delivery::Column as C;
+        let result = webhook_delivery::Entity::update_many()
+            .col_expr(C::Status, Expr::value(DeliveryStatus::Pending.tag()))
+            .col_expr(C::NextAttemptAt, Expr::value(now))
+            .col_expr(C::LeaseUntil, Expr::value(Option::<i64>::None))
+            .col_expr(C::UpdatedAt, Expr::value(now))
+            .filter(C::Id.eq(id))
+            .exec(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(result.rows_affected == 1)
+    }
+}
