@@ -77,6 +77,25 @@ async fn audit(s: &TestServer, action: &str) -> Vec<latchkey::domain::model::Aud
         .unwrap()
 }
 
+/// Events of this type in the webhook outbox, as their `data` JSON.
+pub async fn outbox(db_url: &str, event_type: &str) -> Vec<serde_json::Value> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let db = Database::connect(db_url).await.unwrap();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT payload FROM webhook_events WHERE event_type = '{event_type}'"),
+        ))
+        .await
+        .unwrap();
+    let out = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.try_get::<String>("", "payload").unwrap()).unwrap())
+        .collect();
+    db.close().await.unwrap();
+    out
+}
+
 /// Allowed and denied counts per key and permission come back from
 /// GetUsage, by key and by account, summed into hour buckets too.
 async fn get_usage_returns_counts_per_permission_and_outcome(backend: Backend) {
@@ -274,6 +293,10 @@ async fn denials_are_aggregated_into_the_audit_trail(backend: Backend) {
     );
     assert_eq!(failed[0].target_id.as_deref(), Some(key.id.as_str()));
     assert_eq!(failed[0].count, 4);
+    let queued = outbox(&s.db.url, "auth.failed").await;
+    assert_eq!(queued.len(), 1, "auth.failed goes to the webhook outbox");
+    assert_eq!(queued[0]["key_id"], serde_json::json!(key.id));
+    assert_eq!(queued[0]["count"], serde_json::json!(4));
     s.stop().await;
 }
 
@@ -484,6 +507,9 @@ async fn an_unusual_country_raises_one_event_a_day(backend: Backend) {
         events[0].summary
     );
     assert!(events[0].summary.contains("DE"), "{}", events[0].summary);
+    let queued = outbox(&s.db.url, "auth.unusual_location").await;
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0]["country"], serde_json::json!("JP"));
     let now = s.clock.now();
     let points = usage_client(&s)
         .get_usage(s.admin(pb::GetUsageRequest {
