@@ -118,7 +118,15 @@ impl Checker {
             let ip = self
                 .client_ip
                 .client_ip(input.peer_ip, input.forwarded_for, input.own_hops);
-            outcomes.record(&input, &decision, ip, self.clock.now());
+            let permission = input.permission.map_or("", |p| p.as_str());
+            outcomes.record(
+                decision.key.as_ref(),
+                input.credential,
+                permission,
+                decision.reason,
+                ip,
+                self.clock.now(),
+            );
         }
         decision
     }

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crossbeam_queue::ArrayQueue;
 
-use super::check::{CheckInput, Decision};
 use super::model::Millis;
 use super::reason::Reason;
 use super::resolver::ResolvedKey;
@@ -121,29 +120,33 @@ impl OutcomeRecorder {
         }
     }
 
-    /// Notes a decision. Never blocks, never allocates; a full ring drops it (counted).
+    /// Notes a decision: the key it resolved (if any), the credential as
+    /// presented (hashed for its prefix only when no key was found), the
+    /// permission asked for and the reason. Never blocks, never allocates;
+    /// a full ring drops it (counted).
     pub fn record(
         &self,
-        input: &CheckInput<'_>,
-        decision: &Decision,
+        key: Option<&Arc<ResolvedKey>>,
+        credential: &str,
+        permission: &str,
+        reason: Reason,
         client_ip: Option<IpAddr>,
         at: Millis,
     ) {
-        let credential_prefix = match (&decision.key, decision.reason) {
+        let credential_prefix = match (key, reason) {
             (None, Reason::CredentialUnknown | Reason::CredentialMalformed)
-                if !input.credential.is_empty()
-                    && input.credential.len() <= MAX_HASHED_CREDENTIAL =>
+                if !credential.is_empty() && credential.len() <= MAX_HASHED_CREDENTIAL =>
             {
-                let hash = crypto::sha256(input.credential.as_bytes());
+                let hash = crypto::sha256(credential.as_bytes());
                 Some([hash[0], hash[1], hash[2], hash[3]])
             }
             _ => None,
         };
         let outcome = Outcome {
-            key: decision.key.clone(),
+            key: key.cloned(),
             credential_prefix,
-            permission: PermissionText::new(input.permission.map_or("", |p| p.as_str())),
-            reason: decision.reason,
+            permission: PermissionText::new(permission),
+            reason,
             client_ip,
             at,
         };

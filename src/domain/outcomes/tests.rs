@@ -1,28 +1,34 @@
 use super::*;
-use crate::domain::check::{CheckInput, Decision};
-use crate::domain::permissions::Permission;
 
-fn denied(reason: Reason) -> Decision {
-    Decision {
-        reason,
-        key: None,
-        message: "".into(),
-        rate_limit: None,
-    }
+struct CheckInput<'a> {
+    credential: &'a str,
+    permission: &'a str,
+}
+
+fn denied(reason: Reason) -> Reason {
+    reason
+}
+
+fn note(
+    rec: &OutcomeRecorder,
+    input: &CheckInput<'_>,
+    reason: Reason,
+    ip: Option<std::net::IpAddr>,
+    at: Millis,
+) {
+    rec.record(None, input.credential, input.permission, reason, ip, at);
 }
 
 #[test]
 fn a_full_ring_drops_and_counts_and_never_grows() {
     let rec = OutcomeRecorder::new(16);
-    let perm = Permission::parse("feedback.read").unwrap();
     for i in 0..100 {
         let cred = format!("lk_test_sk_unknown{i}");
         let input = CheckInput {
             credential: &cred,
-            permission: Some(&perm),
-            ..CheckInput::default()
+            permission: "feedback.read",
         };
-        rec.record(&input, &denied(Reason::CredentialUnknown), None, 0);
+        note(&rec, &input, denied(Reason::CredentialUnknown), None, 0);
     }
     assert_eq!(rec.depth(), 16);
     assert_eq!(rec.take_dropped(), 84);
@@ -43,10 +49,16 @@ fn aggregates_denials_per_credential_reason_address_and_minute() {
     let ip: std::net::IpAddr = "203.0.113.7".parse().unwrap();
     let input = CheckInput {
         credential: "lk_test_sk_same",
-        ..CheckInput::default()
+        permission: "",
     };
     for at in [1_000, 2_000, 61_000] {
-        rec.record(&input, &denied(Reason::CredentialUnknown), Some(ip), at);
+        note(
+            &rec,
+            &input,
+            denied(Reason::CredentialUnknown),
+            Some(ip),
+            at,
+        );
     }
     let mut agg = Aggregator::new(1000);
     while let Some(o) = rec.pop() {
@@ -74,9 +86,9 @@ fn aggregation_is_bounded() {
         let cred = format!("lk_test_sk_flood{i}");
         let input = CheckInput {
             credential: &cred,
-            ..CheckInput::default()
+            permission: "",
         };
-        rec.record(&input, &denied(Reason::CredentialUnknown), None, 0);
+        note(&rec, &input, denied(Reason::CredentialUnknown), None, 0);
     }
     let mut refused = 0;
     while let Some(o) = rec.pop() {
