@@ -102,7 +102,7 @@ impl OutcomeWorker {
         }
         if let Err(e) = self.deps.usage.add_usage(&rows).await {
             tracing::warn!(error = %e, rows = rows.len(), "could not write usage; will retry");
-            self.keep_bounded(rows, true);
+            self.keep_bounded(rows);
         }
     }
 
@@ -117,7 +117,9 @@ impl OutcomeWorker {
         }
     }
 
-    fn keep_bounded(&mut self, mut rows: Vec<UsageRow>, _usage: bool) {
+    /// Keeps what a failed write could not store for the next round, at most
+    /// `max_groups` of it (the rest counted as dropped).
+    fn keep_bounded(&mut self, mut rows: Vec<UsageRow>) {
         let room = self.deps.max_groups;
         if rows.len() > room {
             for _ in room..rows.len() {
