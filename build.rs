@@ -20,6 +20,7 @@ fn main() -> Result<(), BoxError> {
         "proto/latchkey/v1/signing.proto",
         "proto/latchkey/v1/integration.proto",
         "proto/latchkey/v1/consent.proto",
+        "proto/latchkey/v1/usage.proto",
         "proto/latchkey/v1/audit.proto",
     ];
     println!("cargo:rerun-if-changed=proto");

@@ -16,6 +16,9 @@
 #   LATCHKEY_BENCH_MIN_RPS_RATIO=0.85      throughput target (check/health req/s)
 #   LATCHKEY_BENCH_MAX_P99_RATIO=1.2       latency target (check/health p99)
 #   LATCHKEY_BENCH_EXT_AUTHZ_MIN_RPS_RATIO=0.75  ext_authz throughput target (ext_authz/health req/s)
+#   LATCHKEY_BENCH_RECORDING=1|0           also compare Check with outcome recording (audit
+#                                          + usage) on against a second server with it off (1)
+#   LATCHKEY_BENCH_RECORDING_MIN_RATIO=0.90  target (on/off req/s), for allows and for denials
 #   LATCHKEY_BENCH_KEEP=0|1                keep the temp dir (h2load output, logs)
 #   CARGO_TARGET_DIR                       default $HOME/.cache/latchkey-target
 #
@@ -152,6 +155,97 @@ for round in $(seq 1 "$ROUNDS"); do
   run_load "latency" "$LATENCY_SHAPE" check "$CHECK_BODY" "$CHECK_URL" "$round"
 done
 
+# ---------------------------------------------------------------- recording on vs off
+# Check with outcome recording (usage analytics, aggregated audit denials) on
+# -- this server -- against a second server of the same build started with
+# `[usage] record_outcomes = false`, same shape, rounds interleaved: for
+# allows, and for a flood of denials (an unknown, well-formed credential).
+RECORDING=${LATCHKEY_BENCH_RECORDING:-1}
+RECORDING_MIN_RATIO=${LATCHKEY_BENCH_RECORDING_MIN_RATIO:-0.90}
+OFF_PID=""
+stop_off_server() {
+  local rc=$?
+  if [[ -n "$OFF_PID" ]] && kill -0 "$OFF_PID" 2>/dev/null; then
+    kill -TERM "$OFF_PID" 2>/dev/null || true
+    wait "$OFF_PID" 2>/dev/null || true
+  fi
+  return "$rc"
+}
+if [[ "$RECORDING" == 1 ]]; then
+  trap 'stop_off_server; bench_cleanup' EXIT
+  off_data="$TMP/data-off"
+  mkdir -p "$off_data"
+  printf '[usage]\nrecord_outcomes = false\n' >"$TMP/recording-off.toml"
+  OFF_TOKEN=$("$BIN" admin create-token --data-dir "$off_data" 2>"$TMP/off-token.err" | tr -d '[:space:]') \
+    || { cat "$TMP/off-token.err" >&2; die "admin create-token (recording off) failed"; }
+  "$BIN" serve --config "$TMP/recording-off.toml" --data-dir "$off_data" \
+    --grpc-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 >"$TMP/off.out" 2>"$TMP/off.err" &
+  OFF_PID=$!
+  OFF_ADDR=""
+  for _ in $(seq 1 300); do
+    line=$(grep -m1 '^latchkey listening grpc=' "$TMP/off.out" 2>/dev/null || true)
+    if [[ -n "$line" ]]; then OFF_ADDR=$(sed -E 's/.*grpc=([^ ]+).*/\1/' <<<"$line"); break; fi
+    kill -0 "$OFF_PID" 2>/dev/null || { cat "$TMP/off.err" >&2; die "recording-off server exited early"; }
+    sleep 0.1
+  done
+  [[ -n "$OFF_ADDR" ]] || die "recording-off server did not start"
+  ON_ADDR=$GRPC_ADDR
+  GRPC_ADDR=$OFF_ADDR
+  OFF_AUTH=(-H "authorization: Bearer $OFF_TOKEN")
+  off_account=$(grpc latchkey.v1.AccountService/CreateAccount '{"name":"bench","plan":"PRIME"}' \
+    "${OFF_AUTH[@]}" | json_get 'd["id"]') || die "CreateAccount (recording off) failed"
+  OFF_SECRET=$(grpc latchkey.v1.KeyService/CreateKey \
+    "{\"accountId\":\"$off_account\",\"mode\":\"MODE_TEST\",\"kind\":\"KEY_KIND_SECRET\",\"name\":\"bench\",\"scopes\":[\"$PERMISSION\"]}" \
+    "${OFF_AUTH[@]}" | json_get 'd["secret"]') || die "CreateKey (recording off) failed"
+  GRPC_ADDR=$ON_ADDR
+  CHECK_OFF_BODY="$TMP/check-off.bin"
+  DENY_BODY="$TMP/deny.bin"
+  python3 "$HELPER" frame "$CHECK_OFF_BODY" "1=$OFF_SECRET" "2=$PERMISSION"
+  # The same secret with its tail changed: fails its checksum, denied before any lookup.
+  python3 "$HELPER" frame "$DENY_BODY" "1=${SECRET%??????????}0000000000" "2=$PERMISSION"
+  ON_CHECK_URL=$CHECK_URL
+  OFF_CHECK_URL="http://$OFF_ADDR/latchkey.v1.CheckService/Check"
+  verify_frame recording-off "$CHECK_OFF_BODY" "$OFF_CHECK_URL" check-response >/dev/null
+  MAIN_RUNS=$RUNS
+  RUNS="$TMP/recording.tsv"
+  : >"$RUNS"
+  for round in $(seq 1 "$ROUNDS"); do
+    log "recording round $round of $ROUNDS"
+    run_load "allow" "$THROUGHPUT_SHAPE" off "$CHECK_OFF_BODY" "$OFF_CHECK_URL" "$round"
+    run_load "allow" "$THROUGHPUT_SHAPE" on "$CHECK_BODY" "$ON_CHECK_URL" "$round"
+    run_load "deny" "$THROUGHPUT_SHAPE" off "$DENY_BODY" "$OFF_CHECK_URL" "$round"
+    run_load "deny" "$THROUGHPUT_SHAPE" on "$DENY_BODY" "$ON_CHECK_URL" "$round"
+  done
+  RECORDING_RUNS=$RUNS
+  RUNS=$MAIN_RUNS
+fi
+
+# Prints the recording rows; exit 2 when a ratio misses the target.
+recording_report() {
+  python3 - "$HELPER" "$RECORDING_RUNS" "$RECORDING_MIN_RATIO" <<'PY'
+import statistics, subprocess, sys
+helper, runs, target = sys.argv[1], sys.argv[2], float(sys.argv[3])
+rps = {}
+for line in open(runs):
+    label, _shape, side, out, logf = line.rstrip("\n").split("\t")
+    stats = subprocess.run(["python3", helper, "stats", out, logf], capture_output=True, text=True)
+    if stats.returncode != 0:
+        print(stats.stderr, file=sys.stderr)
+        sys.exit(1)
+    rps.setdefault((label, side), []).append(float(stats.stdout.split()[0]))
+rc = 0
+print(f"{'recording':<10} {'off req/s':>12} {'on req/s':>12} {'on/off':>8} {'target':>8}")
+for label in ("allow", "deny"):
+    off = statistics.median(rps[(label, "off")])
+    on = statistics.median(rps[(label, "on")])
+    ratio = on / off if off else 0.0
+    ok = ratio >= target
+    rc = rc if ok else 2
+    print(f"{label:<10} {off:>12.0f} {on:>12.0f} {ratio:>8.2f} {'>=' + str(target):>8} {'ok' if ok else 'MISSED'}")
+sys.exit(rc)
+PY
+}
+
 # After the load the key must still be allowed (grpcurl and the raw frame).
 verify_check_grpcurl
 verify_check_frame
@@ -163,4 +257,11 @@ echo "latchkey Check benchmark: $PROFILE build, ${DURATION}s per run after ${WAR
   "h2load and server sharing $(nproc) cores"
 rc=0
 python3 "$HELPER" report "$RUNS" "$MIN_RPS_RATIO" "$MAX_P99_RATIO" "$EXT_MIN_RPS_RATIO" || rc=$?
+if [[ "$RECORDING" == 1 ]]; then
+  echo
+  rrc=0
+  recording_report || rrc=$?
+  [[ "$rrc" == 1 ]] && rc=1
+  [[ "$rrc" == 2 && "$rc" == 0 ]] && rc=2
+fi
 exit "$rc"

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod domain;
+pub mod geoip;
 pub mod grpc;
 pub mod http;
 pub mod outbound;

@@ -449,6 +449,125 @@ pub trait AuditStore: Send + Sync + 'static {
     async fn purge_events(&self, before: Millis, limit: u64) -> Result<u64, StoreError>;
 }
 
+// ---- Usage analytics, outcome events and the least-privilege advisor ----
+
+/// One aggregated usage count: per minute, key, permission, outcome (the
+/// reason code, `ALLOWED` for an allow) and source country (empty = unknown).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct UsageRow {
+    /// Start of the minute (or of the bucket, in a series).
+    pub minute: Millis,
+    pub key_id: String,
+    pub account_id: String,
+    pub mode: Mode,
+    pub permission: String,
+    pub outcome: String,
+    pub country: String,
+    pub count: i64,
+}
+
+/// Which usage a series covers.
+#[derive(Debug, Clone)]
+pub struct UsageQuery {
+    pub key_id: Option<String>,
+    pub account_id: Option<String>,
+    /// Inclusive.
+    pub from: Millis,
+    /// Exclusive.
+    pub to: Millis,
+    /// Bucket width: 60 000, 3 600 000 or 86 400 000.
+    pub bucket_ms: i64,
+}
+
+/// Where a key has been seen from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CountrySighting {
+    pub country: String,
+    pub last_seen: Millis,
+    /// The day (days since the epoch) an unusual-location event was last sent.
+    pub alerted_day: Option<i64>,
+}
+
+/// Usage analytics: per-minute counts, written in batches by the outcome
+/// worker and read by `UsageService` and the advisor.
+#[async_trait]
+pub trait UsageStore: Send + Sync + 'static {
+    /// Adds the counts (rows for the same minute, key, permission, outcome
+    /// and country add up), all or nothing.
+    async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError>;
+    /// Counts summed per bucket, key, permission, outcome and country;
+    /// ordered by bucket; at most `limit` rows.
+    async fn usage_series(&self, q: &UsageQuery, limit: u64) -> Result<Vec<UsageRow>, StoreError>;
+    /// Deletes at most `batch` rows older than `before`; how many it deleted.
+    async fn purge_usage(&self, before: Millis, batch: u64) -> Result<u64, StoreError>;
+    /// Each permission the key was allowed, with the start of the last minute it was.
+    async fn exercised(&self, key_id: &str) -> Result<Vec<(String, Millis)>, StoreError>;
+    /// Every permission any key was allowed since `since`.
+    async fn permissions_seen(&self, since: Millis) -> Result<Vec<String>, StoreError>;
+    async fn key_countries(&self, key_id: &str) -> Result<Vec<CountrySighting>, StoreError>;
+    /// Notes that `key_id` was seen from `country` at `seen_at` (a later
+    /// time wins). With `alert_day` (days since the epoch), also claims that
+    /// day's unusual-location event: `true` only for the one caller (of any
+    /// replica) that claimed it.
+    async fn note_country(
+        &self,
+        key_id: &str,
+        country: &str,
+        seen_at: Millis,
+        alert_day: Option<i64>,
+    ) -> Result<bool, StoreError>;
+    /// Marks that `scope.unused` was sent for the key; `false` if it had been already.
+    async fn mark_scope_unused(&self, key_id: &str, at: Millis) -> Result<bool, StoreError>;
+}
+
+/// An aggregated denial: what the audit trail stores (outcome `denied`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialEvent {
+    /// Start of the minute.
+    pub minute: Millis,
+    pub account_id: Option<String>,
+    pub mode: Option<Mode>,
+    /// `key`, or `credential` for an unknown one (then `target_id` is the
+    /// first 8 hex digits of its SHA-256), or `none` when none was presented.
+    pub target_type: &'static str,
+    pub target_id: Option<String>,
+    pub reason: &'static str,
+    pub client_ip: Option<std::net::IpAddr>,
+    pub count: i64,
+}
+
+/// An event for webhook subscribers (`auth.failed`, `auth.unusual_location`,
+/// `scope.unused`) or the audit trail's own note of dropped outcomes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PublishedEvent {
+    pub event_type: &'static str,
+    pub time: Millis,
+    pub account_id: Option<String>,
+    pub mode: Option<Mode>,
+    pub target_type: &'static str,
+    pub target_id: Option<String>,
+    /// The event's data; never a secret, hash or ciphertext.
+    pub data: serde_json::Value,
+}
+
+/// Where aggregated outcomes go: the audit trail and the webhook outbox.
+#[async_trait]
+pub trait OutcomeEvents: Send + Sync + 'static {
+    /// Appends aggregated denials to the audit trail, in one short transaction.
+    async fn record_denials(&self, events: &[DenialEvent]) -> Result<(), StoreError>;
+    /// Records the events and queues them for webhook delivery.
+    async fn publish(&self, events: &[PublishedEvent]) -> Result<(), StoreError>;
+    /// Notes in the audit trail that `count` outcomes were dropped (the
+    /// buffer was full) up to `at`.
+    async fn record_dropped(&self, at: Millis, count: i64) -> Result<(), StoreError>;
+}
+
+/// Country of an address, from a MaxMind-format database.
+pub trait GeoLookup: Send + Sync + 'static {
+    /// ISO 3166-1 alpha-2 code, `None` when the address is not in the database.
+    fn country(&self, ip: std::net::IpAddr) -> Option<String>;
+}
+
 /// Event webhooks (`domain::webhooks`): endpoints, the durable outbox and
 /// deliveries. Events announcing a change are written by the change's own
 /// commit (`ports::audit_scope::emit`); [`WebhookStore::enqueue`] is for

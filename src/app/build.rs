@@ -9,6 +9,7 @@ use super::AppError;
 use crate::config::Settings;
 use crate::crypto::envelope::MasterKey;
 use crate::domain::accounts::AccountManager;
+use crate::domain::analytics::Analytics;
 use crate::domain::audit::AuditManager;
 use crate::domain::check::Checker;
 use crate::domain::consent::ConsentManager;
@@ -28,7 +29,7 @@ use crate::domain::webhooks::{WebhookDeps, WebhookManager};
 use crate::outbound::HttpsProbe;
 use crate::ports::{
     AuditStore, Clock, ConsentStore, IntegrationStore, RevealStore, SigningStore, Store,
-    SystemClock, WebhookStore,
+    SystemClock, UsageStore, WebhookStore,
 };
 use crate::store::SqlStore;
 use crate::telemetry::metrics::{Limit, metrics};
@@ -36,11 +37,23 @@ use crate::telemetry::metrics::{Limit, metrics};
 /// The stores of features that keep their own port traits (`SqlStore`
 /// implements them all).
 pub trait FeatureStores:
-    SigningStore + RevealStore + IntegrationStore + ConsentStore + AuditStore + WebhookStore
+    SigningStore
+    + RevealStore
+    + IntegrationStore
+    + ConsentStore
+    + AuditStore
+    + WebhookStore
+    + UsageStore
 {
 }
 impl<T> FeatureStores for T where
-    T: SigningStore + RevealStore + IntegrationStore + ConsentStore + AuditStore + WebhookStore
+    T: SigningStore
+        + RevealStore
+        + IntegrationStore
+        + ConsentStore
+        + AuditStore
+        + WebhookStore
+        + UsageStore
 {
 }
 
@@ -73,6 +86,8 @@ pub struct Parts {
     pub consent: Arc<ConsentManager>,
     /// The audit trail: reading, outcome batches, retention.
     pub audit: Arc<AuditManager>,
+    /// Outcome recording, usage analytics and the advisor.
+    pub analytics: Arc<Analytics>,
     pub webhooks: Arc<WebhookManager>,
     clock: Arc<dyn Clock>,
     key_prefix: String,
@@ -137,8 +152,16 @@ pub fn build(
         clock: clock.clone(),
         allow_insecure_targets: settings.webhooks.allow_insecure_targets,
     }));
+    let analytics = super::usage_tasks::analytics(
+        settings,
+        store.clone(),
+        features.clone(),
+        (audit.clone(), webhooks.clone()),
+        policy.clone(),
+        clock.clone(),
+    )?;
     let reveals = RevealManager::new(
-        features,
+        features.clone(),
         master_key,
         clock.clone(),
         settings.signing.reveal_ttl_secs,
@@ -180,6 +203,7 @@ pub fn build(
         bad_signatures: settings.rate_limits.bad_signatures,
         integrations,
         consent,
+        analytics,
         audit,
         webhooks,
         clock,
@@ -211,6 +235,10 @@ impl Parts {
         )
         .with_signed_requests(self.signing.clone())
         .with_rate_limits(self.limits.clone());
+        let checker = match &self.analytics.recorder {
+            Some(recorder) => checker.with_outcomes(recorder.clone()),
+            None => checker,
+        };
         let checker = match self.bad_signatures {
             Some(budget) => checker.with_auto_suspend(self.keys.clone(), budget),
             None => checker,
@@ -225,6 +253,7 @@ impl Parts {
             integrations: self.integrations,
             consent: self.consent,
             audit: self.audit,
+            analytics: self.analytics,
             webhooks: self.webhooks,
             tokens,
             resolver: self.resolver,

@@ -17,6 +17,7 @@ mod secure;
 mod shutdown;
 mod start;
 mod tasks;
+mod usage_tasks;
 
 use std::net::SocketAddr;
 

@@ -42,6 +42,8 @@ pub(super) struct Stopping {
     /// Route and signing-key reloads.
     pub after_listener: [JoinHandle<()>; 2],
     pub usage: Arc<UsageRecorder>,
+    /// The outcome worker (written last, after the drain) and usage maintenance.
+    pub outcomes: super::usage_tasks::OutcomeTasks,
     pub store_port: Arc<dyn Store>,
     pub store: SqlStore,
 }
@@ -97,6 +99,7 @@ impl Stopping {
             let _ = task.await;
         }
         flush_usage(self.store_port.as_ref(), &self.usage).await;
+        self.outcomes.finish().await;
         self.store.close().await;
         tracing::info!("stopped");
         result

@@ -127,7 +127,7 @@ pub async fn start(
             store: store_port.clone(),
             tokens: Arc::new(store.clone()),
             policy: parts.policy.clone(),
-            clock,
+            clock: clock.clone(),
             resolver: parts.resolver.clone(),
             master_key: master_key.clone(),
             settings: token_settings,
@@ -257,6 +257,8 @@ pub async fn start(
         )));
     }
     let keyring_task = tokio::spawn(tasks::reload_signing_keys(tokens.clone(), drain_rx.clone()));
+    let outcome_tasks =
+        super::usage_tasks::spawn(&services.analytics, &settings, clock.clone(), &drain_rx);
     // Audit retention: ends with the drain; a purge cut short loses only
     // whole batches of expired events.
     // Webhook deliveries: never on a mutation's path; ends with the drain,
@@ -285,6 +287,7 @@ pub async fn start(
         listener: listener_task,
         after_listener: [routes_task, keyring_task],
         usage: services.usage.clone(),
+        outcomes: outcome_tasks,
         store_port,
         store,
     };

@@ -23,6 +23,7 @@ mod scopes;
 mod signing;
 mod tls;
 mod tokens;
+mod usage;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -55,6 +56,7 @@ pub use rate_limits::{
 pub use signing::{SigningConfig, SigningSection};
 pub use tls::TlsConfig;
 pub use tokens::{TokensConfig, TokensSettings};
+pub use usage::{GeoipConfig, UsageConfig, UsageSettings};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -143,6 +145,10 @@ pub struct Config {
     pub scopes: BTreeMap<String, scopes::ScopeConfig>,
     pub audit: AuditConfig,
     pub webhooks: WebhooksConfig,
+    /// Outcome recording, usage analytics and the advisor.
+    pub usage: UsageConfig,
+    /// The country database for unusual-location events.
+    pub geoip: GeoipConfig,
 }
 
 impl Default for Config {
@@ -177,6 +183,8 @@ impl Default for Config {
             scopes: BTreeMap::new(),
             audit: AuditConfig::default(),
             webhooks: WebhooksConfig::default(),
+            usage: UsageConfig::default(),
+            geoip: GeoipConfig::default(),
         }
     }
 }
@@ -229,6 +237,8 @@ pub struct Settings {
     pub audit: AuditSettings,
     /// Webhook deliveries.
     pub webhooks: WebhooksSettings,
+    /// `[usage]` and `[geoip]`.
+    pub usage: UsageSettings,
 }
 
 impl Config {
@@ -377,6 +387,7 @@ impl Config {
             metrics_addr,
             tls: self.tls.validate()?,
             scope_texts: scopes::validate(&self.scopes)?,
+            usage: self.usage.validate(&self.geoip)?,
             audit: self.audit.validate()?,
             webhooks: self.webhooks.validate()?,
         })

@@ -2,6 +2,8 @@
 //! outside world comes in through `crate::ports`.
 
 pub mod accounts;
+pub mod advisor;
+pub mod analytics;
 pub mod audit;
 pub mod cache;
 pub mod check;
@@ -15,6 +17,7 @@ pub mod model;
 pub mod network;
 pub mod observe;
 pub mod origin;
+pub mod outcomes;
 pub mod permissions;
 pub mod reason;
 pub mod resolver;
@@ -24,5 +27,6 @@ pub mod services;
 pub mod signing;
 pub mod tokens;
 pub mod usage;
+pub mod usage_reports;
 pub mod vault;
 pub mod webhooks;

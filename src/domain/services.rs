@@ -8,6 +8,7 @@
 use std::sync::Arc;
 
 use super::accounts::AccountManager;
+use super::analytics::Analytics;
 use super::audit::AuditManager;
 use super::check::Checker;
 use super::keys::KeyManager;
@@ -49,4 +50,6 @@ pub struct Services {
     pub limits: Arc<KeyLimits>,
     /// Descriptor limits for Envoy's rate-limit service, on the same counters.
     pub descriptors: Arc<Descriptors>,
+    /// Outcome recording, usage analytics and the least-privilege advisor.
+    pub analytics: Arc<Analytics>,
 }

@@ -165,4 +165,15 @@ impl KeyService for KeyApi {
         })
         .await
     }
+
+    #[instrument(skip_all)]
+    async fn advise_key(
+        &self,
+        req: Request<pb::AdviseKeyRequest>,
+    ) -> Result<Response<pb::AdviseKeyResponse>, Status> {
+        authorize(&self.0, &req, &self.0.admin.keys_read).await?;
+        let id = convert::key_id("id", &req.get_ref().id)?;
+        let advice = self.0.services.analytics.advisor.advise(&id).await?;
+        Ok(Response::new(super::usage::advice_out(advice)))
+    }
 }

@@ -20,6 +20,7 @@ pub mod signing;
 pub mod state;
 pub mod status;
 pub mod token;
+pub mod usage;
 
 pub use account::AccountApi;
 pub use audit::AuditApi;
@@ -34,3 +35,4 @@ pub use server::{Health, Server};
 pub use signing::{RevealApi, SigningApi};
 pub use state::GrpcState;
 pub use token::TokenApi;
+pub use usage::UsageApi;

@@ -19,7 +19,7 @@ use super::health::DrainingHealth;
 use super::state::GrpcState;
 use super::{
     AccountApi, AuditApi, CheckApi, ConsentApi, IntegrationApi, KeyApi, RateLimitApi, RevealApi,
-    RouteApi, SigningApi, TokenApi,
+    RouteApi, SigningApi, TokenApi, UsageApi,
 };
 use crate::pb;
 use crate::telemetry::traces::GrpcTraceLayer;
@@ -27,7 +27,7 @@ use crate::tls::MaybeTls;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 13] = [
+const SERVICES: [&str; 14] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -40,6 +40,7 @@ const SERVICES: [&str; 13] = [
     "latchkey.v1.RevealService",
     "envoy.service.ratelimit.v3.RateLimitService",
     "latchkey.v1.ConsentService",
+    "latchkey.v1.UsageService",
     "latchkey.v1.AuditService",
 ];
 
@@ -178,6 +179,10 @@ impl Server {
             )
             .add_service(
                 pb::consent_service_server::ConsentServiceServer::new(ConsentApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::usage_service_server::UsageServiceServer::new(UsageApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(

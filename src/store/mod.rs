@@ -18,6 +18,7 @@ mod signing;
 mod startup;
 mod tokens;
 mod usage;
+mod usage_stats;
 mod webhook_deliveries;
 mod webhooks;
 

@@ -20,6 +20,7 @@ use super::model::{AUTO_SUSPENDED_BRUTE_FORCE, RatePolicy};
 use super::model::{KeyKind, LiveStatus, Mode};
 use super::network::{self, ClientIpRule};
 use super::origin;
+use super::outcomes::OutcomeRecorder;
 use super::permissions::Permission;
 use super::reason::Reason;
 use super::reason::key_status_denial;
@@ -59,6 +60,8 @@ pub struct Checker {
     limits: Option<Arc<KeyLimits>>,
     /// Suspends a valid key that keeps arriving with bad signatures.
     suspender: Option<(KeyManager, Quota)>,
+    /// Where each outcome is noted for usage analytics and the audit trail.
+    outcomes: Option<Arc<OutcomeRecorder>>,
 }
 
 impl Checker {
@@ -80,7 +83,14 @@ impl Checker {
             signing: None,
             limits: None,
             suspender: None,
+            outcomes: None,
         }
+    }
+
+    /// Notes every decision's outcome (usage analytics, aggregated denials).
+    pub fn with_outcomes(mut self, outcomes: Arc<OutcomeRecorder>) -> Self {
+        self.outcomes = Some(outcomes);
+        self
     }
 
     /// Suspends a key after `budget` requests with a missing or invalid
@@ -108,7 +118,22 @@ impl Checker {
     }
 
     pub async fn decide(&self, input: CheckInput<'_>) -> Decision {
-        self.run(input, &[], &mut Untraced).await
+        let decision = self.run(input, &[], &mut Untraced).await;
+        if let Some(outcomes) = &self.outcomes {
+            let ip = self
+                .client_ip
+                .client_ip(input.peer_ip, input.forwarded_for, input.own_hops);
+            let permission = input.permission.map_or("", |p| p.as_str());
+            outcomes.record(
+                decision.key.as_ref(),
+                input.credential,
+                permission,
+                decision.reason,
+                ip,
+                self.clock.now(),
+            );
+        }
+        decision
     }
 
     /// The decision's steps, shared by `decide` (untraced) and `explain`

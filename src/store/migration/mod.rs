@@ -20,6 +20,7 @@ mod m20261201_000040_integrations;
 // audit trail and webhooks (issue 16)
 mod m20261202_000050_audit_events;
 mod m20261202_000051_webhooks;
+mod m20261202_000060_usage_minutes;
 mod m20261202_000070_consent;
 
 pub struct Migrator;
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000040_integrations::Migration),
             Box::new(m20261202_000050_audit_events::Migration),
             Box::new(m20261202_000051_webhooks::Migration),
+            Box::new(m20261202_000060_usage_minutes::Migration),
             Box::new(m20261202_000070_consent::Migration),
         ]
     }

@@ -1,0 +1,249 @@
+//! The outcome worker: drains the ring into aggregates and writes them in
+//! batches (usage rows every round; denials and `auth.failed` once their
+//! minute has closed, or at shutdown), looks up countries and sends
+//! `auth.unusual_location`. Runs beside the servers, never in a decision.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use super::OutcomeRecorder;
+use super::aggregate::{Aggregator, Sighting};
+use crate::domain::model::Millis;
+use crate::ports::{
+    Clock, DenialEvent, GeoLookup, OutcomeEvents, PublishedEvent, UsageRow, UsageStore,
+};
+use crate::telemetry::metrics::metrics;
+
+const DAY_MS: Millis = 86_400_000;
+/// Throttle entries kept before stale ones are swept.
+const MAX_THROTTLED_KEYS: usize = 10_000;
+
+/// An RFC 3339 UTC time, to the second.
+pub fn rfc3339(at: Millis) -> String {
+    chrono::DateTime::from_timestamp_millis(at)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_default()
+}
+
+pub struct WorkerDeps {
+    pub recorder: Arc<OutcomeRecorder>,
+    pub usage: Arc<dyn UsageStore>,
+    pub events: Arc<dyn OutcomeEvents>,
+    pub geo: Option<Arc<dyn GeoLookup>>,
+    pub clock: Arc<dyn Clock>,
+    pub max_groups: usize,
+    /// A country not seen from in this many days is unusual.
+    pub location_window_days: i64,
+    /// One `auth.failed` per key per this long; the rest are counted into the next.
+    pub auth_failed_every_ms: Millis,
+}
+
+pub struct OutcomeWorker {
+    deps: WorkerDeps,
+    agg: Aggregator,
+    /// Written in an earlier round that failed: retried first.
+    pending_usage: Vec<UsageRow>,
+    pending_denials: Vec<DenialEvent>,
+    /// Per key: when its last `auth.failed` went out, and failures since.
+    throttle: HashMap<String, (Millis, i64)>,
+    /// (key, country, day) already handled.
+    located: HashSet<(String, String, i64)>,
+}
+
+impl OutcomeWorker {
+    pub fn new(deps: WorkerDeps) -> Self {
+        let agg = Aggregator::new(deps.max_groups);
+        Self {
+            deps,
+            agg,
+            pending_usage: Vec::new(),
+            pending_denials: Vec::new(),
+            throttle: HashMap::new(),
+            located: HashSet::new(),
+        }
+    }
+
+    /// Moves what the ring holds into the aggregates.
+    pub fn drain(&mut self) {
+        let geo = self.deps.geo.as_deref();
+        while let Some(o) = self.deps.recorder.pop() {
+            if !self.agg.add(&o, geo) {
+                self.deps.recorder.count_drop();
+            }
+        }
+        metrics().set_audit_buffer_depth(
+            i64::try_from(self.deps.recorder.depth() + self.agg.groups()).unwrap_or(i64::MAX),
+        );
+    }
+
+    /// One round; `everything` (at shutdown) also writes the open minute.
+    pub async fn flush(&mut self, everything: bool) {
+        self.drain();
+        let now = self.deps.clock.now();
+        let closed = self.agg.take(now, everything);
+        self.write_usage(closed.usage).await;
+        self.write_denials(closed.denials).await;
+        self.send_failures(closed.failures, now).await;
+        self.locate(closed.sightings, now).await;
+        let dropped = self.deps.recorder.take_dropped();
+        if dropped > 0 {
+            tracing::warn!(dropped, "outcome buffer full: outcomes dropped");
+            let n = i64::try_from(dropped).unwrap_or(i64::MAX);
+            if let Err(e) = self.deps.events.record_dropped(now, n).await {
+                tracing::warn!(error = %e, dropped, "could not note the dropped outcomes");
+            }
+        }
+    }
+
+    async fn write_usage(&mut self, mut rows: Vec<UsageRow>) {
+        rows.append(&mut self.pending_usage);
+        if rows.is_empty() {
+            return;
+        }
+        if let Err(e) = self.deps.usage.add_usage(&rows).await {
+            tracing::warn!(error = %e, rows = rows.len(), "could not write usage; will retry");
+            self.keep_bounded(rows);
+        }
+    }
+
+    async fn write_denials(&mut self, mut events: Vec<DenialEvent>) {
+        events.append(&mut self.pending_denials);
+        if events.is_empty() {
+            return;
+        }
+        if let Err(e) = self.deps.events.record_denials(&events).await {
+            tracing::warn!(error = %e, events = events.len(), "could not record denials; will retry");
+            self.keep_denials_bounded(events);
+        }
+    }
+
+    /// Keeps what a failed write could not store for the next round, at most
+    /// `max_groups` of it (the rest counted as dropped).
+    fn keep_bounded(&mut self, mut rows: Vec<UsageRow>) {
+        let room = self.deps.max_groups;
+        if rows.len() > room {
+            for _ in room..rows.len() {
+                self.deps.recorder.count_drop();
+            }
+            rows.truncate(room);
+        }
+        self.pending_usage = rows;
+    }
+
+    fn keep_denials_bounded(&mut self, mut events: Vec<DenialEvent>) {
+        let room = self.deps.max_groups;
+        if events.len() > room {
+            for _ in room..events.len() {
+                self.deps.recorder.count_drop();
+            }
+            events.truncate(room);
+        }
+        self.pending_denials = events;
+    }
+
+    /// `auth.failed`, at most one per key per throttle window.
+    async fn send_failures(&mut self, failures: Vec<PublishedEvent>, now: Millis) {
+        let every = self.deps.auth_failed_every_ms;
+        if self.throttle.len() > MAX_THROTTLED_KEYS {
+            self.throttle.retain(|_, (at, _)| now - *at < every);
+        }
+        let mut out = Vec::new();
+        for mut event in failures {
+            let Some(key) = event.target_id.clone() else {
+                continue;
+            };
+            let count = event.data["count"].as_i64().unwrap_or(0);
+            let entry = self.throttle.entry(key).or_insert((i64::MIN, 0));
+            if entry.0 != i64::MIN && now - entry.0 < every {
+                entry.1 += count;
+                continue;
+            }
+            event.data["suppressed_before"] = serde_json::json!(entry.1);
+            *entry = (now, 0);
+            out.push(event);
+        }
+        if out.is_empty() {
+            return;
+        }
+        if let Err(e) = self.deps.events.publish(&out).await {
+            tracing::warn!(error = %e, events = out.len(), "could not queue auth.failed events");
+        }
+    }
+
+    /// Notes where keys were seen from; a country the key has not been seen
+    /// from in the window (when it has been seen before) is unusual, once
+    /// per key, country and day.
+    async fn locate(&mut self, sightings: Vec<Sighting>, now: Millis) {
+        let day = now.div_euclid(DAY_MS);
+        if self.located.len() > 100_000 {
+            self.located.retain(|(_, _, d)| *d == day);
+        }
+        let window = self.deps.location_window_days * DAY_MS;
+        let mut events = Vec::new();
+        for s in sightings {
+            let marker = (s.key_id.clone(), s.country.clone(), day);
+            if self.located.contains(&marker) {
+                continue;
+            }
+            let known = match self.deps.usage.key_countries(&s.key_id).await {
+                Ok(k) => k,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not read a key's countries");
+                    continue;
+                }
+            };
+            let recent = known
+                .iter()
+                .any(|k| k.country == s.country && k.last_seen >= now - window);
+            let unusual = !known.is_empty() && !recent;
+            let claim = unusual.then_some(day);
+            match self
+                .deps
+                .usage
+                .note_country(&s.key_id, &s.country, s.at, claim)
+                .await
+            {
+                Ok(claimed) => {
+                    self.located.insert(marker);
+                    if unusual && claimed {
+                        events.push(unusual_location(&s, &known, window, now));
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not note a key's country"),
+            }
+        }
+        if !events.is_empty()
+            && let Err(e) = self.deps.events.publish(&events).await
+        {
+            tracing::warn!(error = %e, "could not queue auth.unusual_location events");
+        }
+    }
+}
+
+fn unusual_location(
+    s: &Sighting,
+    known: &[crate::ports::CountrySighting],
+    window: Millis,
+    now: Millis,
+) -> PublishedEvent {
+    let mut usual: Vec<&str> = known
+        .iter()
+        .filter(|k| k.last_seen >= now - window)
+        .map(|k| k.country.as_str())
+        .collect();
+    usual.sort_unstable();
+    PublishedEvent {
+        event_type: "auth.unusual_location",
+        time: s.at,
+        account_id: Some(s.account_id.clone()),
+        mode: Some(s.mode),
+        target_type: "key",
+        target_id: Some(s.key_id.clone()),
+        data: serde_json::json!({
+            "key_id": s.key_id,
+            "country": s.country,
+            "usual_countries": usual,
+            "seen_at": rfc3339(s.at),
+        }),
+    }
+}
