@@ -13,12 +13,14 @@ use crate::crypto::hex;
 use crate::domain::model::{
     Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
 };
+use crate::domain::signing::strict_url::UrlForm;
 use crate::ports::{RevealStore, SigningStore, StoreError};
 
 fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreError> {
     Ok(SigningSecretRecord {
         mode: parse_tag("mode", &m.id, &m.mode, Mode::from_tag)?,
         status: parse_tag("status", &m.id, &m.status, SecretStatus::from_tag)?,
+        url_form: parse_tag("url_form", &m.id, &m.url_form, UrlForm::from_tag)?,
         id: m.id,
         account_id: m.account_id,
         name: m.name,
@@ -38,6 +40,7 @@ fn secret_to(s: &SigningSecretRecord) -> signing_secret::ActiveModel {
         current_version: Set(s.current_version),
         created_at: Set(s.created_at),
         updated_at: Set(s.updated_at),
+        url_form: Set(s.url_form.tag().to_owned()),
     }
 }
 
@@ -201,6 +204,22 @@ impl SigningStore for SqlStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(true)
+    }
+
+    async fn set_signing_secret_url_form(
+        &self,
+        id: &str,
+        form: UrlForm,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        let moved = signing_secret::Entity::update_many()
+            .col_expr(signing_secret::Column::UrlForm, Expr::value(form.tag()))
+            .col_expr(signing_secret::Column::UpdatedAt, Expr::value(now))
+            .filter(signing_secret::Column::Id.eq(id))
+            .exec(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?;
+        Ok(moved.rows_affected == 1)
     }
 }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 
 use super::{Millis, Mode};
+use crate::domain::signing::strict_url::UrlForm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretStatus {
@@ -38,6 +39,8 @@ pub struct SigningSecretRecord {
     pub current_version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The canonical form of its signed URLs; every version shares it.
+    pub url_form: UrlForm,
 }
 
 /// One version of a secret, sealed with context [`version_context`].

@@ -17,6 +17,7 @@ mod m20261201_000031_code_replays;
 mod m20261201_000032_unique_route_rules;
 mod m20261201_000033_case_insensitive_rules;
 mod m20261201_000040_integrations;
+mod m20261202_000080_signing_url_form;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000032_unique_route_rules::Migration),
             Box::new(m20261201_000033_case_insensitive_rules::Migration),
             Box::new(m20261201_000040_integrations::Migration),
+            Box::new(m20261202_000080_signing_url_form::Migration),
         ]
     }
 }
