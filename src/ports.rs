@@ -264,7 +264,7 @@ pub trait SigningStore: Send + Sync + 'static {
     async fn set_signing_secret_url_form(
         &self,
         id: &str,
-        form: crate::domain::signing::strict_url::UrlForm,
+        form: crate::domain::model::UrlForm,
         now: Millis,
     ) -> Result<bool, StoreError>;
 }

@@ -12,11 +12,11 @@ use super::convert::{self, timestamp};
 use super::state::GrpcState;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::domain::keys::KEY_ID_PREFIX;
+use crate::domain::model::UrlForm;
 use crate::domain::model::{
     Millis, Mode, SecretStatus, SecretVersionRecord, SigningSecretRecord, valid_id,
 };
 use crate::domain::reveal::RevealLink;
-use crate::domain::signing::strict_url::UrlForm;
 use crate::domain::signing::{SECRET_ID_PREFIX, SecretWithVersions, Verification, valid_secret_id};
 use crate::pb;
 use crate::pb::reveal_service_server::RevealService;

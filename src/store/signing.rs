@@ -10,10 +10,10 @@ use super::entities::{reveal, signing_secret, signing_secret_version};
 use super::map::{parse_hash, parse_tag};
 use super::{SqlStore, page};
 use crate::crypto::hex;
+use crate::domain::model::UrlForm;
 use crate::domain::model::{
     Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
 };
-use crate::domain::signing::strict_url::UrlForm;
 use crate::ports::{RevealStore, SigningStore, StoreError};
 
 fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreError> {

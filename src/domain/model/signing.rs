@@ -3,7 +3,6 @@
 use std::fmt;
 
 use super::{Millis, Mode};
-use crate::domain::signing::strict_url::UrlForm;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretStatus {
@@ -23,6 +22,37 @@ impl SecretStatus {
         match tag {
             "active" => Some(SecretStatus::Active),
             "revoked" => Some(SecretStatus::Revoked),
+            _ => None,
+        }
+    }
+}
+
+/// Which canonical form a signing secret's signed URLs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UrlForm {
+    /// The consent-flow seed's form (`domain::signing::formats::url_canonical`):
+    /// the sorted query only, with raw values. Kept for the links receivers
+    /// already check.
+    #[default]
+    Seed,
+    /// `domain::signing::strict_url::strict_url_canonical`: scheme, host,
+    /// path and the query, every component re-encoded so that no value can
+    /// pass for a boundary.
+    Strict,
+}
+
+impl UrlForm {
+    pub fn tag(self) -> &'static str {
+        match self {
+            UrlForm::Seed => "seed",
+            UrlForm::Strict => "strict",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        match tag {
+            "seed" => Some(UrlForm::Seed),
+            "strict" => Some(UrlForm::Strict),
             _ => None,
         }
     }
