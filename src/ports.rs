@@ -266,6 +266,14 @@ pub trait SigningStore: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// `false` if there is no such secret.
     async fn revoke_signing_secret(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Sets the secret's signed-URL form (all its versions); `false` if
+    /// there is no such secret.
+    async fn set_signing_secret_url_form(
+        &self,
+        id: &str,
+        form: crate::domain::model::UrlForm,
+        now: Millis,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Persistence for one-time reveal links (`domain::reveal`).

@@ -12,6 +12,7 @@ use super::convert::{self, timestamp};
 use super::state::GrpcState;
 use crate::domain::error::{Error, Result as DomainResult};
 use crate::domain::keys::KEY_ID_PREFIX;
+use crate::domain::model::UrlForm;
 use crate::domain::model::{
     Millis, Mode, SecretStatus, SecretVersionRecord, SigningSecretRecord, valid_id,
 };
@@ -56,6 +57,26 @@ fn url_in(url: &str) -> DomainResult<&str> {
     Ok(url)
 }
 
+/// `url_form` from the wire; `None` when unspecified.
+fn url_form_in(field: &'static str, v: i32) -> DomainResult<Option<UrlForm>> {
+    match pb::SignedUrlForm::try_from(v) {
+        Ok(pb::SignedUrlForm::Unspecified) => Ok(None),
+        Ok(pb::SignedUrlForm::Seed) => Ok(Some(UrlForm::Seed)),
+        Ok(pb::SignedUrlForm::Strict) => Ok(Some(UrlForm::Strict)),
+        Err(_) => Err(Error::invalid(
+            field,
+            "is not a signed-URL form (SIGNED_URL_FORM_SEED or SIGNED_URL_FORM_STRICT)",
+        )),
+    }
+}
+
+fn url_form_out(f: UrlForm) -> pb::SignedUrlForm {
+    match f {
+        UrlForm::Seed => pb::SignedUrlForm::Seed,
+        UrlForm::Strict => pb::SignedUrlForm::Strict,
+    }
+}
+
 fn mode_out(m: Mode) -> pb::Mode {
     match m {
         Mode::Test => pb::Mode::Test,
@@ -75,6 +96,7 @@ fn secret_out(s: &SigningSecretRecord, versions: &[SecretVersionRecord]) -> pb::
         }
         .into(),
         current_version: s.current_version,
+        url_form: url_form_out(s.url_form).into(),
         created_at: Some(timestamp(s.created_at)),
         versions: versions
             .iter()
@@ -131,11 +153,12 @@ impl SigningService for SigningApi {
         let mode = convert::mode_in("mode", r.mode).and_then(|m| {
             m.ok_or_else(|| Error::invalid("mode", "is required (MODE_TEST or MODE_LIVE)"))
         })?;
+        let url_form = url_form_in("url_form", r.url_form)?.unwrap_or_default();
         let issued = self
             .0
             .services
             .signing
-            .create(&account, mode, &r.name)
+            .create_as(&account, mode, &r.name, url_form)
             .await?;
         tracing::info!(secret_id = %issued.secret.secret.id, account_id = %account, "signing secret created");
         Ok(Response::new(pb::CreateSecretResponse {
@@ -215,6 +238,25 @@ impl SigningService for SigningApi {
         let id = secret_id("secret_id", &req.get_ref().secret_id)?;
         let s = self.0.services.signing.revoke(&id).await?;
         tracing::info!(secret_id = %id, "signing secret revoked");
+        Ok(Response::new(full_out(&s)))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_secret(
+        &self,
+        req: Request<pb::UpdateSecretRequest>,
+    ) -> Result<Response<pb::SigningSecret>, Status> {
+        authorize(&self.0, &req, &self.0.admin.signing_write).await?;
+        let r = req.get_ref();
+        let id = secret_id("secret_id", &r.secret_id)?;
+        let url_form = url_form_in("url_form", r.url_form)?.ok_or_else(|| {
+            Error::invalid(
+                "url_form",
+                "is required (SIGNED_URL_FORM_SEED or SIGNED_URL_FORM_STRICT)",
+            )
+        })?;
+        let s = self.0.services.signing.set_url_form(&id, url_form).await?;
+        tracing::info!(secret_id = %id, url_form = url_form.tag(), "signing secret updated");
         Ok(Response::new(full_out(&s)))
     }
 

@@ -10,6 +10,7 @@ use super::entities::{reveal, signing_secret, signing_secret_version};
 use super::map::{parse_hash, parse_tag};
 use super::{SqlStore, page};
 use crate::crypto::hex;
+use crate::domain::model::UrlForm;
 use crate::domain::model::{
     Millis, Mode, RevealRecord, SecretStatus, SecretVersionRecord, SigningSecretRecord,
 };
@@ -19,6 +20,7 @@ fn secret_from(m: signing_secret::Model) -> Result<SigningSecretRecord, StoreErr
     Ok(SigningSecretRecord {
         mode: parse_tag("mode", &m.id, &m.mode, Mode::from_tag)?,
         status: parse_tag("status", &m.id, &m.status, SecretStatus::from_tag)?,
+        url_form: parse_tag("url_form", &m.id, &m.url_form, UrlForm::from_tag)?,
         id: m.id,
         account_id: m.account_id,
         name: m.name,
@@ -38,6 +40,7 @@ fn secret_to(s: &SigningSecretRecord) -> signing_secret::ActiveModel {
         current_version: Set(s.current_version),
         created_at: Set(s.created_at),
         updated_at: Set(s.updated_at),
+        url_form: Set(s.url_form.tag().to_owned()),
     }
 }
 
@@ -201,6 +204,29 @@ impl SigningStore for SqlStore {
             .exec(&txn)
             .await
             .map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
+        Ok(true)
+    }
+
+    async fn set_signing_secret_url_form(
+        &self,
+        id: &str,
+        form: UrlForm,
+        now: Millis,
+    ) -> Result<bool, StoreError> {
+        // In a transaction of its own, so that the change's audit event
+        // (written by `commit`) lands with it or not at all.
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        let moved = signing_secret::Entity::update_many()
+            .col_expr(signing_secret::Column::UrlForm, Expr::value(form.tag()))
+            .col_expr(signing_secret::Column::UpdatedAt, Expr::value(now))
+            .filter(signing_secret::Column::Id.eq(id))
+            .exec(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if moved.rows_affected != 1 {
+            return Ok(false);
+        }
         self.commit(txn).await?;
         Ok(true)
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import importlib.util
 import json
 import subprocess
 import sys
@@ -112,6 +113,56 @@ def test_signed_urls_verify_with_stdlib_hmac(grpcurl: Grpcurl):
     mine = "https://consent.example.com/flow?" + urllib.parse.urlencode(params)
     r = grpcurl.call(f"{SIGNING}/VerifyUrl", {"secretId": secret_id, "url": mine})
     assert r.get("valid") is True, r
+
+
+def vectors_module():
+    """tests/vectors/signatures.py, whose strict canonical form is written
+    with the standard library only, independently of the Rust code."""
+    spec = importlib.util.spec_from_file_location("signature_vectors", VECTORS / "signatures.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_strict_signed_urls_per_secret(grpcurl: Grpcurl):
+    vectors = vectors_module()
+    account = grpcurl.call("latchkey.v1.AccountService/CreateAccount", {"name": "Strict Links", "plan": "PRIME"})
+    r = grpcurl.call(
+        f"{SIGNING}/CreateSecret",
+        {"accountId": account["id"], "mode": "MODE_TEST", "name": "links", "urlForm": "SIGNED_URL_FORM_STRICT"},
+    )
+    secret_id, secret = r["secretId"], r["secret"]
+    assert r["signingSecret"]["urlForm"] == "SIGNED_URL_FORM_STRICT", r
+
+    # A stdlib signer builds a strict-form URL; Latchkey verifies it.
+    base = "https://Files.Example.com/reports/q3%2Fq4.pdf"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    params = [("user", "u1"), ("next", "/cb?x=1&y=2")]
+    canonical = vectors.strict_canonical(base, params + [("timestamp", stamp)])
+    query = "&".join(vectors.pct(k) + "=" + vectors.pct(v) for k, v in params + [("timestamp", stamp)])
+    mine = f"{base}?{query}&signature={mac(secret, canonical.encode())}"
+    r = grpcurl.call(f"{SIGNING}/VerifyUrl", {"secretId": secret_id, "url": mine})
+    assert r.get("valid") is True and r["reason"] == "VALID", (r, mine)
+    for moved in (mine.replace("Files.Example.com", "evil.example.com"), mine.replace("q3%2Fq4", "q3/q4")):
+        r = grpcurl.call(f"{SIGNING}/VerifyUrl", {"secretId": secret_id, "url": moved})
+        assert not r.get("valid") and r["reason"] == "SIGNATURE_INVALID", (r, moved)
+
+    # What Latchkey signs in the strict form verifies with the stdlib.
+    unsigned = "https://files.example.com/dl?user=u1&next=%2Fcb%3Fx%3D1"
+    url = grpcurl.call(f"{SIGNING}/SignUrl", {"secretId": secret_id, "url": unsigned})["url"]
+    split = urllib.parse.urlsplit(url)
+    pairs = urllib.parse.parse_qsl(split.query, keep_blank_values=True)
+    signature = dict(pairs)["signature"]
+    expected = mac(secret, vectors.strict_canonical(f"{split.scheme}://{split.netloc}{split.path}", pairs).encode())
+    assert hmac.compare_digest(expected, signature), url
+
+    # Switched to the seed form, the strict link is refused, saying why.
+    r = grpcurl.call(f"{SIGNING}/UpdateSecret", {"secretId": secret_id, "urlForm": "SIGNED_URL_FORM_SEED"})
+    assert r["urlForm"] == "SIGNED_URL_FORM_SEED", r
+    r = grpcurl.call(f"{SIGNING}/VerifyUrl", {"secretId": secret_id, "url": mine})
+    assert not r.get("valid") and "strict form" in r["message"], r
+    _, message = grpcurl.fails(f"{SIGNING}/UpdateSecret", {"secretId": secret_id}, code="InvalidArgument")
+    assert message.startswith("url_form"), message
 
 
 def test_reveal_link_redeems_once_over_http(grpcurl: Grpcurl, server: Latchkey):

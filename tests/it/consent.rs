@@ -49,6 +49,7 @@ async fn setup(s: &TestServer) -> Setup {
             account_id: account.id.clone(),
             mode: pb::Mode::Test.into(),
             name: "consent links".into(),
+            ..Default::default()
         }))
         .await
         .unwrap()

@@ -51,11 +51,20 @@ fn webhook_header(keys: &[&str], t: i64, body: &[u8]) -> String {
 }
 
 pub async fn new_secret(s: &TestServer, account_id: &str) -> (String, String) {
+    new_secret_as(s, account_id, pb::SignedUrlForm::Unspecified).await
+}
+
+async fn new_secret_as(
+    s: &TestServer,
+    account_id: &str,
+    url_form: pb::SignedUrlForm,
+) -> (String, String) {
     let r = signing(s)
         .create_secret(s.admin(pb::CreateSecretRequest {
             account_id: account_id.into(),
             mode: pb::Mode::Test.into(),
             name: "webhooks".into(),
+            url_form: url_form.into(),
         }))
         .await
         .unwrap()
@@ -525,6 +534,206 @@ async fn signed_urls_and_rotation(backend: Backend) {
     s.stop().await;
 }
 
+// ---------------------------------------------------------------------------
+// The signed-URL form, chosen per secret (issue 10 item 5)
+
+async fn update_form(
+    s: &TestServer,
+    id: &str,
+    url_form: i32,
+) -> Result<pb::SigningSecret, tonic::Status> {
+    signing(s)
+        .update_secret(s.admin(pb::UpdateSecretRequest {
+            secret_id: id.into(),
+            url_form,
+        }))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn listed_form(s: &TestServer, account_id: &str, id: &str) -> i32 {
+    signing(s)
+        .list_secrets(s.admin(pb::ListSecretsRequest {
+            account_id: account_id.into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .secrets
+        .into_iter()
+        .find(|x| x.id == id)
+        .unwrap()
+        .url_form
+}
+
+async fn strict_signed_urls_per_secret(backend: Backend) {
+    use latchkey::ports::Clock;
+    let s = TestServer::start(backend).await;
+    let account = s.account("PRIME").await;
+    let strict_form = i32::from(pb::SignedUrlForm::Strict);
+    let seed_form = i32::from(pb::SignedUrlForm::Seed);
+    let (strict, strict_key) = new_secret_as(&s, &account.id, pb::SignedUrlForm::Strict).await;
+    let (seed, _) = new_secret(&s, &account.id).await;
+    // Unspecified at creation is the seed's form; the store keeps each.
+    assert_eq!(listed_form(&s, &account.id, &strict).await, strict_form);
+    assert_eq!(listed_form(&s, &account.id, &seed).await, seed_form);
+
+    // A strict secret signs the strict form: recomputed from its description,
+    // and a value holding `&` or `=` (refused by the seed form) is signed.
+    let unsigned = "https://files.example.com/reports/q3.pdf?user=u1&next=%2Fcb%3Fx%3D1";
+    let url = sign_url(&s, &strict, unsigned).await;
+    let ts = sigfmt::format_iso8601(s.clock.now());
+    let canonical = format!(
+        "LATCHKEY-URL-V2\nhttps\nfiles.example.com\n/reports/q3.pdf\nnext=%2Fcb%3Fx%3D1&timestamp={}&user=u1",
+        sigfmt::form_encode(&ts)
+    );
+    assert!(
+        url.ends_with(&format!(
+            "&signature={}",
+            mac_hex(&strict_key, canonical.as_bytes())
+        )),
+        "{url}"
+    );
+    assert_verdict(&verify_url(&s, &strict, &url).await, "VALID", 1);
+    // Moved to another host, path or scheme: refused under strict.
+    for moved in [
+        url.replace("files.example.com", "evil.example.com"),
+        url.replace("/reports/q3.pdf", "/reports/q4.pdf"),
+        url.replace("https://", "http://"),
+        url.replace("user=u1", "user=u2"),
+    ] {
+        assert_verdict(
+            &verify_url(&s, &strict, &moved).await,
+            "SIGNATURE_INVALID",
+            0,
+        );
+    }
+    // A relative URL cannot be signed in the strict form.
+    let e = signing(&s)
+        .sign_url(s.admin(pb::SignUrlRequest {
+            secret_id: strict.clone(),
+            url: "/reports/q3.pdf?user=u1".into(),
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().starts_with("url") && e.message().contains("absolute"),
+        "{}",
+        e.message()
+    );
+
+    // The same move passes under the seed's form, which signs the query only.
+    let seed_url = sign_url(
+        &s,
+        &seed,
+        "https://files.example.com/reports/q3.pdf?user=u1",
+    )
+    .await;
+    assert_verdict(&verify_url(&s, &seed, &seed_url).await, "VALID", 1);
+    for moved in [
+        seed_url.replace("files.example.com", "evil.example.com"),
+        seed_url.replace("/reports/q3.pdf", "/reports/q4.pdf"),
+    ] {
+        assert_verdict(&verify_url(&s, &seed, &moved).await, "VALID", 1);
+    }
+
+    // Switching the form: links of the other form are refused, saying why.
+    let switched = update_form(&s, &seed, strict_form).await.unwrap();
+    assert_eq!(switched.url_form, strict_form);
+    assert_eq!(listed_form(&s, &account.id, &seed).await, strict_form);
+    let r = verify_url(&s, &seed, &seed_url).await;
+    assert_verdict(&r, "SIGNATURE_INVALID", 0);
+    assert!(
+        r.message.contains("seed form") && r.message.contains("strict form"),
+        "{r:?}"
+    );
+    let strict_url = sign_url(
+        &s,
+        &seed,
+        "https://files.example.com/reports/q3.pdf?user=u1",
+    )
+    .await;
+    assert!(strict_url.contains("&signature="), "{strict_url}");
+    assert_ne!(strict_url, seed_url);
+    assert_verdict(&verify_url(&s, &seed, &strict_url).await, "VALID", 1);
+    assert_verdict(
+        &verify_url(
+            &s,
+            &seed,
+            &strict_url.replace("files.example.com", "evil.example.com"),
+        )
+        .await,
+        "SIGNATURE_INVALID",
+        0,
+    );
+    // All versions share the form: rotation keeps it, old links still verify.
+    s.clock.advance_secs(60);
+    rotate(&s, &seed, Some(0)).await;
+    assert_eq!(listed_form(&s, &account.id, &seed).await, strict_form);
+    assert_verdict(&verify_url(&s, &seed, &strict_url).await, "VALID", 1);
+    let v2 = sign_url(&s, &seed, "https://files.example.com/a?b=c%26d").await;
+    assert_verdict(&verify_url(&s, &seed, &v2).await, "VALID", 2);
+    // And back: the strict link is refused under the seed form, naming both.
+    let back = update_form(&s, &seed, seed_form).await.unwrap();
+    assert_eq!(back.url_form, seed_form);
+    assert_verdict(&verify_url(&s, &seed, &seed_url).await, "VALID", 1);
+    let r = verify_url(&s, &seed, &strict_url).await;
+    assert_verdict(&r, "SIGNATURE_INVALID", 0);
+    assert!(
+        r.message.contains("strict form") && r.message.contains("seed form"),
+        "{r:?}"
+    );
+    // The `&`-holding strict link fails to parse under seed, but is still named.
+    let r = verify_url(&s, &seed, &v2).await;
+    assert!(!r.valid && r.message.contains("strict form"), "{r:?}");
+
+    // Bad input names the field and changes nothing.
+    for bad in [0, 7] {
+        let e = update_form(&s, &strict, bad).await.unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{bad}");
+        assert!(e.message().starts_with("url_form"), "{}", e.message());
+    }
+    assert_eq!(listed_form(&s, &account.id, &strict).await, strict_form);
+    let e = signing(&s)
+        .create_secret(s.admin(pb::CreateSecretRequest {
+            account_id: account.id.clone(),
+            mode: pb::Mode::Test.into(),
+            name: "n".into(),
+            url_form: 9,
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(e.message().starts_with("url_form"), "{}", e.message());
+    let e = update_form(&s, "nope", strict_form).await.unwrap_err();
+    assert!(e.message().starts_with("secret_id"), "{}", e.message());
+    let e = update_form(&s, "sig_0123456789abcdef0123456789abcdef", strict_form)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound, "{}", e.message());
+    signing(&s)
+        .revoke_secret(s.admin(pb::RevokeSecretRequest {
+            secret_id: strict.clone(),
+        }))
+        .await
+        .unwrap();
+    let e = update_form(&s, &strict, seed_form).await.unwrap_err();
+    assert_eq!(e.code(), Code::FailedPrecondition, "{}", e.message());
+    // Unauthenticated callers change nothing.
+    let e = signing(&s)
+        .update_secret(pb::UpdateSecretRequest {
+            secret_id: seed.clone(),
+            url_form: strict_form,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    assert_eq!(listed_form(&s, &account.id, &seed).await, seed_form);
+    s.stop().await;
+}
+
 async fn revoked_secrets_verify_nothing(backend: Backend) {
     let s = TestServer::start(backend).await;
     let account = s.account("PRIME").await;
@@ -665,6 +874,7 @@ async fn signing_admin_permissions_and_bad_input(backend: Backend) {
             account_id: account_id.into(),
             mode: mode.into(),
             name: name.into(),
+            url_form: 0,
         });
         async move { client.create_secret(req).await.unwrap_err() }
     };
@@ -1248,6 +1458,7 @@ backend_tests!(
     concurrent_rotations_make_one_version,
     inbound_webhooks,
     signed_urls_and_rotation,
+    strict_signed_urls_per_secret,
     revoked_secrets_verify_nothing,
     secrets_are_sealed_at_rest,
     signing_admin_permissions_and_bad_input,

@@ -27,6 +27,37 @@ impl SecretStatus {
     }
 }
 
+/// Which canonical form a signing secret's signed URLs use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UrlForm {
+    /// The consent-flow seed's form (`domain::signing::formats::url_canonical`):
+    /// the sorted query only, with raw values. Kept for the links receivers
+    /// already check.
+    #[default]
+    Seed,
+    /// `domain::signing::strict_url::strict_url_canonical`: scheme, host,
+    /// path and the query, every component re-encoded so that no value can
+    /// pass for a boundary.
+    Strict,
+}
+
+impl UrlForm {
+    pub fn tag(self) -> &'static str {
+        match self {
+            UrlForm::Seed => "seed",
+            UrlForm::Strict => "strict",
+        }
+    }
+
+    pub fn from_tag(tag: &str) -> Option<Self> {
+        match tag {
+            "seed" => Some(UrlForm::Seed),
+            "strict" => Some(UrlForm::Strict),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SigningSecretRecord {
     pub id: String,
@@ -38,6 +69,8 @@ pub struct SigningSecretRecord {
     pub current_version: i64,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// The canonical form of its signed URLs; every version shares it.
+    pub url_form: UrlForm,
 }
 
 /// One version of a secret, sealed with context [`version_context`].

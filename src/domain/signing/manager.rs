@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use super::strict_url::UrlForm;
 use super::verify::Opened;
 use super::{IssuedSecret, SECRET_ID_PREFIX, SECRET_PREFIX, SecretWithVersions, SigningSettings};
 use crate::crypto::envelope::MasterKey;
@@ -124,7 +125,19 @@ impl SigningManager {
             .remove(id);
     }
 
+    /// A secret whose signed URLs use the seed's form.
     pub async fn create(&self, account_id: &str, mode: Mode, name: &str) -> Result<IssuedSecret> {
+        self.create_as(account_id, mode, name, UrlForm::Seed).await
+    }
+
+    /// A secret whose signed URLs use `url_form`.
+    pub async fn create_as(
+        &self,
+        account_id: &str,
+        mode: Mode,
+        name: &str,
+        url_form: UrlForm,
+    ) -> Result<IssuedSecret> {
         let name = validate_name("name", name)?;
         let account = match self.keys.get_account(account_id).await? {
             Some(a) if !a.is_operator => a,
@@ -151,6 +164,7 @@ impl SigningManager {
             current_version: 1,
             created_at: now,
             updated_at: now,
+            url_form,
         };
         let plaintext = Self::new_plaintext()?;
         let first = SecretVersionRecord {
@@ -273,18 +287,58 @@ impl SigningManager {
         self.get(id).await
     }
 
+    /// Changes the canonical form of the secret's signed URLs, for all its
+    /// versions: links signed in the other form stop verifying at once.
+    pub async fn set_url_form(&self, id: &str, url_form: UrlForm) -> Result<SecretWithVersions> {
+        let current = self.get(id).await?;
+        if current.secret.status == SecretStatus::Revoked {
+            return Err(Self::revoked_error(id));
+        }
+        if current.secret.url_form == url_form {
+            return Ok(current);
+        }
+        audit::record(
+            self.clock.now(),
+            Change::new("secret.url_form_set", "signing_secret", id)
+                .account(&current.secret.account_id)
+                .mode(current.secret.mode.tag())
+                .summary(serde_json::json!({ "url_form": url_form.tag() })),
+        );
+        if !self
+            .store
+            .set_signing_secret_url_form(id, url_form, self.clock.now())
+            .await?
+        {
+            return Err(Error::not_found("signing secret", id));
+        }
+        self.forget(id);
+        self.get(id).await
+    }
+
     /// The secret's versions, opened, for an operation that must not run on a
     /// revoked secret (`Ok(None)` then).
     pub(super) async fn opened(&self, id: &str) -> Result<Option<Vec<OpenVersion>>> {
+        Ok(self
+            .opened_with_form(id)
+            .await?
+            .map(|(_, versions)| versions))
+    }
+
+    /// [`Self::opened`] and the secret's signed-URL form.
+    pub(super) async fn opened_with_form(
+        &self,
+        id: &str,
+    ) -> Result<Option<(UrlForm, Vec<OpenVersion>)>> {
         let s = self.get(id).await?;
         if s.secret.status == SecretStatus::Revoked {
             return Ok(None);
         }
-        s.versions
+        let versions = s
+            .versions
             .iter()
             .map(|v| self.open(v))
-            .collect::<Result<Vec<_>>>()
-            .map(Some)
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Some((s.secret.url_form, versions)))
     }
 
     pub(super) fn revoked_error(id: &str) -> Error {

@@ -22,10 +22,11 @@ impl SigningManager {
         Ok(formats::sign_header(now.div_euclid(1000), &keys, payload))
     }
 
-    /// `url` with `timestamp` (now) and `signature` (current version) added.
+    /// `url` with `timestamp` (now) and `signature` (current version) added,
+    /// in the secret's signed-URL form.
     pub async fn sign_url(&self, id: &str, url: &str) -> Result<String> {
-        let versions = self
-            .opened(id)
+        let (form, versions) = self
+            .opened_with_form(id)
             .await?
             .ok_or_else(|| Self::revoked_error(id))?;
         let current = versions
@@ -36,7 +37,7 @@ impl SigningManager {
                     "secret {id} has no current version"
                 )))
             })?;
-        formats::sign_url(url, current.key.expose(), self.clock.now())
+        formats::sign_url_as(form, url, current.key.expose(), self.clock.now())
             .map_err(|e| Error::invalid("url", e.to_string()))
     }
 }

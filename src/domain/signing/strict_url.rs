@@ -12,34 +12,7 @@ use crate::crypto::hex;
 use crate::crypto::mac::hmac_sha256;
 use crate::domain::model::Millis;
 
-/// Which canonical form a signing secret's signed URLs use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum UrlForm {
-    /// The consent-flow seed's form ([`super::formats::url_canonical`]): the sorted query
-    /// only, with raw values. Kept for the links receivers already check.
-    #[default]
-    Seed,
-    /// [`strict_url_canonical`]: scheme, host, path and the query, every
-    /// component re-encoded so that no value can pass for a boundary.
-    Strict,
-}
-
-impl UrlForm {
-    pub fn tag(self) -> &'static str {
-        match self {
-            UrlForm::Seed => "seed",
-            UrlForm::Strict => "strict",
-        }
-    }
-
-    pub fn from_tag(tag: &str) -> Option<Self> {
-        match tag {
-            "seed" => Some(UrlForm::Seed),
-            "strict" => Some(UrlForm::Strict),
-            _ => None,
-        }
-    }
-}
+pub use crate::domain::model::UrlForm;
 
 /// The first line of every strict canonical URL: names the form and version.
 pub const STRICT_URL_SCHEME: &str = "LATCHKEY-URL-V2";

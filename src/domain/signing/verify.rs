@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::formats::{self, FormatError};
 use super::manager::OpenVersion;
+use super::strict_url::UrlForm;
 use super::{DAY, SigningManager};
 use crate::crypto::mac::hmac_sha256;
 use crate::crypto::{ct_eq, sha256};
@@ -84,6 +85,34 @@ fn format_failure(e: &FormatError) -> Verification {
         _ => VerifyReason::Malformed,
     };
     Verification::no(reason, e.to_string())
+}
+
+/// A refusal naming the form, when `url` carries a signature one of
+/// `versions` made in the form other than the secret's `form`: the link was
+/// made before the secret's form changed, or for another secret. `None`
+/// when it was not.
+fn other_form(form: UrlForm, versions: &[OpenVersion], url: &str) -> Option<Verification> {
+    let other = match form {
+        UrlForm::Seed => UrlForm::Strict,
+        UrlForm::Strict => UrlForm::Seed,
+    };
+    let sig = formats::url_signature_as(other, url).ok()?;
+    versions
+        .iter()
+        .any(|v| {
+            let expected = hmac_sha256(v.key.expose(), &[sig.canonical.as_bytes()]);
+            ct_eq(&expected, &sig.signature)
+        })
+        .then(|| {
+            Verification::no(
+                VerifyReason::Invalid,
+                format!(
+                    "the URL was signed in the {} form; this secret's signed URLs use the {} form",
+                    other.tag(),
+                    form.tag()
+                ),
+            )
+        })
 }
 
 /// A secret's opened versions as the Check path keeps them.
@@ -195,16 +224,21 @@ impl SigningManager {
 
     /// A signed URL is valid for its own validity period, under the version
     /// that was current when its timestamp was set.
+    ///
+    /// The URL is read in the secret's form ([`UrlForm`]); one signed in the
+    /// other form is refused, and the message says so.
     pub async fn verify_url(&self, id: &str, url: &str) -> Result<Verification> {
-        let Some(versions) = self.opened(id).await? else {
+        let Some((form, versions)) = self.opened_with_form(id).await? else {
             return Ok(Verification::no(
                 VerifyReason::SecretRevoked,
                 "the signing secret was revoked",
             ));
         };
-        let sig = match formats::url_signature(url) {
+        let sig = match formats::url_signature_as(form, url) {
             Ok(s) => s,
-            Err(e) => return Ok(format_failure(&e)),
+            Err(e) => {
+                return Ok(other_form(form, &versions, url).unwrap_or_else(|| format_failure(&e)));
+            }
         };
         let now = self.clock.now();
         let skew = self.settings.tolerance_secs * 1000;
@@ -231,10 +265,12 @@ impl SigningManager {
                 return Ok(Verification::ok(v.version));
             }
         }
-        Ok(Verification::no(
-            VerifyReason::Invalid,
-            "the signature does not match the URL",
-        ))
+        Ok(other_form(form, &versions, url).unwrap_or_else(|| {
+            Verification::no(
+                VerifyReason::Invalid,
+                "the signature does not match the URL",
+            )
+        }))
     }
 
     async fn opened_cached(&self, id: &str) -> Result<Arc<Opened>> {

@@ -12,6 +12,8 @@ pub struct Model {
     pub current_version: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// `seed` or `strict` (migration m20261202_000080).
+    pub url_form: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -22,6 +22,7 @@ mod m20261202_000050_audit_events;
 mod m20261202_000051_webhooks;
 mod m20261202_000060_usage_minutes;
 mod m20261202_000070_consent;
+mod m20261202_000080_signing_url_form;
 
 pub struct Migrator;
 
@@ -46,6 +47,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000051_webhooks::Migration),
             Box::new(m20261202_000060_usage_minutes::Migration),
             Box::new(m20261202_000070_consent::Migration),
+            Box::new(m20261202_000080_signing_url_form::Migration),
         ]
     }
 }
