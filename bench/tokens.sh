@@ -15,6 +15,7 @@
 #   LATCHKEY_BENCH_CHECK_RPS=250           Check requests/s per client (2 clients)
 #   LATCHKEY_BENCH_MIN_SIGN_RATIO=0.75     RS256 issuance / openssl RS256 signs
 #   LATCHKEY_BENCH_MAX_CHECK_P99_RATIO=1.5 Check p99 while minting / alone
+#   LATCHKEY_BENCH_MIN_JWT_RATIO=0.80      JWT Check req/s / health floor (-c 4 -m 16, interleaved rounds)
 #   LATCHKEY_BENCH_KEEP=0|1                keep the temp dir
 #   CARGO_TARGET_DIR                       default $HOME/.cache/latchkey-target
 #
@@ -30,6 +31,7 @@ MINT_SHAPE=${LATCHKEY_BENCH_MINT_SHAPE:--c 8 -m 4}
 CHECK_RPS=${LATCHKEY_BENCH_CHECK_RPS:-250}
 MIN_SIGN_RATIO=${LATCHKEY_BENCH_MIN_SIGN_RATIO:-0.75}
 MAX_CHECK_P99_RATIO=${LATCHKEY_BENCH_MAX_CHECK_P99_RATIO:-1.5}
+MIN_JWT_RATIO=${LATCHKEY_BENCH_MIN_JWT_RATIO:-0.80}
 
 bench_setup
 command -v openssl >/dev/null || die "openssl is needed for the signing limit"
@@ -126,15 +128,33 @@ wait "$MINT_PID" || { cat "$TMP/mint-background.out" >&2; die "background mintin
 grep -q '^status codes: [1-9][0-9]* 2xx, 0 3xx, 0 4xx, 0 5xx' "$TMP/mint-background.out" \
   || { grep 'status codes' "$TMP/mint-background.out" >&2; die "background minting: non-2xx responses"; }
 
+# JWT Check throughput beside the same server's health floor (issue 10:
+# JWT Check >= 0.80 of the floor), rounds interleaved.
+HEALTH_BODY="$TMP/health.bin"
+python3 "$HELPER" frame "$HEALTH_BODY"
+HEALTH_URL="http://$GRPC_ADDR/grpc.health.v1.Health/Check"
+JWT_SHAPE=${LATCHKEY_BENCH_JWT_SHAPE:--c 4 -m 16}
+JWT_ROUNDS=${LATCHKEY_BENCH_ROUNDS:-3}
+JWT_RATIOS=()
+for round in $(seq 1 "$JWT_ROUNDS"); do
+  log "JWT Check vs health floor, round $round of $JWT_ROUNDS: h2load $JWT_SHAPE"
+  floor=$(run "floor-$round" "$JWT_SHAPE" "$HEALTH_BODY" "$HEALTH_URL" "${GRPC_HEADERS[@]}")
+  jwt=$(run "jwt-$round" "$JWT_SHAPE" "$CHECK_BODY" "$CHECK_URL" "${GRPC_HEADERS[@]}")
+  JWT_RATIOS+=("${floor%% *} ${jwt%% *}")
+done
+
 # ---------------------------------------------------------------- report
 echo
 echo "latchkey token benchmark: $PROFILE build, ${DURATION}s per run after ${WARMUP}s warm-up," \
   "h2load and server sharing $(nproc) cores"
 python3 - "$MIN_SIGN_RATIO" "$MAX_CHECK_P99_RATIO" \
   "RS256 $LIMIT_RS256 ${MINT[RS256]}" "ES256 $LIMIT_ES256 ${MINT[ES256]}" \
-  "EdDSA $LIMIT_EDDSA ${MINT[EdDSA]}" "$CHECK_ALONE" "$CHECK_LOADED" <<'PY'
-import sys
+  "EdDSA $LIMIT_EDDSA ${MINT[EdDSA]}" "$CHECK_ALONE" "$CHECK_LOADED" "$MIN_JWT_RATIO" \
+  "${JWT_RATIOS[@]}" <<'PY'
+import statistics, sys
 min_ratio, max_p99 = float(sys.argv[1]), float(sys.argv[2])
+min_jwt = float(sys.argv[8])
+pairs = [tuple(map(float, a.split())) for a in sys.argv[9:]]
 print(f"{'issuance':10} {'tokens/s':>9} {'p99':>9} {'openssl signs/s':>16} {'ratio':>6}")
 rs_ratio = None
 for row in sys.argv[3:6]:
@@ -152,5 +172,10 @@ ok1 = rs_ratio >= min_ratio
 ok2 = p99_ratio <= max_p99
 print(f"RS256 issuance / openssl limit: {rs_ratio:.2f} (target >= {min_ratio}) {'PASS' if ok1 else 'FAIL'}")
 print(f"Check p99 while minting / alone: {p99_ratio:.2f} (target <= {max_p99}) {'PASS' if ok2 else 'FAIL'}")
-sys.exit(0 if ok1 and ok2 else 2)
+jwt_ratios = [j / f for f, j in pairs if f]
+jwt_ratio = statistics.median(jwt_ratios)
+ok3 = jwt_ratio >= min_jwt
+print(f"JWT Check req/s / health floor: {jwt_ratio:.2f} (target >= {min_jwt}) {'PASS' if ok3 else 'FAIL'}"
+      f"   rounds: {' '.join(f'{r:.2f}' for r in jwt_ratios)}; floor {statistics.median(f for f, _ in pairs):.0f} req/s")
+sys.exit(0 if ok1 and ok2 and ok3 else 2)
 PY
