@@ -487,6 +487,13 @@ async fn explain_says_when_the_cache_is_stale(backend: Backend) {
     assert!(cache.detail.contains("stale"), "{}", cache.detail);
     // Explain fixed nothing either: it only looks.
     assert!(s.check_perm(&secret, "feedback.read").await.allowed);
+    // What an operator then does -- revoke it again through the API --
+    // repairs the stale entry, although the stored key is revoked already.
+    revoke(&s, &key.id).await;
+    assert!(
+        !s.check_perm(&secret, "feedback.read").await.allowed,
+        "a repeated revocation must drop the cached key"
+    );
 
     // A revocation through the API invalidates the cache: no difference.
     let (other, other_secret) = s.simple_key("PRIME", &["feedback.read"]).await;

@@ -114,6 +114,10 @@ impl KeyManager {
     pub async fn revoke(&self, id: &str) -> Result<KeyRecord> {
         let key = self.get(id).await?;
         if key.status == StoredKeyStatus::Revoked {
+            // Nothing to write, but a cache that missed the change (a lost
+            // notification, a write behind its back) still allows the key:
+            // repeating the revocation is how an operator repairs that.
+            self.resolver.invalidate_key(&key.key_hash);
             return Ok(key);
         }
         self.set_status(key, StoredKeyStatus::Revoked, "key.revoked")
@@ -123,7 +127,11 @@ impl KeyManager {
     pub async fn suspend(&self, id: &str) -> Result<KeyRecord> {
         let key = self.get(id).await?;
         match key.status {
-            StoredKeyStatus::Suspended => Ok(key),
+            StoredKeyStatus::Suspended => {
+                // As for a repeated revocation: drop what the cache holds.
+                self.resolver.invalidate_key(&key.key_hash);
+                Ok(key)
+            }
             StoredKeyStatus::Revoked => Err(Error::FailedPrecondition(
                 "a revoked key cannot be suspended".to_owned(),
             )),
