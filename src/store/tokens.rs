@@ -131,16 +131,29 @@ impl SqlStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        self.revoke_refresh_in(&txn, filter, now).await?;
+        self.commit(txn).await
+    }
+
+    /// Revokes the matching refresh tokens and their live access tokens
+    /// inside `txn`, and tells every replica to drop its verified tokens
+    /// when `txn` commits.
+    async fn revoke_refresh_in(
+        &self,
+        txn: &sea_orm::DatabaseTransaction,
+        filter: sea_orm::Condition,
+        now: Millis,
+    ) -> Result<(), StoreError> {
         let rows = refresh_token::Entity::find()
             .filter(filter.clone())
-            .all(&txn)
+            .all(txn)
             .await
             .map_err(|e| self.fail(e))?;
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
             .filter(filter)
             .filter(refresh_token::Column::RevokedAt.is_null())
-            .exec(&txn)
+            .exec(txn)
             .await
             .map_err(|e| self.fail(e))?;
         let revoked: Vec<revoked_token::ActiveModel> = rows
@@ -154,12 +167,11 @@ impl SqlStore {
         if !revoked.is_empty() {
             revoked_token::Entity::insert_many(revoked)
                 .on_conflict_do_nothing_on([revoked_token::Column::Jti])
-                .exec(&txn)
+                .exec(txn)
                 .await
                 .map_err(|e| self.fail(e))?;
         }
-        self.notify(&txn, INVALIDATE_ALL).await?;
-        self.commit(txn).await
+        self.notify(txn, INVALIDATE_ALL).await
     }
 }
 
@@ -271,8 +283,13 @@ impl TokenStore for SqlStore {
         if deleted.rows_affected == 0 {
             return Ok(false);
         }
+        // The client and the tokens it holds go together: a crash between
+        // two commits would leave its refresh tokens redeemable by nobody
+        // yet its access tokens unrevoked.
+        let holder =
+            sea_orm::Condition::all().add(refresh_token::Column::HolderId.eq(client_id.to_owned()));
+        self.revoke_refresh_in(&txn, holder, now).await?;
         self.commit(txn).await?;
-        self.revoke_holder(client_id, now).await?;
         Ok(true)
     }
 
