@@ -140,10 +140,22 @@ impl SqlStore {
 
     /// Runs the migrations. On PostgreSQL, under the start-up lock (see
     /// [`SqlStore::startup_lock`]) when the caller holds it.
+    ///
+    /// On PostgreSQL all pending migrations run in one transaction without
+    /// the statement timeout: an index built over a big table is not a hung
+    /// statement, and a migration cut short leaves the schema as it was.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        migration::Migrator::up(&self.db, None)
+        if !self.is_postgres() {
+            return migration::Migrator::up(&self.db, None)
+                .await
+                .map_err(map_err);
+        }
+        let txn = self.db.begin().await.map_err(map_err)?;
+        txn.execute_unprepared("SET LOCAL statement_timeout = 0")
             .await
-            .map_err(map_err)
+            .map_err(map_err)?;
+        migration::Migrator::up(&txn, None).await.map_err(map_err)?;
+        txn.commit().await.map_err(map_err)
     }
 
     /// Fills in `store_ids` of these accounts with one query.

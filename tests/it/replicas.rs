@@ -84,6 +84,42 @@ async fn route_rules_reach_other_replicas() {
     b.stop().await;
 }
 
+/// Migrations are not held to the statement timeout: a migration waiting
+/// for a lock (or building an index over a big table) is not a hung query.
+/// Another session holds the migrations table for longer than the timeout;
+/// migrating waits for it instead of failing start-up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_outlast_the_statement_timeout() {
+    use latchkey::crypto::secret::Secret;
+    use latchkey::store::{SqlStore, StoreOptions};
+    use sea_orm::{ConnectionTrait, Database, TransactionTrait};
+    use std::time::Duration;
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let options = StoreOptions {
+        statement_timeout: Duration::from_millis(100),
+        ..StoreOptions::default()
+    };
+    let store = SqlStore::connect_with(&Secret::new(db.url.clone()), options)
+        .await
+        .unwrap();
+    store.migrate().await.unwrap();
+    let holder = Database::connect(&db.url).await.unwrap();
+    let txn = holder.begin().await.unwrap();
+    txn.execute_unprepared("LOCK TABLE seaql_migrations IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        txn.commit().await.unwrap();
+    });
+    let migrated = store.migrate().await;
+    release.await.unwrap();
+    migrated.expect("migrations wait for the lock instead of timing out");
+    holder.close().await.unwrap();
+    db.drop_database().await;
+}
+
 /// Three replicas started at the same moment on an empty database: each
 /// comes up (migrations and first-start writes take turns under the
 /// start-up lock), and the bootstrap rows exist once.
