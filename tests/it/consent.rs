@@ -172,6 +172,7 @@ backend_tests!(
     flow_configs_are_stored_and_checked,
     a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does,
     strict_secrets_sign_the_link_for_the_configured_public_url,
+    client_links_are_written_with_the_client_and_checked_on_update,
 );
 
 async fn a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does(backend: Backend) {
@@ -603,5 +604,143 @@ async fn strict_secrets_sign_the_link_for_the_configured_public_url(backend: Bac
     .await;
     assert_eq!(token.status, 200, "{}", token.body);
     refused(&get(&s, &url, "en").await, 410, "already used");
+    s.stop().await;
+}
+
+/// A new signing secret of `account_id` in `mode`: its id.
+async fn secret_of(s: &TestServer, account_id: &str, mode: pb::Mode) -> String {
+    signing_api(s)
+        .create_secret(s.admin(pb::CreateSecretRequest {
+            account_id: account_id.to_owned(),
+            mode: mode.into(),
+            name: "other".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret_id
+}
+
+async fn client_events(s: &TestServer, account_id: &str) -> Vec<pb::AuditEvent> {
+    pb::audit_service_client::AuditServiceClient::new(s.channel.clone())
+        .list_events(s.admin(pb::ListEventsRequest {
+            account_id: account_id.to_owned(),
+            action_prefix: "client.".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn client_links_are_written_with_the_client_and_checked_on_update(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let setup = setup(&s).await;
+    let get_client = || async {
+        tokens_api(&s)
+            .get_client(s.admin(pb::GetClientRequest {
+                client_id: setup.client_id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let client = get_client().await;
+    assert_eq!(client.signing_secret_id, setup.secret_id);
+    // One write: the creation's own event carries the link.
+    let events = client_events(&s, &client.account_id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].action, "client.created");
+    let summary: serde_json::Value = serde_json::from_str(&events[0].summary).unwrap();
+    assert_eq!(summary["signing_secret_id"], setup.secret_id.as_str());
+
+    // UpdateClient changes only the link; a bad one is refused, naming
+    // the field, and changes nothing.
+    let live = s.live_account("PRIME").await;
+    let other_account = secret_of(&s, &live.id, pb::Mode::Test).await;
+    let own = secret_of(&s, &client.account_id, pb::Mode::Test).await;
+    let revoked = secret_of(&s, &client.account_id, pb::Mode::Test).await;
+    signing_api(&s)
+        .revoke_secret(s.admin(pb::RevokeSecretRequest {
+            secret_id: revoked.clone(),
+        }))
+        .await
+        .unwrap();
+    let live_client = tokens_api(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            account_id: live.id.clone(),
+            mode: pb::Mode::Live.into(),
+            name: "Live app".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            grant_types: vec!["authorization_code".into()],
+            scopes: vec!["feedback.read".into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .client
+        .unwrap();
+    for (client_id, bad, why) in [
+        (&setup.client_id, "sig_nope".to_owned(), "malformed"),
+        (
+            &setup.client_id,
+            "sig_0193d2b8c5a07c3e9b1f4a2d6e8c0b11".to_owned(),
+            "unknown",
+        ),
+        (&setup.client_id, other_account.clone(), "another account's"),
+        (&setup.client_id, revoked.clone(), "revoked"),
+        (
+            &live_client.client_id,
+            other_account.clone(),
+            "another mode's",
+        ),
+    ] {
+        let e = tokens_api(&s)
+            .update_client(s.admin(pb::UpdateClientRequest {
+                client_id: client_id.clone(),
+                signing_secret_id: Some(bad),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{why}: {e:?}");
+        assert!(
+            e.message().starts_with("signing_secret_id:"),
+            "{why}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(get_client().await.signing_secret_id, setup.secret_id);
+    assert_eq!(client_events(&s, &client.account_id).await.len(), 1);
+    // Nothing asked for, nothing changed.
+    let same = tokens_api(&s)
+        .update_client(s.admin(pb::UpdateClientRequest {
+            client_id: setup.client_id.clone(),
+            signing_secret_id: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same, client);
+
+    // A good one is linked, with its event in the same transaction.
+    let linked = tokens_api(&s)
+        .update_client(s.admin(pb::UpdateClientRequest {
+            client_id: setup.client_id.clone(),
+            signing_secret_id: Some(own.clone()),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(linked.signing_secret_id, own);
+    assert_eq!(get_client().await.signing_secret_id, own);
+    let events = client_events(&s, &client.account_id).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].action, "client.signing_secret_set");
+    assert_eq!(events[0].target_id, setup.client_id);
+    let summary: serde_json::Value = serde_json::from_str(&events[0].summary).unwrap();
+    assert_eq!(summary["signing_secret_id"], own.as_str());
     s.stop().await;
 }
