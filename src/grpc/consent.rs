@@ -1,6 +1,5 @@
 //! `latchkey.v1.ConsentService`: flow configurations (named branding of an
-//! account's consent pages); and the check of the signing secret a client
-//! signs its consent links with (`TokenService` Create/UpdateClient).
+//! account's consent pages).
 
 use std::sync::Arc;
 
@@ -11,9 +10,6 @@ use super::auth::authorize;
 use super::convert::{self, timestamp};
 use super::state::GrpcState;
 use crate::domain::consent::{FLOW_CONFIG_ID_PREFIX, FlowConfigFields, FlowConfigRecord};
-use crate::domain::error::{Error, Result as DomainResult};
-use crate::domain::model::{Mode, SecretStatus};
-use crate::domain::signing::valid_secret_id;
 use crate::pb;
 use crate::pb::consent_service_server::ConsentService;
 
@@ -32,49 +28,6 @@ fn out(r: &FlowConfigRecord) -> pb::FlowConfig {
         created_at: Some(timestamp(r.created_at)),
         updated_at: Some(timestamp(r.updated_at)),
     }
-}
-
-/// The signing secret `id` may sign consent links of a client of
-/// `account_id` in `mode`: it exists, is that account's, in that mode, and
-/// not revoked. `""` = none.
-pub(super) async fn client_signing_secret(
-    state: &GrpcState,
-    account_id: &str,
-    mode: Mode,
-    id: &str,
-) -> DomainResult<Option<String>> {
-    if id.is_empty() {
-        return Ok(None);
-    }
-    if !valid_secret_id(id) {
-        return Err(Error::invalid(
-            "signing_secret_id",
-            "is not a signing secret id (sig_…)",
-        ));
-    }
-    let secret = match state.services.signing.get(id).await {
-        Ok(s) => s.secret,
-        Err(Error::NotFound { .. }) => {
-            return Err(Error::invalid(
-                "signing_secret_id",
-                "no such signing secret",
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    if secret.account_id != account_id || secret.mode != mode {
-        return Err(Error::invalid(
-            "signing_secret_id",
-            "the signing secret belongs to another account or mode than the client",
-        ));
-    }
-    if secret.status == SecretStatus::Revoked {
-        return Err(Error::invalid(
-            "signing_secret_id",
-            "the signing secret was revoked",
-        ));
-    }
-    Ok(Some(secret.id))
 }
 
 #[tonic::async_trait]

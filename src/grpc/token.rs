@@ -56,11 +56,15 @@ impl TokenService for TokenApi {
         let r = req.get_ref();
         let account_id = convert::account_id("account_id", &r.account_id)?;
         let mode = convert::required_mode("mode", r.mode)?;
-        // Checked before the client exists, so that a bad one changes nothing.
-        let signing_secret_id =
-            super::consent::client_signing_secret(&self.0, &account_id, mode, &r.signing_secret_id)
-                .await?;
-        let (mut client, secret) = self
+        // Checked before the client exists, so that a bad one changes
+        // nothing; then the client is written once, with its link.
+        let signing_secret_id = self
+            .0
+            .services
+            .signing
+            .for_client(&account_id, mode, &r.signing_secret_id)
+            .await?;
+        let (client, secret) = self
             .0
             .tokens
             .create_client(
@@ -70,16 +74,9 @@ impl TokenService for TokenApi {
                 &r.redirect_uris,
                 &r.grant_types,
                 &r.scopes,
+                signing_secret_id,
             )
             .await?;
-        if let Some(id) = signing_secret_id {
-            self.0
-                .services
-                .consent
-                .set_client_signing_secret(&client.client_id, Some(&id))
-                .await?;
-            client.signing_secret_id = Some(id);
-        }
         tracing::info!(client_id = %client.client_id, account_id = %client.account_id, "OAuth2 client created");
         let (client_secret, reveal) = if r.reveal_link {
             let link = self
@@ -146,13 +143,16 @@ impl TokenService for TokenApi {
         let r = req.get_ref();
         let mut client = self.0.tokens.get_client(&r.client_id).await?;
         if let Some(id) = &r.signing_secret_id {
-            let id =
-                super::consent::client_signing_secret(&self.0, &client.account_id, client.mode, id)
-                    .await?;
+            let id = self
+                .0
+                .services
+                .signing
+                .for_client(&client.account_id, client.mode, id)
+                .await?;
             self.0
                 .services
                 .consent
-                .set_client_signing_secret(&client.client_id, id.as_deref())
+                .set_client_signing_secret(&client, id.as_deref())
                 .await?;
             client.signing_secret_id = id;
         }

@@ -1,7 +1,9 @@
 //! `ConsentStore` for `SqlStore`.
 
 use async_trait::async_trait;
-use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, TransactionTrait, sea_query::Expr,
+};
 
 use super::entities::{consent_link_use, flow_config, oauth_client};
 use super::{SqlStore, map_err, page};
@@ -158,15 +160,22 @@ impl ConsentStore for SqlStore {
         client_id: &str,
         secret_id: Option<&str>,
     ) -> Result<bool, StoreError> {
+        // The change and its staged audit event in one transaction.
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let result = oauth_client::Entity::update_many()
             .col_expr(
                 oauth_client::Column::SigningSecretId,
                 Expr::value(secret_id.map(str::to_owned)),
             )
             .filter(oauth_client::Column::ClientId.eq(client_id.to_owned()))
-            .exec(&self.db)
+            .exec(&txn)
             .await
-            .map_err(map_err)?;
-        Ok(result.rows_affected == 1)
+            .map_err(|e| self.fail(e))?;
+        if result.rows_affected != 1 {
+            // Nothing changed: no audit event either.
+            return Ok(false);
+        }
+        self.commit(txn).await?;
+        Ok(true)
     }
 }

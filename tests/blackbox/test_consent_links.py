@@ -24,6 +24,7 @@ import pytest
 import requests
 from conftest import Grpcurl, Latchkey
 from test_oauth import REDIRECT_URI, OAuthServer, verifier
+from test_signatures import vectors_module
 
 SIGNING = "latchkey.v1.SigningService"
 TOKENS = "latchkey.v1.TokenService"
@@ -53,12 +54,18 @@ class Integrator:
     """An account with a signing secret, a client linked to it and a flow
     configuration; makes signed links for `redirect_uri`."""
 
-    def __init__(self, oauth: OAuthServer, redirect_uri: str = REDIRECT_URI, flow: dict | None = None):
+    def __init__(
+        self,
+        oauth: OAuthServer,
+        redirect_uri: str = REDIRECT_URI,
+        flow: dict | None = None,
+        url_form: str = "SIGNED_URL_FORM_SEED",
+    ):
         self.oauth = oauth
         g = oauth.grpcurl
         created = g.call(
             f"{SIGNING}/CreateSecret",
-            {"accountId": oauth.account_id, "mode": "MODE_TEST", "name": "consent links"},
+            {"accountId": oauth.account_id, "mode": "MODE_TEST", "name": "consent links", "urlForm": url_form},
         )
         self.secret_id, self.secret = created["secretId"], created["secret"]
         r = g.call(
@@ -186,6 +193,55 @@ def test_a_link_signed_with_hmac_and_hashlib_consents_once_and_its_code_works(oa
     assert_page(get(url, "de"), 410, "bereits verwendet")
     again = post(oauth, {**fields, "decision": "allow"})
     assert_page(again, 410, "already used")
+
+
+def test_a_strict_form_secret_signs_the_absolute_link_and_its_code_works(oauth: OAuthServer):
+    """A strict-form secret (`LATCHKEY-URL-V2`) signs scheme, host and path
+    too: the link is signed as `<issuer>/oauth2/consent?…`, the issuer
+    being the base the OAuth2 metadata names. Signed here with the stdlib
+    reference of the strict form (tests/vectors/signatures.py)."""
+    vectors = vectors_module()
+    it = Integrator(oauth, url_form="SIGNED_URL_FORM_STRICT")
+    code_verifier = verifier()
+
+    def strict_link(base: str, path: str = "/oauth2/consent", **over: str) -> str:
+        params = list(it.params(code_verifier, **over).items())
+        canonical = vectors.strict_canonical(base + path, params)
+        signature = hmac.new(it.secret.encode(), canonical.encode(), hashlib.sha256).hexdigest()
+        query = "&".join(vectors.pct(k) + "=" + vectors.pct(v) for k, v in params)
+        return oauth.url("/oauth2/consent?") + query + "&signature=" + signature
+
+    issuer = oauth.issuer
+    # `&` and `=` in a value: the strict form signs them unambiguously.
+    url = strict_link(issuer, state="st-42&next=/home")
+
+    # Signed for another host (the same server under another name), another
+    # path, changed after signing, or in the seed form: refused, no redirect.
+    other_host = issuer.replace("127.0.0.1", "localhost")
+    assert other_host != issuer, issuer
+    assert_page(get(strict_link(other_host), "en"), 403, "changed after it was signed")
+    assert_page(get(strict_link(issuer, "/oauth2/authorize"), "en"), 403, "changed after it was signed")
+    assert_page(get(url.replace("uid=merchant-7", "uid=admin"), "en"), 403, "changed after it was signed")
+    assert_page(get(it.link(code_verifier), "en"), 403, "changed after it was signed")
+
+    page = get(url, "en")
+    assert_page(page, 200, "Allow", "merchant-7")
+    posted = post(oauth, {**form_fields(page.text), "decision": "allow"})
+    assert posted.status_code == 302, f"{posted.status_code}: {posted.text[:2000]}"
+    got = {k: v[0] for k, v in parse_qs(urlsplit(posted.headers["Location"]).query).items()}
+    assert got.get("state") == "st-42&next=/home" and got.get("code"), got
+    tokens = oauth.token(
+        {
+            "grant_type": "authorization_code",
+            "code": got["code"],
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": code_verifier,
+        },
+        auth=(it.client_id, it.client_secret),
+    )
+    assert tokens.status_code == 200, tokens.text
+    oauth.verify(tokens.json()["access_token"], scopes=SCOPES.split(), sub="merchant-7", client_id=it.client_id)
+    assert_page(get(url, "en"), 410, "already used")
 
 
 def test_deny_on_a_signed_link_redirects_with_access_denied(oauth: OAuthServer):

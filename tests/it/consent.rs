@@ -4,7 +4,7 @@
 //! tampered with; and the pages in the user's language.
 
 use latchkey::crypto::{hex, mac::hmac_sha256};
-use latchkey::domain::signing::formats::format_iso8601;
+use latchkey::domain::signing::formats::{format_iso8601, strict_url_canonical};
 use latchkey::pb;
 use latchkey::ports::Clock;
 use tonic::Code;
@@ -43,13 +43,18 @@ struct Setup {
 }
 
 async fn setup(s: &TestServer) -> Setup {
+    setup_as(s, pb::SignedUrlForm::Unspecified).await
+}
+
+/// As [`setup`], with a signing secret in `url_form`.
+async fn setup_as(s: &TestServer, url_form: pb::SignedUrlForm) -> Setup {
     let account = s.account("PRIME").await;
     let created = signing_api(s)
         .create_secret(s.admin(pb::CreateSecretRequest {
             account_id: account.id.clone(),
             mode: pb::Mode::Test.into(),
             name: "consent links".into(),
-            ..Default::default()
+            url_form: url_form.into(),
         }))
         .await
         .unwrap()
@@ -166,6 +171,8 @@ backend_tests!(
     links_expire_after_30_days_and_survive_a_rotation,
     flow_configs_are_stored_and_checked,
     a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does,
+    strict_secrets_sign_the_link_for_the_configured_public_url,
+    client_links_are_written_with_the_client_and_checked_on_update,
 );
 
 async fn a_link_without_a_challenge_needs_no_verifier_and_authorize_still_does(backend: Backend) {
@@ -496,5 +503,244 @@ async fn flow_configs_are_stored_and_checked(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(anon.code(), Code::Unauthenticated);
+    s.stop().await;
+}
+
+/// The public base the strict-form tests configure as `tokens.issuer`:
+/// not the address the test connects to.
+const PUBLIC: &str = "https://auth.example.com";
+
+/// A strict-form link (`LATCHKEY-URL-V2`) for `base` + `path`, signed with
+/// `key`; returned as the path and query the test requests.
+fn strict_link(key: &str, base: &str, path: &str, params: &[(&str, &str)]) -> String {
+    let query = form(params);
+    let canonical = strict_url_canonical(&format!("{base}{path}?{query}")).unwrap();
+    let signature = hex(&hmac_sha256(key.as_bytes(), &[canonical.as_bytes()]));
+    format!("/oauth2/consent?{query}&signature={signature}")
+}
+
+async fn strict_secrets_sign_the_link_for_the_configured_public_url(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| c.tokens.issuer = Some(format!("{PUBLIC}/"))).await;
+    let setup = setup_as(&s, pb::SignedUrlForm::Strict).await;
+    let now = format_iso8601(s.clock.now());
+    let mut good = params(&setup, &now);
+    // The strict form signs values with `&` and `=` unambiguously.
+    good[2] = ("state", "s-1&next=/home");
+    let url = strict_link(&setup.secret, PUBLIC, "/oauth2/consent", &good);
+
+    // Signed for somewhere else: the request's own host, another public
+    // host, another path, or changed after signing.
+    let own_host = format!("http://{}", s.running().http_addr);
+    for (bad, why) in [
+        (
+            strict_link(&setup.secret, &own_host, "/oauth2/consent", &good),
+            "the Host the request came to",
+        ),
+        (
+            strict_link(
+                &setup.secret,
+                "https://evil.example",
+                "/oauth2/consent",
+                &good,
+            ),
+            "another host",
+        ),
+        (
+            strict_link(&setup.secret, PUBLIC, "/oauth2/authorize", &good),
+            "another path",
+        ),
+        (
+            url.replace("uid=merchant-7", "uid=admin"),
+            "a changed parameter",
+        ),
+    ] {
+        let page = get(&s, &bad, "en").await;
+        assert_eq!(page.status, 403, "{why}: {}", page.body);
+        refused(&page, 403, "changed after it was signed");
+    }
+    // The seed form's signature is not the strict secret's.
+    let seed: Vec<_> = params(&setup, &now);
+    refused(
+        &get(&s, &link(&setup.secret, &seed), "en").await,
+        403,
+        "changed after it was signed",
+    );
+
+    // The valid link: its page, the POSTed decision (verified again), the
+    // code, the token.
+    let page = get(&s, &url, "en").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    let allowed = decide(&s, &page, "allow").await;
+    assert_eq!(allowed.status, 302, "{}", allowed.body);
+    let location = allowed.header("location");
+    assert!(
+        location.starts_with(&format!("{REDIRECT}?code=")),
+        "{location}"
+    );
+    let back: std::collections::HashMap<String, String> =
+        form_urlencoded::parse(location.split_once('?').unwrap().1.as_bytes())
+            .into_owned()
+            .collect();
+    assert_eq!(back["state"], "s-1&next=/home");
+    let code = location
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("code="))
+        .unwrap();
+    let token = http(
+        s.running().http_addr,
+        "POST",
+        "/oauth2/token",
+        &[(
+            "Authorization",
+            &crate::tokens::basic(&setup.client_id, &setup.client_secret),
+        )],
+        &form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", VERIFIER),
+        ]),
+    )
+    .await;
+    assert_eq!(token.status, 200, "{}", token.body);
+    refused(&get(&s, &url, "en").await, 410, "already used");
+    s.stop().await;
+}
+
+/// A new signing secret of `account_id` in `mode`: its id.
+async fn secret_of(s: &TestServer, account_id: &str, mode: pb::Mode) -> String {
+    signing_api(s)
+        .create_secret(s.admin(pb::CreateSecretRequest {
+            account_id: account_id.to_owned(),
+            mode: mode.into(),
+            name: "other".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .secret_id
+}
+
+async fn client_events(s: &TestServer, account_id: &str) -> Vec<pb::AuditEvent> {
+    pb::audit_service_client::AuditServiceClient::new(s.channel.clone())
+        .list_events(s.admin(pb::ListEventsRequest {
+            account_id: account_id.to_owned(),
+            action_prefix: "client.".into(),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .events
+}
+
+async fn client_links_are_written_with_the_client_and_checked_on_update(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let setup = setup(&s).await;
+    let get_client = || async {
+        tokens_api(&s)
+            .get_client(s.admin(pb::GetClientRequest {
+                client_id: setup.client_id.clone(),
+            }))
+            .await
+            .unwrap()
+            .into_inner()
+    };
+    let client = get_client().await;
+    assert_eq!(client.signing_secret_id, setup.secret_id);
+    // One write: the creation's own event carries the link.
+    let events = client_events(&s, &client.account_id).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].action, "client.created");
+    let summary: serde_json::Value = serde_json::from_str(&events[0].summary).unwrap();
+    assert_eq!(summary["signing_secret_id"], setup.secret_id.as_str());
+
+    // UpdateClient changes only the link; a bad one is refused, naming
+    // the field, and changes nothing.
+    let live = s.live_account("PRIME").await;
+    let other_account = secret_of(&s, &live.id, pb::Mode::Test).await;
+    let own = secret_of(&s, &client.account_id, pb::Mode::Test).await;
+    let revoked = secret_of(&s, &client.account_id, pb::Mode::Test).await;
+    signing_api(&s)
+        .revoke_secret(s.admin(pb::RevokeSecretRequest {
+            secret_id: revoked.clone(),
+        }))
+        .await
+        .unwrap();
+    let live_client = tokens_api(&s)
+        .create_client(s.admin(pb::CreateClientRequest {
+            account_id: live.id.clone(),
+            mode: pb::Mode::Live.into(),
+            name: "Live app".into(),
+            redirect_uris: vec![REDIRECT.into()],
+            grant_types: vec!["authorization_code".into()],
+            scopes: vec!["feedback.read".into()],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner()
+        .client
+        .unwrap();
+    for (client_id, bad, why) in [
+        (&setup.client_id, "sig_nope".to_owned(), "malformed"),
+        (
+            &setup.client_id,
+            "sig_0193d2b8c5a07c3e9b1f4a2d6e8c0b11".to_owned(),
+            "unknown",
+        ),
+        (&setup.client_id, other_account.clone(), "another account's"),
+        (&setup.client_id, revoked.clone(), "revoked"),
+        (
+            &live_client.client_id,
+            other_account.clone(),
+            "another mode's",
+        ),
+    ] {
+        let e = tokens_api(&s)
+            .update_client(s.admin(pb::UpdateClientRequest {
+                client_id: client_id.clone(),
+                signing_secret_id: Some(bad),
+            }))
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), Code::InvalidArgument, "{why}: {e:?}");
+        assert!(
+            e.message().starts_with("signing_secret_id:"),
+            "{why}: {}",
+            e.message()
+        );
+    }
+    assert_eq!(get_client().await.signing_secret_id, setup.secret_id);
+    assert_eq!(client_events(&s, &client.account_id).await.len(), 1);
+    // Nothing asked for, nothing changed.
+    let same = tokens_api(&s)
+        .update_client(s.admin(pb::UpdateClientRequest {
+            client_id: setup.client_id.clone(),
+            signing_secret_id: None,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(same, client);
+
+    // A good one is linked, with its event in the same transaction.
+    let linked = tokens_api(&s)
+        .update_client(s.admin(pb::UpdateClientRequest {
+            client_id: setup.client_id.clone(),
+            signing_secret_id: Some(own.clone()),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(linked.signing_secret_id, own);
+    assert_eq!(get_client().await.signing_secret_id, own);
+    let events = client_events(&s, &client.account_id).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0].action, "client.signing_secret_set");
+    assert_eq!(events[0].target_id, setup.client_id);
+    let summary: serde_json::Value = serde_json::from_str(&events[0].summary).unwrap();
+    assert_eq!(summary["signing_secret_id"], own.as_str());
     s.stop().await;
 }

@@ -15,7 +15,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::common::{TestDb, TestServer, eventually, reason};
 use crate::throwaway::ThrowawayPg;
-use crate::tokens::{basic, client, form, http};
+use crate::tokens::{REDIRECT, basic, client, code_flow, consent, form, http, pkce};
 
 async fn serving(s: &TestServer) -> bool {
     HealthClient::new(s.channel.clone())
@@ -56,6 +56,37 @@ async fn an_outage_is_answered_fast_and_as_unavailable() {
     assert_eq!(status, 200, "{body}");
     let token: serde_json::Value = serde_json::from_str(&body).unwrap();
     let access = token["access_token"].as_str().unwrap().to_owned();
+    // A code not yet redeemed, and a refresh token: the other two grants.
+    let (verifier, challenge) = pkce();
+    let code = consent(
+        &s,
+        &[
+            ("response_type", "code"),
+            ("client_id", c.client_id.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("scope", "chat.read"),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ],
+        "allow",
+    )
+    .await["code"]
+        .clone();
+    let code_grant = form(&[
+        ("grant_type", "authorization_code"),
+        ("code", &code),
+        ("redirect_uri", REDIRECT),
+        ("code_verifier", &verifier),
+    ]);
+    let pair = code_flow(&s, &c.client_id, &secret).await;
+    assert_eq!(pair.status, 200, "{}", pair.body);
+    let refresh_grant = form(&[
+        ("grant_type", "refresh_token"),
+        (
+            "refresh_token",
+            pair.json()["refresh_token"].as_str().unwrap(),
+        ),
+    ]);
     s.keys()
         .list_keys(s.admin(pb::ListKeysRequest::default()))
         .await
@@ -97,10 +128,13 @@ async fn an_outage_is_answered_fast_and_as_unavailable() {
         .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
 
-    // No token is minted from the cached client; introspection and
-    // revocation cannot answer either: 503 with Retry-After, fast.
+    // No token is minted from the cached client, by any grant;
+    // introspection and revocation cannot answer either: 503 with
+    // Retry-After, fast.
     for (path, body) in [
         ("/oauth2/token", grant.clone()),
+        ("/oauth2/token", code_grant.clone()),
+        ("/oauth2/token", refresh_grant.clone()),
         ("/oauth2/introspect", form(&[("token", &access)])),
         ("/oauth2/revoke", form(&[("token", &access)])),
     ] {
@@ -128,6 +162,11 @@ async fn an_outage_is_answered_fast_and_as_unavailable() {
     assert!(s.check_perm(&cold, "feedback.read").await.allowed);
     let (status, _, body) = oauth(&s, "/oauth2/token", &auth, &grant).await;
     assert_eq!(status, 200, "{body}");
+    // The 503s used nothing up: the code and the refresh token still work.
+    for grant in [&code_grant, &refresh_grant] {
+        let (status, _, body) = oauth(&s, "/oauth2/token", &auth, grant).await;
+        assert_eq!(status, 200, "{body}");
+    }
     s.stop_keep_db().await;
 }
 

@@ -94,7 +94,7 @@ fn tokens(
     pb::token_service_client::TokenServiceClient::new(s.channel.clone())
 }
 
-const REDIRECT: &str = "https://app.example.com/callback";
+pub const REDIRECT: &str = "https://app.example.com/callback";
 
 /// The JWK Set, as `TokenService/GetJwks` returns it.
 async fn jwks(s: &TestServer) -> serde_json::Value {
@@ -307,7 +307,7 @@ async fn token_endpoint_errors_follow_rfc_6749(backend: Backend) {
 }
 
 /// GET the consent page, POST the decision, return the redirect's query.
-async fn consent(
+pub async fn consent(
     s: &TestServer,
     query: &[(&str, &str)],
     decision: &str,
@@ -362,14 +362,14 @@ async fn consent(
     form_urlencoded::parse(q.as_bytes()).into_owned().collect()
 }
 
-fn pkce() -> (String, String) {
+pub fn pkce() -> (String, String) {
     let verifier = B64.encode([7u8; 48]);
     let challenge = B64.encode(latchkey::crypto::sha256(verifier.as_bytes()));
     (verifier, challenge)
 }
 
 /// Consent as alice for `chat.read`, then trade the code: the token response.
-async fn code_flow(s: &TestServer, client_id: &str, client_secret: &str) -> Http {
+pub async fn code_flow(s: &TestServer, client_id: &str, client_secret: &str) -> Http {
     let (verifier, challenge) = pkce();
     let back = consent(
         s,

@@ -9,9 +9,10 @@
 
 use std::sync::Arc;
 
+use crate::domain::audit::{self, Change};
 use crate::domain::error::{Error, Result};
 pub use crate::domain::model::FlowConfigRecord;
-use crate::domain::model::{Millis, new_id, valid_id};
+use crate::domain::model::{ClientRecord, Millis, new_id, valid_id};
 use crate::ports::{Clock, ConsentStore, Store, StoreError};
 
 pub const FLOW_CONFIG_ID_PREFIX: &str = "fc";
@@ -301,19 +302,27 @@ impl ConsentManager {
             .await?)
     }
 
-    /// Links `client_id` to the signing secret of its consent links (`None`
-    /// unlinks); the caller has checked the secret belongs to its account.
+    /// Links `client` to the signing secret of its consent links (`None`
+    /// unlinks; the caller has checked it with `SigningManager::for_client`),
+    /// with its `client.signing_secret_set` event in the same transaction.
     pub async fn set_client_signing_secret(
         &self,
-        client_id: &str,
+        client: &ClientRecord,
         secret_id: Option<&str>,
     ) -> Result<()> {
+        audit::record(
+            self.clock.now(),
+            Change::new("client.signing_secret_set", "client", &client.client_id)
+                .account(&client.account_id)
+                .mode(client.mode.tag())
+                .summary(serde_json::json!({ "signing_secret_id": secret_id })),
+        );
         if !self
             .store
-            .set_client_signing_secret(client_id, secret_id)
+            .set_client_signing_secret(&client.client_id, secret_id)
             .await?
         {
-            return Err(Error::not_found("client", client_id));
+            return Err(Error::not_found("client", &client.client_id));
         }
         Ok(())
     }

@@ -345,6 +345,41 @@ impl SigningManager {
         Error::FailedPrecondition(format!("signing secret `{id}` is revoked"))
     }
 
+    /// The signing secret `id` may sign the consent links of a client of
+    /// `account_id` in `mode`: it exists, is that account's, in that mode,
+    /// and not revoked. `""` = none. Every refusal names `signing_secret_id`.
+    pub async fn for_client(
+        &self,
+        account_id: &str,
+        mode: Mode,
+        id: &str,
+    ) -> Result<Option<String>> {
+        const FIELD: &str = "signing_secret_id";
+        if id.is_empty() {
+            return Ok(None);
+        }
+        if !super::valid_secret_id(id) {
+            return Err(Error::invalid(FIELD, "is not a signing secret id (sig_…)"));
+        }
+        let secret = match self.get(id).await {
+            Ok(s) => s.secret,
+            Err(Error::NotFound { .. }) => {
+                return Err(Error::invalid(FIELD, "no such signing secret"));
+            }
+            Err(e) => return Err(e),
+        };
+        if secret.account_id != account_id || secret.mode != mode {
+            return Err(Error::invalid(
+                FIELD,
+                "the signing secret belongs to another account or mode than the client",
+            ));
+        }
+        if secret.status == SecretStatus::Revoked {
+            return Err(Error::invalid(FIELD, "the signing secret was revoked"));
+        }
+        Ok(Some(secret.id))
+    }
+
     /// Marks a key "requests must be signed" with this secret (`None` clears it).
     pub async fn require_signed_requests(
         &self,

@@ -110,6 +110,11 @@ pub(super) struct ClientEntry {
 }
 
 impl TokenManager {
+    /// Registers a client in one write, with the signing secret of its
+    /// consent links (`signing_secret_id`, checked by the caller with
+    /// `SigningManager::for_client`) already on the record and in the
+    /// `client.created` event: no failure leaves a client without its link.
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_client(
         &self,
         account_id: &str,
@@ -118,6 +123,7 @@ impl TokenManager {
         redirect_uris: &[String],
         grant_types: &[String],
         scopes: &[String],
+        signing_secret_id: Option<String>,
     ) -> Result<(ClientRecord, Secret<String>)> {
         let name = validate_name("name", name)?;
         let account = match self.store.get_account(account_id).await? {
@@ -177,7 +183,7 @@ impl TokenManager {
             grant_types: grants,
             scopes,
             created_at: self.clock.now(),
-            signing_secret_id: None,
+            signing_secret_id,
         };
         audit::record(
             client.created_at,
@@ -189,6 +195,7 @@ impl TokenManager {
                     "redirect_uris": client.redirect_uris,
                     "grant_types": client.grant_types,
                     "scopes": client.scopes,
+                    "signing_secret_id": client.signing_secret_id,
                 })),
         );
         self.tokens.insert_client(&client).await?;

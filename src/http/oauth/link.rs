@@ -8,6 +8,14 @@
 //! stands in for the login header: the platform vouches that `uid` is the
 //! user. The form posts the link back, where it is verified again; a link
 //! is decided on once.
+//!
+//! A secret in the strict form (`LATCHKEY-URL-V2`) signs scheme, host and
+//! path too, so its links are verified as the absolute URL they point at:
+//! the configured public base (`tokens.issuer`, the base every OAuth2
+//! endpoint in the metadata has) + `/oauth2/consent` + the query as sent.
+//! The request's own `Host` header never enters it: a link signed for
+//! another host or path does not verify here. The seed form signs only
+//! the query, so the same URL serves both.
 
 use std::sync::Arc;
 
@@ -45,6 +53,12 @@ fn link_subject(link: &Link) -> String {
         crate::crypto::hex(&link.signature),
         link.uid
     )
+}
+
+/// The URL a consent link with query `raw` was signed as: the configured
+/// public base (`tokens.issuer`), never the request's `Host`.
+fn link_url(s: &HttpState, raw: &str) -> String {
+    format!("{}/oauth2/consent?{raw}", s.tokens.settings().issuer)
 }
 
 /// Checks a signed consent link, `raw` being its query as sent. `Err` is
@@ -88,7 +102,7 @@ async fn open_link(s: &HttpState, headers: &HeaderMap, raw: &str) -> Result<Link
     let verification = match s
         .services
         .signing
-        .verify_url(secret_id, &format!("/oauth2/consent?{raw}"))
+        .verify_url(secret_id, &link_url(s, raw))
         .await
     {
         Ok(v) => v,
