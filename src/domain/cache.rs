@@ -37,6 +37,20 @@ impl Hasher for DigestHasher {
     fn write_usize(&mut self, _: usize) {}
 }
 
+/// How a decision may use this process's caches: Check reads and fills
+/// them; Explain (issue 14 item 3) reads the store alone, and then what the
+/// caches hold, to compare, filling none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheUse {
+    /// Check: read the caches, fill them on a miss.
+    Fill,
+    /// Explain: the store only; no cache is read or filled.
+    Bypass,
+    /// Explain's comparison: what the caches hold now, the store where they
+    /// hold nothing; nothing is filled.
+    Peek,
+}
+
 type Shard<V> = HashMap<[u8; 32], (V, Instant), BuildHasherDefault<DigestHasher>>;
 
 pub struct DigestCache<V> {

@@ -88,7 +88,7 @@ pub fn basic(id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")))
 }
 
-fn tokens(
+pub fn tokens(
     s: &TestServer,
 ) -> pb::token_service_client::TokenServiceClient<tonic::transport::Channel> {
     pb::token_service_client::TokenServiceClient::new(s.channel.clone())
@@ -97,7 +97,7 @@ fn tokens(
 pub const REDIRECT: &str = "https://app.example.com/callback";
 
 /// The JWK Set, as `TokenService/GetJwks` returns it.
-async fn jwks(s: &TestServer) -> serde_json::Value {
+pub async fn jwks(s: &TestServer) -> serde_json::Value {
     let text = tokens(s)
         .get_jwks(pb::GetJwksRequest {})
         .await
@@ -108,7 +108,7 @@ async fn jwks(s: &TestServer) -> serde_json::Value {
 }
 
 /// A client-credentials token with all the client's scopes, over gRPC.
-async fn issue(s: &TestServer, client_id: &str, client_secret: &str) -> String {
+pub async fn issue(s: &TestServer, client_id: &str, client_secret: &str) -> String {
     tokens(s)
         .issue_token(pb::IssueTokenRequest {
             client_id: client_id.to_owned(),
@@ -145,12 +145,12 @@ pub async fn client(s: &TestServer) -> (pb::Client, String) {
     (r.client.unwrap(), r.client_secret)
 }
 
-fn claims(token: &str) -> serde_json::Value {
+pub fn claims(token: &str) -> serde_json::Value {
     let part = token.split('.').nth(1).unwrap();
     serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
 }
 
-fn header(token: &str) -> serde_json::Value {
+pub fn header(token: &str) -> serde_json::Value {
     let part = token.split('.').next().unwrap();
     serde_json::from_slice(&B64.decode(part).unwrap()).unwrap()
 }
@@ -621,7 +621,7 @@ async fn authorize_errors_redirect_or_stay_on_the_page(backend: Backend) {
 }
 
 /// A JWT with this header and these claims, signed by `sign`.
-fn forge(header: serde_json::Value, claims: &serde_json::Value, sig: &[u8]) -> String {
+pub fn forge(header: serde_json::Value, claims: &serde_json::Value, sig: &[u8]) -> String {
     format!(
         "{}.{}.{}",
         B64.encode(header.to_string()),
@@ -1483,7 +1483,7 @@ async fn a_client_deleted_on_another_replica_gets_no_token() {
 /// The server's active signing key, opened from the store with the test
 /// database's master key, after rotating to an EdDSA key (whose PKCS#8 is
 /// what `jsonwebtoken` takes as it is).
-async fn server_eddsa_key(s: &TestServer) -> (String, jsonwebtoken::EncodingKey) {
+pub async fn server_eddsa_key(s: &TestServer) -> (String, jsonwebtoken::EncodingKey) {
     let key = tokens(s)
         .rotate_signing_key(s.admin(pb::RotateSigningKeyRequest {
             algorithm: "EdDSA".into(),

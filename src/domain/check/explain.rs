@@ -4,7 +4,7 @@
 //! from its cache differs. The steps are the pipeline's own (`trace`), not
 //! a copy of them.
 
-use super::trace::{Recorder, Source};
+use super::trace::Recorder;
 use super::*;
 
 #[derive(Debug)]
@@ -17,16 +17,18 @@ pub struct Explanation {
     pub cache: CacheView,
 }
 
-/// What Check would answer from this replica's shared key cache.
+/// What Check would answer from this replica's caches.
 #[derive(Debug)]
 pub enum CacheView {
-    /// The cache holds nothing for the credential: Check would read the
-    /// store, as Explain did.
+    /// The caches hold nothing for the credential, or nothing that changes
+    /// the answer: Check would answer as Explain did.
     Absent,
     /// No cache entry is involved (why).
     NotApplicable(&'static str),
-    /// The cache holds an entry (or remembers the hash as unknown): the
-    /// decision Check would make from it, by the same steps.
+    /// The key cache holds an entry (or remembers the hash as unknown), or
+    /// the verified-token cache holds the token, or a cache behind them (a
+    /// signing secret's versions, the signing keys, a client) holds what
+    /// changes the answer: the decision Check would make, by the same steps.
     Held {
         reason: Reason,
         steps: Vec<StepReport>,
@@ -43,19 +45,25 @@ impl CacheView {
 impl Checker {
     /// Explains the decision for `input` (plus `extra` permissions, all of
     /// which must be granted): read-only, from the store. Nothing is
-    /// written or consumed, so asking changes no answer.
+    /// written, consumed or cached, so asking changes no answer.
     pub async fn explain(&self, input: CheckInput<'_>, extra: &[Permission<'_>]) -> Explanation {
-        let mut fresh = Recorder::new(Source::Store);
+        let mut fresh = Recorder::new(CacheUse::Bypass);
         let decision = self.run(input, extra, &mut fresh).await;
-        let cache = match self.cache_entry(input.credential) {
+        let cache = match self.cache_holds(input.credential) {
             Err(why) => CacheView::NotApplicable(why),
-            Ok(None) => CacheView::Absent,
-            Ok(Some(entry)) => {
-                let mut held = Recorder::new(Source::Held(entry));
+            Ok(holds) => {
+                // The same steps from what the caches hold (the key or the
+                // verified token, and the signing secrets, signing keys and
+                // clients behind them); where they hold nothing, the store.
+                let mut held = Recorder::new(CacheUse::Peek);
                 let cached = self.run(input, extra, &mut held).await;
-                CacheView::Held {
-                    reason: cached.reason,
-                    steps: held.finish(),
+                if holds || cached.reason != decision.reason {
+                    CacheView::Held {
+                        reason: cached.reason,
+                        steps: held.finish(),
+                    }
+                } else {
+                    CacheView::Absent
                 }
             }
         };
@@ -66,17 +74,18 @@ impl Checker {
         }
     }
 
-    /// The shared cache's entry for an API key credential: `Ok(None)` = none.
-    #[allow(clippy::type_complexity)]
-    fn cache_entry(
-        &self,
-        credential: &str,
-    ) -> Result<Option<Option<Arc<ResolvedKey>>>, &'static str> {
+    /// Does the credential's own cache (the shared key cache, or the
+    /// verified-token cache) hold an entry for it?
+    fn cache_holds(&self, credential: &str) -> Result<bool, &'static str> {
         match Credential::classify(credential) {
-            Credential::ApiKey(key) if keyfmt::parse(key, &self.key_prefix).is_ok() => {
-                Ok(self.resolver.cached(&crypto::sha256(key.as_bytes())))
-            }
-            Credential::Jwt(_) => Err("a JWT access token: verified per token, not by key cache"),
+            Credential::ApiKey(key) if keyfmt::parse(key, &self.key_prefix).is_ok() => Ok(self
+                .resolver
+                .cached(&crypto::sha256(key.as_bytes()))
+                .is_some()),
+            Credential::Jwt(token) => match &self.tokens {
+                Some(tokens) => Ok(tokens.holds_verified(token)),
+                None => Err("a JWT access token, and this server verifies none"),
+            },
             _ => Err("the credential is refused before any cache is read"),
         }
     }

@@ -13,6 +13,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use super::cache::CacheUse;
 use super::credential::Credential;
 use super::keys::KeyManager;
 use super::limits::{KeyLimits, Quota, Space, counts_as_failure};
@@ -42,7 +43,7 @@ pub use explain::{CacheView, Explanation};
 pub use input::{CheckInput, Decision, RequestFacts};
 pub use request::feed_path_allowed;
 pub use trace::{Outcome, Step, StepReport};
-use trace::{Source, Trace, Untraced};
+use trace::{Trace, Untraced};
 
 /// Last-used times are kept to this resolution (milliseconds).
 const USAGE_RESOLUTION_MS: i64 = 1000;
@@ -250,10 +251,14 @@ impl Checker {
                         "the decision could not be made; denied",
                     );
                 };
-                match tokens.authenticate(token).await {
+                let cache = trace.cache_use();
+                match tokens.authenticate(token, cache).await {
                     Ok(principal) => {
                         trace.step(Step::Credential, Outcome::Passed, || {
-                            "a JWT access token: signature, claims and revocation verified".into()
+                            format!(
+                                "a JWT access token: signature, claims and revocation verified ({})",
+                                token_source(cache)
+                            )
                         });
                         trace.step(Step::Lookup, Outcome::Passed, || {
                             format!(
@@ -267,7 +272,9 @@ impl Checker {
                         principal
                     }
                     Err(d) => {
-                        trace.step(Step::Credential, Outcome::Failed, || d.message.clone());
+                        trace.step(Step::Credential, Outcome::Failed, || {
+                            format!("{} ({})", d.message, token_source(cache))
+                        });
                         return Decision {
                             reason: d.reason,
                             key: d.principal,
@@ -308,13 +315,19 @@ impl Checker {
             format!("API key {masked}: format and checksum valid")
         });
         let hash = crypto::sha256(credential.as_bytes());
-        let (found, from) = match trace.source() {
-            Source::Cache => (self.resolver.resolve(&hash).await, "the cache or the store"),
-            Source::Store => (
+        let (found, from) = match trace.cache_use() {
+            CacheUse::Fill => (self.resolver.resolve(&hash).await, "the cache or the store"),
+            CacheUse::Bypass => (
                 self.resolver.resolve_uncached(&hash).await,
                 "the store (no cache)",
             ),
-            Source::Held(entry) => (Ok(entry), "the shared cache"),
+            CacheUse::Peek => match self.resolver.cached(&hash) {
+                Some(entry) => (Ok(entry), "the shared cache"),
+                None => (
+                    self.resolver.resolve_uncached(&hash).await,
+                    "the store (nothing cached)",
+                ),
+            },
         };
         let key = match found {
             Ok(Some(key)) => key,
@@ -378,5 +391,16 @@ impl Checker {
             detail
         });
         Ok(key)
+    }
+}
+
+/// Where a JWT's verification read what it needed, for a detail.
+fn token_source(cache: CacheUse) -> &'static str {
+    match cache {
+        CacheUse::Fill => "the verified-token cache or the store",
+        CacheUse::Bypass => {
+            "signing keys, revocation, key and client read from the store, no cache"
+        }
+        CacheUse::Peek => "as this replica's caches hold it",
     }
 }

@@ -52,9 +52,10 @@ impl Checker {
             });
             return None;
         };
-        let denied = |trace: &mut T, reason, message: Cow<'static, str>| {
+        // `from`: where the secret's versions were read, when they were.
+        let denied = |trace: &mut T, reason, message: Cow<'static, str>, from: &str| {
             trace.step(Step::Signature, Outcome::Failed, || {
-                format!("{message} (signing secret {secret_id})")
+                format!("{message} (signing secret {secret_id}{from})")
             });
             Some(Decision::deny_key(reason, key, message))
         };
@@ -66,6 +67,7 @@ impl Checker {
                     "the key's requests must be signed over their body, which forward auth never \
                      receives; send them through Envoy's ext_authz with the request body",
                 ),
+                "",
             );
         }
         let (Some(signing), Some(request)) = (self.signing.as_ref(), request) else {
@@ -75,6 +77,7 @@ impl Checker {
                 Cow::Borrowed(
                     "the key requires signed requests; no request details were given to verify",
                 ),
+                "",
             );
         };
         let body = request
@@ -87,23 +90,31 @@ impl Checker {
                 request.method,
                 request.path,
                 &body,
+                trace.cache_use(),
             )
             .await;
+        let from = secret_source(trace.cache_use());
         match verified {
             Ok(v) => match v.reason {
                 VerifyReason::Valid => {
                     trace.step(Step::Signature, Outcome::Passed, || {
                         format!(
-                            "{} {} signed by a current version of signing secret {secret_id}",
+                            "{} {} signed by version {} of signing secret {secret_id}{from}",
                             request.method,
-                            without_query(request.path)
+                            without_query(request.path),
+                            v.version.unwrap_or_default(),
                         )
                     });
                     None
                 }
-                VerifyReason::Missing => denied(trace, Reason::SignatureMissing, v.message.into()),
-                VerifyReason::Expired => denied(trace, Reason::SignatureExpired, v.message.into()),
-                _ => denied(trace, Reason::SignatureInvalid, v.message.into()),
+                // Decided before any version is read.
+                VerifyReason::Missing => {
+                    denied(trace, Reason::SignatureMissing, v.message.into(), "")
+                }
+                VerifyReason::Expired => {
+                    denied(trace, Reason::SignatureExpired, v.message.into(), from)
+                }
+                _ => denied(trace, Reason::SignatureInvalid, v.message.into(), from),
             },
             Err(e) => {
                 tracing::error!(error = %e, key_id = %record.id, "request signature check failed; denying");
@@ -111,9 +122,19 @@ impl Checker {
                     trace,
                     Reason::InternalError,
                     Cow::Borrowed("the decision could not be made; denied"),
+                    ", which could not be read: the server log has the cause",
                 )
             }
         }
+    }
+}
+
+/// Where the signing secret's versions were read, for a detail.
+fn secret_source(cache: CacheUse) -> &'static str {
+    match cache {
+        CacheUse::Fill => "",
+        CacheUse::Bypass => ", versions read from the store",
+        CacheUse::Peek => ", versions as this replica's cache holds them",
     }
 }
 

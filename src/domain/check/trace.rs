@@ -5,14 +5,13 @@
 //! detail closure (no allocation, nothing to branch on at run time: the
 //! dry-run switch is an associated constant); Explain runs the very same
 //! steps with a [`Recorder`], which keeps each step's outcome and what it
-//! looked at, reads the key from the store (or from the cache entry under
-//! comparison) and writes nothing: no usage, no rate-limit or
-//! failed-authentication count, no automatic suspension.
+//! looked at, reads keys, tokens and signing secrets from the store (or,
+//! for the comparison, from what the caches hold) and writes nothing: no
+//! usage, no rate-limit or failed-authentication count, no automatic
+//! suspension, no cache entry.
 
-use std::sync::Arc;
-
+use crate::domain::cache::CacheUse;
 use crate::domain::model::Millis;
-use crate::domain::resolver::ResolvedKey;
 
 /// The decision's steps, in the order they run (DESIGN.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -97,22 +96,12 @@ pub struct StepReport {
     pub detail: String,
 }
 
-/// Where the pipeline takes the key from.
-pub(super) enum Source {
-    /// The resolver: its caches, then the store (Check).
-    Cache,
-    /// The store, bypassing every cache (Explain).
-    Store,
-    /// This entry, as the shared cache holds it (`None`: remembered as
-    /// unknown): what Check would answer from it.
-    Held(Option<Arc<ResolvedKey>>),
-}
-
 pub(super) trait Trace: Send {
     /// Explain: read, never write or consume anything.
     const DRY_RUN: bool;
     fn step(&mut self, step: Step, outcome: Outcome, detail: impl FnOnce() -> String);
-    fn source(&mut self) -> Source;
+    /// How the run reads keys, tokens and signing secrets.
+    fn cache_use(&self) -> CacheUse;
 }
 
 /// Check: no reporting at all.
@@ -125,22 +114,23 @@ impl Trace for Untraced {
     fn step(&mut self, _: Step, _: Outcome, _: impl FnOnce() -> String) {}
 
     #[inline(always)]
-    fn source(&mut self) -> Source {
-        Source::Cache
+    fn cache_use(&self) -> CacheUse {
+        CacheUse::Fill
     }
 }
 
 /// Explain: keeps every report.
 pub(super) struct Recorder {
     steps: Vec<StepReport>,
-    source: Option<Source>,
+    /// `Bypass` (the store as it is now) or `Peek` (what the caches hold).
+    cache: CacheUse,
 }
 
 impl Recorder {
-    pub(super) fn new(source: Source) -> Self {
+    pub(super) fn new(cache: CacheUse) -> Self {
         Self {
             steps: Vec::with_capacity(Step::ALL.len() + 2),
-            source: Some(source),
+            cache,
         }
     }
 
@@ -190,8 +180,8 @@ impl Trace for Recorder {
         });
     }
 
-    fn source(&mut self) -> Source {
-        self.source.take().unwrap_or(Source::Store)
+    fn cache_use(&self) -> CacheUse {
+        self.cache
     }
 }
 
@@ -234,7 +224,7 @@ mod tests {
 
     #[test]
     fn unreached_steps_are_listed_skipped_in_order() {
-        let mut r = Recorder::new(Source::Store);
+        let mut r = Recorder::new(CacheUse::Bypass);
         r.step(Step::FailureBudget, Outcome::Skipped, || "none".into());
         r.step(Step::Credential, Outcome::Passed, || "ok".into());
         r.step(Step::Lookup, Outcome::Failed, || "no such key".into());

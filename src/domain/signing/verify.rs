@@ -11,6 +11,7 @@ use super::strict_url::UrlForm;
 use super::{DAY, SigningManager};
 use crate::crypto::mac::hmac_sha256;
 use crate::crypto::{ct_eq, sha256};
+use crate::domain::cache::CacheUse;
 use crate::domain::error::Result;
 use crate::domain::model::SecretStatus;
 
@@ -273,13 +274,17 @@ impl SigningManager {
         }))
     }
 
-    async fn opened_cached(&self, id: &str) -> Result<Arc<Opened>> {
+    /// The secret's versions as the Check path keeps them: from its cache
+    /// (filled on a miss, for `Fill`; only read, for `Peek`), or, for
+    /// `Bypass`, straight from the store with the cache untouched.
+    async fn opened_for_check(&self, id: &str, cache: CacheUse) -> Result<Arc<Opened>> {
         let now = Instant::now();
-        if let Some((at, opened)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(id)
+        if cache != CacheUse::Bypass
+            && let Some((at, opened)) = self
+                .cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(id)
             && now.duration_since(*at) < VERIFIER_CACHE_TTL
         {
             return Ok(opened.clone());
@@ -293,16 +298,19 @@ impl SigningManager {
                 .map(|v| self.open(v))
                 .collect::<Result<Vec<_>>>()?,
         });
-        self.cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(id.to_owned(), (now, opened.clone()));
+        if cache == CacheUse::Fill {
+            self.cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(id.to_owned(), (now, opened.clone()));
+        }
         Ok(opened)
     }
 
     /// A signed request, for Check: `header` over the canonical request of
     /// (`method`, `path_and_query`, `body_sha256`) under an active version of
-    /// `secret_id`. An error means the decision could not be made.
+    /// `secret_id`, its versions read as `cache` says (Explain: `Bypass`,
+    /// then `Peek`). An error means the decision could not be made.
     pub async fn verify_request(
         &self,
         secret_id: &str,
@@ -310,6 +318,7 @@ impl SigningManager {
         method: &str,
         path_and_query: &str,
         body_sha256: &[u8; 32],
+        cache: CacheUse,
     ) -> Result<Verification> {
         let Some(header) = header.filter(|h| !h.trim().is_empty()) else {
             return Ok(Verification::no(
@@ -320,7 +329,7 @@ impl SigningManager {
                 ),
             ));
         };
-        let opened = self.opened_cached(secret_id).await?;
+        let opened = self.opened_for_check(secret_id, cache).await?;
         if opened.revoked {
             return Ok(Verification::no(
                 VerifyReason::Invalid,

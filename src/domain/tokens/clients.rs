@@ -10,6 +10,7 @@ use crate::crypto::secret::Secret;
 use crate::crypto::{self, ct_eq};
 use crate::domain::accounts::validate_name;
 use crate::domain::audit::{self, Change};
+use crate::domain::cache::CacheUse;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{ClientRecord, GRANT_TYPES, LiveStatus, Mode, new_id, valid_id};
 use crate::domain::permissions::Scope;
@@ -252,7 +253,10 @@ impl TokenManager {
         if !valid_id(client_id, CLIENT_ID_PREFIX) {
             return Err(unknown());
         }
-        let client = self.client(client_id).await?.ok_or_else(unknown)?;
+        let client = self
+            .client(client_id, CacheUse::Fill)
+            .await?
+            .ok_or_else(unknown)?;
         if !ct_eq(&crypto::sha256(secret.as_bytes()), &client.secret_hash) {
             return Err(unknown());
         }
@@ -264,10 +268,12 @@ impl TokenManager {
     pub(super) async fn client(
         &self,
         client_id: &str,
+        cache: CacheUse,
     ) -> std::result::Result<Option<ClientRecord>, StoreError> {
         let epoch = self.resolver.epoch();
         let slot = crypto::sha256(client_id.as_bytes());
-        if let Some(hit) = self.clients.get(&slot)
+        if cache != CacheUse::Bypass
+            && let Some(hit) = self.clients.get(&slot)
             && hit.epoch == epoch
         {
             return Ok(Some(hit.client.clone()));
@@ -275,6 +281,9 @@ impl TokenManager {
         let Some(client) = self.tokens.get_client(client_id).await? else {
             return Ok(None);
         };
+        if cache != CacheUse::Fill {
+            return Ok(Some(client));
+        }
         self.clients.insert(
             slot,
             Arc::new(ClientEntry {

@@ -3,6 +3,7 @@
 use super::OAuthError;
 use super::TokenManager;
 use crate::crypto::{self, jwt};
+use crate::domain::cache::CacheUse;
 use crate::domain::model::ClientRecord;
 use crate::domain::reason::Reason;
 
@@ -32,12 +33,12 @@ impl TokenManager {
         let undecided = |d: &super::verify::TokenDenial| d.reason == Reason::InternalError;
         let now = self.clock.now();
         if jwt::looks_like_jwt(token) {
-            let claims = match self.verify_claims(token, now).await {
+            let claims = match self.verify_claims(token, now, CacheUse::Fill).await {
                 Ok(claims) => claims,
                 Err(d) if undecided(&d) => return Err(OAuthError::TemporarilyUnavailable),
                 Err(_) => return Ok(None),
             };
-            match self.principal_for(&claims, now).await {
+            match self.principal_for(&claims, now, CacheUse::Fill).await {
                 Ok(_) => {}
                 Err(d) if undecided(&d) => return Err(OAuthError::TemporarilyUnavailable),
                 Err(_) => return Ok(None),
@@ -90,7 +91,7 @@ impl TokenManager {
         let now = self.clock.now();
         if jwt::looks_like_jwt(token) {
             // Signature checked, expiry not: revoking an expired token is harmless.
-            let Ok(claims) = self.verify_signature(token) else {
+            let Ok(claims) = self.verify_signature(token, &self.keyring.current().verifiers) else {
                 return Ok(());
             };
             if client.is_some_and(|c| c.client_id != claims.client_id) {

@@ -66,45 +66,22 @@ impl Keyring {
         now: Millis,
         settings: &TokenSettings,
     ) -> Result<KeyringState> {
-        let keep_ms = keep_retired_ms(settings);
-        // What every token a key signed must say; built into each key's
-        // validation once, not per token.
-        let expected = Expected {
-            issuer: settings.issuer.clone(),
-            audience: settings.audience.clone(),
-        };
-        let bad = |kid: &str, e: &dyn std::fmt::Display| {
-            Error::internal("loading a signing key", format!("{kid}: {e}"))
-        };
+        let verifiers = Self::verifiers(records, previous, now, settings)?;
         let mut active = None;
-        let mut verifiers = Vec::new();
-        for r in records {
+        for r in records.iter().filter(|r| r.retired_at.is_none()) {
             let alg = Algorithm::from_name(&r.algorithm)
-                .ok_or_else(|| bad(&r.kid, &"unknown algorithm"))?;
-            if r.retired_at.is_some_and(|at| at + keep_ms <= now) {
+                .ok_or_else(|| bad_key(&r.kid, &"unknown algorithm"))?;
+            if let Some(p) = previous.filter(|p| p.active.kid == r.kid) {
+                active = Some(p.active.clone());
                 continue;
             }
-            let known = previous.and_then(|p| p.verifiers.iter().find(|v| v.kid == r.kid));
-            verifiers.push(match known {
-                Some(v) => v.clone(),
-                None => Arc::new(
-                    VerifyingKey::new(alg, r.kid.clone(), &r.public_key, &expected)
-                        .map_err(|e| bad(&r.kid, &e))?,
-                ),
-            });
-            if r.retired_at.is_none() {
-                if let Some(p) = previous.filter(|p| p.active.kid == r.kid) {
-                    active = Some(p.active.clone());
-                    continue;
-                }
-                let der = master
-                    .open(&r.private_sealed, seal_context(&r.kid).as_bytes())
-                    .map_err(|e| bad(&r.kid, &e))?;
-                active = Some(Arc::new(
-                    SigningKey::from_pkcs8(alg, r.kid.clone(), &der)
-                        .map_err(|e| bad(&r.kid, &e))?,
-                ));
-            }
+            let der = master
+                .open(&r.private_sealed, seal_context(&r.kid).as_bytes())
+                .map_err(|e| bad_key(&r.kid, &e))?;
+            active = Some(Arc::new(
+                SigningKey::from_pkcs8(alg, r.kid.clone(), &der)
+                    .map_err(|e| bad_key(&r.kid, &e))?,
+            ));
         }
         let active = active
             .ok_or_else(|| Error::internal("loading the signing keys", "no active signing key"))?;
@@ -114,6 +91,40 @@ impl Keyring {
             verifiers,
             jwks,
         })
+    }
+
+    /// The public keys a still-valid token may name: every key not retired
+    /// for longer than a token lives. Those `previous` holds are reused.
+    fn verifiers(
+        records: &[SigningKeyRecord],
+        previous: Option<&KeyringState>,
+        now: Millis,
+        settings: &TokenSettings,
+    ) -> Result<Vec<Arc<VerifyingKey>>> {
+        let keep_ms = keep_retired_ms(settings);
+        // What every token a key signed must say; built into each key's
+        // validation once, not per token.
+        let expected = Expected {
+            issuer: settings.issuer.clone(),
+            audience: settings.audience.clone(),
+        };
+        let mut verifiers = Vec::new();
+        for r in records {
+            let alg = Algorithm::from_name(&r.algorithm)
+                .ok_or_else(|| bad_key(&r.kid, &"unknown algorithm"))?;
+            if r.retired_at.is_some_and(|at| at + keep_ms <= now) {
+                continue;
+            }
+            let known = previous.and_then(|p| p.verifiers.iter().find(|v| v.kid == r.kid));
+            verifiers.push(match known {
+                Some(v) => v.clone(),
+                None => Arc::new(
+                    VerifyingKey::new(alg, r.kid.clone(), &r.public_key, &expected)
+                        .map_err(|e| bad_key(&r.kid, &e))?,
+                ),
+            });
+        }
+        Ok(verifiers)
     }
 
     pub(super) fn current(&self) -> Arc<KeyringState> {
@@ -144,6 +155,10 @@ impl Keyring {
         *last = Some(now);
         true
     }
+}
+
+fn bad_key(kid: &str, e: &dyn std::fmt::Display) -> Error {
+    Error::internal("loading a signing key", format!("{kid}: {e}"))
 }
 
 fn seal_context(kid: &str) -> String {
@@ -192,6 +207,13 @@ impl TokenManager {
         )?;
         self.keyring.replace(state);
         Ok(())
+    }
+
+    /// The public keys as the store holds them now, for Explain: this
+    /// replica's keyring is neither read nor replaced.
+    pub(super) async fn read_verifiers(&self) -> Result<Vec<Arc<VerifyingKey>>> {
+        let records = self.tokens.signing_keys().await?;
+        Keyring::verifiers(&records, None, self.clock.now(), &self.settings)
     }
 
     pub fn jwks_json(&self) -> String {

@@ -4,6 +4,7 @@
 use super::mint::Grant;
 use super::{IssuedTokens, OAuthError, TokenManager, split_scopes};
 use crate::crypto;
+use crate::domain::cache::CacheUse;
 use crate::domain::model::{ClientRecord, HolderKind};
 
 impl TokenManager {
@@ -54,7 +55,7 @@ impl TokenManager {
         let granted = split_scopes(&[record.scope.as_str()]);
         let scopes = self.grant_scopes(requested, &granted)?;
         if record.holder_kind == HolderKind::Key {
-            self.live_key(&record.holder_id, now)
+            self.live_key(&record.holder_id, now, CacheUse::Fill)
                 .await
                 .map_err(|_| invalid("the API key behind this token no longer works"))?;
         }

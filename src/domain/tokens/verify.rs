@@ -5,9 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 
-use super::{Claims, TokenManager, split_scopes};
+use super::{Claims, TokenManager, log_internal, split_scopes};
 use crate::crypto;
-use crate::crypto::jwt::{self, JwtError};
+use crate::crypto::jwt::{self, JwtError, VerifyingKey};
+use crate::domain::cache::CacheUse;
+use crate::domain::error::Error;
 use crate::domain::keys::KEY_ID_PREFIX;
 use crate::domain::model::{
     Account, HolderKind, KeyKind, KeyRecord, Millis, StoredKeyStatus, valid_id,
@@ -43,7 +45,13 @@ impl TokenManager {
     /// The header read (unverified) only to find the key; then the key's
     /// own validation: signature, `iss`, `aud`, required claims
     /// (`jsonwebtoken`), and `typ` (RFC 9068 §4).
-    pub(super) fn verify_signature(&self, token: &str) -> std::result::Result<Claims, TokenDenial> {
+    /// `verifiers`: the signing keys to verify with (this replica's keyring,
+    /// or, for Explain, those read from the store just now).
+    pub(super) fn verify_signature(
+        &self,
+        token: &str,
+        verifiers: &[Arc<VerifyingKey>],
+    ) -> std::result::Result<Claims, TokenDenial> {
         let header = jwt::header(token).map_err(|e| match e {
             JwtError::Unsigned => denial(
                 Reason::TokenUnsigned,
@@ -65,8 +73,7 @@ impl TokenManager {
             ));
         }
         let kid = header.kid.as_deref().unwrap_or_default();
-        let state = self.keyring.current();
-        let Some(key) = state.verifiers.iter().find(|v| v.kid == kid) else {
+        let Some(key) = verifiers.iter().find(|v| v.kid == kid) else {
             return Err(denial(
                 Reason::TokenKeyUnknown,
                 "the token's `kid` names no current signing key",
@@ -121,21 +128,33 @@ impl TokenManager {
     }
 
     /// Signature and claims, then time on this server's clock (`exp`,
-    /// `nbf`, `iat`, each with the leeway), then revocation.
+    /// `nbf`, `iat`, each with the leeway), then revocation (always read
+    /// from the store). With `Bypass` the signing keys are read from the
+    /// store too, and this replica's keyring is left as it is.
     pub(super) async fn verify_claims(
         &self,
         token: &str,
         now: Millis,
+        cache: CacheUse,
     ) -> std::result::Result<Claims, TokenDenial> {
-        let claims = match self.verify_signature(token) {
-            Err(d) if d.reason == Reason::TokenKeyUnknown && self.keyring.may_reload() => {
-                // Another replica may have rotated: look once more.
-                if let Err(e) = self.reload_keys().await {
-                    tracing::warn!(error = %e, "signing keys could not be re-read");
+        let claims = match cache {
+            CacheUse::Bypass => self.verify_signature(token, &self.stored_verifiers().await?)?,
+            CacheUse::Fill | CacheUse::Peek => {
+                match self.verify_signature(token, &self.keyring.current().verifiers) {
+                    Err(d) if d.reason == Reason::TokenKeyUnknown && cache == CacheUse::Peek => {
+                        // Check would re-read the keys: do so, keeping them.
+                        self.verify_signature(token, &self.stored_verifiers().await?)?
+                    }
+                    Err(d) if d.reason == Reason::TokenKeyUnknown && self.keyring.may_reload() => {
+                        // Another replica may have rotated: look once more.
+                        if let Err(e) = self.reload_keys().await {
+                            tracing::warn!(error = %e, "signing keys could not be re-read");
+                        }
+                        self.verify_signature(token, &self.keyring.current().verifiers)?
+                    }
+                    other => other?,
                 }
-                self.verify_signature(token)?
             }
-            other => other?,
         };
         let now_s = now / 1000;
         let leeway = self.settings.leeway_secs;
@@ -173,11 +192,26 @@ impl TokenManager {
         }
     }
 
+    /// The signing keys as the store holds them now (the keyring untouched).
+    async fn stored_verifiers(&self) -> std::result::Result<Vec<Arc<VerifyingKey>>, TokenDenial> {
+        self.read_verifiers().await.map_err(|e| {
+            match &e {
+                Error::Internal { .. } => log_internal(&e),
+                other => tracing::error!(error = %other, "signing keys could not be read; denying"),
+            }
+            denial(
+                Reason::InternalError,
+                "the signing keys could not be read; denied",
+            )
+        })
+    }
+
     /// The key with this id, if it works right now.
     pub(super) async fn live_key(
         &self,
         key_id: &str,
         now: Millis,
+        cache: CacheUse,
     ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
         let internal = |e: StoreError| {
             tracing::error!(error = %e, "key lookup failed; denying");
@@ -187,7 +221,10 @@ impl TokenManager {
             )
         };
         let slot = crypto::sha256(key_id.as_bytes());
-        let hash = match self.key_hashes.get(&slot) {
+        let hash = match (cache != CacheUse::Bypass)
+            .then(|| self.key_hashes.get(&slot))
+            .flatten()
+        {
             Some(h) => h,
             None => {
                 if !valid_id(key_id, KEY_ID_PREFIX) {
@@ -201,11 +238,21 @@ impl TokenManager {
                         "the key behind the token is gone",
                     ));
                 };
-                self.key_hashes.insert(slot, record.key_hash);
+                if cache == CacheUse::Fill {
+                    self.key_hashes.insert(slot, record.key_hash);
+                }
                 record.key_hash
             }
         };
-        let Some(key) = self.resolver.resolve(&hash).await.map_err(internal)? else {
+        let found = match cache {
+            CacheUse::Fill => self.resolver.resolve(&hash).await,
+            CacheUse::Bypass => self.resolver.resolve_uncached(&hash).await,
+            CacheUse::Peek => match self.resolver.cached(&hash) {
+                Some(held) => Ok(held),
+                None => self.resolver.resolve_uncached(&hash).await,
+            },
+        };
+        let Some(key) = found.map_err(internal)? else {
             return Err(denial(
                 Reason::CredentialUnknown,
                 "the key behind the token is gone",
@@ -227,6 +274,7 @@ impl TokenManager {
         &self,
         claims: &Claims,
         now: Millis,
+        cache: CacheUse,
     ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
         let scopes = split_scopes(&[claims.scope.as_str()]);
         let scope_set = Arc::new(ScopeSet::parse_all(&scopes).map_err(|_| {
@@ -244,7 +292,7 @@ impl TokenManager {
         };
         match HolderKind::from_tag(&claims.lk_holder) {
             Some(HolderKind::Key) => {
-                let key = self.live_key(&claims.client_id, now).await?;
+                let key = self.live_key(&claims.client_id, now, cache).await?;
                 Ok(Arc::new(ResolvedKey {
                     record: key.record.clone(),
                     account: key.account.clone(),
@@ -257,7 +305,10 @@ impl TokenManager {
                 }))
             }
             Some(HolderKind::Client) => {
-                let client = self.client(&claims.client_id).await.map_err(internal)?;
+                let client = self
+                    .client(&claims.client_id, cache)
+                    .await
+                    .map_err(internal)?;
                 let Some(client) = client else {
                     return Err(denial(
                         Reason::TokenRevoked,
@@ -321,15 +372,20 @@ impl TokenManager {
 
     /// A presented JWT → the principal `decide` goes on with. Verified tokens
     /// are cached; any invalidation (key change, revocation, deleted client)
-    /// makes the next use check again.
+    /// makes the next use check again. `cache`: Check fills the caches;
+    /// Explain verifies from the store alone (`Bypass`: signing keys,
+    /// revocation, key and client), then from what the caches hold
+    /// (`Peek`), filling nothing.
     pub async fn authenticate(
         &self,
         token: &str,
+        cache: CacheUse,
     ) -> std::result::Result<Arc<ResolvedKey>, TokenDenial> {
         let epoch = self.resolver.epoch();
         let now = self.clock.now();
         let slot = crypto::sha256(token.as_bytes());
-        if let Some(entry) = self.verified.get(&slot)
+        if cache != CacheUse::Bypass
+            && let Some(entry) = self.verified.get(&slot)
             && entry.epoch == epoch
         {
             if entry.exp + self.settings.leeway_secs * 1000 <= now {
@@ -337,16 +393,25 @@ impl TokenManager {
             }
             return Ok(entry.principal.clone());
         }
-        let claims = self.verify_claims(token, now).await?;
-        let principal = self.principal_for(&claims, now).await?;
-        self.verified.insert(
-            slot,
-            Arc::new(TokenEntry {
-                principal: principal.clone(),
-                exp: claims.exp * 1000,
-                epoch,
-            }),
-        );
+        let claims = self.verify_claims(token, now, cache).await?;
+        let principal = self.principal_for(&claims, now, cache).await?;
+        if cache == CacheUse::Fill {
+            self.verified.insert(
+                slot,
+                Arc::new(TokenEntry {
+                    principal: principal.clone(),
+                    exp: claims.exp * 1000,
+                    epoch,
+                }),
+            );
+        }
         Ok(principal)
+    }
+
+    /// Does the verified-token cache hold this token (still trusted)?
+    pub fn holds_verified(&self, token: &str) -> bool {
+        self.verified
+            .get(&crypto::sha256(token.as_bytes()))
+            .is_some_and(|entry| entry.epoch == self.resolver.epoch())
     }
 }

@@ -90,8 +90,8 @@ pub fn explanation_out(e: &Explanation) -> pb::ExplainResponse {
     let fresh = e.decision.reason;
     let cache = match &e.cache {
         CacheView::Absent => pb::CachedAnswer {
-            detail: "nothing is cached for this credential on this replica: Check would read \
-                     the store, as Explain did"
+            detail: "nothing this replica caches for this credential changes the answer: Check \
+                     would answer as Explain did from the store"
                 .into(),
             ..Default::default()
         },
