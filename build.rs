@@ -22,6 +22,7 @@ fn main() -> Result<(), BoxError> {
         "proto/latchkey/v1/consent.proto",
         "proto/latchkey/v1/usage.proto",
         "proto/latchkey/v1/audit.proto",
+        "proto/latchkey/v1/webhook.proto",
     ];
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=Cargo.lock");

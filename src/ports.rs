@@ -598,6 +598,13 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Makes a delivery due again at `now`; `false` if there is none.
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Writes `event` for `delivery`'s endpoint alone (no fan-out) with that
+    /// delivery, in one transaction; `false` if the endpoint is gone.
+    async fn enqueue_to(
+        &self,
+        event: &OutboxEvent,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError>;
 }
 
 /// The outbound side of webhook deliveries: the same safety rule as

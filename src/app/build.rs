@@ -147,6 +147,7 @@ pub fn build(
     .map_err(AppError::Server)?;
     let webhooks = Arc::new(WebhookManager::new(WebhookDeps {
         store: features.clone(),
+        accounts: store.clone(),
         sender: Arc::new(sender),
         master_key: master_key.clone(),
         clock: clock.clone(),

@@ -2,6 +2,7 @@
 //! error names the field it is about.
 
 mod explain;
+pub mod webhook;
 
 pub use explain::{ExplainParts, explain_parts, explanation_out};
 

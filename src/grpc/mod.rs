@@ -21,6 +21,7 @@ pub mod state;
 pub mod status;
 pub mod token;
 pub mod usage;
+pub mod webhook;
 
 pub use account::AccountApi;
 pub use audit::AuditApi;
@@ -36,3 +37,4 @@ pub use signing::{RevealApi, SigningApi};
 pub use state::GrpcState;
 pub use token::TokenApi;
 pub use usage::UsageApi;
+pub use webhook::WebhookApi;

@@ -12,6 +12,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::layer::util::{Identity, Stack};
 
+use super::WebhookApi;
 use super::audit::AuditScopeLayer;
 use super::conn::{GrpcConn, TlsConn};
 use super::ext_authz::{AuthorizationService, ExtAuthzApi};
@@ -27,7 +28,7 @@ use crate::tls::MaybeTls;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 
 /// Every service `grpc.health.v1.Health` reports on ("" = the server).
-const SERVICES: [&str; 14] = [
+const SERVICES: [&str; 15] = [
     "",
     "latchkey.v1.TokenService",
     "latchkey.v1.AccountService",
@@ -42,6 +43,7 @@ const SERVICES: [&str; 14] = [
     "latchkey.v1.ConsentService",
     "latchkey.v1.UsageService",
     "latchkey.v1.AuditService",
+    "latchkey.v1.WebhookService",
 ];
 
 /// The liveness service: SERVING for as long as the process answers,
@@ -187,6 +189,10 @@ impl Server {
             )
             .add_service(
                 pb::audit_service_server::AuditServiceServer::new(AuditApi(state.clone()))
+                    .max_decoding_message_size(max),
+            )
+            .add_service(
+                pb::webhook_service_server::WebhookServiceServer::new(WebhookApi(state.clone()))
                     .max_decoding_message_size(max),
             )
             .add_service(

@@ -13,10 +13,10 @@ use sea_orm::{
 
 use super::SqlStore;
 use super::entities::{webhook_delivery, webhook_endpoint, webhook_event};
-use super::webhooks::{delivery_from, endpoint_from, event_from};
+use super::webhooks::{delivery_from, endpoint_from, event_from, event_row};
 use crate::domain::model::{
     AttemptOutcome, DeliveryRecord, DeliveryStatus, DueDelivery, EndpointRecord, Millis,
-    WEBHOOK_DELIVERY_ID_PREFIX, new_id,
+    OutboxEvent, WEBHOOK_DELIVERY_ID_PREFIX, new_id,
 };
 use crate::ports::StoreError;
 
@@ -140,13 +140,12 @@ impl SqlStore {
         let secrets = self.secrets_of(endpoint_ids).await?;
         let mut due = Vec::with_capacity(rows.len());
         for row in rows {
-            let delivery = delivery_from(row)?;
-            let (Some(event), Some(endpoint)) = (
-                events.get(&delivery.event_id),
-                endpoints.get(&delivery.endpoint_id),
-            ) else {
+            let (Some(event), Some(endpoint)) =
+                (events.get(&row.event_id), endpoints.get(&row.endpoint_id))
+            else {
                 continue;
             };
+            let delivery = delivery_from(row, event.event_type.clone())?;
             due.push(DueDelivery {
                 secrets: secrets
                     .iter()
@@ -236,14 +235,74 @@ impl SqlStore {
         if let Some(a) = after {
             q = q.filter(C::Id.lt(a));
         }
-        q.order_by_desc(C::Id)
+        let rows = q
+            .order_by_desc(C::Id)
             .limit(limit)
+            .all(self.conn()?)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let event_ids: Vec<String> = rows.iter().map(|r| r.event_id.clone()).collect();
+        let types: HashMap<String, String> = webhook_event::Entity::find()
+            .filter(webhook_event::Column::Id.is_in(event_ids))
             .all(self.conn()?)
             .await
             .map_err(|e| self.fail(e))?
             .into_iter()
-            .map(delivery_from)
+            .map(|m| (m.id, m.event_type))
+            .collect();
+        rows.into_iter()
+            .map(|m| {
+                let event_type = types.get(&m.event_id).cloned().unwrap_or_default();
+                delivery_from(m, event_type)
+            })
             .collect()
+    }
+
+    /// An event for one endpoint alone: the event row (already dispatched,
+    /// so the fan-out skips it) and its delivery, due at once, in one
+    /// transaction with the call's audit event. `false` if the endpoint is gone.
+    pub(super) async fn enqueue_alone(
+        &self,
+        event: &OutboxEvent,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        // The write first: on SQLite a transaction that reads before it
+        // writes cannot wait for the lock (it fails busy at once).
+        let mut row = event_row(event);
+        row.dispatched = Set(true);
+        webhook_event::Entity::insert(row)
+            .exec(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let exists = webhook_endpoint::Entity::find_by_id(delivery.endpoint_id.clone())
+            .one(&txn)
+            .await
+            .map_err(|e| self.fail(e))?
+            .is_some();
+        if !exists {
+            // Dropped uncommitted: rolled back.
+            return Ok(false);
+        }
+        webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
+            id: Set(delivery.id.clone()),
+            event_id: Set(delivery.event_id.clone()),
+            endpoint_id: Set(delivery.endpoint_id.clone()),
+            status: Set(delivery.status.tag().to_owned()),
+            attempts: Set(delivery.attempts),
+            next_attempt_at: Set(delivery.next_attempt_at),
+            lease_until: Set(None),
+            last_status: Set(None),
+            last_error: Set(None),
+            response_excerpt: Set(None),
+            created_at: Set(delivery.created_at),
+            updated_at: Set(delivery.updated_at),
+        })
+        .exec(&txn)
+        .await
+        .map_err(|e| self.fail(e))?;
+        self.commit(txn).await?;
+        Ok(true)
     }
 
     pub(super) async fn retry(&self, id: &str, now: Millis) -> Result<bool, StoreError> {

@@ -114,13 +114,18 @@ pub(super) fn secret_from(m: webhook_secret::Model) -> EndpointSecretRecord {
     }
 }
 
-pub(super) fn delivery_from(m: webhook_delivery::Model) -> Result<DeliveryRecord, StoreError> {
+/// A delivery row, with its event's type (looked up beside it).
+pub(super) fn delivery_from(
+    m: webhook_delivery::Model,
+    event_type: String,
+) -> Result<DeliveryRecord, StoreError> {
     let status = DeliveryStatus::from_tag(&m.status).ok_or_else(|| {
         StoreError::Internal(format!("delivery {} has status {:?}", m.id, m.status))
     })?;
     Ok(DeliveryRecord {
         id: m.id,
         event_id: m.event_id,
+        event_type,
         endpoint_id: m.endpoint_id,
         status,
         attempts: m.attempts,
@@ -319,5 +324,13 @@ impl WebhookStore for SqlStore {
 
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
         self.retry(id, now).await
+    }
+
+    async fn enqueue_to(
+        &self,
+        event: &OutboxEvent,
+        delivery: &DeliveryRecord,
+    ) -> Result<bool, StoreError> {
+        self.enqueue_alone(event, delivery).await
     }
 }

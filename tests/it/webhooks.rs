@@ -17,13 +17,14 @@ use crate::backend_tests;
 use crate::common::{Backend, TestServer, eventually, key_request};
 
 #[derive(Default)]
-struct Receiver {
-    got: Mutex<Vec<(HeaderMap, String)>>,
+pub(crate) struct Receiver {
+    pub(crate) got: Mutex<Vec<(HeaderMap, String)>>,
     /// Answer 500 to this many requests first.
-    fail_first: AtomicUsize,
+    pub(crate) fail_first: AtomicUsize,
 }
 
-async fn receiver(fail_first: usize) -> (Arc<Receiver>, SocketAddr) {
+/// A receiver on `http://<addr>/hook` (also used by `webhook_api.rs`).
+pub(crate) async fn receiver(fail_first: usize) -> (Arc<Receiver>, SocketAddr) {
     let state = Arc::new(Receiver {
         fail_first: AtomicUsize::new(fail_first),
         ..Receiver::default()
@@ -54,7 +55,7 @@ async fn receiver(fail_first: usize) -> (Arc<Receiver>, SocketAddr) {
 }
 
 /// Verifies a Standard Webhooks signature the way the reference libraries do.
-fn verify_standard(secret: &str, headers: &HeaderMap, body: &str) -> bool {
+pub(crate) fn verify_standard(secret: &str, headers: &HeaderMap, body: &str) -> bool {
     let h = |n: &str| headers.get(n).unwrap().to_str().unwrap().to_owned();
     let key = base64::engine::general_purpose::STANDARD
         .decode(secret.strip_prefix("whsec_").unwrap())

@@ -188,6 +188,8 @@ impl DeliveryStatus {
 pub struct DeliveryRecord {
     pub id: String,
     pub event_id: String,
+    /// The event's type (`key.created`, `webhook.test`, …).
+    pub event_type: String,
     pub endpoint_id: String,
     pub status: DeliveryStatus,
     pub attempts: i64,

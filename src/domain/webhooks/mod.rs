@@ -20,12 +20,14 @@ use crate::crypto::envelope::MasterKey;
 use crate::crypto::secret::Secret;
 use crate::domain::error::{Error, Result};
 use crate::domain::model::{EndpointSecretRecord, OutboxEvent, is_webhook_event_type};
-use crate::ports::{Clock, WebhookSender, WebhookStore};
+use crate::ports::{Clock, Store, WebhookSender, WebhookStore};
 
-pub use endpoints::NewEndpoint;
+pub use endpoints::{DEFAULT_OVERLAP_SECS, EndpointChange, NewEndpoint};
 
 pub struct WebhookDeps {
     pub store: Arc<dyn WebhookStore>,
+    /// Accounts, to refuse an endpoint for one that does not exist.
+    pub accounts: Arc<dyn Store>,
     pub sender: Arc<dyn WebhookSender>,
     pub master_key: Arc<MasterKey>,
     pub clock: Arc<dyn Clock>,
@@ -35,6 +37,7 @@ pub struct WebhookDeps {
 
 pub struct WebhookManager {
     store: Arc<dyn WebhookStore>,
+    accounts: Arc<dyn Store>,
     sender: Arc<dyn WebhookSender>,
     master_key: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
@@ -50,6 +53,7 @@ impl WebhookManager {
     pub fn new(deps: WebhookDeps) -> Self {
         Self {
             store: deps.store,
+            accounts: deps.accounts,
             sender: deps.sender,
             master_key: deps.master_key,
             clock: deps.clock,
