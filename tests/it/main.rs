@@ -31,4 +31,5 @@ mod throwaway;
 mod tokens;
 mod usage;
 mod usage_analytics;
+mod webhook_events;
 mod webhooks;
