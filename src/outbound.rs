@@ -8,6 +8,7 @@
 //! cannot swap in an internal one (DNS rebinding). With
 //! `integrations.allow_insecure_targets` (tests, development) both are off.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -24,7 +25,16 @@ pub struct HttpsProbe {
     timeout: Duration,
     max_body: usize,
     extra_roots: Vec<reqwest::Certificate>,
+    /// Webhook POSTs: one client per host and vetted address set, kept so
+    /// that deliveries reuse its TLS set-up and pooled connections (building
+    /// a client loads the trust roots: milliseconds each). A client is pinned
+    /// to the addresses it was built for, so reusing it for the same vetted
+    /// set keeps the safety rule; a new DNS answer gets a new client.
+    clients: std::sync::Mutex<HashMap<(String, Vec<SocketAddr>), reqwest::Client>>,
 }
+
+/// Clients kept at most; past it the cache starts over.
+const MAX_CLIENTS: usize = 256;
 
 impl HttpsProbe {
     pub fn new(settings: &IntegrationsSettings) -> Result<Self, String> {
@@ -46,6 +56,7 @@ impl HttpsProbe {
             timeout: settings.test_timeout,
             max_body: settings.max_body_bytes,
             extra_roots,
+            clients: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -172,6 +183,34 @@ impl RemoteProbe for HttpsProbe {
 
 // Webhook deliveries (issue 16): the same rule, for POSTs.
 impl HttpsProbe {
+    /// The kept client for `host` pinned to exactly `addrs`, or a new one.
+    fn post_client(
+        &self,
+        host: String,
+        addrs: Vec<SocketAddr>,
+    ) -> Result<reqwest::Client, reqwest::Error> {
+        let key = (host, addrs);
+        let mut clients = self
+            .clients
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .https_only(!self.allow_insecure)
+            .tls_certs_merge(self.extra_roots.clone())
+            .resolve_to_addrs(&key.0, &key.1)
+            .build()?;
+        if clients.len() >= MAX_CLIENTS {
+            clients.clear();
+        }
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
     /// The checked URL, host (for DNS) and its vetted addresses.
     async fn vet_url(
         &self,
@@ -205,14 +244,7 @@ impl HttpsProbe {
             message: describe(&e),
             latency_ms: Self::elapsed(start),
         };
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .no_proxy()
-            .https_only(!self.allow_insecure)
-            .tls_certs_merge(self.extra_roots.clone())
-            .resolve_to_addrs(&host, &addrs)
-            .build()
-            .map_err(failed)?;
+        let client = self.post_client(host, addrs).map_err(failed)?;
         let mut builder = client
             .post(url)
             .header("content-type", "application/json")

@@ -2,8 +2,10 @@
 
 pub mod audit_scope;
 mod consent;
+mod key_expiry;
 
 pub use consent::ConsentStore;
+pub use key_expiry::{ExpiryCursor, KeyExpiryStore, KeyNotice};
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -307,6 +309,8 @@ pub enum SealedSlot {
     Reveal { token_hash: [u8; 32] },
     /// `integrations.sealed_credentials`.
     Integration { id: String },
+    /// `webhook_secrets.sealed`: one version of an endpoint's signing secret.
+    WebhookSecret { endpoint_id: String, version: i64 },
 }
 
 impl SealedSlot {
@@ -318,6 +322,7 @@ impl SealedSlot {
             Self::SigningSecretVersion { .. } => "signing_secret_versions",
             Self::Reveal { .. } => "reveals",
             Self::Integration { .. } => "integrations",
+            Self::WebhookSecret { .. } => "webhook_secrets",
         }
     }
 }
@@ -497,8 +502,8 @@ pub struct DenialEvent {
     pub count: i64,
 }
 
-/// An event for webhook subscribers (`auth.failed`, `auth.unusual_location`,
-/// `scope.unused`) or the audit trail's own note of dropped outcomes.
+/// An event for webhook subscribers (`auth.failed`, `rate_limit.exceeded`,
+/// `auth.unusual_location`, `scope.unused`) or the audit trail's own note of dropped outcomes.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PublishedEvent {
     pub event_type: &'static str,

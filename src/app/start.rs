@@ -268,6 +268,17 @@ pub async fn start(
         settings.webhooks.poll_interval,
         drain_rx.clone(),
     )));
+    // key.expiring / key.expired: every replica scans; a notice's claim
+    // lets only one of them send it.
+    drop(tokio::spawn(tasks::announce_key_expiry(
+        Arc::new(crate::domain::keys::expiry::ExpiryNotices::new(
+            Arc::new(store.clone()),
+            clock.clone(),
+            settings.webhooks.key_expiring_days,
+        )),
+        settings.webhooks.key_expiry_interval,
+        drain_rx.clone(),
+    )));
     drop(tokio::spawn(tasks::purge_audit_periodically(
         services.audit.clone(),
         settings.audit.purge_interval,

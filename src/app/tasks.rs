@@ -194,11 +194,41 @@ pub(super) async fn deliver_webhooks(
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = ticker.tick() => {
-                if let Err(e) = webhooks.deliver_due().await {
-                    tracing::warn!(error = %e, "webhook deliveries failed this round; will retry");
+            _ = ticker.tick() => loop {
+                match webhooks.deliver_due().await {
+                    // A full lease: more are due; no waiting for the tick.
+                    Ok(n) if n as u64 >= crate::domain::webhooks::deliver::BATCH => {
+                        if *drain.borrow() {
+                            return;
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "webhook deliveries failed this round; will retry");
+                        break;
+                    }
                 }
-            }
+            },
+            _ = drain.changed() => return,
+        }
+    }
+}
+
+/// `key.expiring` / `key.expired`: a pass at once and then every `every`.
+/// Every replica runs it; each notice's claim lets only one send it.
+pub(super) async fn announce_key_expiry(
+    notices: Arc<crate::domain::keys::expiry::ExpiryNotices>,
+    every: std::time::Duration,
+    mut drain: watch::Receiver<bool>,
+) {
+    let mut ticker = tokio::time::interval(every);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => match notices.run().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(notices = n, "key expiry notices sent"),
+                Err(e) => tracing::warn!(error = %e, "key expiry notices failed this pass; will retry"),
+            },
             _ = drain.changed() => return,
         }
     }

@@ -75,6 +75,12 @@ pub struct WebhooksConfig {
     pub max_body_bytes: usize,
     /// How often the worker looks for due deliveries. Default 500.
     pub poll_interval_ms: u64,
+    /// `key.expiring` goes out this many days before a key expires, once
+    /// per key and threshold; 0 sends none. Default 7.
+    pub key_expiring_days: u32,
+    /// How often each replica looks for keys to announce as expiring or
+    /// expired. Default 60.
+    pub key_expiry_interval_seconds: u64,
 }
 
 impl Default for WebhooksConfig {
@@ -84,6 +90,8 @@ impl Default for WebhooksConfig {
             timeout_ms: 10_000,
             max_body_bytes: 1024,
             poll_interval_ms: 500,
+            key_expiring_days: 7,
+            key_expiry_interval_seconds: 60,
         }
     }
 }
@@ -94,6 +102,8 @@ pub struct WebhooksSettings {
     pub timeout: Duration,
     pub max_body_bytes: usize,
     pub poll_interval: Duration,
+    pub key_expiring_days: u32,
+    pub key_expiry_interval: Duration,
 }
 
 impl Default for WebhooksSettings {
@@ -104,6 +114,8 @@ impl Default for WebhooksSettings {
             timeout: Duration::from_millis(d.timeout_ms),
             max_body_bytes: d.max_body_bytes,
             poll_interval: Duration::from_millis(d.poll_interval_ms),
+            key_expiring_days: d.key_expiring_days,
+            key_expiry_interval: Duration::from_secs(d.key_expiry_interval_seconds),
         }
     }
 }
@@ -128,11 +140,25 @@ impl WebhooksConfig {
                 "must be between 10 and 60000",
             ));
         }
+        if self.key_expiring_days > 365 {
+            return Err(invalid(
+                "webhooks.key_expiring_days",
+                "must be between 0 and 365",
+            ));
+        }
+        if !(1..=86_400).contains(&self.key_expiry_interval_seconds) {
+            return Err(invalid(
+                "webhooks.key_expiry_interval_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(WebhooksSettings {
             allow_insecure_targets: self.allow_insecure_targets,
             timeout: Duration::from_millis(self.timeout_ms),
             max_body_bytes: self.max_body_bytes,
             poll_interval: Duration::from_millis(self.poll_interval_ms),
+            key_expiring_days: self.key_expiring_days,
+            key_expiry_interval: Duration::from_secs(self.key_expiry_interval_seconds),
         })
     }
 }

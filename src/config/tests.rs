@@ -10,6 +10,15 @@ fn defaults_validate() {
 }
 
 #[test]
+fn key_expiry_notices_default_to_seven_days_ahead() {
+    let s = Config::default().validate().unwrap();
+    assert_eq!(s.webhooks.key_expiring_days, 7);
+    assert_eq!(s.webhooks.key_expiry_interval.as_secs(), 60);
+    let c: Config = toml::from_str("[webhooks]\nkey_expiring_days = 0").unwrap();
+    assert_eq!(c.validate().unwrap().webhooks.key_expiring_days, 0);
+}
+
+#[test]
 fn unknown_fields_are_refused() {
     let err = toml::from_str::<Config>("grpc_adr = \"x\"")
         .unwrap_err()
@@ -86,6 +95,14 @@ fn signing_section_is_validated() {
             "signing.default_overlap_seconds",
         ),
         ("[signing]\nwebhook_headers = []", "signing.webhook_headers"),
+        (
+            "[webhooks]\nkey_expiring_days = 366",
+            "webhooks.key_expiring_days",
+        ),
+        (
+            "[webhooks]\nkey_expiry_interval_seconds = 0",
+            "webhooks.key_expiry_interval_seconds",
+        ),
     ] {
         let err = toml::from_str::<Config>(toml)
             .unwrap()

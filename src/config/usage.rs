@@ -26,7 +26,8 @@ pub struct UsageConfig {
     pub advice_window_days: u32,
     /// A country a key was not seen from in this many days is unusual. Default 30.
     pub location_window_days: u32,
-    /// At most one `auth.failed` per key per this many seconds. Default 300.
+    /// At most one `auth.failed`, and one `rate_limit.exceeded`, per key per
+    /// this many seconds. Default 300.
     pub auth_failed_throttle_seconds: u64,
     /// How often the retention purge and the unused-scope scan run. Default 3600.
     pub maintenance_interval_seconds: u64,

@@ -9,6 +9,7 @@ mod circuit;
 mod consent;
 pub mod entities;
 mod integrations;
+mod key_notices;
 mod lookup;
 mod map;
 pub mod migration;

@@ -7,7 +7,9 @@ use async_trait::async_trait;
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use super::entities::{integration, meta, reveal, signing_key, signing_secret_version};
+use super::entities::{
+    integration, meta, reveal, signing_key, signing_secret_version, webhook_secret,
+};
 use super::map::parse_hash;
 use super::{SqlStore, map_err};
 use crate::crypto::hex;
@@ -21,9 +23,10 @@ fn table_index(slot: &SealedSlot) -> usize {
         SealedSlot::SigningSecretVersion { .. } => 2,
         SealedSlot::Reveal { .. } => 3,
         SealedSlot::Integration { .. } => 4,
+        SealedSlot::WebhookSecret { .. } => 5,
     }
 }
-const TABLES: usize = 5;
+const TABLES: usize = 6;
 
 impl SqlStore {
     /// Up to `limit` values of table `index`, after `after` when it is a slot
@@ -136,6 +139,40 @@ impl SqlStore {
                     })
                     .collect()
             }
+            5 => {
+                use webhook_secret::Column as C;
+                let mut q = webhook_secret::Entity::find();
+                if let Some(SealedSlot::WebhookSecret {
+                    endpoint_id,
+                    version,
+                }) = after
+                {
+                    q = q.filter(
+                        Condition::any()
+                            .add(C::EndpointId.gt(endpoint_id.clone()))
+                            .add(
+                                Condition::all()
+                                    .add(C::EndpointId.eq(endpoint_id.clone()))
+                                    .add(C::Version.gt(*version)),
+                            ),
+                    );
+                }
+                q.order_by_asc(C::EndpointId)
+                    .order_by_asc(C::Version)
+                    .limit(limit)
+                    .all(db)
+                    .await
+                    .map_err(map_err)?
+                    .into_iter()
+                    .map(|m| SealedValue {
+                        slot: SealedSlot::WebhookSecret {
+                            endpoint_id: m.endpoint_id,
+                            version: m.version,
+                        },
+                        sealed: m.sealed,
+                    })
+                    .collect()
+            }
             _ => Vec::new(),
         })
     }
@@ -210,6 +247,19 @@ impl SealedStore for SqlStore {
                     .col_expr(integration::Column::SealedCredentials, Expr::value(new))
                     .filter(integration::Column::Id.eq(id.clone()))
                     .filter(integration::Column::SealedCredentials.eq(old))
+                    .exec(db)
+                    .await
+            }
+            SealedSlot::WebhookSecret {
+                endpoint_id,
+                version,
+            } => {
+                use webhook_secret::Column as C;
+                webhook_secret::Entity::update_many()
+                    .col_expr(C::Sealed, Expr::value(new))
+                    .filter(C::EndpointId.eq(endpoint_id.clone()))
+                    .filter(C::Version.eq(*version))
+                    .filter(C::Sealed.eq(old))
                     .exec(db)
                     .await
             }

@@ -32,4 +32,5 @@ mod tokens;
 mod usage;
 mod usage_analytics;
 mod webhook_api;
+mod webhook_events;
 mod webhooks;

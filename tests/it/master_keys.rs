@@ -2,7 +2,8 @@
 //! re-sealed under a new one by `latchkey master-key rotate` beside a running
 //! server, the rotation survives `kill -9` and resumes, `status` counts the
 //! values per key, and a server refuses to start while a stored value's key
-//! is missing, naming it.
+//! is missing, naming it. Webhook endpoints' signing secrets are among the
+//! values: an endpoint made before the rotation still signs after it.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -17,6 +18,7 @@ use latchkey::ports::ManualClock;
 use crate::backend_tests;
 use crate::common::{Backend, TestDb, TestServer, new_master_key, test_config};
 use crate::signing::new_secret;
+use crate::webhook_events::{endpoint, insecure, receiver, verify_standard};
 
 const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
 
@@ -103,8 +105,19 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     let mut db = TestDb::new(backend).await;
     db.master_key = a.clone();
     let db = Arc::new(db);
-    let s = TestServer::start_on(db.clone(), |_| {}, None).await;
+    let s = TestServer::start_on(db.clone(), insecure, None).await;
     let account = s.account("PRIME").await;
+    // An endpoint with two secret versions (rotated, both signing).
+    let (rx, addr) = receiver(std::time::Duration::ZERO).await;
+    let first_secret = endpoint(&s, addr, &["webhook.test"]).await;
+    let webhooks = s.running().services.webhooks.clone();
+    let endpoint_id = webhooks
+        .list_endpoints(None, None, 10)
+        .await
+        .unwrap()
+        .remove(0)
+        .id;
+    let second_secret = webhooks.rotate_secret(&endpoint_id, 3600).await.unwrap();
     let mut secrets = Vec::new();
     for _ in 0..6 {
         secrets.push(new_secret(&s, &account.id).await.0);
@@ -157,8 +170,8 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     assert!(ok, "{err}");
     let n = total(&status);
     assert!(
-        n >= 9,
-        "canary, CSRF key, six secrets and an integration at least: {status}"
+        n >= 11,
+        "canary, CSRF key, six secrets, an integration and two webhook secrets at least: {status}"
     );
     assert_eq!(count(&status, &id_a), n, "{status}");
     assert!(
@@ -227,9 +240,33 @@ async fn rotation_survives_kill_9_and_the_old_key_can_go(backend: Backend) {
     assert!(ok, "{err}");
     assert_eq!(count(&status, &id_b), n, "{status}");
     assert!(!status.contains(&id_a), "{status}");
-    let s = TestServer::start_with_master_keys(db.clone(), |_| {}, None, &b).await;
+    let s = TestServer::start_with_master_keys(db.clone(), insecure, None, &b).await;
     sign_all(&s, &secrets).await;
     opens(&s).await;
+    // The endpoint's secrets were re-sealed too: a delivery is signed with both.
+    let event = latchkey::domain::model::OutboxEvent::new(
+        latchkey::ports::Clock::now(s.clock.as_ref()),
+        "webhook.test",
+        None,
+        None,
+        serde_json::json!({ "after": "rotation" }),
+    );
+    s.running()
+        .services
+        .webhooks
+        .enqueue(vec![event])
+        .await
+        .unwrap();
+    let (headers, body) = crate::common::eventually("the delivery", || async {
+        rx.got.lock().unwrap().first().cloned()
+    })
+    .await;
+    for secret in [&first_secret, &second_secret] {
+        assert!(
+            verify_standard(secret.expose(), &headers, &body),
+            "{headers:?}"
+        );
+    }
     s.stop_keep_db().await;
 
     // The old key alone no longer opens this database, and says which key it needs.

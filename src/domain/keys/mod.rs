@@ -21,6 +21,7 @@ use crate::crypto::secret::Secret;
 use crate::crypto::{self};
 use crate::ports::{Clock, KeyFilter, Store, StoreError};
 
+pub mod expiry;
 mod operator;
 mod tenant;
 

@@ -29,6 +29,12 @@ pub const WEBHOOK_EVENT_TYPES: [&str; 19] = [
     "webhook.test",
 ];
 
+/// Associated data of an endpoint's sealed signing secret (one per version):
+/// a ciphertext moved to another row does not open there.
+pub fn webhook_secret_context(endpoint_id: &str, version: i64) -> String {
+    format!("webhook_secrets:{endpoint_id}:{version}")
+}
+
 pub fn is_webhook_event_type(t: &str) -> bool {
     WEBHOOK_EVENT_TYPES.contains(&t)
 }

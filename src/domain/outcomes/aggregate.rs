@@ -65,6 +65,8 @@ pub struct Sighting {
 pub struct Closed {
     pub usage: Vec<UsageRow>,
     pub denials: Vec<DenialEvent>,
+    /// `auth.failed` and `rate_limit.exceeded`, per key and closed minute;
+    /// the worker throttles them.
     pub failures: Vec<PublishedEvent>,
     pub sightings: Vec<Sighting>,
 }
@@ -83,6 +85,8 @@ pub struct Aggregator {
     usage: HashMap<UsageGroup, (Owner, i64)>,
     denials: HashMap<DenialGroup, (Option<Owner>, i64)>,
     failures: HashMap<FailureGroup, FailureCount>,
+    /// `RATE_LIMITED` denials per key and minute: the owner and the count.
+    limited: HashMap<FailureGroup, (Owner, i64)>,
     sightings: HashMap<(String, String), Sighting>,
     geo_cache: HashMap<IpAddr, Option<String>>,
 }
@@ -94,6 +98,7 @@ impl Aggregator {
             usage: HashMap::new(),
             denials: HashMap::new(),
             failures: HashMap::new(),
+            limited: HashMap::new(),
             sightings: HashMap::new(),
             geo_cache: HashMap::new(),
         }
@@ -101,7 +106,11 @@ impl Aggregator {
 
     /// Aggregates held now.
     pub fn groups(&self) -> usize {
-        self.usage.len() + self.denials.len() + self.failures.len() + self.sightings.len()
+        self.usage.len()
+            + self.denials.len()
+            + self.failures.len()
+            + self.limited.len()
+            + self.sightings.len()
     }
 
     fn country(&mut self, geo: Option<&dyn GeoLookup>, ip: Option<IpAddr>) -> String {
@@ -169,6 +178,17 @@ impl Aggregator {
                 f.account = Some((key.record.account_id.clone(), key.record.mode));
                 *f.reasons.entry(o.reason.code()).or_insert(0) += 1;
             }
+            if o.reason == Reason::RateLimited {
+                let group = FailureGroup {
+                    minute,
+                    key_id: key.record.id.clone(),
+                };
+                let owner = Owner {
+                    account_id: key.record.account_id.clone(),
+                    mode: key.record.mode,
+                };
+                self.limited.entry(group).or_insert((owner, 0)).1 += 1;
+            }
         }
         if o.reason != Reason::Allowed {
             let owner = o.key.as_ref().map(|k| Owner {
@@ -233,6 +253,13 @@ impl Aggregator {
             self.failures.drain().partition(|(g, _)| open(g.minute));
         self.failures = keep;
         closed.failures = done.into_iter().map(|(g, f)| auth_failed(g, f)).collect();
+        let (keep, done): (HashMap<_, _>, HashMap<_, _>) =
+            self.limited.drain().partition(|(g, _)| open(g.minute));
+        self.limited = keep;
+        closed.failures.extend(
+            done.into_iter()
+                .map(|(g, (owner, count))| rate_limit_exceeded(g, owner, count)),
+        );
         closed
     }
 }
@@ -270,6 +297,22 @@ fn auth_failed(g: FailureGroup, f: FailureCount) -> PublishedEvent {
             "minute": super::worker::rfc3339(g.minute),
             "count": count,
             "reasons": f.reasons,
+        }),
+    }
+}
+
+fn rate_limit_exceeded(g: FailureGroup, owner: Owner, count: i64) -> PublishedEvent {
+    PublishedEvent {
+        event_type: "rate_limit.exceeded",
+        time: g.minute,
+        account_id: Some(owner.account_id),
+        mode: Some(owner.mode),
+        target_type: "key",
+        target_id: Some(g.key_id.clone()),
+        data: serde_json::json!({
+            "key_id": g.key_id,
+            "minute": super::worker::rfc3339(g.minute),
+            "count": count,
         }),
     }
 }

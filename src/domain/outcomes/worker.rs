@@ -34,7 +34,8 @@ pub struct WorkerDeps {
     pub max_groups: usize,
     /// A country not seen from in this many days is unusual.
     pub location_window_days: i64,
-    /// One `auth.failed` per key per this long; the rest are counted into the next.
+    /// One `auth.failed` (and one `rate_limit.exceeded`) per key per this
+    /// long; the rest are counted into the next.
     pub auth_failed_every_ms: Millis,
 }
 
@@ -44,8 +45,9 @@ pub struct OutcomeWorker {
     /// Written in an earlier round that failed: retried first.
     pending_usage: Vec<UsageRow>,
     pending_denials: Vec<DenialEvent>,
-    /// Per key: when its last `auth.failed` went out, and failures since.
-    throttle: HashMap<String, (Millis, i64)>,
+    /// Per event type and key: when its last `auth.failed` or
+    /// `rate_limit.exceeded` went out, and the count since.
+    throttle: HashMap<(&'static str, String), (Millis, i64)>,
     /// (key, country, day) already handled.
     located: HashSet<(String, String, i64)>,
 }
@@ -141,7 +143,9 @@ impl OutcomeWorker {
         self.pending_denials = events;
     }
 
-    /// `auth.failed`, at most one per key per throttle window.
+    /// `auth.failed` and `rate_limit.exceeded`, at most one of each per key
+    /// per throttle window; what a window holds back is counted into the
+    /// next one sent (`suppressed_before`).
     async fn send_failures(&mut self, failures: Vec<PublishedEvent>, now: Millis) {
         let every = self.deps.auth_failed_every_ms;
         if self.throttle.len() > MAX_THROTTLED_KEYS {
@@ -153,7 +157,10 @@ impl OutcomeWorker {
                 continue;
             };
             let count = event.data["count"].as_i64().unwrap_or(0);
-            let entry = self.throttle.entry(key).or_insert((i64::MIN, 0));
+            let entry = self
+                .throttle
+                .entry((event.event_type, key))
+                .or_insert((i64::MIN, 0));
             if entry.0 != i64::MIN && now - entry.0 < every {
                 entry.1 += count;
                 continue;
@@ -166,7 +173,7 @@ impl OutcomeWorker {
             return;
         }
         if let Err(e) = self.deps.events.publish(&out).await {
-            tracing::warn!(error = %e, events = out.len(), "could not queue auth.failed events");
+            tracing::warn!(error = %e, events = out.len(), "could not queue auth.failed / rate_limit.exceeded events");
         }
     }
 

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::crypto::envelope::{EnvelopeError, KeyId, MasterKey, SealedBy};
 use crate::domain::model::{
     integration_context, reveal_context, signing_key_context, version_context,
+    webhook_secret_context,
 };
 use crate::ports::{SealedSlot, SealedStore, SealedValue, StoreError};
 
@@ -46,6 +47,10 @@ pub fn context(slot: &SealedSlot) -> Vec<u8> {
         }
         SealedSlot::Reveal { token_hash } => reveal_context(token_hash).into_bytes(),
         SealedSlot::Integration { id } => integration_context(id).into_bytes(),
+        SealedSlot::WebhookSecret {
+            endpoint_id,
+            version,
+        } => webhook_secret_context(endpoint_id, *version).into_bytes(),
     }
 }
 

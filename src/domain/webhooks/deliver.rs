@@ -19,7 +19,8 @@ pub const BACKOFF_SECS: [i64; 7] = [5, 300, 1_800, 7_200, 18_000, 36_000, 36_000
 pub const DISABLE_AFTER_MS: Millis = 5 * 86_400_000;
 /// How long a lease holds: past it, a crashed holder's delivery is taken again.
 const LEASE_MS: Millis = 60_000;
-const BATCH: u64 = 256;
+/// Deliveries leased per round; a full round is followed by another at once.
+pub const BATCH: u64 = 256;
 const CONCURRENCY: usize = 64;
 const MAX_EXCERPT: usize = 1024;
 
@@ -122,6 +123,10 @@ impl WebhookManager {
         if let Err(e) = self.store.finish_delivery(&d.delivery.id, &outcome).await {
             // The lease runs out and the delivery is tried again: at least once.
             tracing::warn!(delivery_id = %d.delivery.id, error = %e, "could not record a webhook attempt");
+            return;
+        }
+        if ok && d.endpoint.failing_since.is_none() {
+            // Healthy when leased and healthy now: nothing to write.
             return;
         }
         match self

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use crate::crypto::envelope::MasterKey;
 use crate::crypto::secret::Secret;
 use crate::domain::error::{Error, Result};
-use crate::domain::model::{EndpointSecretRecord, OutboxEvent, is_webhook_event_type};
+use crate::domain::model::{
+    EndpointSecretRecord, OutboxEvent, is_webhook_event_type, webhook_secret_context,
+};
 use crate::ports::{Clock, Store, WebhookSender, WebhookStore};
 
 pub use endpoints::{DEFAULT_OVERLAP_SECS, EndpointChange, NewEndpoint};
@@ -42,11 +44,6 @@ pub struct WebhookManager {
     master_key: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     allow_insecure: bool,
-}
-
-/// The associated data that binds a sealed secret to its row.
-fn secret_context(endpoint_id: &str, version: i64) -> String {
-    format!("webhook_secrets:{endpoint_id}:{version}")
 }
 
 impl WebhookManager {
@@ -86,7 +83,7 @@ impl WebhookManager {
         self.master_key
             .seal(
                 secret.expose().as_bytes(),
-                secret_context(endpoint_id, version).as_bytes(),
+                webhook_secret_context(endpoint_id, version).as_bytes(),
             )
             .map_err(|e| Error::internal("sealing a webhook secret", e))
     }
@@ -96,7 +93,7 @@ impl WebhookManager {
             .master_key
             .open(
                 &s.sealed,
-                secret_context(&s.endpoint_id, s.version).as_bytes(),
+                webhook_secret_context(&s.endpoint_id, s.version).as_bytes(),
             )
             .map_err(|e| Error::internal("opening a webhook secret", e))?;
         String::from_utf8(plain.to_vec())

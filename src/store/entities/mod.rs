@@ -10,6 +10,7 @@ pub mod consent_link_use;
 pub mod flow_config;
 pub mod integration;
 pub mod integration_test;
+pub mod key_notice;
 pub mod key_usage;
 pub mod meta;
 pub mod oauth_client;

@@ -23,6 +23,8 @@ mod m20261202_000051_webhooks;
 mod m20261202_000060_usage_minutes;
 mod m20261202_000070_consent;
 mod m20261202_000080_signing_url_form;
+// key.expiring / key.expired notices (issue 16)
+mod m20261203_000100_key_notices;
 
 pub struct Migrator;
 
@@ -48,6 +50,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000060_usage_minutes::Migration),
             Box::new(m20261202_000070_consent::Migration),
             Box::new(m20261202_000080_signing_url_form::Migration),
+            Box::new(m20261203_000100_key_notices::Migration),
         ]
     }
 }
