@@ -5,9 +5,10 @@
 //! reads, its account is shared with every other key of that account, and
 //! its scope set with every key that has the same scopes (most keys share a
 //! handful). Concurrent lookups of one uncached hash share one store lookup,
-//! and concurrent misses share one statement (see `loader`). Invalidation is immediate on this replica; other
-//! replicas hear of it through the store's notification channel. An epoch
-//! counter keeps a load that raced with an invalidation from caching stale data.
+//! and concurrent misses share one statement (see `loader`). Invalidation is
+//! immediate on this replica; other replicas hear of it through the store's
+//! notification channel. An epoch counter keeps a load that raced with an
+//! invalidation from caching stale data.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
