@@ -97,6 +97,18 @@ pub trait Store: Send + Sync + 'static {
         &self,
         hash: &[u8; 32],
     ) -> Result<Option<(KeyRecord, Account)>, StoreError>;
+    /// `find_key_by_hash` for many hashes: one answer each, in order (one
+    /// statement in the SQL store; a failed statement fails every hash).
+    async fn find_keys_by_hashes(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Vec<Result<Option<(KeyRecord, Account)>, StoreError>> {
+        let mut found = Vec::with_capacity(hashes.len());
+        for hash in hashes {
+            found.push(self.find_key_by_hash(hash).await);
+        }
+        found
+    }
     /// Batched last-used times; never moves a time backwards.
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError>;
 

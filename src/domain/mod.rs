@@ -13,6 +13,7 @@ pub mod error;
 pub mod gate;
 pub mod keys;
 pub mod limits;
+pub mod loader;
 pub mod model;
 pub mod network;
 pub mod observe;

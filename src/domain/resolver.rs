@@ -4,9 +4,11 @@
 //! hot path only compares, and kept small: an entry holds what the decision
 //! reads, its account is shared with every other key of that account, and
 //! its scope set with every key that has the same scopes (most keys share a
-//! handful). Concurrent lookups of one uncached hash share one store query. Invalidation is immediate on this replica; other
-//! replicas hear of it through the store's notification channel. An epoch
-//! counter keeps a load that raced with an invalidation from caching stale data.
+//! handful). Concurrent lookups of one uncached hash share one store lookup,
+//! and concurrent misses share one statement (see `loader`). Invalidation is
+//! immediate on this replica; other replicas hear of it through the store's
+//! notification channel. An epoch counter keeps a load that raced with an
+//! invalidation from caching stale data.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,10 +16,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use ipnet::IpNet;
-use tokio::sync::OnceCell;
-
 use super::cache::{DigestCache, SlotOwner, ThreadSlots};
+use super::loader::Loader;
 use super::model::{
     Account, KeyKind, KeyRecord, KeyStatus, Millis, Mode, RatePolicy, StoredKeyStatus,
 };
@@ -26,6 +26,7 @@ use super::origin::OriginPattern;
 use super::permissions::{Policy, ScopeSet};
 use crate::ports::{Store, StoreError};
 use crate::telemetry::metrics::{StoreOp, metrics};
+use ipnet::IpNet;
 
 /// What the decision, and the answers built from it, read of a key's
 /// record: nothing else is kept per cached key (issue 13: at most 1 KiB an
@@ -130,13 +131,12 @@ pub struct KeyResolver {
     accounts: DigestCache<Arc<Account>>,
     /// Scope sets by the scope list (or role) they were built from.
     scope_sets: Mutex<HashMap<ScopeSource, Interned>>,
-    /// Store lookups in flight, by key hash: a burst of one new key is one query.
-    inflight: Mutex<HashMap<[u8; 32], Arc<Lookup>>>,
+    /// Store lookups of misses: coalesced per hash (a burst of one new key
+    /// is one lookup) and batched (concurrent misses share a statement).
+    loader: Arc<Loader>,
     epoch: AtomicU64,
 }
 
-type Found = Result<Option<(KeyRecord, Account)>, StoreError>;
-type Lookup = OnceCell<Found>;
 type Interned = (Arc<ScopeSet>, Arc<[String]>);
 
 /// What a key's scope set is made from.
@@ -184,13 +184,13 @@ impl KeyResolver {
     pub fn new(store: Arc<dyn Store>, policy: Arc<Policy>, settings: CacheSettings) -> Self {
         Self {
             owner: SlotOwner::next(),
+            loader: Loader::new(Arc::clone(&store)),
             store,
             policy,
             known: DigestCache::new(settings.max_entries, settings.ttl),
             unknown: DigestCache::new(settings.max_entries, settings.negative_ttl),
             accounts: DigestCache::new(settings.max_entries, settings.ttl),
             scope_sets: Mutex::default(),
-            inflight: Mutex::default(),
             epoch: AtomicU64::new(0),
         }
     }
@@ -231,7 +231,7 @@ impl KeyResolver {
             return Ok(None);
         }
         metrics().cache_miss();
-        let found = self.load(hash).await?;
+        let found = self.loader.load(hash).await?;
         let Some((record, account)) = found else {
             self.unknown.insert(*hash, ());
             if self.epoch.load(Ordering::Acquire) != epoch {
@@ -298,7 +298,7 @@ impl KeyResolver {
         self.unknown.remove(hash);
         // A lookup already under way may have read the old row: later
         // callers start their own.
-        self.lock_inflight().remove(hash);
+        self.loader.forget(hash);
         self.epoch.fetch_add(1, Ordering::AcqRel);
     }
 
@@ -308,34 +308,8 @@ impl KeyResolver {
         self.known.clear();
         self.unknown.clear();
         self.accounts.clear();
-        self.lock_inflight().clear();
+        self.loader.forget_all();
         self.epoch.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn lock_inflight(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Arc<Lookup>>> {
-        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// The store's answer for `hash`, shared with every caller that asks
-    /// while the query runs. (If the first caller is cancelled, the next
-    /// waiting one runs the query.)
-    async fn load(&self, hash: &[u8; 32]) -> Found {
-        let lookup = self.lock_inflight().entry(*hash).or_default().clone();
-        let found = lookup
-            .get_or_init(|| async {
-                // Timed once per store call, not once per coalesced waiter.
-                let started = Instant::now();
-                let found = self.store.find_key_by_hash(hash).await;
-                metrics().store_call(StoreOp::FindKey, started.elapsed(), found.is_ok());
-                found
-            })
-            .await
-            .clone();
-        let mut inflight = self.lock_inflight();
-        if inflight.get(hash).is_some_and(|l| Arc::ptr_eq(l, &lookup)) {
-            inflight.remove(hash);
-        }
-        found
     }
 
     /// The cached account if it is the one just loaded, else this one.
@@ -461,16 +435,46 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
+    use crate::domain::loader::{MAX_BATCH, MAX_QUERIES};
     use crate::domain::model::{LiveStatus, Millis, Mode, RuleRecord, StoredKeyStatus};
     use crate::domain::permissions::{default_plans, default_roles};
     use crate::ports::KeyFilter;
 
-    /// Answers `find_key_by_hash` from a map, counting the calls; each call
-    /// waits until the test opens the gate, so concurrent callers pile up.
+    /// Answers lookups from a map, counting the statements and recording
+    /// each one's hashes; each statement reads the map when it starts (as a
+    /// database reads its rows), then waits until the test opens the gate,
+    /// so concurrent callers pile up.
     struct Fake {
-        keys: HashMap<[u8; 32], (KeyRecord, Account)>,
+        keys: Mutex<HashMap<[u8; 32], (KeyRecord, Account)>>,
         calls: AtomicUsize,
+        batches: Mutex<Vec<Vec<[u8; 32]>>>,
         gate: tokio::sync::Semaphore,
+        /// Every statement fails with this while set.
+        failure: Mutex<Option<StoreError>>,
+    }
+
+    /// A hash the fake store panics on.
+    const POISON: [u8; 32] = [0xee; 32];
+
+    impl Fake {
+        fn batches(&self) -> Vec<Vec<[u8; 32]>> {
+            self.batches.lock().unwrap().clone()
+        }
+
+        /// Lets the spawned tasks run until `n` statements have started.
+        async fn started(&self, n: usize) {
+            for _ in 0..1000 {
+                if self.calls.load(Ordering::SeqCst) >= n {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+            panic!("{n} statements never started");
+        }
+
+        fn set_status(&self, hash: &[u8; 32], status: StoredKeyStatus) {
+            self.keys.lock().unwrap().get_mut(hash).unwrap().0.status = status;
+        }
     }
 
     #[async_trait]
@@ -479,9 +483,26 @@ mod tests {
             &self,
             hash: &[u8; 32],
         ) -> Result<Option<(KeyRecord, Account)>, StoreError> {
+            let mut found = self.find_keys_by_hashes(&[*hash]).await;
+            found.pop().unwrap()
+        }
+        async fn find_keys_by_hashes(
+            &self,
+            hashes: &[[u8; 32]],
+        ) -> Vec<Result<Option<(KeyRecord, Account)>, StoreError>> {
+            self.batches.lock().unwrap().push(hashes.to_vec());
+            let failure = self.failure.lock().unwrap().clone();
+            let rows: Vec<_> = {
+                let keys = self.keys.lock().unwrap();
+                hashes.iter().map(|h| keys.get(h).cloned()).collect()
+            };
             self.calls.fetch_add(1, Ordering::SeqCst);
             let _permit = self.gate.acquire().await.unwrap();
-            Ok(self.keys.get(hash).cloned())
+            assert!(!hashes.contains(&POISON), "the fake store was poisoned");
+            match failure {
+                Some(e) => hashes.iter().map(|_| Err(e.clone())).collect(),
+                None => rows.into_iter().map(Ok).collect(),
+            }
         }
         async fn ping(&self) -> Result<(), StoreError> {
             unreachable!()
@@ -597,12 +618,15 @@ mod tests {
 
     fn resolver(keys: &[KeyRecord]) -> (KeyResolver, Arc<Fake>) {
         let fake = Arc::new(Fake {
-            keys: keys
-                .iter()
-                .map(|k| (k.key_hash, (k.clone(), account())))
-                .collect(),
+            keys: Mutex::new(
+                keys.iter()
+                    .map(|k| (k.key_hash, (k.clone(), account())))
+                    .collect(),
+            ),
             calls: AtomicUsize::new(0),
+            batches: Mutex::default(),
             gate: tokio::sync::Semaphore::new(0),
+            failure: Mutex::default(),
         });
         let policy = Arc::new(Policy::new(&default_plans(), &default_roles()).unwrap());
         let resolver = KeyResolver::new(fake.clone(), policy, CacheSettings::default());
@@ -632,6 +656,218 @@ mod tests {
         resolver.invalidate_key(&[1; 32]);
         assert!(resolver.resolve(&[1; 32]).await.unwrap().is_some());
         assert_eq!(fake.calls.load(Ordering::SeqCst), 2);
+    }
+
+    fn spawn_resolve(
+        resolver: &Arc<KeyResolver>,
+        n: u8,
+    ) -> tokio::task::JoinHandle<Result<Option<Arc<ResolvedKey>>, StoreError>> {
+        let resolver = resolver.clone();
+        tokio::spawn(async move { resolver.resolve(&[n; 32]).await })
+    }
+
+    /// Every query place taken by one gated statement each: later misses queue.
+    async fn fill_query_places(
+        resolver: &Arc<KeyResolver>,
+        fake: &Fake,
+    ) -> Vec<tokio::task::JoinHandle<Result<Option<Arc<ResolvedKey>>, StoreError>>> {
+        let mut tasks = Vec::new();
+        for n in 0..MAX_QUERIES {
+            tasks.push(spawn_resolve(resolver, 200 + u8::try_from(n).unwrap()));
+            fake.started(n + 1).await;
+        }
+        tasks
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn misses_arriving_during_queries_share_the_next_statement() {
+        let keys: Vec<KeyRecord> = (1..=150).chain(200..210).map(key).collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        let mut tasks = fill_query_places(&resolver, &fake).await;
+        // 150 distinct misses (and a second caller of each of the first
+        // ten, which joins its lookup) while every query place is taken.
+        for n in (1..=150).chain(1..=10) {
+            tasks.push(spawn_resolve(&resolver, n));
+        }
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(fake.calls.load(Ordering::SeqCst), MAX_QUERIES);
+        fake.gate.add_permits(1000);
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        let batches = fake.batches();
+        // The gated ones, then the queue in as few statements as the bound allows.
+        let queued = &batches[MAX_QUERIES..];
+        assert_eq!(queued.len(), 150usize.div_ceil(MAX_BATCH), "{queued:?}");
+        assert!(queued.iter().all(|b| b.len() <= MAX_BATCH));
+        let mut asked: Vec<[u8; 32]> = queued.concat();
+        asked.sort_unstable();
+        let expected: Vec<[u8; 32]> = (1..=150).map(|n| [n; 32]).collect();
+        assert_eq!(asked, expected, "each miss asked once");
+        // Now cached: no statement more.
+        assert!(resolver.resolve(&[77; 32]).await.unwrap().is_some());
+        assert_eq!(fake.batches().len(), batches.len());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_lone_miss_is_looked_up_at_once_and_unknown_keys_are_none() {
+        let (resolver, fake) = resolver(&[key(1)]);
+        let resolver = Arc::new(resolver);
+        let known = spawn_resolve(&resolver, 1);
+        fake.started(1).await;
+        let unknown = spawn_resolve(&resolver, 9);
+        fake.started(2).await;
+        fake.gate.add_permits(10);
+        assert!(known.await.unwrap().unwrap().is_some());
+        assert!(unknown.await.unwrap().unwrap().is_none());
+        assert_eq!(fake.batches(), [vec![[1; 32]], vec![[9; 32]]]);
+    }
+
+    /// A revoke that commits while a batch's statement is under way: the
+    /// statement read the key before it, so its callers get the old row,
+    /// but the cache must not keep it, and the next Check reads the new one.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_revoke_during_a_batch_leaves_no_stale_entry() {
+        let keys: Vec<KeyRecord> = (1..=5).chain(200..210).map(key).collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        let gated = fill_query_places(&resolver, &fake).await;
+        let batch: Vec<_> = (1..=5).map(|n| spawn_resolve(&resolver, n)).collect();
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        // One gated statement ends; its task takes the queue as one batch.
+        fake.gate.add_permits(1);
+        fake.started(MAX_QUERIES + 1).await;
+        assert_eq!(fake.batches()[MAX_QUERIES].len(), 5);
+        // Key 3 is revoked (and its replica told) while that batch runs.
+        fake.set_status(&[3; 32], StoredKeyStatus::Revoked);
+        resolver.invalidate_key(&[3; 32]);
+        fake.gate.add_permits(1000);
+        for task in gated.into_iter().chain(batch) {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        assert!(
+            resolver.cached(&[3; 32]).is_none(),
+            "the row read before the revoke was cached"
+        );
+        let now = resolver.resolve(&[3; 32]).await.unwrap().unwrap();
+        assert_eq!(now.record.status, StoredKeyStatus::Revoked);
+    }
+
+    /// A hash queued, invalidated, and asked for again before any statement
+    /// took it: one statement answers both callers (it starts after the
+    /// invalidation, so both may have its answer).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_hash_queued_twice_is_asked_once() {
+        let keys: Vec<KeyRecord> = (1..=2).chain(200..210).map(key).collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        let mut tasks = fill_query_places(&resolver, &fake).await;
+        tasks.push(spawn_resolve(&resolver, 1));
+        tokio::task::yield_now().await;
+        resolver.invalidate_key(&[1; 32]);
+        tasks.push(spawn_resolve(&resolver, 1));
+        tasks.push(spawn_resolve(&resolver, 2));
+        tokio::task::yield_now().await;
+        fake.gate.add_permits(1000);
+        for task in tasks {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        assert_eq!(fake.batches()[MAX_QUERIES..], [vec![[1; 32], [2; 32]]]);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cancelled_caller_strands_no_one_and_abandoned_misses_are_not_asked() {
+        let keys: Vec<KeyRecord> = (1..=3).chain(200..210).map(key).collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        // The caller whose miss started the statement goes away; the one
+        // that joined it still gets the answer.
+        let first = spawn_resolve(&resolver, 1);
+        fake.started(1).await;
+        let joined = spawn_resolve(&resolver, 1);
+        tokio::task::yield_now().await;
+        first.abort();
+        let second = spawn_resolve(&resolver, 200);
+        fake.started(2).await;
+        // Queued: 2, whose only caller goes away, and 3.
+        let gone = spawn_resolve(&resolver, 2);
+        let kept = spawn_resolve(&resolver, 3);
+        tokio::task::yield_now().await;
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        fake.gate.add_permits(1000);
+        assert!(joined.await.unwrap().unwrap().is_some());
+        assert!(second.await.unwrap().unwrap().is_some());
+        assert!(kept.await.unwrap().unwrap().is_some());
+        assert_eq!(fake.batches()[2..], [vec![[3; 32]]]);
+        assert!(first.await.unwrap_err().is_cancelled());
+        // Not stuck: 2 is looked up when someone asks again.
+        assert!(resolver.resolve(&[2; 32]).await.unwrap().is_some());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_statement_fails_every_waiter_and_caches_nothing() {
+        let keys: Vec<KeyRecord> = (1..=4).chain(200..210).map(key).collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        *fake.failure.lock().unwrap() = Some(StoreError::Unavailable("down".into()));
+        let mut tasks = fill_query_places(&resolver, &fake).await;
+        tasks.extend((1..=4).map(|n| spawn_resolve(&resolver, n)));
+        tokio::task::yield_now().await;
+        fake.gate.add_permits(1000);
+        for task in tasks {
+            let result = task.await.unwrap();
+            assert!(
+                matches!(result, Err(StoreError::Unavailable(_))),
+                "{result:?}"
+            );
+        }
+        assert!(resolver.cached(&[1; 32]).is_none());
+        *fake.failure.lock().unwrap() = None;
+        assert!(resolver.resolve(&[1; 32]).await.unwrap().is_some());
+    }
+
+    /// A statement whose task dies (here: the store panics) fails its own
+    /// callers, and the queue behind it is still served.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_query_task_that_dies_fails_its_callers_and_the_queue_goes_on() {
+        let keys: Vec<KeyRecord> = (1..=3)
+            .chain(200..210)
+            .chain([POISON[0]])
+            .map(key)
+            .collect();
+        let (resolver, fake) = resolver(&keys);
+        let resolver = Arc::new(resolver);
+        let poison = spawn_resolve(&resolver, 0xee);
+        fake.started(1).await;
+        let other = spawn_resolve(&resolver, 200);
+        fake.started(2).await;
+        let queued: Vec<_> = (1..=3).map(|n| spawn_resolve(&resolver, n)).collect();
+        tokio::task::yield_now().await;
+        fake.gate.add_permits(1000);
+        assert!(matches!(
+            poison.await.unwrap(),
+            Err(StoreError::Internal(_))
+        ));
+        assert!(other.await.unwrap().unwrap().is_some());
+        for task in queued {
+            assert!(task.await.unwrap().unwrap().is_some());
+        }
+        // Both places are free again: two new misses start two statements
+        // while neither can finish.
+        fake.gate.forget_permits(usize::MAX);
+        let calls = fake.calls.load(Ordering::SeqCst);
+        let a = spawn_resolve(&resolver, 201);
+        let b = spawn_resolve(&resolver, 202);
+        fake.started(calls + 2).await;
+        fake.gate.add_permits(10);
+        assert!(a.await.unwrap().unwrap().is_some());
+        assert!(b.await.unwrap().unwrap().is_some());
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -474,6 +474,13 @@ impl Store for SqlStore {
         self.lookup_key(hash).await
     }
 
+    async fn find_keys_by_hashes(
+        &self,
+        hashes: &[[u8; 32]],
+    ) -> Vec<Result<Option<(KeyRecord, Account)>, StoreError>> {
+        self.lookup_keys(hashes).await
+    }
+
     async fn record_key_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError> {
         self.write_usage(used).await
     }

@@ -76,7 +76,8 @@ impl Grant {
 pub enum StoreOp {
     /// The health ping.
     Ping = 0,
-    /// A key looked up by hash on a cache miss (the hot path's one store call).
+    /// Keys looked up by hash on cache misses: one statement, for one miss
+    /// or a batch of them (the hot path's one store call).
     FindKey = 1,
     /// A batch of last-used times written.
     RecordUsage = 2,

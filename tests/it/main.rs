@@ -20,6 +20,7 @@ mod keys;
 mod layers;
 mod limits;
 mod limits_http;
+mod lookup;
 mod master_keys;
 mod mmdb;
 mod observe;
