@@ -35,7 +35,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectOptions, ConnectionTrait, Database, DatabaseConnection,
     DbBackend, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr, TransactionTrait,
 };
-use sea_orm_migration::MigratorTrait;
 
 use crate::crypto::{hex, secret::Secret, secret::redact_url};
 use crate::domain::model::RuleRecord;
@@ -137,26 +136,6 @@ impl SqlStore {
             db,
             circuit: Circuit::default(),
         })
-    }
-
-    /// Runs the migrations. On PostgreSQL, under the start-up lock (see
-    /// [`SqlStore::startup_lock`]) when the caller holds it.
-    ///
-    /// On PostgreSQL all pending migrations run in one transaction without
-    /// the statement timeout: an index built over a big table is not a hung
-    /// statement, and a migration cut short leaves the schema as it was.
-    pub async fn migrate(&self) -> Result<(), StoreError> {
-        if !self.is_postgres() {
-            return migration::Migrator::up(&self.db, None)
-                .await
-                .map_err(map_err);
-        }
-        let txn = self.db.begin().await.map_err(map_err)?;
-        txn.execute_unprepared("SET LOCAL statement_timeout = 0")
-            .await
-            .map_err(map_err)?;
-        migration::Migrator::up(&txn, None).await.map_err(map_err)?;
-        txn.commit().await.map_err(map_err)
     }
 
     /// Fills in `store_ids` of these accounts with one query.

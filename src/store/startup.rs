@@ -4,7 +4,10 @@
 //! session-level advisory lock, so the second replica finds the schema and
 //! the bootstrap rows in place instead of racing to create them.
 
-use super::{SqlStore, circuit::is_unavailable_sqlx};
+use sea_orm::{ConnectionTrait, TransactionTrait};
+use sea_orm_migration::MigratorTrait;
+
+use super::{SqlStore, circuit::is_unavailable_sqlx, map_err, migration};
 use crate::ports::StoreError;
 
 /// `pg_advisory_lock` key: "latchkey" in ASCII.
@@ -17,6 +20,26 @@ pub struct StartupLock {
 }
 
 impl SqlStore {
+    /// Runs the migrations. On PostgreSQL, under the start-up lock (see
+    /// [`SqlStore::startup_lock`]) when the caller holds it.
+    ///
+    /// On PostgreSQL all pending migrations run in one transaction without
+    /// the statement timeout: an index built over a big table is not a hung
+    /// statement, and a migration cut short leaves the schema as it was.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        if !self.is_postgres() {
+            return migration::Migrator::up(&self.db, None)
+                .await
+                .map_err(map_err);
+        }
+        let txn = self.db.begin().await.map_err(map_err)?;
+        txn.execute_unprepared("SET LOCAL statement_timeout = 0")
+            .await
+            .map_err(map_err)?;
+        migration::Migrator::up(&txn, None).await.map_err(map_err)?;
+        txn.commit().await.map_err(map_err)
+    }
+
     /// Waits for the start-up lock (PostgreSQL; SQLite has one replica).
     pub async fn startup_lock(&self) -> Result<StartupLock, StoreError> {
         if !self.is_postgres() {
