@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, LockBehavior, LockType};
+use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -98,6 +98,17 @@ impl SqlStore {
                 Condition::any()
                     .add(C::LeaseUntil.is_null())
                     .add(C::LeaseUntil.lte(now)),
+            )
+            // A disabled endpoint's deliveries wait, neither sent nor
+            // spent, until it is enabled again.
+            .filter(
+                C::EndpointId.in_subquery(
+                    Query::select()
+                        .column(webhook_endpoint::Column::Id)
+                        .from(webhook_endpoint::Entity)
+                        .and_where(webhook_endpoint::Column::Enabled.eq(true))
+                        .to_owned(),
+                ),
             )
             .order_by_asc(C::NextAttemptAt)
             .limit(limit);

@@ -686,6 +686,110 @@ async fn a_delivery_is_retried_on_request(backend: Backend) {
     s.stop().await;
 }
 
+/// A disabled endpoint's pending deliveries wait: due or not, nothing is
+/// sent and no attempt is spent until the endpoint is enabled again.
+async fn a_disabled_endpoint_holds_its_deliveries(backend: Backend) {
+    let s = insecure_server(backend).await;
+    let (rx, addr) = receiver(1).await;
+    let (endpoint, _) = create(&s, create_request(&format!("http://{addr}/hook"))).await;
+    hooks(&s)
+        .send_test_event(s.admin(pb::SendTestEventRequest {
+            endpoint_id: endpoint.id.clone(),
+        }))
+        .await
+        .unwrap();
+    let failed = eventually("the failed attempt", || async {
+        deliveries(&s, &endpoint.id)
+            .await
+            .into_iter()
+            .find(|d| d.attempts == 1)
+    })
+    .await;
+    let enabled = |on: bool| pb::UpdateEndpointRequest {
+        id: endpoint.id.clone(),
+        enabled: Some(on),
+        ..Default::default()
+    };
+    hooks(&s)
+        .update_endpoint(s.admin(enabled(false)))
+        .await
+        .unwrap();
+    hooks(&s)
+        .retry_delivery(s.admin(pb::RetryDeliveryRequest {
+            id: failed.id.clone(),
+        }))
+        .await
+        .unwrap();
+    // Many polls of the worker (every 20 ms) pass with the delivery due.
+    s.clock.advance_secs(60);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(
+        rx.got.lock().unwrap().len(),
+        1,
+        "nothing sent while disabled"
+    );
+    let held = deliveries(&s, &endpoint.id).await;
+    assert_eq!(held.len(), 1);
+    assert_eq!(held[0].attempts, 1, "no attempt spent while disabled");
+    assert_eq!(held[0].status, pb::DeliveryStatus::Pending as i32);
+    hooks(&s)
+        .update_endpoint(s.admin(enabled(true)))
+        .await
+        .unwrap();
+    let done = eventually("the delivery after re-enabling", || async {
+        deliveries(&s, &endpoint.id)
+            .await
+            .into_iter()
+            .find(|d| d.status == pb::DeliveryStatus::Succeeded as i32)
+    })
+    .await;
+    assert_eq!(done.attempts, 2);
+    s.stop().await;
+}
+
+/// A secret that does not open (here: one endpoint's ciphertext moved onto
+/// another's row) never lets a delivery go out unsigned: the attempt fails
+/// before anything is sent, says why, and is retried like any failure.
+async fn nothing_is_sent_unsigned(backend: Backend) {
+    use sea_orm::{ConnectionTrait, Database};
+
+    let s = insecure_server(backend).await;
+    let (rx, addr) = receiver(0).await;
+    let (a, _) = create(&s, create_request(&format!("http://{addr}/a"))).await;
+    let (b, _) = create(&s, create_request(&format!("http://{addr}/b"))).await;
+    let sql = Database::connect(&s.db.url).await.unwrap();
+    sql.execute_unprepared(&format!(
+        "UPDATE webhook_secrets SET sealed = \
+         (SELECT sealed FROM webhook_secrets WHERE endpoint_id = '{}') \
+         WHERE endpoint_id = '{}'",
+        b.id, a.id
+    ))
+    .await
+    .unwrap();
+    sql.close().await.unwrap();
+    hooks(&s)
+        .send_test_event(s.admin(pb::SendTestEventRequest {
+            endpoint_id: a.id.clone(),
+        }))
+        .await
+        .unwrap();
+    let failed = eventually("the attempt that could not sign", || async {
+        deliveries(&s, &a.id)
+            .await
+            .into_iter()
+            .find(|d| d.attempts == 1)
+    })
+    .await;
+    assert_eq!(failed.status, pb::DeliveryStatus::Pending as i32);
+    assert!(
+        failed.last_error.contains("signing secret"),
+        "{}",
+        failed.last_error
+    );
+    assert!(rx.got.lock().unwrap().is_empty(), "nothing was sent");
+    s.stop().await;
+}
+
 /// ListEndpoints pages by id and narrows to an account; DeleteEndpoint
 /// removes the endpoint with its deliveries.
 async fn endpoints_are_listed_paged_and_deleted(backend: Backend) {
@@ -788,5 +892,7 @@ backend_tests!(
     a_test_event_is_delivered_to_its_endpoint_alone,
     rotation_signs_with_both_secrets_for_the_overlap,
     a_delivery_is_retried_on_request,
+    a_disabled_endpoint_holds_its_deliveries,
+    nothing_is_sent_unsigned,
     endpoints_are_listed_paged_and_deleted,
 );

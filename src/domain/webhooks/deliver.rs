@@ -10,7 +10,7 @@ use super::WebhookManager;
 use super::sign;
 use crate::domain::error::Result;
 use crate::domain::model::{
-    AttemptOutcome, DeliveryStatus, DueDelivery, Millis, OutboxEvent, WebhookPost,
+    AttemptOutcome, DeliveryStatus, DueDelivery, Millis, OutboxEvent, ProbeError, WebhookPost,
 };
 
 /// Seconds to wait after the n-th failed attempt (the first is at once).
@@ -65,12 +65,22 @@ impl WebhookManager {
 
     async fn attempt(&self, d: DueDelivery) {
         let now = self.clock.now();
-        let secrets: Vec<_> = d
+        let mut secrets = Vec::with_capacity(d.secrets.len());
+        for s in d
             .secrets
             .iter()
             .filter(|s| s.expires_at.is_none_or(|t| t > now))
-            .filter_map(|s| self.open_secret(s).ok())
-            .collect();
+        {
+            match self.open_secret(s) {
+                Ok(plain) => secrets.push(plain),
+                Err(e) => tracing::error!(
+                    endpoint_id = %d.endpoint.id,
+                    version = s.version,
+                    error = %e,
+                    "a webhook signing secret does not open"
+                ),
+            }
+        }
         let plain: Vec<&str> = secrets.iter().map(|s| s.expose().as_str()).collect();
         let body = d.event.body().into_bytes();
         let post = WebhookPost {
@@ -85,7 +95,15 @@ impl WebhookManager {
             body,
         };
         let attempts = d.delivery.attempts + 1;
-        let result = self.sender.post(&post).await;
+        // Nothing goes out unsigned: with no secret to sign with, the
+        // attempt fails here and is retried like any other failure.
+        let result = if plain.is_empty() {
+            Err(ProbeError::Refused(
+                "no signing secret of the endpoint could be opened; nothing was sent".to_owned(),
+            ))
+        } else {
+            self.sender.post(&post).await
+        };
         let done = self.clock.now();
         let (ok, outcome) = match result {
             Ok(r) if (200..300).contains(&r.status) => (
