@@ -171,22 +171,30 @@ impl SqlStore {
         Ok(due)
     }
 
-    pub(super) async fn finish(&self, id: &str, o: &AttemptOutcome) -> Result<(), StoreError> {
+    /// One transaction for a whole round: on SQLite each commit is a sync of
+    /// the log, and one per delivery capped the worker at a few hundred a second.
+    pub(super) async fn finish(&self, done: &[(String, AttemptOutcome)]) -> Result<(), StoreError> {
         use webhook_delivery::Column as C;
-        webhook_delivery::Entity::update_many()
-            .col_expr(C::Status, Expr::value(o.status.tag()))
-            .col_expr(C::Attempts, Expr::value(o.attempts))
-            .col_expr(C::NextAttemptAt, Expr::value(o.next_attempt_at))
-            .col_expr(C::LeaseUntil, Expr::value(Option::<i64>::None))
-            .col_expr(C::LastStatus, Expr::value(o.last_status))
-            .col_expr(C::LastError, Expr::value(o.last_error.clone()))
-            .col_expr(C::ResponseExcerpt, Expr::value(o.response_excerpt.clone()))
-            .col_expr(C::UpdatedAt, Expr::value(o.at))
-            .filter(C::Id.eq(id))
-            .exec(self.conn()?)
-            .await
-            .map_err(|e| self.fail(e))?;
-        Ok(())
+        if done.is_empty() {
+            return Ok(());
+        }
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        for (id, o) in done {
+            webhook_delivery::Entity::update_many()
+                .col_expr(C::Status, Expr::value(o.status.tag()))
+                .col_expr(C::Attempts, Expr::value(o.attempts))
+                .col_expr(C::NextAttemptAt, Expr::value(o.next_attempt_at))
+                .col_expr(C::LeaseUntil, Expr::value(Option::<i64>::None))
+                .col_expr(C::LastStatus, Expr::value(o.last_status))
+                .col_expr(C::LastError, Expr::value(o.last_error.clone()))
+                .col_expr(C::ResponseExcerpt, Expr::value(o.response_excerpt.clone()))
+                .col_expr(C::UpdatedAt, Expr::value(o.at))
+                .filter(C::Id.eq(id))
+                .exec(&txn)
+                .await
+                .map_err(|e| self.fail(e))?;
+        }
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     pub(super) async fn note_result(

@@ -298,8 +298,8 @@ impl WebhookStore for SqlStore {
         self.lease(now, lease_until, limit).await
     }
 
-    async fn finish_delivery(&self, id: &str, o: &AttemptOutcome) -> Result<(), StoreError> {
-        self.finish(id, o).await
+    async fn finish_deliveries(&self, done: &[(String, AttemptOutcome)]) -> Result<(), StoreError> {
+        self.finish(done).await
     }
 
     async fn endpoint_result(

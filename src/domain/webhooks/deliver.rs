@@ -57,13 +57,28 @@ impl WebhookManager {
             .lease_deliveries(now, now + LEASE_MS, BATCH)
             .await?;
         let n = due.len();
-        futures::stream::iter(due)
-            .for_each_concurrent(CONCURRENCY, |d| self.attempt(d))
+        let attempted: Vec<(DueDelivery, bool, AttemptOutcome)> = futures::stream::iter(due)
+            .map(|d| self.attempt(d))
+            .buffer_unordered(CONCURRENCY)
+            .collect()
             .await;
+        let done: Vec<(String, AttemptOutcome)> = attempted
+            .iter()
+            .map(|(d, _, o)| (d.delivery.id.clone(), o.clone()))
+            .collect();
+        if let Err(e) = self.store.finish_deliveries(&done).await {
+            // The leases run out and the deliveries are tried again: at least once.
+            tracing::warn!(deliveries = n, error = %e, "could not record webhook attempts");
+            return Ok(n);
+        }
+        for (d, ok, o) in &attempted {
+            self.note_health(d, *ok, o.at).await;
+        }
         Ok(n)
     }
 
-    async fn attempt(&self, d: DueDelivery) {
+    /// Sends one delivery; what happened, recorded by the caller with the round's others.
+    async fn attempt(&self, d: DueDelivery) -> (DueDelivery, bool, AttemptOutcome) {
         let now = self.clock.now();
         let mut secrets = Vec::with_capacity(d.secrets.len());
         for s in d
@@ -138,11 +153,12 @@ impl WebhookManager {
                 )
             }
         };
-        if let Err(e) = self.store.finish_delivery(&d.delivery.id, &outcome).await {
-            // The lease runs out and the delivery is tried again: at least once.
-            tracing::warn!(delivery_id = %d.delivery.id, error = %e, "could not record a webhook attempt");
-            return;
-        }
+        (d, ok, outcome)
+    }
+
+    /// Keeps the endpoint's failure run: cleared by a success, disabling it
+    /// after [`DISABLE_AFTER_MS`] of failures.
+    async fn note_health(&self, d: &DueDelivery, ok: bool, done: Millis) {
         if ok && d.endpoint.failing_since.is_none() {
             // Healthy when leased and healthy now: nothing to write.
             return;
