@@ -144,16 +144,19 @@ impl SqlStore {
         filter: sea_orm::Condition,
         now: Millis,
     ) -> Result<(), StoreError> {
-        let rows = refresh_token::Entity::find()
-            .filter(filter.clone())
-            .all(txn)
-            .await
-            .map_err(|e| self.fail(e))?;
+        // Write first: on SQLite a transaction that reads and then writes
+        // fails at once (SQLITE_BUSY) when another connection committed in
+        // between; one that starts with its write waits its turn instead.
         refresh_token::Entity::update_many()
             .col_expr(refresh_token::Column::RevokedAt, Expr::value(now))
-            .filter(filter)
+            .filter(filter.clone())
             .filter(refresh_token::Column::RevokedAt.is_null())
             .exec(txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let rows = refresh_token::Entity::find()
+            .filter(filter)
+            .all(txn)
             .await
             .map_err(|e| self.fail(e))?;
         let revoked: Vec<revoked_token::ActiveModel> = rows
