@@ -28,6 +28,20 @@ fn table_index(slot: &SealedSlot) -> usize {
 }
 const TABLES: usize = 6;
 
+/// Rows after `(id, version)` in `(id, version)` order: the keyset condition
+/// of the tables whose primary key is an id and a version.
+fn after_version<I, V>(id_col: I, id: &str, version_col: V, version: i64) -> Condition
+where
+    I: ColumnTrait,
+    V: ColumnTrait,
+{
+    Condition::any().add(id_col.gt(id)).add(
+        Condition::all()
+            .add(id_col.eq(id))
+            .add(version_col.gt(version)),
+    )
+}
+
 impl SqlStore {
     /// Up to `limit` values of table `index`, after `after` when it is a slot
     /// of that table.
@@ -77,13 +91,7 @@ impl SqlStore {
                 use signing_secret_version::Column as C;
                 let mut q = signing_secret_version::Entity::find();
                 if let Some(SealedSlot::SigningSecretVersion { secret_id, version }) = after {
-                    q = q.filter(
-                        Condition::any().add(C::SecretId.gt(secret_id.clone())).add(
-                            Condition::all()
-                                .add(C::SecretId.eq(secret_id.clone()))
-                                .add(C::Version.gt(*version)),
-                        ),
-                    );
+                    q = q.filter(after_version(C::SecretId, secret_id, C::Version, *version));
                 }
                 q.order_by_asc(C::SecretId)
                     .order_by_asc(C::Version)
@@ -147,15 +155,12 @@ impl SqlStore {
                     version,
                 }) = after
                 {
-                    q = q.filter(
-                        Condition::any()
-                            .add(C::EndpointId.gt(endpoint_id.clone()))
-                            .add(
-                                Condition::all()
-                                    .add(C::EndpointId.eq(endpoint_id.clone()))
-                                    .add(C::Version.gt(*version)),
-                            ),
-                    );
+                    q = q.filter(after_version(
+                        C::EndpointId,
+                        endpoint_id,
+                        C::Version,
+                        *version,
+                    ));
                 }
                 q.order_by_asc(C::EndpointId)
                     .order_by_asc(C::Version)
