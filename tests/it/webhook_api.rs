@@ -65,6 +65,23 @@ async fn deliveries(s: &TestServer, endpoint_id: &str) -> Vec<pb::WebhookDeliver
         .deliveries
 }
 
+/// Sends a test event to the endpoint and waits for its first attempt.
+async fn first_attempt(s: &TestServer, endpoint_id: &str) -> pb::WebhookDelivery {
+    hooks(s)
+        .send_test_event(s.admin(pb::SendTestEventRequest {
+            endpoint_id: endpoint_id.into(),
+        }))
+        .await
+        .unwrap();
+    eventually("the first attempt", || async {
+        deliveries(s, endpoint_id)
+            .await
+            .into_iter()
+            .find(|d| d.attempts == 1)
+    })
+    .await
+}
+
 async fn operator_token(s: &TestServer, scope: &str) -> String {
     s.running()
         .services
@@ -649,19 +666,7 @@ async fn a_delivery_is_retried_on_request(backend: Backend) {
     let s = insecure_server(backend).await;
     let (rx, addr) = receiver(1).await;
     let (endpoint, _) = create(&s, create_request(&format!("http://{addr}/hook"))).await;
-    hooks(&s)
-        .send_test_event(s.admin(pb::SendTestEventRequest {
-            endpoint_id: endpoint.id.clone(),
-        }))
-        .await
-        .unwrap();
-    let failed = eventually("the failed attempt", || async {
-        deliveries(&s, &endpoint.id)
-            .await
-            .into_iter()
-            .find(|d| d.attempts == 1)
-    })
-    .await;
+    let failed = first_attempt(&s, &endpoint.id).await;
     assert_eq!(failed.status, pb::DeliveryStatus::Pending as i32);
     assert_eq!(failed.last_http_status, 500);
     assert_eq!(failed.response_body, "try later");
@@ -692,19 +697,7 @@ async fn a_disabled_endpoint_holds_its_deliveries(backend: Backend) {
     let s = insecure_server(backend).await;
     let (rx, addr) = receiver(1).await;
     let (endpoint, _) = create(&s, create_request(&format!("http://{addr}/hook"))).await;
-    hooks(&s)
-        .send_test_event(s.admin(pb::SendTestEventRequest {
-            endpoint_id: endpoint.id.clone(),
-        }))
-        .await
-        .unwrap();
-    let failed = eventually("the failed attempt", || async {
-        deliveries(&s, &endpoint.id)
-            .await
-            .into_iter()
-            .find(|d| d.attempts == 1)
-    })
-    .await;
+    let failed = first_attempt(&s, &endpoint.id).await;
     let enabled = |on: bool| pb::UpdateEndpointRequest {
         id: endpoint.id.clone(),
         enabled: Some(on),
@@ -767,19 +760,7 @@ async fn nothing_is_sent_unsigned(backend: Backend) {
     .await
     .unwrap();
     sql.close().await.unwrap();
-    hooks(&s)
-        .send_test_event(s.admin(pb::SendTestEventRequest {
-            endpoint_id: a.id.clone(),
-        }))
-        .await
-        .unwrap();
-    let failed = eventually("the attempt that could not sign", || async {
-        deliveries(&s, &a.id)
-            .await
-            .into_iter()
-            .find(|d| d.attempts == 1)
-    })
-    .await;
+    let failed = first_attempt(&s, &a.id).await;
     assert_eq!(failed.status, pb::DeliveryStatus::Pending as i32);
     assert!(
         failed.last_error.contains("signing secret"),
@@ -885,6 +866,49 @@ async fn endpoints_are_listed_paged_and_deleted(backend: Backend) {
     s.stop().await;
 }
 
+/// An endpoint whose deliveries have failed for five days is disabled, says
+/// why, and the `endpoint.disabled` event goes, signed, to the endpoints
+/// that subscribe to it.
+async fn an_endpoint_failing_for_five_days_is_disabled_and_announced(backend: Backend) {
+    let s = insecure_server(backend).await;
+    let (_, failing_addr) = receiver(usize::MAX).await;
+    let (watch_rx, watch_addr) = receiver(0).await;
+    let (failing, _) = create(&s, create_request(&format!("http://{failing_addr}/hook"))).await;
+    let (_, watch_secret) = create(
+        &s,
+        pb::CreateEndpointRequest {
+            event_types: vec!["endpoint.disabled".into()],
+            ..create_request(&format!("http://{watch_addr}/hook"))
+        },
+    )
+    .await;
+    let failed = first_attempt(&s, &failing.id).await;
+    assert_eq!(failed.status, pb::DeliveryStatus::Pending as i32);
+    let after_one = get(&s, &failing.id).await;
+    assert!(after_one.enabled, "one failure does not disable");
+    assert!(after_one.failing_since.is_some());
+
+    // Past the five days (and the first retry's jittered 5 s): the next
+    // attempt fails too, and that one disables the endpoint.
+    s.clock.advance_secs(5 * 86_400 + 10);
+    let disabled = eventually("the endpoint disabled", || async {
+        let e = get(&s, &failing.id).await;
+        (!e.enabled).then_some(e)
+    })
+    .await;
+    assert!(!disabled.disabled_reason.is_empty());
+    let (h, b) = eventually("the endpoint.disabled event", || async {
+        watch_rx.got.lock().unwrap().first().cloned()
+    })
+    .await;
+    assert!(verify_standard(&watch_secret, &h, &b));
+    let event: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(event["type"], "endpoint.disabled");
+    assert_eq!(event["data"]["id"], failing.id.as_str());
+    assert_eq!(watch_rx.got.lock().unwrap().len(), 1, "announced once");
+    s.stop().await;
+}
+
 backend_tests!(
     webhook_rpcs_need_their_admin_permissions,
     bad_webhook_input_names_the_field,
@@ -895,4 +919,5 @@ backend_tests!(
     a_disabled_endpoint_holds_its_deliveries,
     nothing_is_sent_unsigned,
     endpoints_are_listed_paged_and_deleted,
+    an_endpoint_failing_for_five_days_is_disabled_and_announced,
 );
