@@ -593,7 +593,7 @@ pub trait WebhookStore: Send + Sync + 'static {
         lease_until: Millis,
         limit: u64,
     ) -> Result<Vec<DueDelivery>, StoreError>;
-    /// Records a round's attempts, `(delivery id, outcome)`, in one transaction, releasing their leases.
+    /// Records a group of finished attempts, `(delivery id, outcome)`, in one transaction, releasing their leases.
     async fn finish_deliveries(&self, done: &[(String, AttemptOutcome)]) -> Result<(), StoreError>;
     /// Notes a success (clears `failing_since`) or a failure (sets it if
     /// unset); a failing run that began before `disable_before` disables

@@ -171,7 +171,7 @@ impl SqlStore {
         Ok(due)
     }
 
-    /// One transaction for a whole round: on SQLite each commit is a sync of
+    /// One transaction for a group of attempts: on SQLite each commit is a sync of
     /// the log, and one per delivery capped the worker at a few hundred a second.
     pub(super) async fn finish(&self, done: &[(String, AttemptOutcome)]) -> Result<(), StoreError> {
         use webhook_delivery::Column as C;

@@ -57,24 +57,35 @@ impl WebhookManager {
             .lease_deliveries(now, now + LEASE_MS, BATCH)
             .await?;
         let n = due.len();
-        let attempted: Vec<(DueDelivery, bool, AttemptOutcome)> = futures::stream::iter(due)
+        // Attempts are recorded as they finish, a group at a time (one
+        // transaction each), not when the whole round is done: a slow
+        // endpoint holding the round open would otherwise let the others'
+        // leases run out and their deliveries be sent twice.
+        let mut finished = futures::stream::iter(due)
             .map(|d| self.attempt(d))
             .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
-        let done: Vec<(String, AttemptOutcome)> = attempted
+            .ready_chunks(CONCURRENCY);
+        while let Some(group) = finished.next().await {
+            self.record(&group).await;
+        }
+        Ok(n)
+    }
+
+    /// Writes a group of finished attempts in one transaction, then each
+    /// endpoint's failure run.
+    async fn record(&self, group: &[(DueDelivery, bool, AttemptOutcome)]) {
+        let done: Vec<(String, AttemptOutcome)> = group
             .iter()
             .map(|(d, _, o)| (d.delivery.id.clone(), o.clone()))
             .collect();
         if let Err(e) = self.store.finish_deliveries(&done).await {
             // The leases run out and the deliveries are tried again: at least once.
-            tracing::warn!(deliveries = n, error = %e, "could not record webhook attempts");
-            return Ok(n);
+            tracing::warn!(deliveries = group.len(), error = %e, "could not record webhook attempts");
+            return;
         }
-        for (d, ok, o) in &attempted {
+        for (d, ok, o) in group {
             self.note_health(d, *ok, o.at).await;
         }
-        Ok(n)
     }
 
     /// Sends one delivery; what happened, recorded by the caller with the round's others.
