@@ -16,7 +16,8 @@
 use std::collections::HashMap;
 
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, Value,
+    ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement, TransactionTrait,
+    Value,
 };
 
 use super::SqlStore;
@@ -46,14 +47,66 @@ impl SqlStore {
         });
         let backend = self.db.get_database_backend();
         for batch in sorted.chunks(BATCH) {
-            for statement in usage_statements(backend, batch) {
-                self.conn()?
-                    .execute_raw(statement)
-                    .await
-                    .map_err(|e| self.fail(e))?;
+            match backend {
+                DbBackend::Postgres => self.write_usage_postgres(batch).await?,
+                _ => {
+                    self.conn()?
+                        .execute_raw(sqlite_upsert(batch))
+                        .await
+                        .map_err(|e| self.fail(e))?;
+                }
             }
         }
         Ok(())
+    }
+
+    /// One batch on PostgreSQL: new keys inserted (`DO NOTHING` neither
+    /// locks nor waits for a row lock on a key that is there already), then
+    /// stale times of the others updated, skipping rows another writer holds.
+    ///
+    /// The update joins the batch with `key_usage`, and its plan must follow
+    /// the table as it grows: a plan the connection cached while the table
+    /// was small (a hash join over a sequential scan) stays in use otherwise,
+    /// until something invalidates it, and at a million keys it read the
+    /// whole table for every batch (a quarter of a second each, on a busy
+    /// database). So it runs in a transaction of its own that plans it afresh
+    /// (`plan_cache_mode = force_custom_plan`, for this transaction only).
+    async fn write_usage_postgres(&self, batch: &[&(String, Millis)]) -> Result<(), StoreError> {
+        let ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+        let times: Vec<Millis> = batch.iter().map(|(_, at)| *at).collect();
+        let insert = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "INSERT INTO key_usage (key_id, last_used_at) \
+             SELECT key_id, t FROM unnest($1::text[], $2::bigint[]) AS v(key_id, t) \
+             ORDER BY key_id ON CONFLICT (key_id) DO NOTHING",
+            [ids.clone().into(), times.clone().into()],
+        );
+        let inserted = self
+            .conn()?
+            .execute_raw(insert)
+            .await
+            .map_err(|e| self.fail(e))?
+            .rows_affected();
+        if u64::try_from(batch.len()).ok() == Some(inserted) {
+            // Every key was new (a burst of first uses): nothing to update.
+            return Ok(());
+        }
+        let update = Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "WITH v(key_id, t) AS (SELECT * FROM unnest($1::text[], $2::bigint[])), \
+             free AS (SELECT u.key_id FROM key_usage u JOIN v ON v.key_id = u.key_id \
+                      WHERE u.last_used_at < v.t - $3 \
+                      ORDER BY u.key_id FOR UPDATE OF u SKIP LOCKED) \
+             UPDATE key_usage u SET last_used_at = v.t FROM v JOIN free ON free.key_id = v.key_id \
+             WHERE u.key_id = v.key_id",
+            [ids.into(), times.into(), RESOLUTION_MS.into()],
+        );
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        txn.execute_unprepared("SET LOCAL plan_cache_mode = force_custom_plan")
+            .await
+            .map_err(|e| self.fail(e))?;
+        txn.execute_raw(update).await.map_err(|e| self.fail(e))?;
+        txn.commit().await.map_err(|e| self.fail(e))
     }
 
     /// Fills in `last_used_at` of these keys from `key_usage`.
@@ -79,51 +132,21 @@ impl SqlStore {
     }
 }
 
-/// The statements that write one batch (sorted by key id, no duplicates).
-fn usage_statements(backend: DbBackend, batch: &[&(String, Millis)]) -> Vec<Statement> {
+/// One batch on SQLite, which has one writer at a time: nothing to skip, one upsert.
+fn sqlite_upsert(batch: &[&(String, Millis)]) -> Statement {
     let mut values: Vec<Value> = Vec::with_capacity(batch.len() * 2 + 1);
     for (id, at) in batch {
         values.push(id.clone().into());
         values.push((*at).into());
     }
-    match backend {
-        DbBackend::Postgres => {
-            let rows = placeholders(batch.len(), |i| format!("(${}, ${})", 2 * i + 1, 2 * i + 2));
-            let window = format!("${}", 2 * batch.len() + 1);
-            // New keys first: DO NOTHING neither locks nor waits for a row
-            // lock on a key that is there already.
-            let insert = format!(
-                "INSERT INTO key_usage (key_id, last_used_at) \
-                 SELECT key_id, t FROM (VALUES {rows}) AS v(key_id, t) ORDER BY key_id \
-                 ON CONFLICT (key_id) DO NOTHING"
-            );
-            let update = format!(
-                "WITH v(key_id, t) AS (VALUES {rows}), \
-                 free AS (SELECT u.key_id FROM key_usage u JOIN v ON v.key_id = u.key_id \
-                          WHERE u.last_used_at < v.t - {window} \
-                          ORDER BY u.key_id FOR UPDATE OF u SKIP LOCKED) \
-                 UPDATE key_usage u SET last_used_at = v.t FROM v JOIN free ON free.key_id = v.key_id \
-                 WHERE u.key_id = v.key_id"
-            );
-            let mut with_window = values.clone();
-            with_window.push(RESOLUTION_MS.into());
-            vec![
-                Statement::from_sql_and_values(backend, insert, values),
-                Statement::from_sql_and_values(backend, update, with_window),
-            ]
-        }
-        _ => {
-            // SQLite has one writer at a time: nothing to skip, one upsert.
-            let rows = placeholders(batch.len(), |_| "(?, ?)".to_owned());
-            let upsert = format!(
-                "INSERT INTO key_usage (key_id, last_used_at) VALUES {rows} \
-                 ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at \
-                 WHERE key_usage.last_used_at < excluded.last_used_at - ?"
-            );
-            values.push(RESOLUTION_MS.into());
-            vec![Statement::from_sql_and_values(backend, upsert, values)]
-        }
-    }
+    values.push(RESOLUTION_MS.into());
+    let rows = placeholders(batch.len(), |_| "(?, ?)".to_owned());
+    let upsert = format!(
+        "INSERT INTO key_usage (key_id, last_used_at) VALUES {rows} \
+         ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at \
+         WHERE key_usage.last_used_at < excluded.last_used_at - ?"
+    );
+    Statement::from_sql_and_values(DbBackend::Sqlite, upsert, values)
 }
 
 fn placeholders(n: usize, one: impl Fn(usize) -> String) -> String {

@@ -153,3 +153,58 @@ async fn replicas_flushing_overlapping_keys_do_not_deadlock() {
     sql.close().await.unwrap();
     s.stop().await;
 }
+
+/// The flush's update keeps to the index as `key_usage` grows. Its plan is
+/// made afresh each time: one that a connection cached while the table was
+/// small (a hash join over a sequential scan) would read the whole table
+/// for every batch once it holds a million keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_usage_update_follows_the_table_as_it_grows() {
+    let s = TestServer::start(Backend::Postgres).await;
+    let url = Secret::new(s.db.url.clone());
+    let store = SqlStore::connect(&url).await.unwrap();
+    let ids: Vec<String> = (0..10).map(|i| format!("key_plan_{i}")).collect();
+    let start = latchkey::ports::SystemClock.now();
+    let batch = |round: i64| -> Vec<(String, i64)> {
+        ids.iter()
+            .map(|id| (id.clone(), start + round * 120_000))
+            .collect()
+    };
+    // Many flushes while the table is small: enough for every pooled
+    // connection that ran the update to have cached a plan for it.
+    for round in 0..20 {
+        store.record_key_usage(&batch(round)).await.unwrap();
+    }
+    let sql = Database::connect(&s.db.url).await.unwrap();
+    sql.execute_unprepared(
+        "INSERT INTO key_usage (key_id, last_used_at) \
+         SELECT 'key_grown_' || i, 0 FROM generate_series(1, 100000) AS i",
+    )
+    .await
+    .unwrap();
+    for round in 20..30 {
+        store.record_key_usage(&batch(round)).await.unwrap();
+    }
+    // Backends report their statistics when they end.
+    store.close().await;
+    let read = scalar(
+        &sql,
+        "SELECT COALESCE(seq_tup_read, 0) FROM pg_stat_user_tables WHERE relname = 'key_usage'",
+    )
+    .await;
+    assert!(
+        read < 100_000,
+        "the flush read key_usage sequentially ({read} rows) after it grew"
+    );
+    let stored = scalar(
+        &sql,
+        &format!(
+            "SELECT COUNT(*) FROM key_usage WHERE last_used_at = {}",
+            start + 29 * 120_000
+        ),
+    )
+    .await;
+    assert_eq!(stored, 10, "the last round's times are stored");
+    sql.close().await.unwrap();
+    s.stop().await;
+}
