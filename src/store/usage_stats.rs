@@ -15,7 +15,7 @@ use super::map::parse_tag;
 use crate::domain::model::{Millis, Mode};
 use crate::ports::{CountrySighting, StoreError, UsageQuery, UsageRow, UsageStore};
 
-/// Rows per INSERT (8 values each: well under SQLite's parameter limit).
+/// Rows per INSERT on SQLite (8 values each: well under its parameter limit).
 const CHUNK: usize = 100;
 
 /// The `n`-th (1-based) placeholder.
@@ -48,6 +48,74 @@ fn merged(rows: &[UsageRow]) -> Vec<UsageRow> {
     by_key.into_values().collect()
 }
 
+const UPSERT_CONFLICT: &str = "ON CONFLICT (minute, key_id, permission, outcome, country) \
+     DO UPDATE SET count = usage_minutes.count + excluded.count";
+
+/// Rows per statement on PostgreSQL, where a chunk is one array a column.
+const PG_CHUNK: usize = 1000;
+
+/// One chunk on PostgreSQL: a column an array, so that the statement's text
+/// (and the prepared statement the connection keeps) is the same whatever
+/// the chunk's size, and it is parsed once per connection, not per flush.
+fn postgres_upsert(chunk: &[UsageRow]) -> Statement {
+    let texts = |f: fn(&UsageRow) -> &str| -> Value {
+        chunk
+            .iter()
+            .map(|r| f(r).to_owned())
+            .collect::<Vec<String>>()
+            .into()
+    };
+    let values: Vec<Value> = vec![
+        chunk
+            .iter()
+            .map(|r| r.minute)
+            .collect::<Vec<Millis>>()
+            .into(),
+        texts(|r| &r.key_id),
+        texts(|r| &r.account_id),
+        texts(|r| r.mode.tag()),
+        texts(|r| &r.permission),
+        texts(|r| &r.outcome),
+        texts(|r| &r.country),
+        chunk.iter().map(|r| r.count).collect::<Vec<i64>>().into(),
+    ];
+    let sql = format!(
+        "INSERT INTO usage_minutes \
+         (minute, key_id, account_id, mode, permission, outcome, country, count) \
+         SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], \
+         $5::text[], $6::text[], $7::text[], $8::bigint[]) {UPSERT_CONFLICT}"
+    );
+    stmt(DbBackend::Postgres, sql, values)
+}
+
+/// One chunk on SQLite: a placeholder a value.
+fn sqlite_upsert(chunk: &[UsageRow]) -> Statement {
+    let backend = DbBackend::Sqlite;
+    let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
+    let mut tuples = Vec::with_capacity(chunk.len());
+    for (i, r) in chunk.iter().enumerate() {
+        let cols: Vec<String> = (1..=8).map(|c| ph(backend, i * 8 + c)).collect();
+        tuples.push(format!("({})", cols.join(", ")));
+        values.extend([
+            r.minute.into(),
+            r.key_id.clone().into(),
+            r.account_id.clone().into(),
+            r.mode.tag().into(),
+            r.permission.clone().into(),
+            r.outcome.clone().into(),
+            r.country.clone().into(),
+            r.count.into(),
+        ]);
+    }
+    let sql = format!(
+        "INSERT INTO usage_minutes \
+         (minute, key_id, account_id, mode, permission, outcome, country, count) \
+         VALUES {} {UPSERT_CONFLICT}",
+        tuples.join(", ")
+    );
+    stmt(backend, sql, values)
+}
+
 impl SqlStore {
     async fn query_rows(&self, s: Statement) -> Result<Vec<sea_orm::QueryResult>, StoreError> {
         self.conn()?
@@ -71,33 +139,13 @@ impl UsageStore for SqlStore {
         }
         let backend = self.db.get_database_backend();
         let tx = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
-        for chunk in rows.chunks(CHUNK) {
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 8);
-            let mut tuples = Vec::with_capacity(chunk.len());
-            for (i, r) in chunk.iter().enumerate() {
-                let cols: Vec<String> = (1..=8).map(|c| ph(backend, i * 8 + c)).collect();
-                tuples.push(format!("({})", cols.join(", ")));
-                values.extend([
-                    r.minute.into(),
-                    r.key_id.clone().into(),
-                    r.account_id.clone().into(),
-                    r.mode.tag().into(),
-                    r.permission.clone().into(),
-                    r.outcome.clone().into(),
-                    r.country.clone().into(),
-                    r.count.into(),
-                ]);
-            }
-            let sql = format!(
-                "INSERT INTO usage_minutes \
-                 (minute, key_id, account_id, mode, permission, outcome, country, count) \
-                 VALUES {} ON CONFLICT (minute, key_id, permission, outcome, country) \
-                 DO UPDATE SET count = usage_minutes.count + excluded.count",
-                tuples.join(", ")
-            );
-            tx.execute_raw(stmt(backend, sql, values))
-                .await
-                .map_err(|e| self.fail(e))?;
+        let statements: Vec<Statement> = if backend == DbBackend::Postgres {
+            rows.chunks(PG_CHUNK).map(postgres_upsert).collect()
+        } else {
+            rows.chunks(CHUNK).map(sqlite_upsert).collect()
+        };
+        for statement in statements {
+            tx.execute_raw(statement).await.map_err(|e| self.fail(e))?;
         }
         tx.commit().await.map_err(|e| self.fail(e))
     }
