@@ -528,6 +528,43 @@ async fn an_unusual_country_raises_one_event_a_day(backend: Backend) {
     s.stop().await;
 }
 
+/// The ring is emptied into the aggregates between flushes: bursts that
+/// each fit in it, but together do not, lose nothing while the usage flush
+/// is a minute away.
+async fn the_ring_is_emptied_between_flushes(backend: Backend) {
+    let s = TestServer::start_with(backend, |c| {
+        c.usage.buffer_capacity = 64;
+        c.usage.max_groups = 10_000;
+        c.usage_flush_interval_ms = 60_000;
+    })
+    .await;
+    let services = s.running().services.clone();
+    let recorder = services.analytics.recorder.clone().unwrap();
+    for burst in 0..4 {
+        for i in 0..50 {
+            let credential = format!("lk_test_sk_burst{burst}x{i:04}AAAAAAAAAAAAAAAAAAAAA");
+            let d = services
+                .checker
+                .decide(CheckInput {
+                    credential: &credential,
+                    ..CheckInput::default()
+                })
+                .await;
+            assert!(!d.allowed());
+        }
+        eventually("the ring emptied", || async {
+            (recorder.depth() == 0).then_some(())
+        })
+        .await;
+    }
+    assert_eq!(
+        recorder.dropped_total(),
+        0,
+        "200 outcomes through a ring of 64"
+    );
+    s.stop().await;
+}
+
 backend_tests!(
     get_usage_returns_counts_per_permission_and_outcome,
     denials_are_aggregated_into_the_audit_trail,
@@ -535,4 +572,5 @@ backend_tests!(
     a_flood_of_denials_is_bounded_and_drops_are_counted,
     usage_retention_purges_at_the_boundary,
     an_unusual_country_raises_one_event_a_day,
+    the_ring_is_emptied_between_flushes,
 );

@@ -15,6 +15,10 @@ use crate::ports::{
 use crate::telemetry::metrics::metrics;
 
 const DAY_MS: Millis = 86_400_000;
+/// Usage rows per transaction.
+const USAGE_SLICE: usize = 1000;
+/// Between two slices of a round's usage rows (not at shutdown).
+const USAGE_SLICE_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
 /// Throttle entries kept before stale ones are swept.
 const MAX_THROTTLED_KEYS: usize = 10_000;
 
@@ -83,7 +87,7 @@ impl OutcomeWorker {
         self.drain();
         let now = self.deps.clock.now();
         let closed = self.agg.take(now, everything);
-        self.write_usage(closed.usage).await;
+        self.write_usage(closed.usage, !everything).await;
         self.write_denials(closed.denials).await;
         self.send_failures(closed.failures, now).await;
         self.locate(closed.sightings, now).await;
@@ -97,14 +101,27 @@ impl OutcomeWorker {
         }
     }
 
-    async fn write_usage(&mut self, mut rows: Vec<UsageRow>) {
+    /// Writes the closed minutes' rows a slice at a time, each slice in its
+    /// own transaction; `paced` puts a pause between slices. A busy minute
+    /// closes with up to `max_groups` rows, and written in one go they held
+    /// the database and a core for seconds, which Checks felt as a latency
+    /// spike once a minute. A slice that fails is kept, with the rest, for
+    /// the next round (the slices before it are written: nothing twice).
+    async fn write_usage(&mut self, mut rows: Vec<UsageRow>, paced: bool) {
         rows.append(&mut self.pending_usage);
-        if rows.is_empty() {
-            return;
-        }
-        if let Err(e) = self.deps.usage.add_usage(&rows).await {
-            tracing::warn!(error = %e, rows = rows.len(), "could not write usage; will retry");
-            self.keep_bounded(rows);
+        let mut written = 0;
+        while written < rows.len() {
+            if written > 0 && paced {
+                tokio::time::sleep(USAGE_SLICE_PAUSE).await;
+            }
+            let slice = &rows[written..rows.len().min(written + USAGE_SLICE)];
+            if let Err(e) = self.deps.usage.add_usage(slice).await {
+                tracing::warn!(error = %e, rows = rows.len() - written, "could not write usage; will retry");
+                rows.drain(..written);
+                self.keep_bounded(rows);
+                return;
+            }
+            written += slice.len();
         }
     }
 
@@ -252,5 +269,126 @@ fn unusual_location(
             "usual_countries": usual,
             "seen_at": rfc3339(s.at),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use async_trait::async_trait;
+
+    use super::*;
+    use crate::domain::model::Mode;
+    use crate::ports::{CountrySighting, StoreError, SystemClock, UsageQuery};
+
+    /// Keeps what it is given; its `fail_call`-th write fails.
+    #[derive(Default)]
+    struct Usage {
+        calls: Mutex<Vec<usize>>,
+        stored: Mutex<Vec<UsageRow>>,
+        fail_call: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl UsageStore for Usage {
+        async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+            let mut calls = self.calls.lock().unwrap();
+            calls.push(rows.len());
+            if calls.len() == self.fail_call.load(Ordering::SeqCst) {
+                return Err(StoreError::Unavailable("down".into()));
+            }
+            self.stored.lock().unwrap().extend_from_slice(rows);
+            Ok(())
+        }
+        async fn usage_series(&self, _: &UsageQuery, _: u64) -> Result<Vec<UsageRow>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn purge_usage(&self, _: Millis, _: u64) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn exercised(&self, _: &str) -> Result<Vec<(String, Millis)>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn permissions_seen(&self, _: Millis) -> Result<Vec<String>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn key_countries(&self, _: &str) -> Result<Vec<CountrySighting>, StoreError> {
+            Ok(Vec::new())
+        }
+        async fn note_country(
+            &self,
+            _: &str,
+            _: &str,
+            _: Millis,
+            _: Option<i64>,
+        ) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+        async fn mark_scope_unused(&self, _: &str, _: Millis) -> Result<bool, StoreError> {
+            Ok(false)
+        }
+    }
+
+    struct NoEvents;
+
+    #[async_trait]
+    impl OutcomeEvents for NoEvents {
+        async fn record_denials(&self, _: &[DenialEvent]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn publish(&self, _: &[PublishedEvent]) -> Result<(), StoreError> {
+            Ok(())
+        }
+        async fn record_dropped(&self, _: Millis, _: i64) -> Result<(), StoreError> {
+            Ok(())
+        }
+    }
+
+    fn row(i: usize) -> UsageRow {
+        UsageRow {
+            minute: 0,
+            key_id: format!("key_{i:05}"),
+            account_id: "acc".into(),
+            mode: Mode::Test,
+            permission: "feedback.read".into(),
+            outcome: "allowed".into(),
+            country: String::new(),
+            count: 1,
+        }
+    }
+
+    /// A round's rows go out a slice per transaction; when one slice fails,
+    /// it and the ones after it are written in the next round, and the
+    /// slices already written are not written again.
+    #[tokio::test]
+    async fn usage_is_written_in_slices_and_a_failed_slice_is_retried_alone() {
+        let usage = Arc::new(Usage::default());
+        usage.fail_call.store(2, Ordering::SeqCst);
+        let mut worker = OutcomeWorker::new(WorkerDeps {
+            recorder: Arc::new(OutcomeRecorder::new(16)),
+            usage: usage.clone(),
+            events: Arc::new(NoEvents),
+            geo: None,
+            clock: Arc::new(SystemClock),
+            max_groups: 10_000,
+            location_window_days: 30,
+            auth_failed_every_ms: 300_000,
+        });
+        let rows: Vec<UsageRow> = (0..2_500).map(row).collect();
+        worker.write_usage(rows.clone(), false).await;
+        assert_eq!(*usage.calls.lock().unwrap(), vec![1_000, 1_000]);
+        assert_eq!(
+            worker.pending_usage.len(),
+            1_500,
+            "the failed slice and the rest"
+        );
+        worker.write_usage(Vec::new(), false).await;
+        assert_eq!(*usage.calls.lock().unwrap(), vec![1_000, 1_000, 1_000, 500]);
+        assert!(worker.pending_usage.is_empty());
+        let mut stored = usage.stored.lock().unwrap().clone();
+        stored.sort_by(|a, b| a.key_id.cmp(&b.key_id));
+        assert_eq!(stored, rows, "every row once");
     }
 }
