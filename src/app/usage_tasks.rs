@@ -56,10 +56,10 @@ pub(super) fn analytics(
     }))
 }
 
-/// The running outcome worker and maintenance loop.
 /// How often the outcome ring is emptied into the aggregates.
 const DRAIN_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// The running outcome worker and maintenance loop.
 pub(super) struct OutcomeTasks {
     worker: Option<Arc<Mutex<OutcomeWorker>>>,
     flush: Option<JoinHandle<()>>,
