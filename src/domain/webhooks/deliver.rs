@@ -88,7 +88,7 @@ impl WebhookManager {
         }
     }
 
-    /// Sends one delivery; what happened, recorded by the caller with the round's others.
+    /// Sends one delivery; what happened, recorded by the caller with the others that finish with it.
     async fn attempt(&self, d: DueDelivery) -> (DueDelivery, bool, AttemptOutcome) {
         let now = self.clock.now();
         let mut secrets = Vec::with_capacity(d.secrets.len());
