@@ -2,13 +2,14 @@
 //! flushing, and reloads of route rules and signing keys.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::watch;
 
 use crate::domain::resolver::KeyResolver;
 use crate::domain::services::Services;
 use crate::domain::tokens::TokenManager;
-use crate::domain::usage::UsageRecorder;
+use crate::domain::usage::{FLUSH_PAUSE, UsageRecorder};
 use crate::grpc;
 use crate::http::Readiness;
 use crate::ports::Store;
@@ -83,17 +84,22 @@ pub(super) async fn reload_routes_on_notice(
     }
 }
 
-pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder) {
-    let batch = usage.drain();
-    if batch.is_empty() {
-        return;
-    }
-    let started = std::time::Instant::now();
-    let written = store.record_key_usage(&batch).await;
-    metrics().store_call(StoreOp::RecordUsage, started.elapsed(), written.is_ok());
-    if let Err(e) = written {
-        tracing::warn!(error = %e, keys = batch.len(), "could not write last-used times; will retry");
-        usage.restore(batch);
+/// Writes the last-used times recorded since the last flush, with `pause`
+/// between two writes (see [`UsageRecorder::flush`]).
+pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder, pause: Duration) {
+    let written = usage
+        .flush(
+            |slice: Vec<(String, crate::domain::model::Millis)>| async move {
+                let started = std::time::Instant::now();
+                let written = store.record_key_usage(&slice).await;
+                metrics().store_call(StoreOp::RecordUsage, started.elapsed(), written.is_ok());
+                written
+            },
+            pause,
+        )
+        .await;
+    if let Err((e, keys)) = written {
+        tracing::warn!(error = %e, keys, "could not write last-used times; will retry");
     }
 }
 
@@ -104,10 +110,13 @@ pub(super) async fn flush_usage_periodically(
     mut drain: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
+    // A paced flush of a burst can outlast the interval: the next one
+    // starts a whole interval after it, not at once to catch up.
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         tokio::select! {
-            _ = ticker.tick() => flush_usage(store.as_ref(), &usage).await,
+            _ = ticker.tick() => flush_usage(store.as_ref(), &usage, FLUSH_PAUSE).await,
             _ = drain.changed() => return,
         }
     }

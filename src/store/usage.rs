@@ -6,7 +6,8 @@
 //! - a flush is a series of short statements of at most [`BATCH`] keys, each
 //!   its own transaction, with the keys in id order so that two replicas
 //!   flushing overlapping keys take their row locks in the same order and
-//!   cannot deadlock;
+//!   cannot deadlock (the periodic flush also pauses between two of them:
+//!   `UsageRecorder::flush`);
 //! - on PostgreSQL a row that another writer holds is skipped
 //!   (`FOR UPDATE SKIP LOCKED`): that writer is storing a time as recent;
 //! - a time is written only when the stored one is more than
