@@ -3,7 +3,9 @@
 # LATCHKEY_BENCH_KEYS keys, then looks each up once cold (first paced at
 # LATCHKEY_BENCH_COLD_RATE per second, then as fast as LATCHKEY_BENCH_CONCURRENCY
 # calls in flight allow), and all of them once more warm. Prints cold and warm
-# latency percentiles and the server's RSS growth per cached key.
+# latency percentiles and the server's RSS growth per cached key. The first
+# second of paced cold lookups is a warm-up, not measured (the server opens its
+# pool's connections then), and its keys are not looked up again.
 #
 #   bench/scale.sh
 #
