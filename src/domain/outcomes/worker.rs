@@ -88,8 +88,11 @@ impl OutcomeWorker {
         let now = self.deps.clock.now();
         let closed = self.agg.take(now, everything);
         self.write_usage(closed.usage, !everything).await;
+        self.drain();
         self.write_denials(closed.denials).await;
+        self.drain();
         self.send_failures(closed.failures, now).await;
+        self.drain();
         self.locate(closed.sightings, now).await;
         let dropped = self.deps.recorder.take_dropped();
         if dropped > 0 {
@@ -107,12 +110,18 @@ impl OutcomeWorker {
     /// the database and a core for seconds, which Checks felt as a latency
     /// spike once a minute. A slice that fails is kept, with the rest, for
     /// the next round (the slices before it are written: nothing twice).
+    /// The ring is emptied between slices: a paced round of a busy minute
+    /// lasts seconds, and the worker is the ring's only reader, so at
+    /// 12,000 Checks a second a 32,768-slot ring overflowed meanwhile.
     async fn write_usage(&mut self, mut rows: Vec<UsageRow>, paced: bool) {
         rows.append(&mut self.pending_usage);
         let mut written = 0;
         while written < rows.len() {
-            if written > 0 && paced {
-                tokio::time::sleep(USAGE_SLICE_PAUSE).await;
+            if written > 0 {
+                if paced {
+                    tokio::time::sleep(USAGE_SLICE_PAUSE).await;
+                }
+                self.drain();
             }
             let slice = &rows[written..rows.len().min(written + USAGE_SLICE)];
             if let Err(e) = self.deps.usage.add_usage(slice).await {
@@ -205,6 +214,8 @@ impl OutcomeWorker {
         let window = self.deps.location_window_days * DAY_MS;
         let mut events = Vec::new();
         for s in sightings {
+            // Two queries a sighting: keep the ring emptied meanwhile.
+            self.drain();
             let marker = (s.key_id.clone(), s.country.clone(), day);
             if self.located.contains(&marker) {
                 continue;
@@ -281,19 +292,34 @@ mod tests {
 
     use super::*;
     use crate::domain::model::Mode;
+    use crate::domain::reason::Reason;
     use crate::ports::{CountrySighting, StoreError, SystemClock, UsageQuery};
 
-    /// Keeps what it is given; its `fail_call`-th write fails.
+    /// Keeps what it is given; its `fail_call`-th write fails. With `busy`,
+    /// each write lasts while Checks record `per_write` outcomes meanwhile.
     #[derive(Default)]
     struct Usage {
         calls: Mutex<Vec<usize>>,
         stored: Mutex<Vec<UsageRow>>,
         fail_call: AtomicUsize,
+        busy: Option<(Arc<OutcomeRecorder>, usize)>,
     }
 
     #[async_trait]
     impl UsageStore for Usage {
         async fn add_usage(&self, rows: &[UsageRow]) -> Result<(), StoreError> {
+            if let Some((recorder, per_write)) = &self.busy {
+                for _ in 0..*per_write {
+                    recorder.record(
+                        None,
+                        "",
+                        "feedback.read",
+                        Reason::CredentialMissing,
+                        None,
+                        0,
+                    );
+                }
+            }
             let mut calls = self.calls.lock().unwrap();
             calls.push(rows.len());
             if calls.len() == self.fail_call.load(Ordering::SeqCst) {
@@ -390,5 +416,37 @@ mod tests {
         let mut stored = usage.stored.lock().unwrap().clone();
         stored.sort_by(|a, b| a.key_id.cmp(&b.key_id));
         assert_eq!(stored, rows, "every row once");
+    }
+
+    /// The worker is the ring's only reader, and a round writing a busy
+    /// minute lasts seconds: outcomes recorded meanwhile must be moved out
+    /// between slices, not left to fill the ring. Here each slice's write
+    /// sees 600 outcomes arrive in a 1,024-slot ring, three slices in all.
+    #[tokio::test]
+    async fn outcomes_recorded_during_a_long_usage_write_are_not_dropped() {
+        let recorder = Arc::new(OutcomeRecorder::new(1_024));
+        let usage = Arc::new(Usage {
+            busy: Some((recorder.clone(), 600)),
+            ..Usage::default()
+        });
+        let mut worker = OutcomeWorker::new(WorkerDeps {
+            recorder: recorder.clone(),
+            usage: usage.clone(),
+            events: Arc::new(NoEvents),
+            geo: None,
+            clock: Arc::new(SystemClock),
+            max_groups: 10_000,
+            location_window_days: 30,
+            auth_failed_every_ms: 300_000,
+        });
+        worker
+            .write_usage((0..3_000).map(row).collect(), true)
+            .await;
+        assert_eq!(usage.calls.lock().unwrap().len(), 3);
+        assert_eq!(recorder.take_dropped(), 0, "outcomes dropped mid-round");
+        assert!(
+            recorder.depth() <= 600,
+            "the ring was emptied between slices"
+        );
     }
 }
