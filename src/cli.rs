@@ -129,6 +129,14 @@ pub enum ConfigCommand {
     },
 }
 
+/// The configuration of a one-shot command (migrate, admin, master-key):
+/// one store connection is enough, not the service's whole pool.
+pub(crate) fn load_one_shot(store: &StoreArgs) -> Result<Config, String> {
+    let mut config = load(store)?;
+    config.store_min_connections = Some(1);
+    Ok(config)
+}
+
 fn load(store: &StoreArgs) -> Result<Config, String> {
     let mut config = match &store.config {
         Some(path) => Config::from_file(path).map_err(|e| e.to_string())?,
@@ -288,7 +296,8 @@ async fn serve(args: ServeArgs) -> ExitCode {
 
 async fn migrate(store: StoreArgs) -> ExitCode {
     let _logs = crate::telemetry::init(false);
-    let settings = match load(&store).and_then(|c| c.validate().map_err(|e| e.to_string())) {
+    let settings = match load_one_shot(&store).and_then(|c| c.validate().map_err(|e| e.to_string()))
+    {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
@@ -322,7 +331,7 @@ async fn create_token(
     ttl_days: Option<i64>,
     key_prefix: Option<String>,
 ) -> ExitCode {
-    let mut config = match load(&store) {
+    let mut config = match load_one_shot(&store) {
         Ok(c) => c,
         Err(e) => return fail(e),
     };

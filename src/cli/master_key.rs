@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use super::{StoreArgs, fail, load, master_key_from_env};
+use super::{StoreArgs, fail, load_one_shot, master_key_from_env};
 use crate::config::Settings;
 use crate::domain::vault::master_keys::{self, Census};
 use crate::ports::SealedSlot;
@@ -39,7 +39,9 @@ pub struct RotateArgs {
 const BATCH: u64 = 500;
 
 fn settings(store: &StoreArgs) -> Result<Settings, String> {
-    let mut settings = load(store)?.validate().map_err(|e| e.to_string())?;
+    let mut settings = load_one_shot(store)?
+        .validate()
+        .map_err(|e| e.to_string())?;
     settings.master_key = master_key_from_env()?;
     Ok(settings)
 }

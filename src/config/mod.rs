@@ -123,6 +123,11 @@ pub struct Config {
     /// Longest a store statement may run (PostgreSQL `statement_timeout`,
     /// SQLite's busy wait). Default 5000.
     pub store_statement_timeout_ms: u64,
+    /// PostgreSQL connections per replica at most. Default 16.
+    pub store_max_connections: u32,
+    /// PostgreSQL connections opened at start and kept open (reopened in
+    /// the background when one is lost). Default: `store_max_connections`.
+    pub store_min_connections: Option<u32>,
     pub keys: KeysConfig,
     pub check: CheckConfig,
     pub cache: CacheConfig,
@@ -165,6 +170,8 @@ impl Default for Config {
             health_interval_ms: 2000,
             store_acquire_timeout_ms: 1000,
             store_statement_timeout_ms: 5000,
+            store_max_connections: 16,
+            store_min_connections: None,
             keys: KeysConfig::default(),
             check: CheckConfig::default(),
             cache: CacheConfig::default(),
@@ -318,6 +325,21 @@ impl Config {
                 "must be between 100 and 600000",
             ));
         }
+        if !(1..=1000).contains(&self.store_max_connections) {
+            return Err(invalid(
+                "store_max_connections",
+                "must be between 1 and 1000",
+            ));
+        }
+        let store_min_connections = self
+            .store_min_connections
+            .unwrap_or(self.store_max_connections);
+        if store_min_connections > self.store_max_connections {
+            return Err(invalid(
+                "store_min_connections",
+                "must be at most store_max_connections",
+            ));
+        }
         self.limits.validate()?;
         let plans = self.plans.clone().unwrap_or_else(default_plans);
         let roles = self.roles.clone().unwrap_or_else(default_roles);
@@ -360,6 +382,8 @@ impl Config {
             store: StoreOptions {
                 acquire_timeout: Duration::from_millis(self.store_acquire_timeout_ms),
                 statement_timeout: Duration::from_millis(self.store_statement_timeout_ms),
+                max_connections: self.store_max_connections,
+                min_connections: store_min_connections,
                 ..StoreOptions::default()
             },
             keys,

@@ -204,3 +204,41 @@ fn redis_settings_are_validated_and_never_printed() {
             .is_none()
     );
 }
+
+#[test]
+fn the_store_pool_floor_defaults_to_the_pool_and_may_not_exceed_it() {
+    let settings = Config::default().validate().unwrap();
+    assert_eq!(settings.store.max_connections, 16);
+    assert_eq!(
+        settings.store.min_connections, 16,
+        "opened whole by default"
+    );
+    let config = Config {
+        store_max_connections: 8,
+        store_min_connections: Some(2),
+        ..Config::default()
+    };
+    let settings = config.validate().unwrap();
+    assert_eq!(
+        (
+            settings.store.max_connections,
+            settings.store.min_connections
+        ),
+        (8, 2)
+    );
+    let err = Config {
+        store_max_connections: 4,
+        store_min_connections: Some(5),
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("store_min_connections"), "{err}");
+    let err = Config {
+        store_max_connections: 0,
+        ..Config::default()
+    }
+    .validate()
+    .unwrap_err();
+    assert!(err.to_string().contains("store_max_connections"), "{err}");
+}

@@ -57,6 +57,8 @@ const PING_TIMEOUT: Duration = Duration::from_millis(900);
 pub struct SqlStore {
     db: DatabaseConnection,
     circuit: Circuit,
+    /// PostgreSQL connections kept open (0 on SQLite).
+    floor: u32,
 }
 
 /// How the store connects. The acquire timeout bounds how long a call waits
@@ -68,6 +70,11 @@ pub struct StoreOptions {
     pub acquire_timeout: Duration,
     /// PostgreSQL pool size (SQLite always uses a small pool).
     pub max_connections: u32,
+    /// PostgreSQL connections opened at start and kept open: a connection
+    /// opened on demand under load cost ~90 ms (TLS, and sqlx 0.9.0 does not
+    /// set `TCP_NODELAY`, so two delayed ACKs), and the cold lookups queued
+    /// behind it stalled together.
+    pub min_connections: u32,
     /// Longest one statement may run: PostgreSQL's `statement_timeout` on
     /// every pooled connection, SQLite's `busy_timeout` (how long a
     /// statement waits for the write lock). A hung query fails, and frees
@@ -81,9 +88,23 @@ impl Default for StoreOptions {
             connect_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_millis(1000),
             max_connections: 16,
+            min_connections: 16,
             statement_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// Connections kept open: at least one, at most the pool.
+fn pool_floor(options: StoreOptions) -> u32 {
+    options
+        .min_connections
+        .clamp(1, options.max_connections.max(1))
+}
+
+fn map_sqlx_err(e: sqlx::Error) -> StoreError {
+    map_err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(e),
+    )))
 }
 
 fn map_err(e: DbErr) -> StoreError {
@@ -123,8 +144,17 @@ impl SqlStore {
                     .busy_timeout(statement_timeout)
             });
         } else {
+            // The pool is opened whole (below) and kept whole: no idle
+            // reaping, no lifetime recycling, a lost connection reopened in
+            // the background (sqlx keeps `min_connections`), so that no call
+            // waits for a connection to be opened once the service runs.
             opts.max_connections(options.max_connections)
-                .min_connections(1);
+                .min_connections(pool_floor(options))
+                .idle_timeout(None)
+                .max_lifetime(None)
+                // Opened by `warm`, in parallel: sqlx opens `min_connections`
+                // one after another, within one acquire timeout.
+                .connect_lazy(true);
             // Sent in the startup packet: the session default of every
             // pooled connection, restored by RESET (see startup.rs).
             let ms = statement_timeout.as_millis().to_string();
@@ -132,10 +162,51 @@ impl SqlStore {
         }
         tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
         let db = Database::connect(opts).await.map_err(map_err)?;
-        Ok(Self {
+        let store = Self {
             db,
             circuit: Circuit::default(),
-        })
+            floor: if is_sqlite { 0 } else { pool_floor(options) },
+        };
+        if store.floor > 0 {
+            store.warm(store.floor).await?;
+        }
+        Ok(store)
+    }
+
+    /// Opens `n` PostgreSQL connections at once (all of them holding one
+    /// each at the same time) and puts them in the pool. Fails only when
+    /// none could be opened (the store is unreachable); fewer than `n` is
+    /// logged, and sqlx opens the rest in the background.
+    async fn warm(&self, n: u32) -> Result<(), StoreError> {
+        let pool = self.db.get_postgres_connection_pool();
+        let started = std::time::Instant::now();
+        let held = futures::future::join_all((0..n).map(|_| pool.acquire())).await;
+        let opened = held.iter().filter(|c| c.is_ok()).count();
+        let failed = held.into_iter().find_map(Result::err);
+        match failed {
+            Some(e) if opened == 0 => return Err(map_sqlx_err(e)),
+            Some(e) => tracing::warn!(
+                error = %map_sqlx_err(e),
+                opened,
+                wanted = n,
+                "could not open the whole store pool; the rest is opened in the background"
+            ),
+            None => tracing::info!(
+                connections = opened,
+                ms = started.elapsed().as_millis(),
+                "store pool opened"
+            ),
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL connections open now (idle or in use); 0 on SQLite.
+    pub fn pool_connections(&self) -> u32 {
+        if self.is_postgres() {
+            self.db.get_postgres_connection_pool().size()
+        } else {
+            0
+        }
     }
 
     /// Fills in `store_ids` of these accounts with one query.
@@ -254,7 +325,13 @@ impl Store for SqlStore {
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable("the ping timed out".into())),
         };
+        let was_open = self.circuit.is_open();
         self.circuit.set_open(result.is_err());
+        // Back from an outage: the pool lost its connections (each found
+        // dead was dropped), so open them again now, before load needs them.
+        if was_open && result.is_ok() && self.floor > 0 {
+            let _ = self.warm(self.floor).await;
+        }
         result
     }
 

@@ -167,6 +167,10 @@ pub fn test_config(db_url: &str) -> Config {
         database_url: Some(db_url.to_owned()),
         usage_flush_interval_ms: 50,
         health_interval_ms: 50,
+        // Tests run many servers at once on one PostgreSQL: a small pool
+        // kept open, the rest opened on demand (tests/it/store_pool.rs
+        // checks the service's default, the whole pool).
+        store_min_connections: Some(2),
         shutdown_grace_seconds: 5,
         shutdown_delay_seconds: 0,
         ..Config::default()

@@ -28,6 +28,7 @@ mod outage;
 mod replicas;
 mod server;
 mod signing;
+mod store_pool;
 mod throwaway;
 mod tokens;
 mod usage;
