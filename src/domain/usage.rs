@@ -35,11 +35,18 @@ impl UsageRecorder {
 
     /// Everything recorded since the last drain.
     pub fn drain(&self) -> Vec<(String, Millis)> {
+        self.take().into_iter().collect()
+    }
+
+    /// The map itself, swapped for an empty one: the lock that every
+    /// Check's `record` takes is held for the swap only, not for a walk
+    /// over 100,000 entries.
+    fn take(&self) -> HashMap<String, Millis> {
         let mut pending = self
             .pending
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        pending.drain().collect()
+        std::mem::take(&mut *pending)
     }
 
     /// Puts back what a failed flush could not write (newer times win).
@@ -64,8 +71,28 @@ impl UsageRecorder {
         W: Fn(Vec<(String, Millis)>) -> F,
         F: Future<Output = Result<(), StoreError>>,
     {
-        let mut batch = self.drain();
-        batch.sort_unstable();
+        let pending = self.take();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        // Ordering 100,000 key ids took a runtime worker for ~40 ms, and the
+        // calls whose connection that worker held stalled with it: the
+        // ordering runs on a blocking thread, beside the workers.
+        let ordered = tokio::task::spawn_blocking(move || {
+            let mut batch: Vec<(String, Millis)> = pending.into_iter().collect();
+            batch.sort_unstable();
+            batch
+        })
+        .await;
+        let mut batch = match ordered {
+            Ok(batch) => batch,
+            Err(e) => {
+                return Err((
+                    StoreError::Internal(format!("ordering the last-used times failed: {e}")),
+                    0,
+                ));
+            }
+        };
         let mut written = 0;
         while written < batch.len() {
             if written > 0 && !pause.is_zero() {
