@@ -1,0 +1,153 @@
+//! The PostgreSQL pool: opened whole, in parallel, at start, and kept whole
+//! (SQLite: a small pool). A connection opened on a call's path under load
+//! cost ~90 ms (the TLS handshake waits out two delayed ACKs: sqlx 0.9.0
+//! does not set `TCP_NODELAY`), and every cold lookup queued behind it
+//! stalled with it.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, Database, DbErr};
+
+use super::circuit::Circuit;
+use super::{SqlStore, map_err};
+use crate::crypto::secret::{Secret, redact_url};
+use crate::ports::StoreError;
+
+/// How the store connects. The acquire timeout bounds how long a call waits
+/// for a connection when the database is down: short, so that an outage is
+/// answered fast, not after the pool's default of many seconds.
+#[derive(Debug, Clone, Copy)]
+pub struct StoreOptions {
+    pub connect_timeout: Duration,
+    pub acquire_timeout: Duration,
+    /// PostgreSQL pool size (SQLite always uses a small pool).
+    pub max_connections: u32,
+    /// PostgreSQL connections opened at start and kept open: a connection
+    /// opened on demand under load cost ~90 ms (TLS, and sqlx 0.9.0 does not
+    /// set `TCP_NODELAY`, so two delayed ACKs), and the cold lookups queued
+    /// behind it stalled together.
+    pub min_connections: u32,
+    /// Longest one statement may run: PostgreSQL's `statement_timeout` on
+    /// every pooled connection, SQLite's `busy_timeout` (how long a
+    /// statement waits for the write lock). A hung query fails, and frees
+    /// its connection, instead of holding it.
+    pub statement_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_millis(1000),
+            max_connections: 16,
+            min_connections: 16,
+            statement_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Connections kept open: at least one, at most the pool.
+fn pool_floor(options: StoreOptions) -> u32 {
+    options
+        .min_connections
+        .clamp(1, options.max_connections.max(1))
+}
+
+fn map_sqlx_err(e: sqlx::Error) -> StoreError {
+    map_err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+        std::sync::Arc::new(e),
+    )))
+}
+
+impl SqlStore {
+    /// Connects (creating a SQLite file if needed). Does not migrate.
+    pub async fn connect(url: &Secret<String>) -> Result<Self, StoreError> {
+        Self::connect_with(url, StoreOptions::default()).await
+    }
+
+    pub async fn connect_with(
+        url: &Secret<String>,
+        options: StoreOptions,
+    ) -> Result<Self, StoreError> {
+        let is_sqlite = url.expose().starts_with("sqlite:");
+        let mut opts = ConnectOptions::new(url.expose().clone());
+        opts.sqlx_logging(false)
+            .connect_timeout(options.connect_timeout)
+            .acquire_timeout(options.acquire_timeout);
+        let statement_timeout = options.statement_timeout;
+        if is_sqlite {
+            // One writer at a time is SQLite's nature; a small pool avoids lock churn.
+            opts.max_connections(4).min_connections(1);
+            // Per connection, so on every connection of the pool (a PRAGMA
+            // run once would set only the one connection that ran it).
+            opts.map_sqlx_sqlite_opts(move |o| {
+                o.journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                    .foreign_keys(true)
+                    .busy_timeout(statement_timeout)
+            });
+        } else {
+            // The pool is opened whole (below) and kept whole: no idle
+            // reaping, no lifetime recycling, a lost connection reopened in
+            // the background (sqlx keeps `min_connections`), so that no call
+            // waits for a connection to be opened once the service runs.
+            opts.max_connections(options.max_connections)
+                .min_connections(pool_floor(options))
+                .idle_timeout(None)
+                .max_lifetime(None)
+                // Opened by `warm`, in parallel: sqlx opens `min_connections`
+                // one after another, within one acquire timeout.
+                .connect_lazy(true);
+            // Sent in the startup packet: the session default of every
+            // pooled connection, restored by RESET (see startup.rs).
+            let ms = statement_timeout.as_millis().to_string();
+            opts.map_sqlx_postgres_opts(move |o| o.options([("statement_timeout", ms.as_str())]));
+        }
+        tracing::info!(database = %redact_url(url.expose()), "connecting to the store");
+        let db = Database::connect(opts).await.map_err(map_err)?;
+        let store = Self {
+            db,
+            circuit: Circuit::default(),
+            floor: if is_sqlite { 0 } else { pool_floor(options) },
+        };
+        if store.floor > 0 {
+            store.warm(store.floor).await?;
+        }
+        Ok(store)
+    }
+
+    /// Opens `n` PostgreSQL connections at once (all of them holding one
+    /// each at the same time) and puts them in the pool. Fails only when
+    /// none could be opened (the store is unreachable); fewer than `n` is
+    /// logged, and sqlx opens the rest in the background.
+    pub(super) async fn warm(&self, n: u32) -> Result<(), StoreError> {
+        let pool = self.db.get_postgres_connection_pool();
+        let started = std::time::Instant::now();
+        let held = futures::future::join_all((0..n).map(|_| pool.acquire())).await;
+        let opened = held.iter().filter(|c| c.is_ok()).count();
+        let failed = held.into_iter().find_map(Result::err);
+        match failed {
+            Some(e) if opened == 0 => return Err(map_sqlx_err(e)),
+            Some(e) => tracing::warn!(
+                error = %map_sqlx_err(e),
+                opened,
+                wanted = n,
+                "could not open the whole store pool; the rest is opened in the background"
+            ),
+            None => tracing::info!(
+                connections = opened,
+                ms = started.elapsed().as_millis(),
+                "store pool opened"
+            ),
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL connections open now (idle or in use); 0 on SQLite.
+    pub fn pool_connections(&self) -> u32 {
+        if self.is_postgres() {
+            self.db.get_postgres_connection_pool().size()
+        } else {
+            0
+        }
+    }
+}
