@@ -474,6 +474,7 @@ mod statement_timeout_tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::crypto::secret::Secret;
 
     fn options(ms: u64) -> StoreOptions {
         StoreOptions {
