@@ -352,6 +352,8 @@ EVERY_CONFIG_KEY = {
     "check": {"require_auth": True, "trusted_proxies": ["10.0.0.0/8", "192.0.2.1"], "store_header": "x-beep-store-id"},
     "cache": {"max_entries": 5000, "ttl_seconds": 30, "negative_ttl_seconds": 2},
     "store_statement_timeout_ms": 3000,
+    "store_max_connections": 12,
+    "store_min_connections": 4,
     "limits": {"max_list_items": 50, "max_message_bytes": 65536, "http_header_timeout_ms": 5000,
                "http_body_timeout_ms": 5000, "http_max_body_bytes": 32768},
     "tls": {"min_version": "1.3", "reload_interval_ms": 5000},
