@@ -21,17 +21,22 @@ async fn backends(admin: &DatabaseConnection, db: &str) -> i64 {
     row.try_get::<i64>("", "n").unwrap()
 }
 
+/// A store on `url` with a pool of `max` connections, `min` kept open.
+async fn connect(url: &str, max: u32, min: u32) -> SqlStore {
+    let options = StoreOptions {
+        max_connections: max,
+        min_connections: min,
+        ..StoreOptions::default()
+    };
+    SqlStore::connect_with(&Secret::new(url.to_owned()), options)
+        .await
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_pool_is_opened_whole_at_start() {
     let db = TestDb::new(Backend::Postgres).await;
-    let options = StoreOptions {
-        max_connections: 6,
-        min_connections: 6,
-        ..StoreOptions::default()
-    };
-    let store = SqlStore::connect_with(&Secret::new(db.url.clone()), options)
-        .await
-        .unwrap();
+    let store = connect(&db.url, 6, 6).await;
     // Open when connect returns, not on the first calls that need them.
     assert_eq!(store.pool_connections(), 6);
     let admin = Database::connect(&postgres_admin_url()).await.unwrap();
@@ -45,14 +50,7 @@ async fn the_pool_is_opened_whole_at_start() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_floor_below_the_maximum_opens_only_the_floor() {
     let db = TestDb::new(Backend::Postgres).await;
-    let options = StoreOptions {
-        max_connections: 6,
-        min_connections: 2,
-        ..StoreOptions::default()
-    };
-    let store = SqlStore::connect_with(&Secret::new(db.url.clone()), options)
-        .await
-        .unwrap();
+    let store = connect(&db.url, 6, 2).await;
     // sqlx's own background opening of the floor may race the warm-up by
     // one connection; never the whole pool.
     let open = store.pool_connections();
@@ -68,14 +66,7 @@ async fn after_an_outage_the_pool_is_opened_whole_again() {
     use latchkey::ports::Store;
 
     let pg = crate::throwaway::ThrowawayPg::start();
-    let options = StoreOptions {
-        max_connections: 5,
-        min_connections: 5,
-        ..StoreOptions::default()
-    };
-    let store = SqlStore::connect_with(&Secret::new(pg.url.clone()), options)
-        .await
-        .unwrap();
+    let store = connect(&pg.url, 5, 5).await;
     assert_eq!(store.pool_connections(), 5);
     pg.crash();
     // The health loop's pings while the store is down; each connection

@@ -372,6 +372,20 @@ mod tests {
         }
     }
 
+    /// A worker over `usage`, emptying `recorder`, with no events or geo.
+    fn worker(recorder: Arc<OutcomeRecorder>, usage: Arc<Usage>) -> OutcomeWorker {
+        OutcomeWorker::new(WorkerDeps {
+            recorder,
+            usage,
+            events: Arc::new(NoEvents),
+            geo: None,
+            clock: Arc::new(SystemClock),
+            max_groups: 10_000,
+            location_window_days: 30,
+            auth_failed_every_ms: 300_000,
+        })
+    }
+
     fn row(i: usize) -> UsageRow {
         UsageRow {
             minute: 0,
@@ -392,16 +406,7 @@ mod tests {
     async fn usage_is_written_in_slices_and_a_failed_slice_is_retried_alone() {
         let usage = Arc::new(Usage::default());
         usage.fail_call.store(2, Ordering::SeqCst);
-        let mut worker = OutcomeWorker::new(WorkerDeps {
-            recorder: Arc::new(OutcomeRecorder::new(16)),
-            usage: usage.clone(),
-            events: Arc::new(NoEvents),
-            geo: None,
-            clock: Arc::new(SystemClock),
-            max_groups: 10_000,
-            location_window_days: 30,
-            auth_failed_every_ms: 300_000,
-        });
+        let mut worker = worker(Arc::new(OutcomeRecorder::new(16)), usage.clone());
         let rows: Vec<UsageRow> = (0..2_500).map(row).collect();
         worker.write_usage(rows.clone(), false).await;
         assert_eq!(*usage.calls.lock().unwrap(), vec![1_000, 1_000]);
@@ -429,16 +434,7 @@ mod tests {
             busy: Some((recorder.clone(), 600)),
             ..Usage::default()
         });
-        let mut worker = OutcomeWorker::new(WorkerDeps {
-            recorder: recorder.clone(),
-            usage: usage.clone(),
-            events: Arc::new(NoEvents),
-            geo: None,
-            clock: Arc::new(SystemClock),
-            max_groups: 10_000,
-            location_window_days: 30,
-            auth_failed_every_ms: 300_000,
-        });
+        let mut worker = worker(recorder.clone(), usage.clone());
         worker
             .write_usage((0..3_000).map(row).collect(), true)
             .await;
