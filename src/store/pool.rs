@@ -115,29 +115,41 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// Opens `n` PostgreSQL connections at once (all of them holding one
-    /// each at the same time) and puts them in the pool. Fails only when
-    /// none could be opened (the store is unreachable); fewer than `n` is
-    /// logged, and sqlx opens the rest in the background.
-    pub(super) async fn warm(&self, n: u32) -> Result<(), StoreError> {
+    /// Opens what the pool lacks of `floor` connections, all at once: it
+    /// holds every idle connection and one new one per missing connection
+    /// at the same time (so never waits for a connection in use), then puts
+    /// them back. A connection on its way back to the pool meanwhile can be
+    /// taken instead of a new one, so up to three rounds are made. Fails
+    /// only when none could be had (the store is unreachable); a shortfall
+    /// is logged, and calls open the rest when they need them.
+    pub(super) async fn warm(&self, floor: u32) -> Result<(), StoreError> {
         let pool = self.db.get_postgres_connection_pool();
         let started = std::time::Instant::now();
-        let held = futures::future::join_all((0..n).map(|_| pool.acquire())).await;
-        let opened = held.iter().filter(|c| c.is_ok()).count();
-        let failed = held.into_iter().find_map(Result::err);
-        match failed {
-            Some(e) if opened == 0 => return Err(map_sqlx_err(e)),
-            Some(e) => tracing::warn!(
-                error = %map_sqlx_err(e),
-                opened,
-                wanted = n,
-                "could not open the whole store pool; the rest is opened in the background"
-            ),
-            None => tracing::info!(
-                connections = opened,
-                ms = started.elapsed().as_millis(),
-                "store pool opened"
-            ),
+        for _ in 0..3 {
+            let missing = floor.saturating_sub(pool.size());
+            if missing == 0 {
+                tracing::info!(
+                    connections = pool.size(),
+                    ms = started.elapsed().as_millis(),
+                    "store pool opened"
+                );
+                return Ok(());
+            }
+            let n = missing + u32::try_from(pool.num_idle()).unwrap_or(0);
+            let held = futures::future::join_all((0..n).map(|_| pool.acquire())).await;
+            let had = held.iter().filter(|c| c.is_ok()).count();
+            if let Some(e) = held.into_iter().find_map(Result::err) {
+                if had == 0 {
+                    return Err(map_sqlx_err(e));
+                }
+                tracing::warn!(
+                    error = %map_sqlx_err(e),
+                    open = pool.size(),
+                    wanted = floor,
+                    "could not open the whole store pool; calls open the rest as they need it"
+                );
+                return Ok(());
+            }
         }
         Ok(())
     }
