@@ -14,6 +14,9 @@
 #   LATCHKEY_BENCH_COLD_RATE=2000      paced cold lookups per second
 #   LATCHKEY_BENCH_COLD_SECONDS=10     how long the paced phase lasts
 #   LATCHKEY_BENCH_CONCURRENCY=32      calls in flight in the other phases
+#   LATCHKEY_BENCH_SERVER_TOML=''      more server config, appended after the
+#                                      [cache] table, e.g. $'[usage]\nrecord_outcomes = false'
+#                                      to see what outcome recording costs
 #   DATABASE_URL                       PostgreSQL server (a database is created
 #                                      and dropped): default 127.0.0.1:5432
 #
@@ -42,6 +45,7 @@ cat >"$CONFIG" <<TOML
 max_entries = $((KEYS * 2 + 1000))
 ttl_seconds = 3600
 negative_ttl_seconds = 5
+${LATCHKEY_BENCH_SERVER_TOML:-}
 TOML
 export LATCHKEY_CONFIG=$CONFIG
 trap 'drop_bench_database; rm -f "$CONFIG"' EXIT
