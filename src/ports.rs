@@ -615,6 +615,12 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> Result<Vec<DeliveryRecord>, StoreError>;
     /// Makes a delivery due again at `now`; `false` if there is none.
     async fn retry_delivery(&self, id: &str, now: Millis) -> Result<bool, StoreError>;
+    /// Deletes, in one transaction, up to `limit` of the oldest finished
+    /// (succeeded or failed) deliveries last updated before `before`, then
+    /// up to `limit` of the oldest dispatched outbox events created before
+    /// `before` that no delivery refers to any more (a pending one keeps its
+    /// event, whatever its age); how many rows went, of both.
+    async fn purge_webhooks(&self, before: Millis, limit: u64) -> Result<u64, StoreError>;
     /// Writes `event` for `delivery`'s endpoint alone (no fan-out) with that
     /// delivery, in one transaction; `false` if the endpoint is gone.
     async fn enqueue_to(

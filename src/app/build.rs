@@ -152,6 +152,7 @@ pub fn build(
         master_key: master_key.clone(),
         clock: clock.clone(),
         allow_insecure_targets: settings.webhooks.allow_insecure_targets,
+        retention_days: settings.webhooks.retention_days,
     }));
     let analytics = super::usage_tasks::analytics(
         settings,

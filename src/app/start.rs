@@ -279,8 +279,9 @@ pub async fn start(
         settings.webhooks.key_expiry_interval,
         drain_rx.clone(),
     )));
-    drop(tokio::spawn(tasks::purge_audit_periodically(
+    drop(tokio::spawn(tasks::purge_periodically(
         services.audit.clone(),
+        services.webhooks.clone(),
         settings.audit.purge_interval,
         drain_rx.clone(),
     )));

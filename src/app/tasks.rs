@@ -173,21 +173,31 @@ impl crate::ports::Invalidations for ReplicaInvalidations {
     }
 }
 
-/// Purges audit events past `audit.retention_days`, in small batches (see
-/// `AuditManager::purge_expired`), once at start and then every `every`.
-pub(super) async fn purge_audit_periodically(
+/// Purges audit events past `audit.retention_days` and webhook deliveries
+/// and events past `webhooks.retention_days`, in small batches (see
+/// `AuditManager::purge_expired`, `WebhookManager::purge_expired`), once at
+/// start and then every `every`.
+pub(super) async fn purge_periodically(
     audit: Arc<crate::domain::audit::AuditManager>,
+    webhooks: Arc<crate::domain::webhooks::WebhookManager>,
     every: std::time::Duration,
     mut drain: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
     loop {
         tokio::select! {
-            _ = ticker.tick() => match audit.purge_expired().await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(events = n, "purged audit events past their retention"),
-                Err(e) => tracing::warn!(error = %e, "audit events could not be purged; will retry"),
-            },
+            _ = ticker.tick() => {
+                match audit.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(events = n, "purged audit events past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "audit events could not be purged; will retry"),
+                }
+                match webhooks.purge_expired().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(rows = n, "purged webhook deliveries and events past their retention"),
+                    Err(e) => tracing::warn!(error = %e, "webhook deliveries could not be purged; will retry"),
+                }
+            }
             _ = drain.changed() => return,
         }
     }

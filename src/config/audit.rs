@@ -81,6 +81,9 @@ pub struct WebhooksConfig {
     /// How often each replica looks for keys to announce as expiring or
     /// expired. Default 60.
     pub key_expiry_interval_seconds: u64,
+    /// Days finished deliveries (and events none is left of) are kept;
+    /// the purge runs every `audit.purge_interval_seconds`. Default 30.
+    pub retention_days: u32,
 }
 
 impl Default for WebhooksConfig {
@@ -92,6 +95,7 @@ impl Default for WebhooksConfig {
             poll_interval_ms: 500,
             key_expiring_days: 7,
             key_expiry_interval_seconds: 60,
+            retention_days: 30,
         }
     }
 }
@@ -104,6 +108,7 @@ pub struct WebhooksSettings {
     pub poll_interval: Duration,
     pub key_expiring_days: u32,
     pub key_expiry_interval: Duration,
+    pub retention_days: u32,
 }
 
 impl Default for WebhooksSettings {
@@ -116,6 +121,7 @@ impl Default for WebhooksSettings {
             poll_interval: Duration::from_millis(d.poll_interval_ms),
             key_expiring_days: d.key_expiring_days,
             key_expiry_interval: Duration::from_secs(d.key_expiry_interval_seconds),
+            retention_days: d.retention_days,
         }
     }
 }
@@ -152,6 +158,12 @@ impl WebhooksConfig {
                 "must be between 1 and 86400",
             ));
         }
+        if !(1..=36_500).contains(&self.retention_days) {
+            return Err(invalid(
+                "webhooks.retention_days",
+                "must be between 1 and 36500",
+            ));
+        }
         Ok(WebhooksSettings {
             allow_insecure_targets: self.allow_insecure_targets,
             timeout: Duration::from_millis(self.timeout_ms),
@@ -159,6 +171,7 @@ impl WebhooksConfig {
             poll_interval: Duration::from_millis(self.poll_interval_ms),
             key_expiring_days: self.key_expiring_days,
             key_expiry_interval: Duration::from_secs(self.key_expiry_interval_seconds),
+            retention_days: self.retention_days,
         })
     }
 }

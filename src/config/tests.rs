@@ -19,6 +19,14 @@ fn key_expiry_notices_default_to_seven_days_ahead() {
 }
 
 #[test]
+fn webhook_deliveries_are_kept_thirty_days_by_default() {
+    let s = Config::default().validate().unwrap();
+    assert_eq!(s.webhooks.retention_days, 30);
+    let c: Config = toml::from_str("[webhooks]\nretention_days = 2").unwrap();
+    assert_eq!(c.validate().unwrap().webhooks.retention_days, 2);
+}
+
+#[test]
 fn unknown_fields_are_refused() {
     let err = toml::from_str::<Config>("grpc_adr = \"x\"")
         .unwrap_err()
@@ -103,6 +111,7 @@ fn signing_section_is_validated() {
             "[webhooks]\nkey_expiry_interval_seconds = 0",
             "webhooks.key_expiry_interval_seconds",
         ),
+        ("[webhooks]\nretention_days = 0", "webhooks.retention_days"),
     ] {
         let err = toml::from_str::<Config>(toml)
             .unwrap()

@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use sea_orm::sea_query::{Expr, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
     TransactionTrait,
@@ -322,6 +322,80 @@ impl SqlStore {
         .map_err(|e| self.fail(e))?;
         self.commit(txn).await?;
         Ok(true)
+    }
+
+    /// Ids first, then a delete by id that checks the condition again (a
+    /// delivery retried meanwhile is pending, and stays): portable (no
+    /// DELETE … LIMIT) and bounded whatever the backend.
+    pub(super) async fn purge(&self, before: Millis, limit: u64) -> Result<u64, StoreError> {
+        use webhook_delivery::Column as D;
+        use webhook_event::Column as E;
+        let finished = || {
+            Condition::all()
+                .add(D::Status.ne(DeliveryStatus::Pending.tag()))
+                .add(D::UpdatedAt.lt(before))
+        };
+        // An event is kept while a delivery of it is.
+        let unreferenced = || {
+            Condition::all()
+                .add(E::Dispatched.eq(true))
+                .add(E::CreatedAt.lt(before))
+                .add(
+                    Expr::exists(
+                        Query::select()
+                            .expr(Expr::val(1))
+                            .from(webhook_delivery::Entity)
+                            .and_where(
+                                Expr::col((webhook_delivery::Entity, D::EventId))
+                                    .equals((webhook_event::Entity, E::Id)),
+                            )
+                            .to_owned(),
+                    )
+                    .not(),
+                )
+        };
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        let ids: Vec<String> = webhook_delivery::Entity::find()
+            .select_only()
+            .column(D::Id)
+            .filter(finished())
+            .order_by_asc(D::UpdatedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        let mut gone = 0;
+        if !ids.is_empty() {
+            gone += webhook_delivery::Entity::delete_many()
+                .filter(D::Id.is_in(ids))
+                .filter(finished())
+                .exec(&txn)
+                .await
+                .map_err(|e| self.fail(e))?
+                .rows_affected;
+        }
+        let ids: Vec<String> = webhook_event::Entity::find()
+            .select_only()
+            .column(E::Id)
+            .filter(unreferenced())
+            .order_by_asc(E::CreatedAt)
+            .limit(limit)
+            .into_tuple()
+            .all(&txn)
+            .await
+            .map_err(|e| self.fail(e))?;
+        if !ids.is_empty() {
+            gone += webhook_event::Entity::delete_many()
+                .filter(E::Id.is_in(ids))
+                .filter(unreferenced())
+                .exec(&txn)
+                .await
+                .map_err(|e| self.fail(e))?
+                .rows_affected;
+        }
+        txn.commit().await.map_err(|e| self.fail(e))?;
+        Ok(gone)
     }
 
     pub(super) async fn retry(&self, id: &str, now: Millis) -> Result<bool, StoreError> {

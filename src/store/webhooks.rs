@@ -326,6 +326,10 @@ impl WebhookStore for SqlStore {
         self.retry(id, now).await
     }
 
+    async fn purge_webhooks(&self, before: Millis, limit: u64) -> Result<u64, StoreError> {
+        self.purge(before, limit).await
+    }
+
     async fn enqueue_to(
         &self,
         event: &OutboxEvent,

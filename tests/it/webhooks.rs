@@ -185,7 +185,93 @@ async fn private_targets_are_refused(backend: Backend) {
     s.stop().await;
 }
 
+async fn endpoint(
+    webhooks: &latchkey::domain::webhooks::WebhookManager,
+    addr: SocketAddr,
+    event_types: &[&str],
+) -> String {
+    let (endpoint, _) = webhooks
+        .create_endpoint(NewEndpoint {
+            account_id: None,
+            url: format!("http://{addr}/hook"),
+            event_types: event_types.iter().map(|t| (*t).to_owned()).collect(),
+            description: String::new(),
+            format: SignatureFormat::Standard,
+        })
+        .await
+        .unwrap();
+    endpoint.id
+}
+
+async fn deliveries(
+    webhooks: &latchkey::domain::webhooks::WebhookManager,
+    endpoint: &str,
+) -> Vec<(DeliveryStatus, i64)> {
+    let d = webhooks
+        .list_deliveries(endpoint, None, None, 10)
+        .await
+        .unwrap();
+    d.into_iter().map(|d| (d.status, d.attempts)).collect()
+}
+
+/// `webhooks.retention_days`: finished deliveries past it go, and with them
+/// the events none is left of; a delivery still being retried keeps itself
+/// and its event however old, and young ones stay.
+async fn finished_deliveries_and_their_events_are_purged_after_retention(backend: Backend) {
+    let s = TestServer::start_with(backend, |c: &mut Config| {
+        c.webhooks.allow_insecure_targets = true;
+        c.webhooks.poll_interval_ms = 20;
+        c.webhooks.retention_days = 2;
+    })
+    .await;
+    let webhooks = s.running().services.webhooks.clone();
+    let (_, ok_addr) = receiver(0).await;
+    let (_, failing_addr) = receiver(usize::MAX).await;
+    let ok = endpoint(&webhooks, ok_addr, &["key.created", "key.revoked"]).await;
+    let failing = endpoint(&webhooks, failing_addr, &["key.created"]).await;
+    let account = s.account("GO").await;
+    let (key, _) = s
+        .create_key(key_request(&account.id, &["feedback.read"]))
+        .await;
+    s.keys()
+        .revoke_key(s.admin(latchkey::pb::RevokeKeyRequest { id: key.id }))
+        .await
+        .unwrap();
+    eventually(
+        "both events delivered to one endpoint, tried at the other",
+        || async {
+            let ok = deliveries(&webhooks, &ok).await;
+            let failing = deliveries(&webhooks, &failing).await;
+            (ok == [(DeliveryStatus::Succeeded, 1); 2] && failing == [(DeliveryStatus::Pending, 1)])
+                .then_some(())
+        },
+    )
+    .await;
+    // A day later nothing is past retention.
+    s.clock.advance_secs(86_400);
+    assert_eq!(webhooks.purge_expired().await.unwrap(), 0);
+    assert_eq!(deliveries(&webhooks, &ok).await.len(), 2);
+    // Three days later: the two succeeded deliveries and the `key.revoked`
+    // event go; the pending delivery and its `key.created` event stay.
+    s.clock.advance_secs(2 * 86_400);
+    assert_eq!(webhooks.purge_expired().await.unwrap(), 3);
+    assert_eq!(deliveries(&webhooks, &ok).await, []);
+    assert_eq!(deliveries(&webhooks, &failing).await.len(), 1);
+    assert_eq!(webhooks.purge_expired().await.unwrap(), 0);
+    // A new event now is young: delivered and kept.
+    s.create_key(key_request(&account.id, &["feedback.read"]))
+        .await;
+    eventually("the new event delivered", || async {
+        (deliveries(&webhooks, &ok).await == [(DeliveryStatus::Succeeded, 1)]).then_some(())
+    })
+    .await;
+    assert_eq!(webhooks.purge_expired().await.unwrap(), 0);
+    assert_eq!(deliveries(&webhooks, &ok).await.len(), 1);
+    s.stop().await;
+}
+
 backend_tests!(
     a_key_change_is_delivered_signed_and_retried,
     private_targets_are_refused,
+    finished_deliveries_and_their_events_are_purged_after_retention,
 );

@@ -23,6 +23,9 @@ const LEASE_MS: Millis = 60_000;
 pub const BATCH: u64 = 256;
 const CONCURRENCY: usize = 64;
 const MAX_EXCERPT: usize = 1024;
+/// Rows of each kind per purge transaction.
+pub const PURGE_BATCH: u64 = 500;
+const DAY_MS: Millis = 86_400_000;
 
 /// `secs`, ±10 %.
 fn jittered(secs: i64) -> Millis {
@@ -48,6 +51,27 @@ pub fn after_failure(attempts: i64, now: Millis) -> (DeliveryStatus, Millis) {
 }
 
 impl WebhookManager {
+    /// Deletes finished deliveries last updated before the retention
+    /// window, and dispatched events older than it that no delivery refers
+    /// to any more, a batch per transaction, oldest first (a pending
+    /// delivery, however old, keeps itself and its event). How many rows
+    /// went.
+    pub async fn purge_expired(&self) -> Result<u64> {
+        let cutoff = self
+            .clock
+            .now()
+            .saturating_sub(i64::from(self.retention_days).saturating_mul(DAY_MS));
+        let mut total = 0;
+        loop {
+            let gone = self.store.purge_webhooks(cutoff, PURGE_BATCH).await?;
+            total += gone;
+            if gone == 0 {
+                return Ok(total);
+            }
+            tokio::task::yield_now().await;
+        }
+    }
+
     /// One round: fan out, lease, deliver. How many deliveries were attempted.
     pub async fn deliver_due(&self) -> Result<usize> {
         let now = self.clock.now();

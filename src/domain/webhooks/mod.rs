@@ -35,6 +35,9 @@ pub struct WebhookDeps {
     pub clock: Arc<dyn Clock>,
     /// `webhooks.allow_insecure_targets`: http and private targets (tests only).
     pub allow_insecure_targets: bool,
+    /// `webhooks.retention_days`: finished deliveries and their events are
+    /// kept this long.
+    pub retention_days: u32,
 }
 
 pub struct WebhookManager {
@@ -44,6 +47,7 @@ pub struct WebhookManager {
     master_key: Arc<MasterKey>,
     clock: Arc<dyn Clock>,
     allow_insecure: bool,
+    retention_days: u32,
 }
 
 impl WebhookManager {
@@ -55,6 +59,7 @@ impl WebhookManager {
             master_key: deps.master_key,
             clock: deps.clock,
             allow_insecure: deps.allow_insecure_targets,
+            retention_days: deps.retention_days,
         }
     }
 
