@@ -20,6 +20,11 @@
 #   DATABASE_URL                       PostgreSQL server (a database is created
 #                                      and dropped): default 127.0.0.1:5432
 #
+# Also printed, from the server's /metrics (so the server config has a
+# [metrics] table of the script's own: LATCHKEY_BENCH_SERVER_TOML must not add
+# one): the lookup statements of the whole run, their mean time from call to
+# answer, and keys per statement (how much the loader batched).
+#
 # Targets (issue 13): bytes per cached key ≤ 1024; cold p99 < 5 ms at
 # 2,000/s and at 32 in flight; ≥ 10,000 cold lookups/s.
 set -euo pipefail
@@ -39,8 +44,13 @@ bench_setup
 build_driver
 bench_database
 CONFIG=$(mktemp "${TMPDIR:-/tmp}/latchkey-scale.XXXXXX.toml")
+METRICS_ADDR="127.0.0.1:$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
 # Every key stays cached for the whole run.
 cat >"$CONFIG" <<TOML
+[metrics]
+enabled = true
+addr = "$METRICS_ADDR"
+
 [cache]
 max_entries = $((KEYS * 2 + 1000))
 ttl_seconds = 3600
@@ -69,3 +79,14 @@ log "bulk-loading $KEYS keys"
 bulk_keys "$KEYS" "$TEMPLATE" "$TMP/secrets.txt"
 log "looking them up ($PROFILE build, server pid $SERVER_PID)"
 "$DRIVER" scale "$GRPC_ADDR" "$TMP/secrets.txt" "$SERVER_PID" "$COLD_RATE" "$COLD_SECONDS" "$CONCURRENCY"
+# The store's find_key histogram counts lookup statements (a batch is one).
+python3 - "http://$METRICS_ADDR/metrics" "$KEYS" <<'PY'
+import re, sys, urllib.request
+text = urllib.request.urlopen(sys.argv[1], timeout=10).read().decode()
+def value(name):
+    m = re.search(r'^latchkey_store_call_duration_seconds_%s\{op="find_key"\} (\S+)$' % name, text, re.M)
+    return float(m.group(1)) if m else 0.0
+n, total = value("count"), value("sum")
+if n:
+    print(f"lookup_statements={n:.0f} mean={total / n * 1e6:.0f}us keys_per_statement={int(sys.argv[2]) / n:.1f}")
+PY
