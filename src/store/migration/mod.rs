@@ -25,6 +25,8 @@ mod m20261202_000070_consent;
 mod m20261202_000080_signing_url_form;
 // key.expiring / key.expired notices (issue 16)
 mod m20261203_000100_key_notices;
+// webhook retention
+mod m20261204_000110_webhook_purge;
 
 pub struct Migrator;
 
@@ -51,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000070_consent::Migration),
             Box::new(m20261202_000080_signing_url_form::Migration),
             Box::new(m20261203_000100_key_notices::Migration),
+            Box::new(m20261204_000110_webhook_purge::Migration),
         ]
     }
 }
