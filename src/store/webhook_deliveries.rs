@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use sea_orm::sea_query::{Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    QueryTrait, TransactionTrait,
 };
 
 use super::SqlStore;
@@ -324,9 +324,12 @@ impl SqlStore {
         Ok(true)
     }
 
-    /// Ids first, then a delete by id that checks the condition again (a
-    /// delivery retried meanwhile is pending, and stays): portable (no
-    /// DELETE … LIMIT) and bounded whatever the backend.
+    /// Two deletes, each of the oldest `limit` rows its condition picks,
+    /// in one transaction. Each checks its condition again on the rows it
+    /// deletes (on PostgreSQL a delivery retried meanwhile is pending, and
+    /// stays), and the first statement writes: a transaction that read
+    /// first and wrote later would fail on SQLite ("database is locked")
+    /// whenever the delivery worker wrote in between.
     pub(super) async fn purge(&self, before: Millis, limit: u64) -> Result<u64, StoreError> {
         use webhook_delivery::Column as D;
         use webhook_event::Column as E;
@@ -354,48 +357,37 @@ impl SqlStore {
                     .not(),
                 )
         };
-        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
-        let ids: Vec<String> = webhook_delivery::Entity::find()
+        let oldest_deliveries = webhook_delivery::Entity::find()
             .select_only()
             .column(D::Id)
             .filter(finished())
             .order_by_asc(D::UpdatedAt)
             .limit(limit)
-            .into_tuple()
-            .all(&txn)
-            .await
-            .map_err(|e| self.fail(e))?;
-        let mut gone = 0;
-        if !ids.is_empty() {
-            gone += webhook_delivery::Entity::delete_many()
-                .filter(D::Id.is_in(ids))
-                .filter(finished())
-                .exec(&txn)
-                .await
-                .map_err(|e| self.fail(e))?
-                .rows_affected;
-        }
-        let ids: Vec<String> = webhook_event::Entity::find()
+            .into_query();
+        let oldest_events = webhook_event::Entity::find()
             .select_only()
             .column(E::Id)
             .filter(unreferenced())
             .order_by_asc(E::CreatedAt)
             .limit(limit)
-            .into_tuple()
-            .all(&txn)
+            .into_query();
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
+        let deliveries = webhook_delivery::Entity::delete_many()
+            .filter(D::Id.in_subquery(oldest_deliveries))
+            .filter(finished())
+            .exec(&txn)
             .await
-            .map_err(|e| self.fail(e))?;
-        if !ids.is_empty() {
-            gone += webhook_event::Entity::delete_many()
-                .filter(E::Id.is_in(ids))
-                .filter(unreferenced())
-                .exec(&txn)
-                .await
-                .map_err(|e| self.fail(e))?
-                .rows_affected;
-        }
+            .map_err(|e| self.fail(e))?
+            .rows_affected;
+        let events = webhook_event::Entity::delete_many()
+            .filter(E::Id.in_subquery(oldest_events))
+            .filter(unreferenced())
+            .exec(&txn)
+            .await
+            .map_err(|e| self.fail(e))?
+            .rows_affected;
         txn.commit().await.map_err(|e| self.fail(e))?;
-        Ok(gone)
+        Ok(deliveries + events)
     }
 
     pub(super) async fn retry(&self, id: &str, now: Millis) -> Result<bool, StoreError> {
