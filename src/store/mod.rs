@@ -180,12 +180,38 @@ fn status_condition(status: KeyStatus, now: Millis) -> sea_orm::Condition {
     }
 }
 
+impl SqlStore {
+    /// One ping. On PostgreSQL a connection whose ping fails is taken out of
+    /// the pool and dropped: returned to the pool, sqlx would ping it once
+    /// more on the way, and for a connection broken mid-exchange that ping
+    /// does not return, so it stays counted in the pool and holds a place.
+    async fn ping_once(&self) -> Result<(), sea_orm::DbErr> {
+        if !self.is_postgres() {
+            return self.db.ping().await;
+        }
+        use sqlx::Connection;
+        let pool = self.db.get_postgres_connection_pool();
+        let mut conn = pool.acquire().await.map_err(|e| {
+            sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+        })?;
+        match conn.ping().await {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                drop(conn.detach());
+                Err(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
+                    std::sync::Arc::new(e),
+                )))
+            }
+        }
+    }
+}
+
 #[async_trait]
 impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         // The one call that bypasses the circuit: it is how the health loop
         // finds out that the store is back, and closes it.
-        let result = match tokio::time::timeout(PING_TIMEOUT, self.db.ping()).await {
+        let result = match tokio::time::timeout(PING_TIMEOUT, self.ping_once()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable("the ping timed out".into())),
