@@ -191,18 +191,11 @@ impl SqlStore {
         }
         use sqlx::Connection;
         let pool = self.db.get_postgres_connection_pool();
-        let mut conn = pool.acquire().await.map_err(|e| {
-            sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
-        })?;
-        match conn.ping().await {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                drop(conn.detach());
-                Err(sea_orm::DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-                    std::sync::Arc::new(e),
-                )))
-            }
-        }
+        let mut conn = pool.acquire().await.map_err(pool::sqlx_conn_err)?;
+        conn.ping().await.map_err(|e| {
+            drop(conn.detach());
+            pool::sqlx_conn_err(e)
+        })
     }
 }
 

@@ -53,10 +53,13 @@ fn pool_floor(options: StoreOptions) -> u32 {
         .clamp(1, options.max_connections.max(1))
 }
 
+/// A connection-level sqlx error as SeaORM reports one (`DbErr::Conn`).
+pub(super) fn sqlx_conn_err(e: sqlx::Error) -> DbErr {
+    DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
 fn map_sqlx_err(e: sqlx::Error) -> StoreError {
-    map_err(DbErr::Conn(sea_orm::RuntimeErr::SqlxError(
-        std::sync::Arc::new(e),
-    )))
+    map_err(sqlx_conn_err(e))
 }
 
 impl SqlStore {
