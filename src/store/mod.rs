@@ -52,7 +52,8 @@ const INVALIDATE_ALL: &str = "*";
 const ROUTES_CHANGED: &str = "routes";
 
 /// Under the health loop's own bound (one second at least), so that a ping
-/// that times out still opens the circuit.
+/// that times out still opens the circuit; the pool's refill after an
+/// outage shares it.
 const PING_TIMEOUT: Duration = Duration::from_millis(900);
 
 #[derive(Clone)]
@@ -204,17 +205,25 @@ impl Store for SqlStore {
     async fn ping(&self) -> Result<(), StoreError> {
         // The one call that bypasses the circuit: it is how the health loop
         // finds out that the store is back, and closes it.
-        let result = match tokio::time::timeout(PING_TIMEOUT, self.ping_once()).await {
+        let deadline = tokio::time::Instant::now() + PING_TIMEOUT;
+        let result = match tokio::time::timeout_at(deadline, self.ping_once()).await {
             Ok(Ok(())) => Ok(()),
             Ok(Err(e)) => Err(StoreError::Unavailable(e.to_string())),
             Err(_) => Err(StoreError::Unavailable("the ping timed out".into())),
         };
         let was_open = self.circuit.is_open();
         self.circuit.set_open(result.is_err());
-        // Back from an outage: the pool lost its connections (each found
-        // dead was dropped), so open them again now, before load needs them.
-        if was_open && result.is_ok() && self.floor > 0 {
-            let _ = self.warm(self.floor).await;
+        // Back from an outage the pool lost its connections (each found dead
+        // was dropped); up all along, it may hold some that were ended under
+        // it. Either way what is missing is opened now, before load needs it;
+        // within the ping's bound, so that the health loop never takes a
+        // slow refill for a store that is down (what is not open by then,
+        // calls and sqlx's own upkeep open).
+        if result.is_ok() && self.floor > 0 {
+            let short = was_open || self.drop_dead_idle(deadline).await > 0;
+            if short {
+                let _ = tokio::time::timeout_at(deadline, self.warm(self.floor)).await;
+            }
         }
         result
     }

@@ -58,6 +58,11 @@ pub(super) fn sqlx_conn_err(e: sqlx::Error) -> DbErr {
     DbErr::Conn(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
 }
 
+/// Rounds `SqlStore::warm` makes at most, and its first pause between two;
+/// each pause doubles (5 ms, then 10 ms, … 160 ms: 315 ms in all).
+const WARM_ROUNDS: u32 = 7;
+const WARM_FIRST_PAUSE: Duration = Duration::from_millis(5);
+
 fn map_sqlx_err(e: sqlx::Error) -> StoreError {
     map_err(sqlx_conn_err(e))
 }
@@ -118,43 +123,90 @@ impl SqlStore {
         Ok(store)
     }
 
-    /// Opens what the pool lacks of `floor` connections, all at once: it
-    /// holds every idle connection and one new one per missing connection
-    /// at the same time (so never waits for a connection in use), then puts
-    /// them back. A connection on its way back to the pool meanwhile can be
-    /// taken instead of a new one, so up to three rounds are made. Fails
-    /// only when none could be had (the store is unreachable); a shortfall
-    /// is logged, and calls open the rest when they need them.
+    /// Opens what the pool lacks of `floor` connections, all at once: a
+    /// round holds every idle connection and one new one per missing
+    /// connection at the same time (so never waits for a connection in use),
+    /// then puts them back. sqlx puts a connection back from a task of its
+    /// own, so one on its way back can be taken instead of a new one, and an
+    /// open can fail while a restarted server finishes starting: rounds are
+    /// made, each after a longer pause, until the pool holds the floor or
+    /// `WARM_ROUNDS` have been made. Fails only when none could be had (the
+    /// store is unreachable); a shortfall is logged, and calls open the rest
+    /// when they need them.
     pub(super) async fn warm(&self, floor: u32) -> Result<(), StoreError> {
         let pool = self.db.get_postgres_connection_pool();
         let started = std::time::Instant::now();
-        for _ in 0..3 {
-            let missing = floor.saturating_sub(pool.size());
-            if missing == 0 {
-                tracing::info!(
-                    connections = pool.size(),
-                    ms = started.elapsed().as_millis(),
-                    "store pool opened"
-                );
-                return Ok(());
+        let mut failure = None;
+        for round in 0..WARM_ROUNDS {
+            if pool.size() >= floor {
+                break;
             }
+            if round > 0 {
+                // Time for the connections just put back to reach the idle queue.
+                tokio::time::sleep(WARM_FIRST_PAUSE * (1 << (round - 1))).await;
+            }
+            let missing = floor.saturating_sub(pool.size());
             let n = missing + u32::try_from(pool.num_idle()).unwrap_or(0);
             let held = futures::future::join_all((0..n).map(|_| pool.acquire())).await;
             let had = held.iter().filter(|c| c.is_ok()).count();
             if let Some(e) = held.into_iter().find_map(Result::err) {
-                if had == 0 {
+                if had == 0 && pool.size() == 0 {
                     return Err(map_sqlx_err(e));
                 }
-                tracing::warn!(
-                    error = %map_sqlx_err(e),
-                    open = pool.size(),
-                    wanted = floor,
-                    "could not open the whole store pool; calls open the rest as they need it"
-                );
-                return Ok(());
+                failure = Some(map_sqlx_err(e));
             }
         }
+        if pool.size() >= floor {
+            tracing::info!(
+                connections = pool.size(),
+                ms = started.elapsed().as_millis(),
+                "store pool opened"
+            );
+        } else {
+            tracing::warn!(
+                error = failure.as_ref().map(tracing::field::display),
+                open = pool.size(),
+                wanted = floor,
+                "could not open the whole store pool; calls open the rest as they need it"
+            );
+        }
         Ok(())
+    }
+
+    /// Pings every idle connection at once, each until `deadline`, and takes
+    /// each that does not answer out of the pool; how many went. A
+    /// connection that the database or something on the way ended while the
+    /// store stayed up (a terminated backend, a proxy's restart, a NAT's
+    /// idle timeout) is found here, by the health loop, instead of on a
+    /// call's path, where replacing it costs that call a connection open;
+    /// and the pings keep idle connections from reaching such timeouts.
+    /// Not through sqlx's own test on acquire: a connection that stops
+    /// answering mid-ping would be returned to the pool, and the ping sqlx
+    /// makes on the way back has no bound.
+    pub(super) async fn drop_dead_idle(&self, deadline: tokio::time::Instant) -> usize {
+        use sqlx::Connection;
+        let pool = self.db.get_postgres_connection_pool();
+        let idle: Vec<_> = std::iter::from_fn(|| pool.try_acquire())
+            .take(pool.num_idle())
+            .collect();
+        let answered = futures::future::join_all(idle.into_iter().map(|mut conn| async move {
+            match tokio::time::timeout_at(deadline, conn.ping()).await {
+                Ok(Ok(())) => true,
+                _ => {
+                    drop(conn.detach());
+                    false
+                }
+            }
+        }))
+        .await;
+        let dead = answered.iter().filter(|ok| !**ok).count();
+        if dead > 0 {
+            tracing::warn!(
+                dead,
+                "dropped idle store connections that did not answer a ping"
+            );
+        }
+        dead
     }
 
     /// PostgreSQL connections open now (idle or in use); 0 on SQLite.

@@ -84,3 +84,59 @@ async fn after_an_outage_the_pool_is_opened_whole_again() {
     assert_eq!(store.pool_connections(), 5);
     store.close().await;
 }
+
+/// Backends the database ends while it stays up (an administrator, a proxy
+/// restart) are found dead and replaced by the next health ping, not by the
+/// calls that would otherwise meet them one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_ended_under_a_live_store_are_replaced_by_the_health_ping() {
+    use latchkey::ports::Store;
+
+    let db = TestDb::new(Backend::Postgres).await;
+    let store = connect(&db.url, 5, 5).await;
+    let admin = Database::connect(&postgres_admin_url()).await.unwrap();
+    let pids = |admin: &DatabaseConnection| {
+        let sql = format!(
+            "SELECT pid FROM pg_stat_activity WHERE datname = '{}' ORDER BY pid",
+            db.pg_name()
+        );
+        let admin = admin.clone();
+        async move {
+            admin
+                .query_all_raw(Statement::from_string(admin.get_database_backend(), sql))
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.try_get::<i32>("", "pid").unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = pids(&admin).await;
+    assert_eq!(before.len(), 5);
+    admin
+        .execute_raw(Statement::from_string(
+            admin.get_database_backend(),
+            format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{}'",
+                db.pg_name()
+            ),
+        ))
+        .await
+        .unwrap();
+    eventually("the backends to end", || async {
+        pids(&admin).await.is_empty().then_some(())
+    })
+    .await;
+    store.ping().await.unwrap();
+    eventually("five new backends", || async {
+        let now = pids(&admin).await;
+        (now.len() == 5).then_some(now)
+    })
+    .await
+    .iter()
+    .for_each(|pid| assert!(!before.contains(pid), "backend {pid} survived"));
+    assert_eq!(store.pool_connections(), 5);
+    store.close().await;
+    admin.close().await.unwrap();
+    db.drop_database().await;
+}
