@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use sea_orm::sea_query::LikeExpr;
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
 };
 
 use super::SqlStore;
@@ -189,29 +189,23 @@ impl AuditStore for SqlStore {
 
     async fn purge_events(&self, before: Millis, limit: u64) -> Result<u64, StoreError> {
         use audit_event::Column as C;
-        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
-        // Ids first, then delete by id: portable (no DELETE … LIMIT), and
-        // the batch is bounded whatever the backend.
-        let ids: Vec<String> = audit_event::Entity::find()
+        // One statement, so no transaction that reads first and writes
+        // later (on SQLite that fails, "database is locked", when a
+        // mutation's events are written in between); the oldest ids by a
+        // subquery, since DELETE … LIMIT is not portable.
+        let oldest = audit_event::Entity::find()
             .select_only()
             .column(C::Id)
             .filter(C::Time.lt(before))
             .order_by_asc(C::Time)
             .limit(limit)
-            .into_tuple()
-            .all(&txn)
-            .await
-            .map_err(|e| self.fail(e))?;
-        if ids.is_empty() {
-            return Ok(0);
-        }
+            .into_query();
         let result = audit_event::Entity::delete_many()
-            .filter(C::Id.is_in(ids))
+            .filter(C::Id.in_subquery(oldest))
             .filter(C::Time.lt(before))
-            .exec(&txn)
+            .exec(self.conn()?)
             .await
             .map_err(|e| self.fail(e))?;
-        txn.commit().await.map_err(|e| self.fail(e))?;
         Ok(result.rows_affected)
     }
 }

@@ -374,10 +374,62 @@ async fn retention_purges_at_the_boundary(backend: Backend) {
     s.stop().await;
 }
 
+/// A purge while mutations write their events: each batch is one
+/// statement, so on SQLite no purge fails with "database is locked"
+/// (a transaction that read the ids first, then deleted, did whenever a
+/// write landed in between), and nothing young is deleted.
+async fn a_purge_beside_writers_neither_fails_nor_takes_young_events(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let audit_manager = s.running().services.audit.clone();
+    let t0 = latchkey::ports::Clock::now(s.clock.as_ref());
+    for chunk in 0..20 {
+        let old = (0..500)
+            .map(|i| {
+                let mut e = AuditEvent::new(t0, "system", "auth.denied", "key");
+                e.target_id = Some(format!("key_old_{chunk}_{i}"));
+                e
+            })
+            .collect();
+        audit_manager.append_batch(old).await.unwrap();
+    }
+    s.clock.advance_secs(366 * DAY_SECS);
+    let now = latchkey::ports::Clock::now(s.clock.as_ref());
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = tokio::spawn({
+        let (audit_manager, stop) = (audit_manager.clone(), stop.clone());
+        async move {
+            let mut written = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let young = AuditEvent::new(now, "system", "auth.denied", "key");
+                audit_manager.append_batch(vec![young]).await.unwrap();
+                written += 1;
+            }
+            written
+        }
+    });
+    let mut purged = 0;
+    for _ in 0..5 {
+        purged += audit_manager.purge_expired().await.unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let written = writer.await.unwrap();
+    assert!(purged >= 10_000, "{purged} purged");
+    let left = audit_manager
+        .list(&Default::default(), None, 100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "auth.denied")
+        .count();
+    assert_eq!(left, written);
+    s.stop().await;
+}
+
 backend_tests!(
     key_mutations_are_audited_with_their_caller,
     accounts_reviews_and_auto_suspension_are_audited,
     list_events_pages_and_filters,
     a_failed_mutation_leaves_neither_change_nor_event,
     retention_purges_at_the_boundary,
+    a_purge_beside_writers_neither_fails_nor_takes_young_events,
 );

@@ -68,7 +68,7 @@ impl AuditManager {
     }
 
     /// Deletes every event older than the retention window, [`PURGE_BATCH`]
-    /// rows per transaction, oldest first: a crash mid-purge has deleted only
+    /// rows per statement, oldest first: a crash mid-purge has deleted only
     /// whole batches of expired events, and the next run goes on from there.
     /// How many went.
     pub async fn purge_expired(&self) -> Result<u64> {
