@@ -6,7 +6,7 @@ use sea_orm::{
 };
 
 use super::entities::{consent_link_use, flow_config, oauth_client};
-use super::{SqlStore, map_err, page};
+use super::{SqlStore, page};
 use crate::domain::model::{FlowConfigRecord, Millis};
 use crate::ports::{ConsentStore, StoreError};
 
@@ -42,19 +42,22 @@ fn to_row(r: &FlowConfigRecord) -> flow_config::ActiveModel {
 
 #[async_trait]
 impl ConsentStore for SqlStore {
+    // The three writes of a flow configuration commit with their staged
+    // audit events (`SqlStore::commit`).
     async fn insert_flow_config(&self, record: &FlowConfigRecord) -> Result<(), StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         flow_config::Entity::insert(to_row(record))
-            .exec(&self.db)
+            .exec(&txn)
             .await
-            .map_err(map_err)?;
-        Ok(())
+            .map_err(|e| self.fail(e))?;
+        self.commit(txn).await
     }
 
     async fn get_flow_config(&self, id: &str) -> Result<Option<FlowConfigRecord>, StoreError> {
         flow_config::Entity::find_by_id(id.to_owned())
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(from_row)
             .transpose()
     }
@@ -67,9 +70,9 @@ impl ConsentStore for SqlStore {
         flow_config::Entity::find()
             .filter(flow_config::Column::AccountId.eq(account_id.to_owned()))
             .filter(flow_config::Column::Name.eq(name.to_owned()))
-            .one(&self.db)
+            .one(self.conn()?)
             .await
-            .map_err(map_err)?
+            .map_err(|e| self.fail(e))?
             .map(from_row)
             .transpose()
     }
@@ -85,7 +88,7 @@ impl ConsentStore for SqlStore {
             query = query.filter(flow_config::Column::AccountId.eq(a.to_owned()));
         }
         page(
-            &self.db,
+            self.conn()?,
             query,
             flow_config::Column::Id,
             after,
@@ -101,21 +104,31 @@ impl ConsentStore for SqlStore {
         row.account_id = sea_orm::ActiveValue::NotSet;
         row.name = sea_orm::ActiveValue::NotSet;
         row.created_at = sea_orm::ActiveValue::NotSet;
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let result = flow_config::Entity::update_many()
             .set(row)
             .filter(flow_config::Column::Id.eq(record.id.clone()))
-            .exec(&self.db)
+            .exec(&txn)
             .await
-            .map_err(map_err)?;
-        Ok(result.rows_affected == 1)
+            .map_err(|e| self.fail(e))?;
+        if result.rows_affected != 1 {
+            return Ok(false);
+        }
+        self.commit(txn).await?;
+        Ok(true)
     }
 
     async fn delete_flow_config(&self, id: &str) -> Result<bool, StoreError> {
+        let txn = self.conn()?.begin().await.map_err(|e| self.fail(e))?;
         let gone = flow_config::Entity::delete_by_id(id.to_owned())
-            .exec(&self.db)
+            .exec(&txn)
             .await
-            .map_err(map_err)?;
-        Ok(gone.rows_affected == 1)
+            .map_err(|e| self.fail(e))?;
+        if gone.rows_affected != 1 {
+            return Ok(false);
+        }
+        self.commit(txn).await?;
+        Ok(true)
     }
 
     async fn use_consent_link(
@@ -127,18 +140,18 @@ impl ConsentStore for SqlStore {
     ) -> Result<bool, StoreError> {
         consent_link_use::Entity::delete_many()
             .filter(consent_link_use::Column::ExpiresAt.lt(now))
-            .exec(&self.db)
+            .exec(self.conn()?)
             .await
-            .map_err(map_err)?;
+            .map_err(|e| self.fail(e))?;
         let inserted = consent_link_use::Entity::insert(consent_link_use::ActiveModel {
             signature_hash: Set(signature_hash.to_vec()),
             client_id: Set(client_id.to_owned()),
             used_at: Set(now),
             expires_at: Set(expires_at),
         })
-        .exec(&self.db)
+        .exec(self.conn()?)
         .await;
-        match inserted.map_err(map_err) {
+        match inserted.map_err(|e| self.fail(e)) {
             Ok(_) => Ok(true),
             Err(StoreError::AlreadyExists) => Ok(false),
             Err(e) => Err(e),
@@ -148,9 +161,9 @@ impl ConsentStore for SqlStore {
     async fn consent_link_used(&self, signature_hash: &[u8; 32]) -> Result<bool, StoreError> {
         Ok(
             consent_link_use::Entity::find_by_id(signature_hash.to_vec())
-                .one(&self.db)
+                .one(self.conn()?)
                 .await
-                .map_err(map_err)?
+                .map_err(|e| self.fail(e))?
                 .is_some(),
         )
     }

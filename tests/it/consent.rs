@@ -493,10 +493,31 @@ async fn flow_configs_are_stored_and_checked(backend: Backend) {
         .await
         .unwrap();
     let gone = api
-        .get_flow_config(s.admin(pb::GetFlowConfigRequest { id: fc.id }))
+        .get_flow_config(s.admin(pb::GetFlowConfigRequest { id: fc.id.clone() }))
         .await
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
+    // Each write left its event (newest first): the duplicate, the bad
+    // update and the delete of what is gone already left none.
+    let again = api
+        .delete_flow_config(s.admin(pb::DeleteFlowConfigRequest { id: fc.id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), Code::NotFound);
+    let events = audit_events(&s, &account.id, "flow_config.").await;
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions,
+        [
+            "flow_config.deleted",
+            "flow_config.updated",
+            "flow_config.created"
+        ]
+    );
+    assert!(events.iter().all(|e| e.target_id == fc.id));
+    let summary: serde_json::Value = serde_json::from_str(&events[1].summary).unwrap();
+    assert_eq!(summary["primary_color"], "#0b6e4f");
+    assert_eq!(summary["logo_url"], "https://cdn.example/logo.png");
     // Without an admin token: refused.
     let anon = api
         .list_flow_configs(pb::ListFlowConfigsRequest::default())
@@ -623,10 +644,14 @@ async fn secret_of(s: &TestServer, account_id: &str, mode: pb::Mode) -> String {
 }
 
 async fn client_events(s: &TestServer, account_id: &str) -> Vec<pb::AuditEvent> {
+    audit_events(s, account_id, "client.").await
+}
+
+async fn audit_events(s: &TestServer, account_id: &str, prefix: &str) -> Vec<pb::AuditEvent> {
     pb::audit_service_client::AuditServiceClient::new(s.channel.clone())
         .list_events(s.admin(pb::ListEventsRequest {
             account_id: account_id.to_owned(),
-            action_prefix: "client.".into(),
+            action_prefix: prefix.into(),
             ..Default::default()
         }))
         .await

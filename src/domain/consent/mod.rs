@@ -140,6 +140,20 @@ fn check_language(s: &str) -> Result<String> {
     }
 }
 
+/// The audit event of a flow configuration written whole: its public fields.
+fn flow_config_change(action: &'static str, r: &FlowConfigRecord) -> Change {
+    Change::new(action, "flow_config", &r.id)
+        .account(&r.account_id)
+        .summary(serde_json::json!({
+            "name": r.name,
+            "display_name": r.display_name,
+            "logo_url": r.logo_url,
+            "primary_color": r.primary_color,
+            "support_url": r.support_url,
+            "default_language": r.default_language,
+        }))
+}
+
 pub struct ConsentManager {
     store: Arc<dyn ConsentStore>,
     accounts: Arc<dyn Store>,
@@ -206,6 +220,7 @@ impl ConsentManager {
             updated_at: now,
         };
         Self::apply(&mut record, fields)?;
+        audit::record(now, flow_config_change("flow_config.created", &record));
         match self.store.insert_flow_config(&record).await {
             Ok(()) => Ok(record),
             Err(StoreError::AlreadyExists) => Err(Error::invalid(
@@ -256,6 +271,10 @@ impl ConsentManager {
         let mut record = self.get(id).await?;
         Self::apply(&mut record, fields)?;
         record.updated_at = self.clock.now();
+        audit::record(
+            record.updated_at,
+            flow_config_change("flow_config.updated", &record),
+        );
         if !self.store.update_flow_config(&record).await? {
             return Err(Error::not_found("flow configuration", id));
         }
@@ -263,12 +282,14 @@ impl ConsentManager {
     }
 
     pub async fn delete(&self, id: &str) -> Result<()> {
-        if !valid_flow_config_id(id) {
-            return Err(Error::invalid(
-                "id",
-                "is not a flow configuration id (fc_…)",
-            ));
-        }
+        // Read first (which checks the id): the event names the account.
+        let record = self.get(id).await?;
+        audit::record(
+            self.clock.now(),
+            Change::new("flow_config.deleted", "flow_config", id)
+                .account(&record.account_id)
+                .summary(serde_json::json!({ "name": record.name })),
+        );
         if !self.store.delete_flow_config(id).await? {
             return Err(Error::not_found("flow configuration", id));
         }
