@@ -52,8 +52,8 @@ const INVALIDATE_ALL: &str = "*";
 const ROUTES_CHANGED: &str = "routes";
 
 /// Under the health loop's own bound (one second at least), so that a ping
-/// that times out still opens the circuit; the pool's refill after an
-/// outage shares it.
+/// that times out still opens the circuit; the sweep of idle connections
+/// and the pool's refill that follow a good ping share it.
 const PING_TIMEOUT: Duration = Duration::from_millis(900);
 
 #[derive(Clone)]
