@@ -123,7 +123,8 @@ pub struct Config {
     /// Longest a store statement may run (PostgreSQL `statement_timeout`,
     /// SQLite's busy wait). Default 5000.
     pub store_statement_timeout_ms: u64,
-    /// PostgreSQL connections per replica at most. Default 16.
+    /// PostgreSQL pool connections per replica at most; cold lookups keep
+    /// up to two more of their own (see store/held.rs). Default 16.
     pub store_max_connections: u32,
     /// PostgreSQL connections opened at start and kept open (reopened in
     /// the background when one is lost). Default: `store_max_connections`.

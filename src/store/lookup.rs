@@ -20,6 +20,7 @@ use sea_orm::{
 
 use super::SqlStore;
 use super::entities::{account, api_key};
+use super::held::{Hashes, Missed};
 use super::map::{account_from, key_from};
 use crate::crypto::hex;
 use crate::domain::model::{Account, KeyRecord};
@@ -204,25 +205,49 @@ fn keys_by_hash(rows: &[QueryResult]) -> Result<Keys, StoreError> {
 }
 
 impl SqlStore {
-    async fn lookup_rows(&self, sql: &str, param: Value) -> Result<Vec<QueryResult>, StoreError> {
-        let backend = self.db.get_database_backend();
-        self.conn()?
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, [param]))
+    /// The rows of the lookup statement for `hashes`. On PostgreSQL on a
+    /// held connection (see held.rs) when there is one, else the pool's.
+    async fn lookup_rows(&self, hashes: Hashes<'_>) -> Result<Vec<QueryResult>, StoreError> {
+        let db = self.conn()?;
+        let backend = db.get_database_backend();
+        let sql = Sql::of(backend);
+        let text = match hashes {
+            Hashes::One(_) => &sql.one,
+            Hashes::Many(_) => &sql.many,
+        };
+        if backend == DbBackend::Postgres {
+            let pool = db.get_postgres_connection_pool();
+            match self.held.query(pool, text, hashes).await {
+                Ok(rows) => return Ok(rows),
+                Err(Missed::Failed(e)) => return Err(self.fail(e)),
+                Err(Missed::UsePool) => {}
+            }
+        }
+        let param: Value = match hashes {
+            Hashes::One(hash) => hash.into(),
+            Hashes::Many(hexes) if backend == DbBackend::Postgres => hexes.to_vec().into(),
+            Hashes::Many(hexes) => serde_json::to_string(hexes)
+                .map_err(|e| StoreError::Internal(e.to_string()))?
+                .into(),
+        };
+        db.query_all_raw(Statement::from_sql_and_values(backend, text, [param]))
             .await
             .map_err(|e| self.fail(e))
     }
 
     pub(super) async fn lookup_key(&self, hash: &[u8; 32]) -> Found {
-        let sql = Sql::of(self.db.get_database_backend());
         let hash = hex(hash);
-        let rows = self.lookup_rows(&sql.one, hash.clone().into()).await?;
+        let rows = self.lookup_rows(Hashes::One(&hash)).await?;
         keys_by_hash(&rows)?.remove(&hash).transpose()
     }
 
     /// One answer per hash, in order. A failed statement fails every hash.
     pub(super) async fn lookup_keys(&self, hashes: &[[u8; 32]]) -> Vec<Found> {
         let hexes: Vec<String> = hashes.iter().map(|h| hex(h)).collect();
-        let found = self.lookup_many(&hexes).await;
+        let found = match self.lookup_rows(Hashes::Many(&hexes)).await {
+            Ok(rows) => keys_by_hash(&rows),
+            Err(e) => Err(e),
+        };
         let mut keys = match found {
             Ok(keys) => keys,
             Err(e) => return hashes.iter().map(|_| Err(e.clone())).collect(),
@@ -242,19 +267,6 @@ impl SqlStore {
                 key.transpose()
             })
             .collect()
-    }
-
-    async fn lookup_many(&self, hexes: &[String]) -> Result<Keys, StoreError> {
-        let backend = self.db.get_database_backend();
-        let param: Value = if backend == DbBackend::Postgres {
-            hexes.to_vec().into()
-        } else {
-            serde_json::to_string(hexes)
-                .map_err(|e| StoreError::Internal(e.to_string()))?
-                .into()
-        };
-        let rows = self.lookup_rows(&Sql::of(backend).many, param).await?;
-        keys_by_hash(&rows)
     }
 }
 

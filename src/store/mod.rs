@@ -8,6 +8,7 @@ mod audit;
 mod circuit;
 mod consent;
 pub mod entities;
+mod held;
 mod integrations;
 mod key_notices;
 mod lookup;
@@ -62,6 +63,8 @@ pub struct SqlStore {
     circuit: Circuit,
     /// PostgreSQL connections kept open (0 on SQLite).
     floor: u32,
+    /// PostgreSQL connections that cold lookups keep out of the pool.
+    held: held::Held,
 }
 
 fn map_err(e: DbErr) -> StoreError {
@@ -103,6 +106,7 @@ impl SqlStore {
     }
 
     pub async fn close(self) {
+        self.held.close().await;
         if let Err(e) = self.db.close().await {
             tracing::warn!(error = %e, "closing the store failed");
         }

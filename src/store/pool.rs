@@ -116,6 +116,7 @@ impl SqlStore {
             db,
             circuit: Circuit::default(),
             floor: if is_sqlite { 0 } else { pool_floor(options) },
+            held: super::held::Held::new(statement_timeout),
         };
         if store.floor > 0 {
             store.warm(store.floor).await?;
