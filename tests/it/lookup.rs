@@ -117,24 +117,34 @@ fn via(url: &str, addr: SocketAddr, application_name: &str) -> String {
     url.into()
 }
 
-/// A cold lookup on PostgreSQL is one round trip: its connection is not
-/// pinged as the pool hands it out and again as it takes it back (three
-/// round trips per statement, each a wake-up of the database).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cold_lookup_on_postgres_is_one_round_trip() {
+/// A server on PostgreSQL with one key, and the key's hash.
+async fn one_key() -> (TestServer, [u8; 32]) {
     let s = TestServer::start(Backend::Postgres).await;
     let account = s.account("PRIME").await;
     let (_, secret) = s
         .create_key(key_request(&account.id, &["feedback.read"]))
         .await;
-    let hash = sha256(secret.as_bytes());
-    let proxy = Proxy::start(upstream(&s.db.url));
-    let url = via(&s.db.url, proxy.addr, "lookup-round-trips");
-    let options = StoreOptions {
+    (s, sha256(secret.as_bytes()))
+}
+
+/// A pool of two, both kept open: the held connections are taken from it.
+fn two_connections() -> StoreOptions {
+    StoreOptions {
         max_connections: 2,
         min_connections: 2,
         ..StoreOptions::default()
-    };
+    }
+}
+
+/// A cold lookup on PostgreSQL is one round trip: its connection is not
+/// pinged as the pool hands it out and again as it takes it back (three
+/// round trips per statement, each a wake-up of the database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_lookup_on_postgres_is_one_round_trip() {
+    let (s, hash) = one_key().await;
+    let proxy = Proxy::start(upstream(&s.db.url));
+    let url = via(&s.db.url, proxy.addr, "lookup-round-trips");
+    let options = two_connections();
     let store = SqlStore::connect_with(&Secret::new(url), options)
         .await
         .unwrap();
@@ -171,18 +181,9 @@ async fn a_cold_lookup_on_postgres_is_one_round_trip() {
 async fn a_lookup_connection_ended_under_the_store_fails_no_lookup() {
     use sea_orm::{ConnectionTrait, Database, Statement};
 
-    let s = TestServer::start(Backend::Postgres).await;
-    let account = s.account("PRIME").await;
-    let (_, secret) = s
-        .create_key(key_request(&account.id, &["feedback.read"]))
-        .await;
-    let hash = sha256(secret.as_bytes());
+    let (s, hash) = one_key().await;
     let url = via(&s.db.url, upstream(&s.db.url), "ended-lookups");
-    let options = StoreOptions {
-        max_connections: 2,
-        min_connections: 2,
-        ..StoreOptions::default()
-    };
+    let options = two_connections();
     let store = SqlStore::connect_with(&Secret::new(url), options)
         .await
         .unwrap();
@@ -227,20 +228,13 @@ async fn a_lookup_connection_ended_under_the_store_fails_no_lookup() {
 async fn a_lookup_connection_that_stopped_answering_is_not_waited_on() {
     use std::time::Duration;
 
-    let s = TestServer::start(Backend::Postgres).await;
-    let account = s.account("PRIME").await;
-    let (_, secret) = s
-        .create_key(key_request(&account.id, &["feedback.read"]))
-        .await;
-    let hash = sha256(secret.as_bytes());
+    let (s, hash) = one_key().await;
     let proxy = Proxy::start(upstream(&s.db.url));
     let url = via(&s.db.url, proxy.addr, "silent-lookups");
     let options = StoreOptions {
-        max_connections: 2,
-        min_connections: 2,
         acquire_timeout: Duration::from_millis(300),
         statement_timeout: Duration::from_millis(500),
-        ..StoreOptions::default()
+        ..two_connections()
     };
     // Silent while unused for longer than a held connection is trusted
     // without a ping; then silent at once, under the next statement.
