@@ -152,8 +152,7 @@ async fn a_cold_lookup_on_postgres_is_one_round_trip() {
     for _ in 0..2 {
         assert!(store.find_key_by_hash(&hash).await.unwrap().is_some());
     }
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let before = proxy.flights();
+    let before = proxy.quiet().await;
     const LOOKUPS: usize = 20;
     for i in 0..LOOKUPS {
         let found = if i % 2 == 0 {
@@ -163,9 +162,8 @@ async fn a_cold_lookup_on_postgres_is_one_round_trip() {
         };
         assert_eq!(found.unwrap().0.key_hash, hash);
     }
-    // Whatever the pool would still send for them (its ping on release).
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let flights = proxy.flights() - before;
+    // With whatever the pool would still send for them (its ping on release).
+    let flights = proxy.quiet().await - before;
     assert!(
         flights <= LOOKUPS + 2,
         "{flights} round trips for {LOOKUPS} lookups"
@@ -302,6 +300,21 @@ impl Proxy {
 
     fn flights(&self) -> usize {
         self.shared.flights.load(Ordering::SeqCst)
+    }
+
+    /// The flights so far, once clients have sent nothing for 300 ms (the
+    /// pool opening a connection in the background is done).
+    async fn quiet(&self) -> usize {
+        let mut seen = self.flights();
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let now = self.flights();
+            if now == seen {
+                return now;
+            }
+            seen = now;
+        }
+        panic!("clients kept sending for 30 s");
     }
 
     /// The connections open now stop forwarding, both ways, and stay open.
