@@ -30,7 +30,8 @@ use sqlx::{Connection, Postgres};
 use super::circuit::is_unavailable_sqlx;
 
 /// Held connections at most: as many as the key loader runs statements at
-/// once (`domain::loader::MAX_QUERIES`); a lookup beyond them uses the pool.
+/// once (`domain::loader::MAX_QUERIES`, a test holds them equal); a lookup
+/// beyond them uses the pool.
 const HELD_MAX: usize = 2;
 
 /// Unused for longer, a held connection is pinged before it is used.
@@ -209,5 +210,16 @@ impl Held {
         for (conn, _) in idle {
             let _ = conn.close().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// One held connection for each lookup statement the loader runs at
+    /// once: fewer would send some through the pool's pings, more would
+    /// sit unused.
+    #[test]
+    fn as_many_held_connections_as_lookup_statements_in_flight() {
+        assert_eq!(super::HELD_MAX, crate::domain::loader::MAX_QUERIES);
     }
 }
