@@ -242,6 +242,9 @@ async fn a_lookup_connection_that_stopped_answering_is_not_waited_on() {
             .await
             .unwrap();
         assert!(store.find_key_by_hash(&hash).await.unwrap().is_some());
+        // The pool's replacement of the connection the lookup took is open
+        // (else it might open after the freeze and answer).
+        proxy.quiet().await;
         proxy.freeze();
         tokio::time::sleep(unused).await;
         let answer = tokio::time::timeout(Duration::from_secs(10), store.find_key_by_hash(&hash))
