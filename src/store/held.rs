@@ -28,6 +28,7 @@ use sqlx::postgres::{PgConnection, PgPool};
 use sqlx::{Connection, Postgres};
 
 use super::circuit::is_unavailable_sqlx;
+use super::pool::sqlx_conn_err;
 
 /// Held connections at most: as many as the key loader runs statements at
 /// once (`domain::loader::MAX_QUERIES`, a test holds them equal); a lookup
@@ -93,8 +94,13 @@ fn acquire_err(e: sqlx::Error) -> DbErr {
     match e {
         sqlx::Error::PoolTimedOut => DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
         sqlx::Error::PoolClosed => DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
-        e => DbErr::Conn(RuntimeErr::SqlxError(Arc::new(e))),
+        e => sqlx_conn_err(e),
     }
+}
+
+/// A statement's error as SeaORM reports one (`DbErr::Query`).
+fn query_err(e: sqlx::Error) -> DbErr {
+    DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)))
 }
 
 impl Held {
@@ -136,9 +142,7 @@ impl Held {
                 std::io::ErrorKind::TimedOut,
                 "the lookup statement got no answer from the store",
             );
-            return Err(Missed::Failed(DbErr::Query(RuntimeErr::SqlxError(
-                Arc::new(sqlx::Error::Io(silent)),
-            ))));
+            return Err(Missed::Failed(query_err(sqlx::Error::Io(silent))));
         };
         match answer {
             Ok(rows) => {
@@ -153,9 +157,7 @@ impl Held {
                 // The exchange ended (an error response is followed by
                 // ReadyForQuery): the connection stays good.
                 self.put(place, conn);
-                Err(Missed::Failed(DbErr::Query(RuntimeErr::SqlxError(
-                    Arc::new(e),
-                ))))
+                Err(Missed::Failed(query_err(e)))
             }
         }
     }
