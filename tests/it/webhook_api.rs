@@ -884,9 +884,13 @@ async fn an_endpoint_failing_for_five_days_is_disabled_and_announced(backend: Ba
     .await;
     let failed = first_attempt(&s, &failing.id).await;
     assert_eq!(failed.status, pb::DeliveryStatus::Pending as i32);
-    let after_one = get(&s, &failing.id).await;
+    // The attempt and the endpoint's failure are two commits: wait for both.
+    let after_one = eventually("the failure noted on the endpoint", || async {
+        let e = get(&s, &failing.id).await;
+        e.failing_since.is_some().then_some(e)
+    })
+    .await;
     assert!(after_one.enabled, "one failure does not disable");
-    assert!(after_one.failing_since.is_some());
 
     // Past the five days (and the first retry's jittered 5 s): the next
     // attempt fails too, and that one disables the endpoint.
