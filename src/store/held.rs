@@ -24,10 +24,11 @@
 //! call: it is set to `plan_cache_mode = force_generic_plan` as it is taken.
 //! Left to choose, PostgreSQL kept planning the `= ANY($1)` lookup afresh
 //! on every call (it costs a generic plan as ten hashes, more than the few
-//! a batch usually holds), and planning took 117 µs of the database's CPU
-//! per statement where running it took 44. The generic plan is the same
-//! index lookups for any number of hashes. Nothing else runs on a held
-//! connection, and it never goes back to the pool.
+//! a batch usually holds), and planning took 112–134 µs of the database's
+//! CPU per statement where running it took 61–72 (`pg_stat_statements`,
+//! `bench/scale.sh`). The generic plan is the same index lookups for any
+//! number of hashes. Nothing else runs on a held connection, and it never
+//! goes back to the pool.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
