@@ -26,9 +26,11 @@
 //! on every call (it costs a generic plan as ten hashes, more than the few
 //! a batch usually holds), and planning took 112–134 µs of the database's
 //! CPU per statement where running it took 61–72 (`pg_stat_statements`,
-//! `bench/scale.sh`). The generic plan is the same index lookups for any
+//! `bench/scale.sh`). The generic plan reads the `key_hash` index for any
 //! number of hashes. Nothing else runs on a held connection, and it never
-//! goes back to the pool.
+//! goes back to the pool. The setting is the session's: behind a pooler
+//! that hands one server connection to many clients (PgBouncer's
+//! transaction mode) it would reach their statements too.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
