@@ -59,12 +59,19 @@ async fn explain_reads_signing_secrets_from_the_store(backend: Backend) {
     let account = s.account("PRIME").await;
     let (_, credential, sid, secret) = signing_key(&s, &account.id).await;
     let good = request_header(&secret, now_secs(&s), "POST", PATH, b"");
-    assert!(
-        s.check(signed(&credential, Some(good.clone())))
-            .await
-            .allowed
-    );
-    let r = explain(&s, explained(signed(&credential, Some(good.clone())))).await;
+    // A Check caches what it loaded unless an invalidation ran meanwhile
+    // (such as PostgreSQL's notices of the writes just made): checked again
+    // until one has.
+    let r = eventually("a Check's answer cached", || async {
+        assert!(
+            s.check(signed(&credential, Some(good.clone())))
+                .await
+                .allowed
+        );
+        let r = explain(&s, explained(signed(&credential, Some(good.clone())))).await;
+        r.cache.as_ref().is_some_and(|c| c.cached).then_some(r)
+    })
+    .await;
     assert_eq!(decided(&r), Reason::Allowed, "{r:#?}");
     let step = r.steps.iter().find(|s| s.name == "signature").unwrap();
     assert_eq!(outcome(step), StepOutcome::Passed);
