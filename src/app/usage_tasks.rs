@@ -13,7 +13,9 @@ use crate::config::Settings;
 use crate::domain::advisor::Advisor;
 use crate::domain::analytics::Analytics;
 use crate::domain::audit::AuditManager;
-use crate::domain::outcomes::{AuditedEvents, OutcomeRecorder, OutcomeWorker, WorkerDeps};
+use crate::domain::outcomes::{
+    AuditedEvents, OutcomeRecorder, OutcomeWorker, WorkerDeps, spread_over,
+};
 use crate::domain::permissions::Policy;
 use crate::domain::usage_reports::UsageReports;
 use crate::domain::webhooks::WebhookManager;
@@ -84,6 +86,8 @@ pub(super) fn spawn(
             location_window_days: u.location_window_days,
             auth_failed_every_ms: i64::try_from(u.auth_failed_throttle.as_millis())
                 .unwrap_or(i64::MAX),
+            usage_spread: spread_over(settings.usage_flush_interval),
+            drain: Some(drain.clone()),
         })))
     });
     let flush = worker.clone().map(|worker| {
@@ -101,7 +105,7 @@ pub(super) fn spawn(
             loop {
                 tokio::select! {
                     _ = ticker.tick() => worker.lock().await.flush(false).await,
-                    _ = emptier.tick() => worker.lock().await.drain(),
+                    _ = emptier.tick() => worker.lock().await.drain().await,
                     _ = drain.changed() => return,
                 }
             }

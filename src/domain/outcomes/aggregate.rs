@@ -60,10 +60,55 @@ pub struct Sighting {
     pub at: Millis,
 }
 
+/// A round's usage counts as aggregated, handed out whole (a swap, not a
+/// walk): [`UsageGroups::take_rows`] turns them into rows, off the runtime.
+#[derive(Debug, Default)]
+pub struct UsageGroups(HashMap<UsageGroup, (Owner, i64)>);
+
+impl UsageGroups {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The rows, in the order of their conflict key (rows of one minute and
+    /// nearby keys written together). The groups are left empty with their
+    /// room, for [`Aggregator::recycle`].
+    pub fn take_rows(&mut self) -> Vec<UsageRow> {
+        let mut rows: Vec<UsageRow> = self
+            .0
+            .drain()
+            .map(|(g, (owner, count))| UsageRow {
+                minute: g.minute,
+                key_id: g.key_id,
+                account_id: owner.account_id,
+                mode: owner.mode,
+                permission: g.permission,
+                outcome: g.outcome.code().to_owned(),
+                country: g.country,
+                count,
+            })
+            .collect();
+        rows.sort_unstable_by(|a, b| {
+            (a.minute, &a.key_id, &a.permission, &a.outcome, &a.country).cmp(&(
+                b.minute,
+                &b.key_id,
+                &b.permission,
+                &b.outcome,
+                &b.country,
+            ))
+        });
+        rows
+    }
+}
+
 /// What a flush writes.
 #[derive(Debug, Default)]
 pub struct Closed {
-    pub usage: Vec<UsageRow>,
+    pub usage: UsageGroups,
     pub denials: Vec<DenialEvent>,
     /// `auth.failed` and `rate_limit.exceeded`, per key and closed minute;
     /// the worker throttles them.
@@ -83,6 +128,8 @@ impl Closed {
 pub struct Aggregator {
     max_groups: usize,
     usage: HashMap<UsageGroup, (Owner, i64)>,
+    /// The groups of a round already written, empty, kept for their room.
+    spare: HashMap<UsageGroup, (Owner, i64)>,
     denials: HashMap<DenialGroup, (Option<Owner>, i64)>,
     failures: HashMap<FailureGroup, FailureCount>,
     /// `RATE_LIMITED` denials per key and minute: the owner and the count.
@@ -96,6 +143,7 @@ impl Aggregator {
         Self {
             max_groups: max_groups.max(1),
             usage: HashMap::new(),
+            spare: HashMap::new(),
             denials: HashMap::new(),
             failures: HashMap::new(),
             limited: HashMap::new(),
@@ -111,6 +159,13 @@ impl Aggregator {
             + self.failures.len()
             + self.limited.len()
             + self.sightings.len()
+    }
+
+    /// Gives back the groups a round was handed out in, emptied.
+    pub fn recycle(&mut self, groups: UsageGroups) {
+        if groups.0.is_empty() && groups.0.capacity() > self.spare.capacity() {
+            self.spare = groups.0;
+        }
     }
 
     fn country(&mut self, geo: Option<&dyn GeoLookup>, ip: Option<IpAddr>) -> String {
@@ -208,27 +263,11 @@ impl Aggregator {
         let current = minute_of(now);
         let open = |minute: Millis| !everything && minute >= current;
         let mut closed = Closed::default();
-        for (g, (owner, count)) in self.usage.drain() {
-            closed.usage.push(UsageRow {
-                minute: g.minute,
-                key_id: g.key_id,
-                account_id: owner.account_id,
-                mode: owner.mode,
-                permission: g.permission,
-                outcome: g.outcome.code().to_owned(),
-                country: g.country,
-                count,
-            });
-        }
-        closed.usage.sort_unstable_by(|a, b| {
-            (a.minute, &a.key_id, &a.permission, &a.outcome, &a.country).cmp(&(
-                b.minute,
-                &b.key_id,
-                &b.permission,
-                &b.outcome,
-                &b.country,
-            ))
-        });
+        // The next round fills the room of an earlier one: a table of
+        // 100,000 groups allocated afresh every round is new memory for the
+        // kernel to clear (in 2 MiB huge pages, milliseconds a page).
+        let spare = std::mem::take(&mut self.spare);
+        closed.usage = UsageGroups(std::mem::replace(&mut self.usage, spare));
         closed.sightings = self.sightings.drain().map(|(_, s)| s).collect();
         let (keep, done): (HashMap<_, _>, HashMap<_, _>) =
             self.denials.drain().partition(|(g, _)| open(g.minute));
@@ -314,5 +353,58 @@ fn rate_limit_exceeded(g: FailureGroup, owner: Owner, count: i64) -> PublishedEv
             "minute": super::worker::rfc3339(g.minute),
             "count": count,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn group(minute: Millis, key_id: &str) -> UsageGroup {
+        UsageGroup {
+            minute,
+            key_id: key_id.to_owned(),
+            permission: "feedback.read".to_owned(),
+            outcome: Reason::Allowed,
+            country: String::new(),
+        }
+    }
+
+    fn owner() -> Owner {
+        Owner {
+            account_id: "acc".to_owned(),
+            mode: Mode::Test,
+        }
+    }
+
+    /// A round's usage is handed out whole and made into rows in conflict
+    /// key order; the emptied groups, given back, are the next round's room
+    /// (no table allocated afresh every round).
+    #[test]
+    fn a_round_is_handed_out_in_order_and_its_room_is_reused() {
+        let mut agg = Aggregator::new(10_000);
+        for (minute, key) in [(60_000, "key_b"), (0, "key_c"), (0, "key_a")] {
+            agg.usage.insert(group(minute, key), (owner(), 2));
+        }
+        let mut closed = agg.take(120_000, false);
+        assert!(agg.usage.is_empty());
+        let rows = closed.usage.take_rows();
+        let order: Vec<(Millis, &str)> =
+            rows.iter().map(|r| (r.minute, r.key_id.as_str())).collect();
+        assert_eq!(order, [(0, "key_a"), (0, "key_c"), (60_000, "key_b")]);
+        assert!(
+            rows.iter()
+                .all(|r| r.count == 2 && r.account_id == "acc" && r.outcome == "ALLOWED")
+        );
+        let room = closed.usage.0.capacity();
+        assert!(room >= 3);
+        agg.recycle(closed.usage);
+        agg.usage.insert(group(120_000, "key_d"), (owner(), 1));
+        let next = agg.take(180_000, false);
+        assert_eq!(next.usage.len(), 1);
+        assert!(
+            agg.usage.capacity() >= room,
+            "the round after takes the recycled room"
+        );
     }
 }
