@@ -395,16 +395,7 @@ mod tests {
                 started.push(std::time::Instant::now());
             }
             if let Some((recorder, per_write)) = &self.busy {
-                for _ in 0..*per_write {
-                    recorder.record(
-                        None,
-                        "",
-                        "feedback.read",
-                        Reason::CredentialMissing,
-                        None,
-                        0,
-                    );
-                }
+                record_denials(recorder, *per_write);
             }
             let mut calls = self.calls.lock().unwrap();
             calls.push(rows.len());
@@ -440,6 +431,20 @@ mod tests {
         }
         async fn mark_scope_unused(&self, _: &str, _: Millis) -> Result<bool, StoreError> {
             Ok(false)
+        }
+    }
+
+    /// `n` outcomes of a call that presented no credential.
+    fn record_denials(recorder: &OutcomeRecorder, n: usize) {
+        for _ in 0..n {
+            recorder.record(
+                None,
+                "",
+                "feedback.read",
+                Reason::CredentialMissing,
+                None,
+                0,
+            );
         }
     }
 
@@ -548,16 +553,7 @@ mod tests {
     #[tokio::test(flavor = "current_thread")]
     async fn a_drain_lets_other_tasks_run_between_chunks() {
         let recorder = Arc::new(OutcomeRecorder::new(DRAIN_CHUNK * 4));
-        for _ in 0..DRAIN_CHUNK * 3 {
-            recorder.record(
-                None,
-                "",
-                "feedback.read",
-                Reason::CredentialMissing,
-                None,
-                0,
-            );
-        }
+        record_denials(&recorder, DRAIN_CHUNK * 3);
         let mut worker = worker(recorder.clone(), Arc::new(Usage::default()));
         let watcher = {
             let recorder = recorder.clone();
