@@ -130,10 +130,10 @@ impl OutcomeWorker {
         }
     }
 
-    /// The round's usage rows, made and ordered on a blocking thread: for
-    /// 100,000 of them that takes tens of milliseconds, and on a runtime
-    /// worker it would stall the calls that worker holds (as the last-used
-    /// flush's ordering did, `domain::usage`). Only a runtime shutting down
+    /// The round's usage rows, made and ordered on a blocking thread: on a
+    /// runtime worker, a sort of up to 100,000 rows would stall the calls
+    /// that worker holds (the last-used flush's sort of as many keys took
+    /// ~40 ms there, `domain::usage`). Only a runtime shutting down
     /// (or a panic) loses them, counted as dropped.
     async fn rows(&mut self, mut groups: UsageGroups) -> Vec<UsageRow> {
         let n = groups.len();
