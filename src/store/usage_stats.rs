@@ -5,6 +5,7 @@
 //! that two replicas flushing overlapping rows take row locks in the same
 //! order and cannot deadlock (as `usage.rs` does for last-used times).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -30,22 +31,36 @@ fn stmt(backend: DbBackend, sql: String, values: Vec<Value>) -> Statement {
     Statement::from_sql_and_values(backend, sql, values)
 }
 
-/// Equal conflict keys summed into one row (one INSERT may not touch a row twice).
-fn merged(rows: &[UsageRow]) -> Vec<UsageRow> {
+/// The row's conflict key (the primary key of `usage_minutes`).
+fn conflict_key(r: &UsageRow) -> (Millis, &str, &str, &str, &str) {
+    (
+        r.minute,
+        r.key_id.as_str(),
+        r.permission.as_str(),
+        r.outcome.as_str(),
+        r.country.as_str(),
+    )
+}
+
+/// The rows in conflict key order with equal keys summed into one (one
+/// INSERT may not touch a row twice; the order is the one row locks are
+/// taken in). The outcome worker hands out a round's rows so already, and
+/// then they are used as they are, neither sorted nor copied again.
+fn merged(rows: &[UsageRow]) -> Cow<'_, [UsageRow]> {
+    if rows
+        .windows(2)
+        .all(|w| conflict_key(&w[0]) < conflict_key(&w[1]))
+    {
+        return Cow::Borrowed(rows);
+    }
     let mut by_key: BTreeMap<(Millis, &str, &str, &str, &str), UsageRow> = BTreeMap::new();
     for r in rows {
         by_key
-            .entry((
-                r.minute,
-                r.key_id.as_str(),
-                r.permission.as_str(),
-                r.outcome.as_str(),
-                r.country.as_str(),
-            ))
+            .entry(conflict_key(r))
             .and_modify(|m| m.count += r.count)
             .or_insert_with(|| r.clone());
     }
-    by_key.into_values().collect()
+    Cow::Owned(by_key.into_values().collect())
 }
 
 const UPSERT_CONFLICT: &str = "ON CONFLICT (minute, key_id, permission, outcome, country) \
@@ -317,5 +332,48 @@ impl UsageStore for SqlStore {
             .await
             .map_err(|e| self.fail(e))?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(minute: Millis, key_id: &str, count: i64) -> UsageRow {
+        UsageRow {
+            minute,
+            key_id: key_id.to_owned(),
+            account_id: "acc".to_owned(),
+            mode: Mode::Test,
+            permission: "feedback.read".to_owned(),
+            outcome: "ALLOWED".to_owned(),
+            country: String::new(),
+            count,
+        }
+    }
+
+    /// Rows already in conflict key order and distinct (as the outcome
+    /// worker hands them out) are used as given; others are ordered and
+    /// equal keys summed.
+    #[test]
+    fn rows_are_merged_only_when_they_need_it() {
+        let ordered = [
+            row(0, "key_a", 1),
+            row(0, "key_b", 2),
+            row(60_000, "key_a", 3),
+        ];
+        assert!(matches!(merged(&ordered), Cow::Borrowed(_)));
+        let mixed = [
+            row(60_000, "key_a", 3),
+            row(0, "key_b", 2),
+            row(0, "key_b", 5),
+        ];
+        let out = merged(&mixed);
+        assert!(matches!(out, Cow::Owned(_)));
+        let got: Vec<(Millis, &str, i64)> = out
+            .iter()
+            .map(|r| (r.minute, r.key_id.as_str(), r.count))
+            .collect();
+        assert_eq!(got, [(0, "key_b", 7), (60_000, "key_a", 3)]);
     }
 }
