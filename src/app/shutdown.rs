@@ -98,7 +98,7 @@ impl Stopping {
         for task in self.after_listener {
             let _ = task.await;
         }
-        flush_usage(self.store_port.as_ref(), &self.usage, Duration::ZERO).await;
+        flush_usage(self.store_port.as_ref(), &self.usage, Duration::ZERO, None).await;
         self.outcomes.finish().await;
         self.store.close().await;
         tracing::info!("stopped");

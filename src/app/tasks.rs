@@ -6,10 +6,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use crate::domain::pace::spread_over;
 use crate::domain::resolver::KeyResolver;
 use crate::domain::services::Services;
 use crate::domain::tokens::TokenManager;
-use crate::domain::usage::{FLUSH_PAUSE, UsageRecorder};
+use crate::domain::usage::UsageRecorder;
 use crate::grpc;
 use crate::http::Readiness;
 use crate::ports::Store;
@@ -84,9 +85,14 @@ pub(super) async fn reload_routes_on_notice(
     }
 }
 
-/// Writes the last-used times recorded since the last flush, with `pause`
-/// between two writes (see [`UsageRecorder::flush`]).
-pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder, pause: Duration) {
+/// Writes the last-used times recorded since the last flush, spread over
+/// `spread` until `drain` turns true (see [`UsageRecorder::flush`]).
+pub(super) async fn flush_usage(
+    store: &dyn Store,
+    usage: &UsageRecorder,
+    spread: Duration,
+    drain: Option<watch::Receiver<bool>>,
+) {
     let written = usage
         .flush(
             |slice: Vec<(String, crate::domain::model::Millis)>| async move {
@@ -95,7 +101,8 @@ pub(super) async fn flush_usage(store: &dyn Store, usage: &UsageRecorder, pause:
                 metrics().store_call(StoreOp::RecordUsage, started.elapsed(), written.is_ok());
                 written
             },
-            pause,
+            spread,
+            drain,
         )
         .await;
     if let Err((e, keys)) = written {
@@ -110,13 +117,16 @@ pub(super) async fn flush_usage_periodically(
     mut drain: watch::Receiver<bool>,
 ) {
     let mut ticker = tokio::time::interval(every);
-    // A paced flush of a burst can outlast the interval: the next one
-    // starts a whole interval after it, not at once to catch up.
+    // A flush that runs late (a slow database) can outlast the interval:
+    // the next one starts a whole interval after it, not at once to catch up.
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     ticker.tick().await;
     loop {
         tokio::select! {
-            _ = ticker.tick() => flush_usage(store.as_ref(), &usage, FLUSH_PAUSE).await,
+            _ = ticker.tick() => {
+                let drain = Some(drain.clone());
+                flush_usage(store.as_ref(), &usage, spread_over(every), drain).await;
+            }
             _ = drain.changed() => return,
         }
     }

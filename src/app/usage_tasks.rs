@@ -13,9 +13,8 @@ use crate::config::Settings;
 use crate::domain::advisor::Advisor;
 use crate::domain::analytics::Analytics;
 use crate::domain::audit::AuditManager;
-use crate::domain::outcomes::{
-    AuditedEvents, OutcomeRecorder, OutcomeWorker, WorkerDeps, spread_over,
-};
+use crate::domain::outcomes::{AuditedEvents, OutcomeRecorder, OutcomeWorker, WorkerDeps};
+use crate::domain::pace::spread_over;
 use crate::domain::permissions::Policy;
 use crate::domain::usage_reports::UsageReports;
 use crate::domain::webhooks::WebhookManager;

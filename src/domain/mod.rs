@@ -19,6 +19,7 @@ pub mod network;
 pub mod observe;
 pub mod origin;
 pub mod outcomes;
+pub mod pace;
 pub mod permissions;
 pub mod reason;
 pub mod resolver;

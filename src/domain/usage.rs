@@ -4,13 +4,14 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use super::model::Millis;
+use super::pace::Pace;
 use crate::ports::StoreError;
 
 /// Keys per write of a flush (one short store statement each).
 pub const FLUSH_SLICE: usize = 500;
-/// The pause between two writes of a paced flush.
-pub const FLUSH_PAUSE: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Default)]
 pub struct UsageRecorder {
@@ -57,16 +58,21 @@ impl UsageRecorder {
     }
 
     /// Writes everything recorded since the last flush through `write`,
-    /// [`FLUSH_SLICE`] keys at a time in key order, with `pause` between two
-    /// writes (the periodic flush: [`FLUSH_PAUSE`]; the last one at
-    /// shutdown: none). A burst of new keys (10,000 a
-    /// second is 50,000 keys in a 5 s flush) written back to back kept a
-    /// database core busy for the better part of a second, and the cold
-    /// lookups beside it were the run's slowest calls. The slice that fails
-    /// is put back with the rest, for the next flush (the slices before it
-    /// are written: nothing twice); its error and how many keys went back
-    /// are returned.
-    pub async fn flush<W, F>(&self, write: W, pause: Duration) -> Result<(), (StoreError, usize)>
+    /// [`FLUSH_SLICE`] keys at a time in key order, the writes spread evenly
+    /// over `spread` (see [`Pace`]; the periodic flush: most of its
+    /// interval; the last one at shutdown: none) until `drain` turns true.
+    /// A burst of new keys (10,000 a second is 50,000 keys in a 5 s flush)
+    /// written back to back kept a database core busy for the better part
+    /// of a second, and the cold lookups beside it were the run's slowest
+    /// calls. The slice that fails is put back with the rest, for the next
+    /// flush (the slices before it are written: nothing twice); its error
+    /// and how many keys went back are returned.
+    pub async fn flush<W, F>(
+        &self,
+        write: W,
+        spread: Duration,
+        drain: Option<watch::Receiver<bool>>,
+    ) -> Result<(), (StoreError, usize)>
     where
         W: Fn(Vec<(String, Millis)>) -> F,
         F: Future<Output = Result<(), StoreError>>,
@@ -93,11 +99,10 @@ impl UsageRecorder {
                 ));
             }
         };
+        let mut pace = Pace::new(spread, batch.len().div_ceil(FLUSH_SLICE), drain);
         let mut written = 0;
         while written < batch.len() {
-            if written > 0 && !pause.is_zero() {
-                tokio::time::sleep(pause).await;
-            }
+            pace.until_due(written / FLUSH_SLICE).await;
             let slice = &batch[written..batch.len().min(written + FLUSH_SLICE)];
             if let Err(e) = write(slice.to_vec()).await {
                 let rest = batch.split_off(written);
@@ -129,10 +134,12 @@ mod tests {
         usage
     }
 
-    #[tokio::test]
-    async fn a_flush_writes_in_ordered_slices_with_pauses_between() {
-        let usage = recorder(1_234);
-        let pause = Duration::from_millis(20);
+    /// The writes of `usage`'s flush: when each started, and its key ids.
+    async fn flushed(
+        usage: &UsageRecorder,
+        spread: Duration,
+        drain: Option<watch::Receiver<bool>>,
+    ) -> Vec<(Instant, Vec<String>)> {
         let writes: Mutex<Vec<(Instant, Vec<String>)>> = Mutex::default();
         let flushed = usage
             .flush(
@@ -141,11 +148,20 @@ mod tests {
                     writes.lock().unwrap().push((Instant::now(), ids));
                     async { Ok(()) }
                 },
-                pause,
+                spread,
+                drain,
             )
             .await;
         assert!(flushed.is_ok());
-        let writes = writes.into_inner().unwrap();
+        writes.into_inner().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_flush_writes_ordered_slices_spread_over_the_time() {
+        let usage = recorder(1_234);
+        let spread = Duration::from_millis(90);
+        let before = Instant::now();
+        let writes = flushed(&usage, spread, None).await;
         let sizes: Vec<usize> = writes.iter().map(|(_, ids)| ids.len()).collect();
         assert_eq!(sizes, [FLUSH_SLICE, FLUSH_SLICE, 234]);
         let ids: Vec<&String> = writes.iter().flat_map(|(_, ids)| ids).collect();
@@ -153,9 +169,21 @@ mod tests {
             ids.windows(2).all(|w| w[0] < w[1]),
             "key order across slices"
         );
-        for w in writes.windows(2) {
-            assert!(w[1].0 - w[0].0 >= pause, "a pause between two writes");
+        for (i, (at, _)) in writes.iter().enumerate().skip(1) {
+            let due = spread * u32::try_from(i).unwrap() / 3;
+            assert!(*at - before >= due, "slice {i} written before it was due");
         }
+        assert!(usage.drain().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_drain_ends_the_spread() {
+        let usage = recorder(1_234);
+        let (_tx, draining) = watch::channel(true);
+        let before = Instant::now();
+        let writes = flushed(&usage, Duration::from_secs(3_600), Some(draining)).await;
+        assert_eq!(writes.len(), 3, "every slice written");
+        assert!(before.elapsed() < Duration::from_secs(60));
         assert!(usage.drain().is_empty());
     }
 
@@ -181,6 +209,7 @@ mod tests {
                     }
                 },
                 Duration::from_millis(1),
+                None,
             )
             .await;
         let Err((StoreError::Unavailable(_), kept)) = flushed else {

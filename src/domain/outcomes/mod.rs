@@ -28,7 +28,7 @@ use crate::crypto;
 
 pub use aggregate::{Aggregator, Closed, Sighting};
 pub use events::AuditedEvents;
-pub use worker::{OutcomeWorker, WorkerDeps, spread_over};
+pub use worker::{OutcomeWorker, WorkerDeps};
 
 /// Longest permission kept (the permission grammar's own limit).
 const PERMISSION_BYTES: usize = 128;

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
-use tokio::time::Instant;
 
 use super::OutcomeRecorder;
 use super::aggregate::{Aggregator, Sighting, UsageGroups};
 use crate::domain::model::Millis;
+use crate::domain::pace::Pace;
 use crate::ports::{
     Clock, DenialEvent, GeoLookup, OutcomeEvents, PublishedEvent, UsageRow, UsageStore,
 };
@@ -47,18 +47,12 @@ pub struct WorkerDeps {
     /// long; the rest are counted into the next.
     pub auth_failed_every_ms: Millis,
     /// How long a round's usage slices are spread over: most of the time
-    /// until the next round ([`spread_over`]).
+    /// until the next round ([`crate::domain::pace::spread_over`]).
     pub usage_spread: Duration,
     /// Turns true when the server drains: a paced round then writes the
     /// rest of its slices back to back, so that shutdown does not wait out
     /// the spread. `None`: never.
     pub drain: Option<watch::Receiver<bool>>,
-}
-
-/// The part of a flush interval a round's usage writes are spread over: a
-/// quarter is left so that a round that runs late does not delay the next.
-pub fn spread_over(flush_interval: Duration) -> Duration {
-    flush_interval * 3 / 4
 }
 
 pub struct OutcomeWorker {
@@ -177,13 +171,15 @@ impl OutcomeWorker {
     async fn write_usage(&mut self, mut rows: Vec<UsageRow>, paced: bool) {
         rows.append(&mut self.pending_usage);
         let slices = rows.len().div_ceil(USAGE_SLICE);
-        let started = Instant::now();
+        let spread = if paced {
+            self.deps.usage_spread
+        } else {
+            Duration::ZERO
+        };
+        let mut pace = Pace::new(spread, slices, self.deps.drain.clone());
         for i in 0..slices {
             if i > 0 {
-                if paced {
-                    let due = started + self.deps.usage_spread.mul_f64(i as f64 / slices as f64);
-                    self.pause_until(due).await;
-                }
+                pace.until_due(i).await;
                 self.drain().await;
             }
             let written = i * USAGE_SLICE;
@@ -198,20 +194,6 @@ impl OutcomeWorker {
         // Freeing a round's rows (four strings each) is milliseconds too.
         if rows.len() > USAGE_SLICE {
             drop(tokio::task::spawn_blocking(move || drop(rows)));
-        }
-    }
-
-    /// Until `due`, or until the server drains.
-    async fn pause_until(&mut self, due: Instant) {
-        let sleep = tokio::time::sleep_until(due);
-        match self.deps.drain.as_mut() {
-            Some(drain) => {
-                tokio::select! {
-                    () = sleep => {}
-                    _ = drain.wait_for(|draining| *draining) => {}
-                }
-            }
-            None => sleep.await,
         }
     }
 
