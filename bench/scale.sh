@@ -14,6 +14,9 @@
 #   LATCHKEY_BENCH_COLD_RATE=2000      paced cold lookups per second
 #   LATCHKEY_BENCH_COLD_SECONDS=10     how long the paced phase lasts
 #   LATCHKEY_BENCH_CONCURRENCY=32      calls in flight in the other phases
+#   LATCHKEY_BENCH_CONNECTIONS=1       connections the driver spreads them over
+#   LATCHKEY_BENCH_DRIVER_THREADS=2    the driver's threads (1: tokio's
+#                                      current_thread)
 #   LATCHKEY_BENCH_SERVER_TOML=''      more server config, appended after the
 #                                      [cache] table, e.g. $'[usage]\nrecord_outcomes = false'
 #                                      to see what outcome recording costs

@@ -3,6 +3,14 @@
 //!
 //!   store_load scale ADDR KEYS_FILE SERVER_PID RATE RATE_SECONDS CONCURRENCY
 //!   store_load propagation ADDR_A ADDR_B ADMIN_TOKEN ACCOUNT_ID ROUNDS LOAD_KEYS
+//!
+//! `scale` runs on LATCHKEY_BENCH_DRIVER_THREADS threads (default 2; 1 is
+//! tokio's `current_thread`) and spreads its calls over
+//! LATCHKEY_BENCH_CONNECTIONS connections (default 1). The driver shares
+//! the machine's two cores with the server and PostgreSQL, and what it
+//! takes of them shows in the server's figures: the README's "Many keys"
+//! gives both shapes side by side. The defaults are the driver every
+//! figure there came from.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 #![allow(clippy::disallowed_methods)] // a benchmark reads the wall clock
 
@@ -63,7 +71,7 @@ fn rss_bytes(pid: &str) -> u64 {
 
 /// Checks every secret once, `concurrency` at a time; latencies and wall time.
 async fn closed_loop(
-    client: CheckServiceClient<Channel>,
+    clients: &[CheckServiceClient<Channel>],
     secrets: Arc<Vec<String>>,
     concurrency: usize,
 ) -> (Vec<Duration>, Duration, usize) {
@@ -71,9 +79,9 @@ async fn closed_loop(
     let denied = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let workers: Vec<_> = (0..concurrency)
-        .map(|_| {
+        .map(|w| {
             let (mut client, secrets, next, denied) = (
-                client.clone(),
+                clients[w % clients.len()].clone(),
                 secrets.clone(),
                 next.clone(),
                 denied.clone(),
@@ -106,16 +114,16 @@ async fn closed_loop(
 
 /// One Check per secret at `rate` per second (open loop): latencies.
 async fn open_loop(
-    client: CheckServiceClient<Channel>,
+    clients: &[CheckServiceClient<Channel>],
     secrets: &[String],
     rate: u64,
 ) -> (Vec<Duration>, usize) {
     let mut ticker = tokio::time::interval(Duration::from_nanos(1_000_000_000 / rate.max(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let mut tasks = Vec::with_capacity(secrets.len());
-    for secret in secrets {
+    for (i, secret) in secrets.iter().enumerate() {
         ticker.tick().await;
-        let (mut client, secret) = (client.clone(), secret.clone());
+        let (mut client, secret) = (clients[i % clients.len()].clone(), secret.clone());
         tasks.push(tokio::spawn(async move {
             let t = Instant::now();
             let ok = client
@@ -158,14 +166,17 @@ async fn scale(args: &[String]) {
         rate_secs.parse().unwrap(),
         concurrency.parse().unwrap(),
     );
-    let client = CheckServiceClient::new(channel(addr).await);
+    let mut clients = Vec::new();
+    for _ in 0..env_number("LATCHKEY_BENCH_CONNECTIONS", 1).max(1) {
+        clients.push(CheckServiceClient::new(channel(addr).await));
+    }
     // The first second of cold lookups, not measured: a server just started
     // opens its pool's connections and prepares its statements then, and
     // those first calls (up to ~130 ms) are the server's start, not what a
     // cold key costs. They are cold lookups all the same, of keys that the
     // measured phases do not use again.
     let warmup = usize::try_from(rate).unwrap().min(secrets.len() / 10);
-    let (_, denied) = open_loop(client.clone(), &secrets[..warmup], rate).await;
+    let (_, denied) = open_loop(&clients, &secrets[..warmup], rate).await;
     assert_eq!(denied, 0, "warm-up lookups denied");
     let secrets = &secrets[warmup..];
     let rss_before = rss_bytes(pid);
@@ -175,24 +186,20 @@ async fn scale(args: &[String]) {
     println!("| phase | lookups | per s | p50 | p99 | max | denied |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     let started = Instant::now();
-    let (lat, denied) = open_loop(client.clone(), &secrets[..paced], rate).await;
+    let (lat, denied) = open_loop(&clients, &secrets[..paced], rate).await;
     row(&format!("cold, {rate}/s"), lat, started.elapsed(), denied);
     // Two halves, with the RSS read between them: the slope over the second
     // half is what one more cached key costs, without the fixed costs.
     let half = paced + (secrets.len() - paced) / 2;
     let (mut lat, mut wall, mut denied) = closed_loop(
-        client.clone(),
+        &clients,
         Arc::new(secrets[paced..half].to_vec()),
         concurrency,
     )
     .await;
     let rss_half = rss_bytes(pid);
-    let (lat2, wall2, denied2) = closed_loop(
-        client.clone(),
-        Arc::new(secrets[half..].to_vec()),
-        concurrency,
-    )
-    .await;
+    let (lat2, wall2, denied2) =
+        closed_loop(&clients, Arc::new(secrets[half..].to_vec()), concurrency).await;
     let rss_cached = rss_bytes(pid);
     let slope = rss_cached.saturating_sub(rss_half) as f64 / (secrets.len() - half).max(1) as f64;
     lat.extend(lat2);
@@ -200,7 +207,7 @@ async fn scale(args: &[String]) {
     denied += denied2;
     row(&format!("cold, {concurrency} in flight"), lat, wall, denied);
     let all = Arc::new(secrets.to_vec());
-    let (lat, wall, denied) = closed_loop(client, all, concurrency).await;
+    let (lat, wall, denied) = closed_loop(&clients, all, concurrency).await;
     row(&format!("warm, {concurrency} in flight"), lat, wall, denied);
     let per_key = (rss_cached.saturating_sub(rss_before)) as f64 / secrets.len() as f64;
     println!();
@@ -300,12 +307,31 @@ async fn propagation(args: &[String]) {
     }
 }
 
-#[tokio::main]
-async fn main() {
+/// A number from the environment, or `default`.
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name).map_or(default, |v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
+    })
+}
+
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = |threads: usize| {
+        let mut builder = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            b
+        };
+        builder.enable_all().build().unwrap()
+    };
     match args.first().map(String::as_str) {
-        Some("scale") => scale(&args[1..]).await,
-        Some("propagation") => propagation(&args[1..]).await,
+        Some("scale") => {
+            runtime(env_number("LATCHKEY_BENCH_DRIVER_THREADS", 2)).block_on(scale(&args[1..]))
+        }
+        Some("propagation") => runtime(2).block_on(propagation(&args[1..])),
         _ => panic!("usage: store_load scale … | store_load propagation …"),
     }
 }
