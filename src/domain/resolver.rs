@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use super::cache::{DigestCache, SlotOwner, ThreadSlots};
 use super::loader::Loader;
 use super::model::{
-    Account, KeyKind, KeyRecord, KeyStatus, Millis, Mode, RatePolicy, StoredKeyStatus,
+    Account, KeyKind, KeyRecord, KeyStatus, LAST_USED_RESOLUTION_MS, Millis, Mode, RatePolicy,
+    StoredKeyStatus,
 };
 use super::network::parse_cidr;
 use super::origin::OriginPattern;
@@ -98,8 +99,7 @@ pub struct ResolvedKey {
     pub entitlements: Option<Arc<ScopeSet>>,
     pub cidrs: Vec<IpNet>,
     pub origins: Vec<OriginPattern>,
-    /// When this entry last reported a use, so that a busy key takes the
-    /// shared usage lock about once a second rather than on every call.
+    /// When this entry last reported a use ([`ResolvedKey::note_use`]).
     pub last_reported: AtomicI64,
 }
 
@@ -165,6 +165,21 @@ thread_local! {
 }
 
 impl ResolvedKey {
+    /// Whether a use at `now` is reported for the key's last-used time: the
+    /// entry's first, then one per [`LAST_USED_RESOLUTION_MS`], the store's own
+    /// resolution. Reported once a second, a key in use was written out by
+    /// every flush, and the store skipped it: at 300,000 keys in use that
+    /// was up to 300,000 rows a flush read and not written, and a busy key
+    /// took the shared usage lock every second.
+    pub fn note_use(&self, now: Millis) -> bool {
+        let reported = self.last_reported.load(Ordering::Relaxed);
+        now.saturating_sub(reported) >= LAST_USED_RESOLUTION_MS
+            && self
+                .last_reported
+                .compare_exchange(reported, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+    }
+
     /// A private copy for one thread's cache (the shared parts stay shared).
     fn thread_copy(&self) -> Self {
         Self {
@@ -882,6 +897,26 @@ mod tests {
         assert_eq!(&*one.scope_strings, ["feedback.read", "surveys.*"]);
         assert_eq!(one.cidrs.len(), 1);
         assert_eq!(one.record.id, "key_1");
+    }
+
+    /// A cached key reports its first use, then one a minute: what the
+    /// store keeps of last-used times, and no more often.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_cached_key_reports_a_use_once_a_minute() {
+        let (resolver, fake) = resolver(&[key(7)]);
+        fake.gate.add_permits(100);
+        let cached = resolver.resolve(&[7; 32]).await.unwrap().unwrap();
+        let minute = LAST_USED_RESOLUTION_MS;
+        let reported: Vec<Millis> = [1_000, 1_001, 30_000, minute, minute + 999]
+            .into_iter()
+            .chain([minute + 1_000, minute + 1_500, 2 * minute + 999])
+            .chain([2 * minute + 1_000, 10 * minute])
+            .filter(|at| cached.note_use(*at))
+            .collect();
+        assert_eq!(
+            reported,
+            [1_000, minute + 1_000, 2 * minute + 1_000, 10 * minute]
+        );
     }
 
     /// What one cached key costs: its entry (with the heap it owns alone)

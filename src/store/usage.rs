@@ -10,7 +10,7 @@
 //!   `UsageRecorder::flush`);
 //! - on PostgreSQL a row that another writer holds is skipped
 //!   (`FOR UPDATE SKIP LOCKED`): that writer is storing a time as recent;
-//! - a time is written only when the stored one is more than
+//! - a time is written only when the stored one is at least
 //!   [`RESOLUTION_MS`] older, so a busy key costs one row version a minute,
 //!   not one per flush (this is what bloated the table).
 
@@ -23,13 +23,11 @@ use sea_orm::{
 
 use super::SqlStore;
 use super::entities::key_usage;
-use crate::domain::model::{KeyRecord, Millis};
+use crate::domain::model::{KeyRecord, LAST_USED_RESOLUTION_MS as RESOLUTION_MS, Millis};
 use crate::ports::StoreError;
 
 /// Keys per statement.
 const BATCH: usize = 500;
-/// Last-used times are accurate to this much.
-pub const RESOLUTION_MS: Millis = 60_000;
 
 impl SqlStore {
     pub(super) async fn write_usage(&self, used: &[(String, Millis)]) -> Result<(), StoreError> {
@@ -96,7 +94,7 @@ impl SqlStore {
             DbBackend::Postgres,
             "WITH v(key_id, t) AS (SELECT * FROM unnest($1::text[], $2::bigint[])), \
              free AS (SELECT u.key_id FROM key_usage u JOIN v ON v.key_id = u.key_id \
-                      WHERE u.last_used_at < v.t - $3 \
+                      WHERE u.last_used_at <= v.t - $3 \
                       ORDER BY u.key_id FOR UPDATE OF u SKIP LOCKED) \
              UPDATE key_usage u SET last_used_at = v.t FROM v JOIN free ON free.key_id = v.key_id \
              WHERE u.key_id = v.key_id",
@@ -145,7 +143,7 @@ fn sqlite_upsert(batch: &[&(String, Millis)]) -> Statement {
     let upsert = format!(
         "INSERT INTO key_usage (key_id, last_used_at) VALUES {rows} \
          ON CONFLICT (key_id) DO UPDATE SET last_used_at = excluded.last_used_at \
-         WHERE key_usage.last_used_at < excluded.last_used_at - ?"
+         WHERE key_usage.last_used_at <= excluded.last_used_at - ?"
     );
     Statement::from_sql_and_values(DbBackend::Sqlite, upsert, values)
 }

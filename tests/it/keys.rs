@@ -551,6 +551,38 @@ async fn last_used_times_are_flushed_in_batches(backend: Backend) {
     s.stop().await;
 }
 
+/// Last-used times are kept to a minute: a use half a minute after the
+/// stored one leaves it, and the use a whole minute after it replaces it
+/// (it was skipped as "not more than a minute newer" before).
+async fn a_use_a_minute_after_the_stored_one_is_written(backend: Backend) {
+    let s = TestServer::start(backend).await;
+    let (key, secret) = s.simple_key("PRIME", &["feedback.read"]).await;
+    let last_used = || async {
+        s.keys()
+            .get_key(s.admin(pb::GetKeyRequest { id: key.id.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .last_used_at
+            .map(|t| t.seconds)
+    };
+    assert!(s.check_perm(&secret, "feedback.read").await.allowed);
+    let first = s.clock_secs();
+    crate::common::eventually("the first use to be flushed", || async {
+        last_used().await.filter(|t| *t == first)
+    })
+    .await;
+    s.clock.advance_secs(30);
+    assert!(s.check_perm(&secret, "feedback.read").await.allowed);
+    s.clock.advance_secs(30);
+    assert!(s.check_perm(&secret, "feedback.read").await.allowed);
+    crate::common::eventually("the use a minute later to be flushed", || async {
+        last_used().await.filter(|t| *t == first + 60)
+    })
+    .await;
+    s.stop().await;
+}
+
 impl TestServer {
     fn clock_secs(&self) -> i64 {
         use latchkey::ports::Clock;
@@ -571,4 +603,5 @@ backend_tests!(
     list_filters_and_pages,
     kinds_have_their_rules,
     last_used_times_are_flushed_in_batches,
+    a_use_a_minute_after_the_stored_one_is_written,
 );

@@ -11,7 +11,6 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::cache::CacheUse;
 use super::credential::Credential;
@@ -44,9 +43,6 @@ pub use input::{CheckInput, Decision, RequestFacts};
 pub use request::feed_path_allowed;
 pub use trace::{Outcome, Step, StepReport};
 use trace::{Trace, Untraced};
-
-/// Last-used times are kept to this resolution (milliseconds).
-const USAGE_RESOLUTION_MS: i64 = 1000;
 
 pub struct Checker {
     resolver: Arc<KeyResolver>,

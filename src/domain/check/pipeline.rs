@@ -250,16 +250,8 @@ impl Checker {
                 )
             }),
         }
-        if !T::DRY_RUN {
-            let reported = key.last_reported.load(Ordering::Relaxed);
-            if now.saturating_sub(reported) >= USAGE_RESOLUTION_MS
-                && key
-                    .last_reported
-                    .compare_exchange(reported, now, Ordering::Relaxed, Ordering::Relaxed)
-                    .is_ok()
-            {
-                self.usage.record(&record.id, now);
-            }
+        if !T::DRY_RUN && key.note_use(now) {
+            self.usage.record(&record.id, now);
         }
         Decision {
             reason: Reason::Allowed,

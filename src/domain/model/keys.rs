@@ -4,6 +4,11 @@ use std::fmt;
 
 use super::{Millis, Mode, RatePolicy};
 
+/// Last-used times are accurate to this much: a cached key reports a use
+/// at most once per this long, and the store writes a reported time only
+/// when the stored one is at least this much older.
+pub const LAST_USED_RESOLUTION_MS: Millis = 60_000;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum KeyKind {
     Secret,
@@ -91,6 +96,7 @@ pub struct KeyRecord {
     pub expires_at: Millis,
     pub created_at: Millis,
     pub updated_at: Millis,
+    /// Accurate to [`LAST_USED_RESOLUTION_MS`].
     pub last_used_at: Option<Millis>,
     pub predecessor_id: Option<String>,
     pub successor_id: Option<String>,
