@@ -3,10 +3,11 @@
 //! time, and a [`Pace`] says when each slice is due.
 //!
 //! Both rounds come every `usage_flush_interval` and, under a burst of new
-//! keys, hold up to 100,000 rows each. Written back to back, or with a short
-//! fixed pause between slices, a round kept a database core busy for a few
-//! seconds of every interval and left it idle for the rest, and cold
-//! lookups beside it were slowest in those seconds (`bench/scale.sh`).
+//! keys (20,000 a second), hold ~100,000 rows each. Written back to back,
+//! or with a short fixed pause between slices, a round kept a database
+//! core busy for a few seconds of every interval and left it idle for the
+//! rest, and cold lookups beside it were slowest in those seconds
+//! (`bench/scale.sh`).
 //! Spread evenly over most of the interval, the same work is a steady
 //! fraction of a core.
 
